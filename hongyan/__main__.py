@@ -1,0 +1,5 @@
+import sys
+
+from hongyan.cli.main import main
+
+sys.exit(main())

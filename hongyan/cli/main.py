@@ -1,0 +1,167 @@
+"""``hongyan``: serve, manage accounts, check and migrate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from hongyan.config.loader import ConfigError, check_config, load_config
+from hongyan.config.schema import Config
+from hongyan.server.accounts import AccountError
+from hongyan.server.node import Node
+from hongyan.xmpp.jid import JID, JIDError
+
+DEFAULT_CONFIG = "hongyan.toml"
+
+
+def _config_path(arg: str | None) -> str | None:
+    if arg:
+        return arg
+    env = os.environ.get("HONGYAN_CONFIG")
+    if env:
+        return env
+    return DEFAULT_CONFIG if Path(DEFAULT_CONFIG).exists() else None
+
+
+def _load(arg: str | None) -> Config:
+    try:
+        return load_config(_config_path(arg))
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def _serve(config: Config) -> None:
+    node = Node(config)
+    await node.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"hongyan: serving {node.domain} on c2s port {node.c2s_port}"
+          f" and direct TLS port {node.direct_tls_port or 'off'}", flush=True)
+    await stop.wait()
+    await node.stop()
+
+
+def _user(config: Config, text: str) -> str:
+    try:
+        jid = JID.parse(text) if "@" in text else JID.parse(f"{text}@{config.server.domain}")
+    except JIDError as exc:
+        raise SystemExit(f"hongyan: invalid JID {text!r}: {exc}") from None
+    if jid.domain != config.server.domain or not jid.local or jid.resource:
+        raise SystemExit(f"hongyan: {text} is not an account of {config.server.domain}")
+    return jid.local
+
+
+def _password(prompt_twice: bool) -> str:
+    if not sys.stdin.isatty():
+        line = sys.stdin.readline()
+        pw = line.rstrip("\r\n")
+    else:
+        pw = getpass.getpass("Password: ")
+        if prompt_twice and getpass.getpass("Again: ") != pw:
+            raise SystemExit("hongyan: the passwords differ")
+    if not pw:
+        raise SystemExit("hongyan: empty password")
+    return pw
+
+
+async def _with_storage(config: Config, args: argparse.Namespace) -> int:
+    node = Node(config)
+    await node.open_storage()
+    try:
+        cmd = args.command
+        if cmd == "adduser":
+            user = _user(config, args.jid)
+            pw = _password(True)
+            try:
+                await node.accounts.create(user, pw, time.time())
+            except AccountError as exc:
+                print(f"hongyan: {exc}", file=sys.stderr)
+                return 1
+            print(f"created {user}@{config.server.domain}")
+        elif cmd == "passwd":
+            user = _user(config, args.jid)
+            pw = _password(True)
+            try:
+                await node.accounts.set_password(user, pw)
+            except AccountError as exc:
+                print(f"hongyan: {exc}", file=sys.stderr)
+                return 1
+            print(f"changed the password of {user}@{config.server.domain}")
+        elif cmd == "deluser":
+            user = _user(config, args.jid)
+            if not await node.delete_account(user):
+                print(f"hongyan: no account {user}@{config.server.domain}", file=sys.stderr)
+                return 1
+            print(f"deleted {user}@{config.server.domain}")
+        elif cmd == "users":
+            for u in await node.accounts.list():
+                print(f"{u}@{config.server.domain}")
+        elif cmd == "migrate":
+            print("the database is up to date")
+        return 0
+    finally:
+        await node.db.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hongyan", description="Hongyan XMPP server")
+    parser.add_argument("--config", "-c", help="config file (default: ./hongyan.toml if present, "
+                        "else built-in defaults; or $HONGYAN_CONFIG)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the server")
+    p.add_argument("--config", "-c", dest="sub_config")
+    for name, helptext in (("adduser", "create an account (password from a prompt or stdin)"),
+                           ("deluser", "delete an account and all its data"),
+                           ("passwd", "change an account's password")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("jid")
+        p.add_argument("--config", "-c", dest="sub_config")
+    for name, helptext in (("users", "list accounts"),
+                           ("migrate", "create or upgrade the database schema"),
+                           ("check", "validate the config file")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--config", "-c", dest="sub_config")
+    args = parser.parse_args(argv)
+    cfg_arg = getattr(args, "sub_config", None) or args.config
+    if args.command == "check":
+        path = _config_path(cfg_arg)
+        if path is None:
+            print("hongyan: no config file given and no ./hongyan.toml; defaults are valid")
+            return 0
+        problems = check_config(path)
+        for problem in problems:
+            print(str(problem), file=sys.stderr)
+        if problems:
+            return 1
+        print(f"{path}: OK")
+        return 0
+    config = _load(cfg_arg)
+    logging.basicConfig(level=config.server.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "serve":
+        _install_uvloop()
+        asyncio.run(_serve(config))
+        return 0
+    return asyncio.run(_with_storage(config, args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""The configuration schema. Every key has a safe default; unknown keys are errors."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_DNS = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}"
+                  r"[a-z0-9])?)*$")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSection(Section):
+    domain: str = Field("localhost", description="the XMPP domain this server serves")
+    data_dir: str = Field("./data", description="where the SQLite database and the "
+                          "self-signed certificate live")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    admins: list[str] = Field(default_factory=list, description="bare JIDs of administrators")
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str) -> str:
+        d = v.strip().lower().rstrip(".")
+        try:
+            ipaddress.ip_address(d.strip("[]"))
+            return d
+        except ValueError:
+            pass
+        if not _DNS.match(d):
+            raise ValueError(f"{v!r} is not a DNS name or IP address")
+        return d
+
+
+class C2SSection(Section):
+    bind: list[str] = Field(default_factory=lambda: ["0.0.0.0"],
+                            description="addresses to listen on")
+    port: int = Field(5222, ge=0, le=65535, description="STARTTLS port (0 = any free port)")
+    direct_tls: bool = Field(True, description="also listen for direct TLS (XEP-0368)")
+    direct_tls_port: int = Field(5223, ge=0, le=65535)
+    require_encryption: bool = Field(True, description="refuse to authenticate before TLS")
+    allow_plaintext_auth: bool = Field(False, description="allow SASL on unencrypted "
+                                       "connections (benchmarks on loopback only)")
+    max_stanza_size: int = Field(262144, ge=10000, description="bytes")
+    max_depth: int = Field(64, ge=8, le=1024)
+    auth_timeout: float = Field(30.0, gt=0, description="seconds of silence allowed before "
+                                "authentication")
+
+
+class TLSSection(Section):
+    cert_file: str = Field("", description="PEM certificate chain; empty = self-signed")
+    key_file: str = Field("", description="PEM private key")
+
+    @model_validator(mode="after")
+    def _pair(self) -> TLSSection:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("set both cert_file and key_file, or neither")
+        return self
+
+
+class StorageSection(Section):
+    url: str = Field("sqlite:///./data/hongyan.db",
+                     description="sqlite:///path or postgresql://user@host:port/db")
+    pool_size: int = Field(10, ge=1, le=1000)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("sqlite://", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite://, postgresql:// or postgres://")
+        return v
+
+
+Mechanism = Literal["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-1",
+                    "PLAIN"]
+
+
+ALL_MECHANISMS: tuple[Mechanism, ...] = (
+    "SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-1", "PLAIN")
+
+
+class AuthSection(Section):
+    scram_iterations: int = Field(4096, ge=4096, le=1_000_000)
+    mechanisms: list[Mechanism] = Field(default_factory=lambda: list(ALL_MECHANISMS))
+    failure_delay: float = Field(1.0, ge=0, description="seconds; doubles per failure")
+    failure_delay_max: float = Field(30.0, ge=0)
+
+
+class RegistrationSection(Section):
+    enabled: bool | None = Field(None, description="in-band registration (XEP-0077); "
+                                 "default: on for localhost, off otherwise")
+    min_password_length: int = Field(4, ge=1, le=1024)
+
+
+class OfflineSection(Section):
+    quota: int = Field(1000, ge=0, description="stored messages per user")
+
+
+class ClusterSection(Section):
+    backend: Literal["local", "redis"] = "local"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    node_id: str = ""
+
+
+class ModulesSection(Section):
+    disabled: list[str] = Field(default_factory=list, description="modules to switch off")
+
+
+class Config(Section):
+    server: ServerSection = ServerSection()
+    c2s: C2SSection = C2SSection()
+    tls: TLSSection = TLSSection()
+    storage: StorageSection = StorageSection()
+    auth: AuthSection = AuthSection()
+    registration: RegistrationSection = RegistrationSection()
+    offline: OfflineSection = OfflineSection()
+    cluster: ClusterSection = ClusterSection()
+    modules: ModulesSection = ModulesSection()
+
+    @property
+    def registration_enabled(self) -> bool:
+        if self.registration.enabled is not None:
+            return self.registration.enabled
+        return self.server.domain == "localhost"

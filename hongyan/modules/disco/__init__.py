@@ -1,0 +1,104 @@
+"""XEP-0030 Service Discovery and XEP-0115 Entity Capabilities for the server.
+
+Features are not listed here: every loaded module declares its own, and this module collects
+them, so disco advertises exactly what is loaded. Accounts answer disco#info for their bare JID
+(identity account/registered) with the features modules declare for accounts.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from hongyan.server.hooks import StreamFeatures
+from hongyan.server.module import Iq, Module, hook, iq_handler
+from hongyan.xmpp import ns as NS
+from hongyan.xmpp.element import Element
+from hongyan.xmpp.errors import StanzaError
+
+CAPS_NODE = "https://hongyan.im"
+
+
+def caps_ver(identities: list[tuple[str, str, str]], features: list[str]) -> str:
+    """XEP-0115 §5.1 verification string (no extended forms)."""
+    s = ""
+    for cat, typ, name in sorted(identities):
+        s += f"{cat}/{typ}//{name}<"
+    for f in sorted(set(features)):
+        s += f + "<"
+    return base64.b64encode(hashlib.sha1(s.encode()).digest()).decode()
+
+
+class Disco(Module):
+    name = "disco"
+    xeps = {"0030": "2.5rc3", "0115": "1.6.0"}
+    features = frozenset({NS.DISCO_INFO, NS.DISCO_ITEMS})
+    identities = (("server", "im", "Hongyan"),)
+
+    def _server_info(self) -> tuple[list[tuple[str, str, str]], list[str]]:
+        identities: list[tuple[str, str, str]] = []
+        features: set[str] = set()
+        for mod in self.api.loaded():
+            identities.extend(mod.identities)
+            features |= mod.features
+        return identities, sorted(features)
+
+    def _account_features(self) -> list[str]:
+        features: set[str] = {NS.DISCO_INFO}
+        for mod in self.api.loaded():
+            features |= mod.account_features
+        return sorted(features)
+
+    @staticmethod
+    def _info(identities: list[tuple[str, str, str]], features: list[str],
+              node: str | None) -> Element:
+        q = Element("query", NS.DISCO_INFO)
+        if node:
+            q.attrs["node"] = node
+        for cat, typ, name in identities:
+            attrs = {"category": cat, "type": typ}
+            if name:
+                attrs["name"] = name
+            q.add("identity", attrs=attrs)
+        for f in features:
+            q.add("feature", attrs={"var": f})
+        return q
+
+    @iq_handler(NS.DISCO_INFO, "query", "get", scope="host")
+    def on_info(self, iq: Iq) -> Element:
+        node = iq.payload.attrs.get("node")
+        identities, features = self._server_info()
+        if node and node != f"{CAPS_NODE}#{caps_ver(identities, features)}":
+            raise StanzaError("item-not-found")
+        return iq.result(self._info(identities, features, node))
+
+    @iq_handler(NS.DISCO_ITEMS, "query", "get", scope="host")
+    def on_items(self, iq: Iq) -> Element:
+        if iq.payload.attrs.get("node"):
+            raise StanzaError("item-not-found")
+        q = Element("query", NS.DISCO_ITEMS)
+        for domain in sorted(self.api.router.components):
+            q.add("item", attrs={"jid": domain})
+        return iq.result(q)
+
+    @iq_handler(NS.DISCO_INFO, "query", "get", scope=("self", "bare"))
+    def on_account_info(self, iq: Iq) -> Element:
+        if iq.payload.attrs.get("node"):
+            raise StanzaError("item-not-found")
+        return iq.result(self._info([("account", "registered", "")],
+                                    self._account_features(), None))
+
+    @iq_handler(NS.DISCO_ITEMS, "query", "get", scope=("self", "bare"))
+    def on_account_items(self, iq: Iq) -> Element:
+        if iq.payload.attrs.get("node"):
+            raise StanzaError("item-not-found")
+        return iq.result(Element("query", NS.DISCO_ITEMS))
+
+    @hook(StreamFeatures)
+    def on_features(self, ev: StreamFeatures) -> None:
+        identities, features = self._server_info()
+        ev.features.add("c", NS.CAPS, {"hash": "sha-1", "node": CAPS_NODE,
+                                        "ver": caps_ver(identities, features)})
+
+
+MODULE = Disco

@@ -1,0 +1,82 @@
+"""XEP-0077 In-Band Registration: create an account before authenticating (when the config
+allows it), change one's password, and delete one's own account with all its data."""
+
+from __future__ import annotations
+
+from hongyan.server.accounts import AccountError
+from hongyan.server.module import Iq, Module, iq_handler
+from hongyan.xmpp import ns as NS
+from hongyan.xmpp.element import Element
+from hongyan.xmpp.errors import StanzaError
+
+
+class Register(Module):
+    name = "register"
+    xeps = {"0077": "2.4"}
+    features = frozenset({NS.REGISTER})
+
+    @iq_handler(NS.REGISTER, "query", "get", scope="host")
+    def on_get(self, iq: Iq) -> Element:
+        q = Element("query", NS.REGISTER)
+        session = iq.session
+        if session is not None and session.jid is not None:
+            q.add("registered")
+            q.add("username", text=session.jid.local)
+            q.add("password")
+            return iq.result(q)
+        if not self.api.config.registration_enabled:
+            raise StanzaError("not-allowed", "registration is closed on this server")
+        q.add("instructions", text="Choose a username and password to register with this "
+                                   "server.")
+        q.add("username")
+        q.add("password")
+        return iq.result(q)
+
+    @iq_handler(NS.REGISTER, "query", "set", scope="host")
+    async def on_set(self, iq: Iq) -> Element | None:
+        session = iq.session
+        authed = session is not None and session.jid is not None
+        q = iq.payload
+        if q.find("remove") is not None:
+            if not authed or session is None or session.jid is None:
+                raise StanzaError("not-allowed", "authenticate to delete an account")
+            session.send(iq.result())
+            await self.api.delete_account(session.jid.local)
+            return None
+        username = (q.find_text("username") or "").strip()
+        password = q.find_text("password") or ""
+        min_len = self.api.config.registration.min_password_length
+        if authed:
+            assert session is not None and session.jid is not None
+            if username and username != session.jid.local:
+                raise StanzaError("not-allowed", "you can only change your own password")
+            if len(password) < min_len:
+                raise StanzaError("not-acceptable",
+                                  f"the password needs at least {min_len} characters")
+            try:
+                await self.api.accounts.set_password(session.jid.local, password)
+            except AccountError as exc:
+                raise StanzaError("not-acceptable", str(exc)) from None
+            return iq.result()
+        if not self.api.config.registration_enabled:
+            raise StanzaError("not-allowed", "registration is closed on this server")
+        if not username or not password:
+            raise StanzaError("not-acceptable", "a username and a password are required")
+        if len(password) < min_len:
+            raise StanzaError("not-acceptable",
+                              f"the password needs at least {min_len} characters")
+        try:
+            user = self.api.accounts.prepare(username)
+        except AccountError as exc:
+            raise StanzaError("jid-malformed", str(exc)) from None
+        if await self.api.accounts.exists(user):
+            raise StanzaError("conflict", f"the username {user!r} is taken")
+        try:
+            await self.api.accounts.create(user, password, self.api.now())
+        except AccountError as exc:
+            raise StanzaError("conflict", str(exc)) from None
+        self.log.info("registered %s@%s in band", user, self.api.domain)
+        return iq.result()
+
+
+MODULE = Register

@@ -1,0 +1,483 @@
+"""Client-to-server sessions (RFC 6120): stream negotiation, STARTTLS, SASL, resource binding,
+then stanzas handed to the router.
+
+Events from the sans-I/O parser are handled synchronously in ``data_received``. A step that needs
+I/O (an account look-up, an IQ handler that touches storage, offline storage) returns an awaitable;
+the session then runs it in one task and queues the events that follow, so a client's stanzas are
+processed strictly in order and an idle connection owns no task at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import collections
+import logging
+import secrets
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from hongyan.server.hooks import SessionBound, SessionClosed, StreamFeatures
+from hongyan.xmpp import ns as NS
+from hongyan.xmpp.element import Element
+from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
+from hongyan.xmpp.jid import JID, JIDError, prepare_resource
+from hongyan.xmpp.parser import Event, StreamClose, StreamOpen
+from hongyan.xmpp.sasl import SaslFailure, ScramServer, parse_plain, scram_mechanism
+
+if TYPE_CHECKING:
+    from hongyan.server.node import Node
+
+log = logging.getLogger("hongyan.c2s")
+
+# states
+WAIT_OPEN, NEGOTIATING, AUTHENTICATED, BOUND, CLOSED = range(5)
+MAX_QUEUED = 256
+
+
+class Transport(Protocol):
+    """What a session needs from the byte transport (see ``hongyan.transport``)."""
+
+    @property
+    def secure(self) -> bool: ...
+    @property
+    def peer_host(self) -> str: ...
+    def write(self, data: bytes) -> None: ...
+    def close(self) -> None: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+    def start_tls(self) -> Awaitable[None]: ...
+    def channel_binding(self) -> tuple[str, bytes] | None: ...
+
+
+class C2SSession:
+    __slots__ = (
+        "_auth_timer",
+        "_header_sent",
+        "_pending",
+        "_sasl",
+        "_sasl_failures",
+        "_task",
+        "available",
+        "data",
+        "interested",
+        "jid",
+        "node",
+        "parser",
+        "presence",
+        "priority",
+        "state",
+        "stream_id",
+        "transport",
+        "username",
+    )
+
+    def __init__(self, node: Node, transport: Transport) -> None:
+        self.node = node
+        self.transport = transport
+        self.state = WAIT_OPEN
+        self.jid: JID | None = None
+        self.username = ""
+        self.available = False
+        self.priority = 0
+        self.presence: Element | None = None
+        self.interested = False
+        self.data: dict[str, Any] | None = None
+        self.stream_id = ""
+        self.parser = node.new_parser()
+        self._header_sent = False
+        self._pending: collections.deque[Event] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._sasl: ScramServer | tuple[str] | None = None
+        self._sasl_failures = 0
+        self._auth_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+            node.config.c2s.auth_timeout, self._auth_timeout)
+
+    def __repr__(self) -> str:
+        return f"<C2SSession {self.jid or self.transport.peer_host} state={self.state}>"
+
+    # -- transport callbacks --------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self.state == CLOSED:
+            return
+        if self.state < BOUND and self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = asyncio.get_running_loop().call_later(
+                self.node.config.c2s.auth_timeout, self._auth_timeout)
+        try:
+            events = self.parser.feed(data)
+        except StreamError as exc:
+            self.stream_error(exc)
+            return
+        for ev in events:
+            if self._pending is not None:
+                self._pending.append(ev)
+                if len(self._pending) == MAX_QUEUED:
+                    self.transport.pause_reading()
+                continue
+            self._dispatch(ev)
+            if self.state == CLOSED:
+                return
+
+    def connection_lost(self) -> None:
+        was_closed = self.state == CLOSED
+        self.state = CLOSED
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        if self._pending is not None:
+            self._pending.clear()
+        if not was_closed or self.jid is not None:
+            self._ended()
+
+    def _ended(self) -> None:
+        if self.jid is not None and self.node.sessions.get(self.jid) is self:
+            self.node.sessions.remove(self)
+            was_available = self.available
+            self.available = False
+            self.node.spawn(self.node.hooks.fire(SessionClosed(self, was_available)))
+
+    # -- event dispatch -------------------------------------------------------------------------
+    def _dispatch(self, ev: Event) -> None:
+        try:
+            pending = self._handle(ev)
+        except StreamError as exc:
+            self.stream_error(exc)
+            return
+        if pending is not None:
+            self._pending = collections.deque()
+            self._task = asyncio.get_running_loop().create_task(self._drain(pending))
+
+    async def _drain(self, first: Awaitable[object]) -> None:
+        pending = self._pending
+        assert pending is not None
+        try:
+            await first
+            while pending and self.state != CLOSED:
+                ev = pending.popleft()
+                if len(pending) == MAX_QUEUED // 2:
+                    self.transport.resume_reading()
+                nxt = self._handle(ev)
+                if nxt is not None:
+                    await nxt
+        except StreamError as exc:
+            self.stream_error(exc)
+        except Exception:
+            log.exception("session %r failed", self)
+            self.stream_error(StreamError("internal-server-error"))
+        finally:
+            if self._pending is pending:
+                self._pending = None
+            self._task = None
+            if len(pending) >= MAX_QUEUED // 2:
+                self.transport.resume_reading()
+
+    def _handle(self, ev: Event) -> Awaitable[object] | None:
+        if isinstance(ev, Element):
+            if self.state == BOUND and ev.xmlns == NS.CLIENT:
+                return self._stanza(ev)
+            return self._element(ev)
+        if isinstance(ev, StreamOpen):
+            self._stream_open(ev)
+            return None
+        assert isinstance(ev, StreamClose)
+        self.close()
+        return None
+
+    # -- stream level ---------------------------------------------------------------------------
+    def _header(self, to: str | None) -> bytes:
+        self.stream_id = secrets.token_urlsafe(12)
+        to_attr = f" to='{to}'" if to else ""
+        return (f"<?xml version='1.0'?><stream:stream xmlns='{NS.CLIENT}' "
+                f"xmlns:stream='{NS.STREAM}' id='{self.stream_id}' from='{self.node.domain}'"
+                f"{to_attr} version='1.0' xml:lang='en'>").encode()
+
+    def _stream_open(self, ev: StreamOpen) -> None:
+        self.transport.write(self._header(None))
+        self._header_sent = True
+        to = ev.to
+        if to is None or to.lower().rstrip(".") != self.node.domain:
+            raise StreamError("host-unknown", f"this server serves {self.node.domain}")
+        if ev.version is None or not ev.version.startswith("1."):
+            raise StreamError("unsupported-version", "XMPP 1.0 streams only")
+        if self.state == WAIT_OPEN:
+            self.state = NEGOTIATING
+        self.transport.write(self._features().to_bytes(NS.CLIENT))
+
+    def _features(self) -> Element:
+        feats = Element("features", NS.STREAM)
+        cfg = self.node.config
+        if self.state == NEGOTIATING:
+            secure = self.transport.secure
+            if not secure and self.node.ssl_context is not None:
+                st = feats.add("starttls", NS.TLS)
+                if cfg.c2s.require_encryption:
+                    st.add("required")
+            mechs = self._mechanisms()
+            if mechs:
+                m = feats.add("mechanisms", NS.SASL)
+                for name in mechs:
+                    m.add("mechanism", text=name)
+                if secure and self.transport.channel_binding() is not None:
+                    cb = feats.add("sasl-channel-binding", NS.SASL_CB)
+                    cb.add("channel-binding", attrs={"type": "tls-server-end-point"})
+            if self.node.registration_enabled and (secure or not cfg.c2s.require_encryption):
+                feats.add("register", NS.REGISTER_FEATURE)
+        else:
+            feats.add("bind", NS.BIND)
+            sess = feats.add("session", NS.SESSION)
+            sess.add("optional")
+            self.node.hooks.fire_sync(StreamFeatures(self, feats))
+        return feats
+
+    def _mechanisms(self) -> list[str]:
+        cfg = self.node.config
+        secure = self.transport.secure
+        if not secure and not cfg.c2s.allow_plaintext_auth:
+            return []
+        out: list[str] = []
+        for name in cfg.auth.mechanisms:
+            if name.endswith("-PLUS") and (not secure or self.transport.channel_binding() is None):
+                continue
+            out.append(name)
+        return out
+
+    def send(self, el: Element) -> None:
+        if self.state != CLOSED:
+            self.transport.write(el.to_bytes(NS.CLIENT))
+
+    def stream_error(self, exc: StreamError) -> None:
+        if self.state == CLOSED:
+            return
+        log.debug("stream error to %r: %s", self, exc)
+        out = b"" if self._header_sent else self._header(None)
+        self.transport.write(out + exc.to_bytes() + b"</stream:stream>")
+        self._shutdown()
+
+    def close(self) -> None:
+        """Close the stream cleanly (our closing tag, then the socket)."""
+        if self.state == CLOSED:
+            return
+        self.transport.write(b"</stream:stream>")
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        self.state = CLOSED
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        self._ended()
+        self.transport.close()
+
+    def _auth_timeout(self) -> None:
+        self._auth_timer = None
+        if self.state < BOUND:
+            self.stream_error(StreamError("connection-timeout",
+                                          "no authentication within the time allowed"))
+
+    def restart(self) -> None:
+        self.parser = self.node.new_parser()
+
+    # -- negotiation elements -------------------------------------------------------------------
+    def _element(self, el: Element) -> Awaitable[object] | None:
+        if self.state == WAIT_OPEN:
+            raise StreamError("not-authorized")
+        xmlns = el.xmlns
+        if xmlns == NS.TLS and el.name == "starttls" and self.state == NEGOTIATING:
+            return self._starttls()
+        if xmlns == NS.SASL and self.state == NEGOTIATING:
+            return self._sasl_element(el)
+        if xmlns == NS.CLIENT:
+            if el.name not in ("message", "presence", "iq"):
+                raise StreamError("unsupported-stanza-type", f"<{el.name}/> is not a stanza")
+            if self.state == NEGOTIATING and el.name == "iq":
+                return self._preauth_iq(el)
+            if self.state == AUTHENTICATED and el.name == "iq":
+                return self._bind_iq(el)
+            raise StreamError("not-authorized", "authenticate and bind a resource first")
+        if self.state == BOUND:
+            handler = self.node.nonzas.get((xmlns, el.name))
+            if handler is not None:
+                return handler(self, el)
+        raise StreamError("unsupported-stanza-type", f"unexpected <{el.name} xmlns='{xmlns}'/>")
+
+    def _starttls(self) -> Awaitable[None]:
+        if self.transport.secure or self.node.ssl_context is None:
+            raise StreamError("policy-violation", "TLS is not available here")
+        self.transport.write(f"<proceed xmlns='{NS.TLS}'/>".encode())
+        self.transport.pause_reading()
+        self.restart()
+        return self.transport.start_tls()
+
+    # -- SASL -----------------------------------------------------------------------------------
+    def _sasl_element(self, el: Element) -> Awaitable[object] | None:
+        name = el.name
+        if name == "abort":
+            self._sasl = None
+            return self._sasl_fail(SaslFailure("aborted", ""))
+        if name == "auth":
+            mech = el.attrs.get("mechanism", "")
+            if not self.transport.secure and not self.node.config.c2s.allow_plaintext_auth:
+                return self._sasl_fail(SaslFailure("encryption-required",
+                                                   "use STARTTLS before authenticating"))
+            if mech not in self._mechanisms():
+                return self._sasl_fail(SaslFailure("invalid-mechanism", f"{mech!r} not offered"))
+            try:
+                data = _b64(el.text)
+            except SaslFailure as exc:
+                return self._sasl_fail(exc)
+            if mech == "PLAIN":
+                return self._plain(data)
+            hash_plus = scram_mechanism(mech)
+            assert hash_plus is not None
+            self._sasl = ScramServer(hash_plus[0], hash_plus[1], self.transport.channel_binding(),
+                                     any(m.endswith("-PLUS") for m in self._mechanisms()),
+                                     self.node.secret)
+            if not data:
+                self.transport.write(f"<challenge xmlns='{NS.SASL}'/>".encode())
+                return None
+            return self._scram_first(data)
+        if name == "response":
+            try:
+                data = _b64(el.text)
+            except SaslFailure as exc:
+                return self._sasl_fail(exc)
+            scram = self._sasl
+            if not isinstance(scram, ScramServer):
+                return self._sasl_fail(SaslFailure("malformed-request", "no exchange under way"))
+            if scram.username is None:
+                return self._scram_first(data)
+            try:
+                final = scram.client_final(data)
+            except SaslFailure as exc:
+                self._sasl = None
+                return self._sasl_fail(exc)
+            return self._authenticated(scram.username, scram.authzid, final)
+        raise StreamError("unsupported-stanza-type", f"unexpected SASL element <{name}/>")
+
+    async def _scram_first(self, data: bytes) -> None:
+        scram = self._sasl
+        assert isinstance(scram, ScramServer)
+        try:
+            username = scram.client_first(data)
+        except SaslFailure as exc:
+            self._sasl = None
+            await self._sasl_fail(exc)
+            return
+        creds = await self.node.accounts.scram(username, scram.hash_name)
+        challenge = scram.server_first(creds)
+        self.transport.write(f"<challenge xmlns='{NS.SASL}'>".encode() +
+                             base64.b64encode(challenge) + b"</challenge>")
+
+    async def _plain(self, data: bytes) -> None:
+        try:
+            authzid, authcid, password = parse_plain(data)
+            username = self.node.accounts.prepare(authcid)
+        except SaslFailure as exc:
+            await self._sasl_fail(exc)
+            return
+        except Exception:
+            await self._sasl_fail(SaslFailure("not-authorized", "unknown user or bad password"))
+            return
+        if not await self.node.check_plain(username, password):
+            await self._sasl_fail(SaslFailure("not-authorized", "unknown user or bad password"))
+            return
+        await self._authenticated(username, authzid, b"")
+
+    async def _authenticated(self, username: str, authzid: str, final: bytes) -> None:
+        if authzid and authzid != f"{username}@{self.node.domain}":
+            await self._sasl_fail(SaslFailure("invalid-authzid", "you may only act as yourself"))
+            return
+        self._sasl = None
+        self.node.auth_succeeded(self.transport.peer_host)
+        self.username = username
+        self.state = AUTHENTICATED
+        self.restart()
+        payload = base64.b64encode(final) if final else b""
+        self.transport.write(f"<success xmlns='{NS.SASL}'>".encode() + payload + b"</success>")
+
+    async def _sasl_fail(self, exc: SaslFailure) -> None:
+        self._sasl = None
+        if exc.condition in ("not-authorized", "invalid-authzid"):
+            delay = self.node.auth_failed(self.transport.peer_host)
+            if delay > 0:
+                await asyncio.sleep(delay)
+        fail = Element("failure", NS.SASL)
+        fail.add(exc.condition)
+        if exc.text:
+            fail.add("text", text=exc.text)
+        self.send(fail)
+        self._sasl_failures += 1
+        if self._sasl_failures >= 5:
+            self.stream_error(StreamError("policy-violation", "too many failed authentications"))
+
+    # -- pre-auth IQ (in-band registration) and bind -------------------------------------------
+    def _preauth_iq(self, el: Element) -> Awaitable[object] | None:
+        payload = el.first
+        if (payload is None or payload.xmlns != NS.REGISTER or not self.node.registration_enabled
+                or (not self.transport.secure and self.node.config.c2s.require_encryption)):
+            raise StreamError("not-authorized", "authenticate first")
+        return self.node.preauth_iq(self, el, payload)
+
+    def _bind_iq(self, el: Element) -> Awaitable[object] | None:
+        payload = el.first
+        iq_id = el.attrs.get("id", "")
+        if el.attrs.get("type") == "set" and payload is not None and payload.xmlns == NS.SESSION:
+            self.send(Element("iq", attrs={"type": "result", "id": iq_id}))
+            return None
+        if payload is None or payload.xmlns != NS.BIND or el.attrs.get("type") != "set":
+            self.send(error_reply(el, StanzaError("not-authorized", "bind a resource first")))
+            return None
+        requested = payload.find_text("resource") or ""
+        try:
+            resource = prepare_resource(requested) if requested else secrets.token_hex(6)
+        except JIDError as exc:
+            self.send(error_reply(el, StanzaError("bad-request", str(exc))))
+            return None
+        jid = JID(self.username, self.node.domain, resource)
+        self.jid = jid
+        old = self.node.sessions.add(self)
+        if old is not None and old is not self:
+            old.stream_error(StreamError("conflict", "replaced by a new connection"))
+        self.state = BOUND
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        reply = Element("iq", attrs={"type": "result", "id": iq_id})
+        reply.add("bind", NS.BIND).add("jid", text=str(jid))
+        self.send(reply)
+        self.node.hooks.fire_sync(SessionBound(self))
+        return None
+
+    # -- stanzas after bind ---------------------------------------------------------------------
+    def _stanza(self, el: Element) -> Awaitable[object] | None:
+        name = el.name
+        if name not in ("message", "presence", "iq"):
+            raise StreamError("unsupported-stanza-type", f"<{name}/> is not a stanza")
+        attrs = el.attrs
+        jid = self.jid
+        assert jid is not None
+        attrs["from"] = str(jid)
+        to_text = attrs.get("to")
+        to: JID | None = None
+        if to_text is not None:
+            try:
+                to = JID.parse(to_text)
+            except JIDError as exc:
+                if attrs.get("type") != "error":
+                    reply = error_reply(el, StanzaError("jid-malformed", str(exc)))
+                    reply.attrs.pop("from", None)
+                    self.send(reply)
+                return None
+        return self.node.router.route_from_session(el, self, to)
+
+
+def _b64(text: str) -> bytes:
+    text = text.strip()
+    if text in ("", "="):
+        return b""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise SaslFailure("incorrect-encoding", "invalid base64") from None

@@ -1,0 +1,155 @@
+"""A typed hook bus: events are dataclasses, handlers are keyed by event class.
+
+Handlers run in priority order (higher first). A handler may be a plain function or a coroutine
+function; :meth:`HookBus.fire` awaits the coroutines in order. A handler that returns ``True``
+stops the chain ("handled"). Hot paths use :meth:`HookBus.fire_sync`, which refuses coroutine
+handlers, so that no task is created per stanza.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from hongyan.xmpp.element import Element
+from hongyan.xmpp.jid import JID
+
+if TYPE_CHECKING:
+    from hongyan.server.c2s import C2SSession
+
+E = TypeVar("E")
+Handler = Callable[[Any], "bool | Awaitable[bool | None] | None"]
+
+
+class HookBus:
+    def __init__(self) -> None:
+        self._handlers: dict[type, list[tuple[int, int, Handler]]] = {}
+        self._seq = 0
+
+    def on(self, event: type[E], handler: Callable[[E], Any], priority: int = 0
+           ) -> Callable[[], None]:
+        """Register ``handler`` for ``event``; returns a function that unregisters it."""
+        self._seq += 1
+        entry = (-priority, self._seq, handler)
+        lst = self._handlers.setdefault(event, [])
+        lst.append(entry)
+        lst.sort(key=lambda e: (e[0], e[1]))
+
+        def remove() -> None:
+            if entry in lst:
+                lst.remove(entry)
+
+        return remove
+
+    def has(self, event: type) -> bool:
+        return bool(self._handlers.get(event))
+
+    async def fire(self, event: object) -> bool:
+        for _, _, handler in self._handlers.get(type(event), ()):
+            result = handler(event)
+            if inspect.isawaitable(result):
+                result = await result
+            if result is True:
+                return True
+        return False
+
+    def fire_sync(self, event: object) -> bool:
+        for _, _, handler in self._handlers.get(type(event), ()):
+            result = handler(event)
+            if inspect.isawaitable(result):
+                raise TypeError(f"{handler!r} is async but {type(event).__name__} is a sync hook")
+            if result is True:
+                return True
+        return False
+
+
+# ---- events -----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class StanzaOutbound:
+    """A stanza a local session sent, before routing. Return True to stop it (the handler then
+    answers the sender itself). Sync hook."""
+
+    stanza: Element
+    sender: JID
+    to: JID | None
+    session: C2SSession | None
+
+
+@dataclass(slots=True)
+class StanzaInbound:
+    """A stanza about to be handled for a local user ``to`` (bare or full). Return True to stop
+    it. Sync hook (blocking, privacy)."""
+
+    stanza: Element
+    sender: JID
+    to: JID
+
+
+@dataclass(slots=True)
+class MessageUndeliverable:
+    """A chat/normal message for a local account with no available resource. A handler that
+    takes it (offline storage) returns True; otherwise the sender gets service-unavailable.
+    Async hook."""
+
+    stanza: Element
+    to: JID
+
+
+@dataclass(slots=True)
+class PresenceOutbound:
+    """A presence stanza a session sent with no ``to`` or to a JID (RFC 6121 §4 to §6); the presence
+    module handles it. Async hook."""
+
+    stanza: Element
+    session: C2SSession
+    to: JID | None
+
+
+@dataclass(slots=True)
+class PresenceInbound:
+    """A presence stanza arriving for the local user ``to``. Async hook."""
+
+    stanza: Element
+    sender: JID
+    to: JID
+
+
+@dataclass(slots=True)
+class SessionBound:
+    """A resource was bound (sync hook)."""
+
+    session: C2SSession
+
+
+@dataclass(slots=True)
+class InitialPresence:
+    """A session sent its first available presence (async hook: offline delivery)."""
+
+    session: C2SSession
+
+
+@dataclass(slots=True)
+class SessionClosed:
+    """A bound session ended, cleanly or not (async hook: unavailable broadcast)."""
+
+    session: C2SSession
+    was_available: bool
+
+
+@dataclass(slots=True)
+class AccountDeleted:
+    """An account was deleted: every module removes the user's data (async hook)."""
+
+    username: str
+
+
+@dataclass(slots=True)
+class StreamFeatures:
+    """Collect post-auth stream features (sync hook): append elements to ``features``."""
+
+    session: C2SSession
+    features: Element

@@ -1,0 +1,249 @@
+"""The Module base class and the Module API: the only way a module reaches the server.
+
+A module declares, in one place, the XEPs it implements (with versions), its disco features, its
+dependencies and its tables (migrations); its handlers are methods marked with :func:`iq_handler`
+and :func:`hook`. Everything it registers through its :class:`ModuleAPI` is tracked and released
+when it stops, so a module needs no teardown code of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+
+from hongyan.server.hooks import HookBus
+from hongyan.storage.migrations import Migration
+from hongyan.xmpp.element import Element
+from hongyan.xmpp.jid import JID
+
+if TYPE_CHECKING:
+    from hongyan.config.schema import Config
+    from hongyan.server.accounts import Accounts
+    from hongyan.server.c2s import C2SSession
+    from hongyan.server.node import Node
+    from hongyan.server.router import Router
+    from hongyan.server.sessions import SessionManager
+    from hongyan.storage.db import Database
+    from hongyan.storage.kv import KeyValueStore
+
+Scope = Literal["self", "bare", "host"]
+IqType = Literal["get", "set"]
+E = TypeVar("E")
+M = TypeVar("M", bound="Module")
+IqHandlerFn = Callable[["Iq"], "Element | Awaitable[Element | None] | None"]
+
+
+@dataclass(slots=True)
+class Iq:
+    """An IQ get/set addressed to the server, to the sender's own account or to a local account."""
+
+    stanza: Element
+    sender: JID
+    to: JID
+    session: C2SSession | None
+    payload: Element
+
+    @property
+    def type(self) -> str:
+        return self.stanza.attrs.get("type", "")
+
+    def result(self, payload: Element | None = None) -> Element:
+        attrs = {"type": "result", "id": self.stanza.attrs.get("id", "")}
+        if "to" in self.stanza.attrs:
+            attrs["from"] = self.stanza.attrs["to"]
+        attrs["to"] = str(self.sender)
+        el = Element("iq", self.stanza.xmlns, attrs)
+        if payload is not None:
+            el.children.append(payload)
+        return el
+
+
+@dataclass(frozen=True, slots=True)
+class IqSpec:
+    xmlns: str
+    name: str
+    type: IqType
+    scopes: tuple[Scope, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HookSpec:
+    event: type
+    priority: int
+
+
+def iq_handler(xmlns: str, name: str, type: IqType, scope: Scope | tuple[Scope, ...] = "self"
+               ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a module method as the handler of IQ ``type`` with payload ``{xmlns}name``.
+
+    ``scope``: ``self`` = addressed to the sender's own account (no ``to`` or its bare JID);
+    ``bare`` = addressed to any local account's bare JID (the sender's own included);
+    ``host`` = addressed to the server's domain.
+    """
+    scopes = (scope,) if isinstance(scope, str) else scope
+
+    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
+        specs: list[IqSpec] = getattr(fn, "_iq_specs", [])
+        specs.append(IqSpec(xmlns, name, type, scopes))
+        fn._iq_specs = specs  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def hook(event: type, priority: int = 0) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark a module method as a handler of hook ``event``."""
+
+    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
+        fn._hook_spec = HookSpec(event, priority)  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+class Module:
+    """Base class of every feature module."""
+
+    name: ClassVar[str] = ""
+    xeps: ClassVar[dict[str, str]] = {}
+    features: ClassVar[frozenset[str]] = frozenset()
+    #: disco features an account's bare JID answers with when this module is loaded
+    account_features: ClassVar[frozenset[str]] = frozenset()
+    identities: ClassVar[tuple[tuple[str, str, str], ...]] = ()  # (category, type, name)
+    depends: ClassVar[tuple[str, ...]] = ()
+    migrations: ClassVar[tuple[Migration, ...]] = ()
+
+    def __init__(self, api: ModuleAPI) -> None:
+        self.api = api
+        self.log = logging.getLogger(f"hongyan.mod.{self.name}")
+
+    async def start(self) -> None:
+        """Called once the database is migrated, before listeners open."""
+
+    async def stop(self) -> None:
+        """Called at shutdown, after listeners closed."""
+
+
+class ModuleAPI:
+    """What a module may use. Registrations are tracked and undone by :meth:`release`."""
+
+    def __init__(self, node: Node, module_name: str) -> None:
+        self._node = node
+        self.module_name = module_name
+        self._undo: list[Callable[[], None]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # -- read-only context ----------------------------------------------------------------------
+    @property
+    def config(self) -> Config:
+        return self._node.config
+
+    @property
+    def domain(self) -> str:
+        return self._node.domain
+
+    @property
+    def domain_jid(self) -> JID:
+        return self._node.domain_jid
+
+    @property
+    def db(self) -> Database:
+        return self._node.db
+
+    @property
+    def kv(self) -> KeyValueStore:
+        return self._node.kv
+
+    @property
+    def sessions(self) -> SessionManager:
+        return self._node.sessions
+
+    @property
+    def accounts(self) -> Accounts:
+        return self._node.accounts
+
+    @property
+    def router(self) -> Router:
+        return self._node.router
+
+    @property
+    def hooks(self) -> HookBus:
+        return self._node.hooks
+
+    def now(self) -> float:
+        """Wall-clock time (seconds since the epoch) from the node's injectable clock."""
+        return self._node.clock()
+
+    def module(self, cls: type[M]) -> M:
+        """A module this module declared in ``depends`` (its public methods only)."""
+        mod = self._node.modules.get(cls.name)
+        if not isinstance(mod, cls):
+            raise LookupError(f"module {cls.name!r} is not loaded")
+        return mod
+
+    def loaded(self) -> list[Module]:
+        """Every loaded module, in load order (for disco)."""
+        return list(self._node.modules.values())
+
+    def has_module(self, name: str) -> bool:
+        return name in self._node.modules
+
+    # -- registration ---------------------------------------------------------------------------
+    def on(self, event: type[E], handler: Callable[[E], Any], priority: int = 0) -> None:
+        self._undo.append(self._node.hooks.on(event, handler, priority))
+
+    def iq(self, spec: IqSpec, handler: IqHandlerFn) -> None:
+        self._undo.append(self._node.router.register_iq(spec, handler))
+
+    def register(self, module: Module) -> None:
+        """Register every handler ``module`` marked with decorators."""
+        for attr in dir(type(module)):
+            fn = getattr(type(module), attr, None)
+            if fn is None or not callable(fn):
+                continue
+            bound = getattr(module, attr)
+            for spec in getattr(fn, "_iq_specs", ()):
+                self.iq(spec, bound)
+            hspec = getattr(fn, "_hook_spec", None)
+            if isinstance(hspec, HookSpec):
+                self.on(hspec.event, bound, hspec.priority)
+
+    # -- acting ---------------------------------------------------------------------------------
+    def route(self, stanza: Element) -> None:
+        """Route a stanza the server itself sends (``from`` must be set)."""
+        self._node.router.route_from_server(stanza)
+
+    async def delete_account(self, username: str) -> bool:
+        """Delete an account with all its data (every module's AccountDeleted hook runs) and
+        close its sessions."""
+        return await self._node.delete_account(username)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Run a background coroutine owned by the module (cancelled when it stops)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logging.getLogger(f"hongyan.mod.{self.module_name}").error(
+                "background task failed", exc_info=task.exception())
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
+        handle = asyncio.get_running_loop().call_later(delay, fn)
+        self._undo.append(handle.cancel)
+        return handle
+
+    async def release(self) -> None:
+        for undo in reversed(self._undo):
+            undo()
+        self._undo.clear()
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,263 @@
+"""The node: the composition root that builds and wires everything once.
+
+No globals and no service locator: the node creates the storage, the session manager, the
+router, the hook bus and the modules, hands each what it needs, and opens the listeners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import secrets
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from hongyan.config.schema import Config
+from hongyan.server import accounts as accounts_mod
+from hongyan.server.accounts import Accounts
+from hongyan.server.c2s import C2SSession
+from hongyan.server.hooks import AccountDeleted, HookBus
+from hongyan.server.module import Iq, Module, ModuleAPI
+from hongyan.server.router import IqTracker, Router
+from hongyan.server.sessions import SessionManager
+from hongyan.server.tls import cert_der, ensure_self_signed, server_context
+from hongyan.storage.db import Database, open_database
+from hongyan.storage.kv import KV_MIGRATIONS, KeyValueStore
+from hongyan.storage.migrations import Migration, migrate
+from hongyan.transport.tcp import StreamTransport, TLSConfig, listen
+from hongyan.xmpp import ns as NS
+from hongyan.xmpp.element import Element
+from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
+from hongyan.xmpp.jid import JID
+from hongyan.xmpp.parser import StreamParser
+from hongyan.xmpp.sasl import tls_server_end_point
+
+log = logging.getLogger("hongyan.node")
+
+NonzaHandler = Callable[[C2SSession, Element], "Awaitable[object] | None"]
+
+
+def load_module_classes(disabled: list[str] | tuple[str, ...] = ()) -> list[type[Module]]:
+    from hongyan.modules import DEFAULT_MODULES
+
+    classes: list[type[Module]] = []
+    for name in DEFAULT_MODULES:
+        if name in disabled:
+            continue
+        mod = importlib.import_module(f"hongyan.modules.{name}")
+        cls = mod.MODULE
+        assert issubclass(cls, Module) and cls.name == name, name
+        classes.append(cls)
+    loaded = {c.name for c in classes}
+    for cls in classes:
+        missing = [d for d in cls.depends if d not in loaded]
+        if missing:
+            raise ValueError(f"module {cls.name!r} needs {', '.join(missing)}, which is disabled")
+    return classes
+
+
+class Node:
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.domain = config.server.domain
+        self.domain_jid = JID("", self.domain, "")
+        self.data_dir = Path(config.server.data_dir)
+        self.hooks = HookBus()
+        self.sessions = SessionManager()
+        self.router = Router(self)
+        self.iq_tracker = IqTracker()
+        self.modules: dict[str, Module] = {}
+        self.nonzas: dict[tuple[str, str], NonzaHandler] = {}
+        self.registration_enabled = config.registration_enabled
+        self.secret = secrets.token_bytes(32)
+        self.ssl_context: ssl.SSLContext | None = None
+        self._tls: TLSConfig | None = None
+        self._db: Database | None = None
+        self._kv: KeyValueStore | None = None
+        self._accounts: Accounts | None = None
+        self._apis: list[ModuleAPI] = []
+        self._servers: list[asyncio.AbstractServer] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._auth_failures: dict[str, tuple[int, float]] = {}
+        self.c2s_port = 0
+        self.direct_tls_port = 0
+
+    # -- services -------------------------------------------------------------------------------
+    @property
+    def db(self) -> Database:
+        assert self._db is not None, "node not started"
+        return self._db
+
+    @property
+    def kv(self) -> KeyValueStore:
+        assert self._kv is not None, "node not started"
+        return self._kv
+
+    @property
+    def accounts(self) -> Accounts:
+        assert self._accounts is not None, "node not started"
+        return self._accounts
+
+    def new_parser(self) -> StreamParser:
+        return StreamParser(max_stanza_size=self.config.c2s.max_stanza_size,
+                            max_depth=self.config.c2s.max_depth)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any] | Awaitable[Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def open_storage(self) -> None:
+        """Open the database and apply every migration (also used by the CLI)."""
+        self._db = await open_database(self.config.storage.url,
+                                       pool_size=self.config.storage.pool_size)
+        self._kv = KeyValueStore(self._db)
+        self._accounts = Accounts(self._db, self.config.auth.scram_iterations)
+        classes = load_module_classes(self.config.modules.disabled)
+        migs: list[Migration] = [*accounts_mod.MIGRATIONS, *KV_MIGRATIONS]
+        for cls in classes:
+            migs.extend(cls.migrations)
+        applied = await migrate(self._db, migs)
+        if applied:
+            log.info("applied migrations: %s", ", ".join(f"{c}/{v}" for c, v in applied))
+        self._classes = classes
+
+    async def start(self, listen_c2s: bool = True) -> None:
+        await self.open_storage()
+        self._setup_tls()
+        for cls in self._classes:
+            api = ModuleAPI(self, cls.name)
+            module = cls(api)
+            api.register(module)
+            self.modules[cls.name] = module
+            self._apis.append(api)
+        for module in self.modules.values():
+            await module.start()
+        if listen_c2s:
+            await self._listen()
+
+    def _setup_tls(self) -> None:
+        tls = self.config.tls
+        if tls.cert_file and tls.key_file:
+            cert, key = Path(tls.cert_file), Path(tls.key_file)
+        else:
+            cert, key = ensure_self_signed(self.data_dir, self.domain)
+        self.ssl_context = server_context(cert, key, alpn=["xmpp-client"])
+        self._tls = TLSConfig(self.ssl_context, tls_server_end_point(cert_der(cert)))
+
+    async def _listen(self) -> None:
+        c2s = self.config.c2s
+        server = await listen(c2s.bind, c2s.port, lambda: StreamTransport(
+            self._new_session, self._tls, False))
+        self._servers.append(server)
+        self.c2s_port = server.sockets[0].getsockname()[1]
+        if c2s.direct_tls:
+            assert self._tls is not None
+            server = await listen(c2s.bind, c2s.direct_tls_port, lambda: StreamTransport(
+                self._new_session, self._tls, True), ssl_context=self._tls.context)
+            self._servers.append(server)
+            self.direct_tls_port = server.sockets[0].getsockname()[1]
+        log.info("%s: c2s on %s (STARTTLS) and %s (direct TLS)", self.domain, self.c2s_port,
+                 self.direct_tls_port or "off")
+
+    def _new_session(self, transport: StreamTransport) -> C2SSession:
+        return C2SSession(self, transport)
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        for s in self.sessions.all():
+            s.stream_error(StreamError("system-shutdown"))
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()
+        for module in reversed(list(self.modules.values())):
+            try:
+                await module.stop()
+            except Exception:
+                log.exception("module %s failed to stop", module.name)
+        for api in reversed(self._apis):
+            await api.release()
+        self._apis.clear()
+        self.modules.clear()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    # -- authentication helpers -----------------------------------------------------------------
+    def auth_failed(self, host: str) -> float:
+        """Record a failed login from ``host``; return how long to delay the answer."""
+        now = time.monotonic()
+        count, last = self._auth_failures.get(host, (0, now))
+        if now - last > 600:
+            count = 0
+        count += 1
+        if len(self._auth_failures) > 10000:
+            self._auth_failures.clear()
+        self._auth_failures[host] = (count, now)
+        a = self.config.auth
+        return float(min(a.failure_delay * (2 ** (count - 1)), a.failure_delay_max))
+
+    def auth_succeeded(self, host: str) -> None:
+        self._auth_failures.pop(host, None)
+
+    async def check_plain(self, username: str, password: str) -> bool:
+        return await self.accounts.check_password(username, password)
+
+    # -- accounts -------------------------------------------------------------------------------
+    async def delete_account(self, username: str) -> bool:
+        """Delete an account, all its data, and close its sessions."""
+        existed = await self.accounts.delete(username)
+        await self.hooks.fire(AccountDeleted(username))
+        await self.kv.delete_user(username)
+        for s in self.sessions.resources(JID(username, self.domain, "")):
+            s.stream_error(StreamError("not-authorized", "this account was deleted"))
+        return existed
+
+    # -- pre-auth IQ ----------------------------------------------------------------------------
+    def preauth_iq(self, session: C2SSession, el: Element, payload: Element
+                   ) -> Awaitable[object] | None:
+        itype = el.attrs.get("type", "")
+        handler = self.router._iq.get((payload.xmlns, payload.name, itype, "host"))
+        if handler is None or itype not in ("get", "set"):
+            session.send(_anon(error_reply(el, StanzaError("service-unavailable"))))
+            return None
+        iq = Iq(el, self.domain_jid, self.domain_jid, session, payload)
+        return self._preauth_run(session, handler, iq)
+
+    async def _preauth_run(self, session: C2SSession, handler: Callable[[Iq], Any], iq: Iq
+                           ) -> None:
+        try:
+            result = handler(iq)
+            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+                result = await result
+        except StanzaError as exc:
+            result = error_reply(iq.stanza, exc)
+        except Exception:
+            log.exception("pre-auth iq failed")
+            result = error_reply(iq.stanza, StanzaError("internal-server-error"))
+        if isinstance(result, Element):
+            session.send(_anon(result))
+
+
+def _anon(el: Element) -> Element:
+    el.attrs.pop("to", None)
+    el.attrs.pop("from", None)
+    return el
+
+
+__all__ = ["NS", "Node"]

@@ -1,0 +1,307 @@
+"""The router: sorts each stanza by kind and address and hands it to a session, a module or a
+remote domain (RFC 6120 §10, RFC 6121 §8).
+
+Routing a 1:1 message touches no database and creates no task: the only async paths are IQ
+handlers that do I/O and a message for an account with no available resource (offline storage).
+Those return an awaitable; the calling session awaits it before it processes its next stanza, so
+each sender's stanzas keep their order.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from hongyan.server.hooks import (
+    MessageUndeliverable,
+    PresenceInbound,
+    PresenceOutbound,
+    StanzaInbound,
+    StanzaOutbound,
+)
+from hongyan.server.module import Iq, IqHandlerFn, IqSpec
+from hongyan.xmpp import ns as NS
+from hongyan.xmpp.element import Element
+from hongyan.xmpp.errors import StanzaError, error_reply
+from hongyan.xmpp.jid import JID, JIDError
+
+if TYPE_CHECKING:
+    from hongyan.server.c2s import C2SSession
+    from hongyan.server.node import Node
+
+log = logging.getLogger("hongyan.router")
+
+IQ_TYPES = frozenset({"get", "set", "result", "error"})
+ComponentHandler = Callable[[Element, JID, JID], "Awaitable[object] | None"]
+
+
+class Router:
+    def __init__(self, node: Node) -> None:
+        self._node = node
+        self._domain = node.domain
+        self._sessions = node.sessions
+        self._hooks = node.hooks
+        self._iq: dict[tuple[str, str, str, str], IqHandlerFn] = {}
+        self.components: dict[str, ComponentHandler] = {}
+
+    # -- registration ---------------------------------------------------------------------------
+    def register_iq(self, spec: IqSpec, handler: IqHandlerFn) -> Callable[[], None]:
+        keys = [(spec.xmlns, spec.name, spec.type, scope) for scope in spec.scopes]
+        for key in keys:
+            if key in self._iq:
+                raise ValueError(f"two handlers for IQ {key}")
+            self._iq[key] = handler
+
+        def undo() -> None:
+            for key in keys:
+                self._iq.pop(key, None)
+
+        return undo
+
+    def has_iq(self, xmlns: str, name: str, type: str, scope: str) -> bool:
+        return (xmlns, name, type, scope) in self._iq
+
+    def register_component(self, domain: str, handler: ComponentHandler) -> Callable[[], None]:
+        self.components[domain] = handler
+        return lambda: self.components.pop(domain, None) and None
+
+    # -- entry points ---------------------------------------------------------------------------
+    def route_from_session(self, el: Element, session: C2SSession, to: JID | None
+                           ) -> Awaitable[object] | None:
+        """A stanza from a bound local session; ``from`` is already stamped."""
+        sender = session.jid
+        assert sender is not None
+        hooks = self._hooks
+        if hooks.has(StanzaOutbound) and hooks.fire_sync(StanzaOutbound(el, sender, to, session)):
+            return None
+        name = el.name
+        if name == "message":
+            return self.message(el, sender, to if to is not None else sender.bare)
+        if name == "presence":
+            return hooks.fire(PresenceOutbound(el, session, to))
+        return self.iq(el, sender, to, session)
+
+    def route_from_server(self, el: Element) -> Awaitable[object] | None:
+        """A stanza the server (or a module, or a component) originates; ``from``/``to`` set."""
+        try:
+            sender = JID.parse(el.attrs["from"])
+            to = JID.parse(el.attrs["to"])
+        except (KeyError, JIDError):
+            log.warning("dropping a server stanza without valid from/to: %s", el)
+            return None
+        return self.route(el, sender, to)
+
+    def route(self, el: Element, sender: JID, to: JID) -> Awaitable[object] | None:
+        name = el.name
+        if name == "message":
+            return self.message(el, sender, to)
+        if name == "presence":
+            return self.presence(el, sender, to)
+        return self.iq(el, sender, to, None)
+
+    # -- bounce ---------------------------------------------------------------------------------
+    def bounce(self, el: Element, error: StanzaError) -> None:
+        """Answer ``el`` with ``error`` unless it is itself an error."""
+        if el.attrs.get("type") == "error":
+            return
+        reply = error_reply(el, error)
+        if "from" not in reply.attrs:
+            reply.attrs["from"] = self._domain
+        self.route_from_server(reply)
+
+    # -- messages -------------------------------------------------------------------------------
+    def message(self, el: Element, sender: JID, to: JID) -> Awaitable[object] | None:
+        if to.domain != self._domain:
+            return self._elsewhere(el, sender, to)
+        if not to.local:
+            # Messages to the server itself: nothing handles them yet (RFC 6121 §8.5.1).
+            if el.attrs.get("type") not in ("error", "groupchat", "headline"):
+                self.bounce(el, StanzaError("service-unavailable"))
+            return None
+        hooks = self._hooks
+        if hooks.has(StanzaInbound) and hooks.fire_sync(StanzaInbound(el, sender, to)):
+            return None
+        mtype = el.attrs.get("type", "normal")
+        if to.resource:
+            target = self._sessions.get(to)
+            if target is not None:
+                target.send(el)
+                return None
+            if mtype == "groupchat":
+                self.bounce(el, StanzaError("service-unavailable"))
+                return None
+            if mtype == "error":
+                return None
+        if mtype == "error":
+            return None
+        if mtype == "groupchat":
+            self.bounce(el, StanzaError("service-unavailable"))
+            return None
+        targets = [s for s in self._sessions.resources(to) if s.available and s.priority >= 0]
+        if targets:
+            for s in targets:
+                s.send(el)
+            return None
+        if mtype == "headline":
+            return None
+        return self._undeliverable(el, to.bare)
+
+    async def _undeliverable(self, el: Element, to: JID) -> None:
+        if not await self._node.accounts.exists(to.local):
+            self.bounce(el, StanzaError("service-unavailable"))
+            return
+        if not await self._hooks.fire(MessageUndeliverable(el, to)):
+            self.bounce(el, StanzaError("service-unavailable", "the recipient is offline"))
+
+    # -- presence -------------------------------------------------------------------------------
+    def presence(self, el: Element, sender: JID, to: JID) -> Awaitable[object] | None:
+        """Presence for ``to`` (after the sender's side was processed)."""
+        if to.domain != self._domain:
+            return self._elsewhere(el, sender, to)
+        if not to.local:
+            return None
+        hooks = self._hooks
+        if hooks.has(StanzaInbound) and hooks.fire_sync(StanzaInbound(el, sender, to)):
+            return None
+        if hooks.has(PresenceInbound):
+            return hooks.fire(PresenceInbound(el, sender, to))
+        self.deliver_presence(el, to)
+        return None
+
+    def deliver_presence(self, el: Element, to: JID) -> None:
+        """Plain delivery: to the full JID, or to every available resource of a bare JID."""
+        if to.resource:
+            s = self._sessions.get(to)
+            if s is not None:
+                s.send(el)
+            return
+        for s in self._sessions.available(to):
+            s.send(el)
+
+    # -- iq -------------------------------------------------------------------------------------
+    def iq(self, el: Element, sender: JID, to: JID | None, session: C2SSession | None
+           ) -> Awaitable[object] | None:
+        itype = el.attrs.get("type")
+        if itype not in IQ_TYPES or "id" not in el.attrs:
+            self.bounce(el, StanzaError("bad-request", "an iq needs an id and a valid type"))
+            return None
+        if to is not None and to.domain != self._domain:
+            return self._elsewhere(el, sender, to)
+        if to is not None and to.resource:
+            if itype in ("get", "set") and to.local and self._hooks.has(StanzaInbound) and \
+                    self._hooks.fire_sync(StanzaInbound(el, sender, to)):
+                return None
+            target = self._sessions.get(to)
+            if target is not None:
+                target.send(el)
+            elif itype in ("get", "set"):
+                self.bounce(el, StanzaError("service-unavailable"))
+            return None
+        if itype in ("result", "error"):
+            self._node.iq_tracker.resolve(el)
+            return None
+        payloads = [c for c in el.children if isinstance(c, Element)]
+        if len(payloads) != 1:
+            self.bounce(el, StanzaError("bad-request", "an iq get/set has exactly one payload"))
+            return None
+        payload = payloads[0]
+        if to is None or (to.local == sender.local and to.domain == sender.domain and
+                          sender.local):
+            target_jid = sender.bare
+            scopes: tuple[str, ...] = ("self", "bare")
+        elif not to.local:
+            target_jid = to
+            scopes = ("host",)
+        else:
+            target_jid = to
+            scopes = ("bare",)
+        handler = None
+        for scope in scopes:
+            handler = self._iq.get((payload.xmlns, payload.name, itype, scope))
+            if handler is not None:
+                break
+        if handler is None:
+            self.bounce(el, StanzaError("service-unavailable"))
+            return None
+        if scopes == ("bare",):
+            return self._iq_bare(handler, Iq(el, sender, target_jid, session, payload))
+        return self._run_iq(handler, Iq(el, sender, target_jid, session, payload))
+
+    async def _iq_bare(self, handler: IqHandlerFn, iq: Iq) -> None:
+        if not await self._node.accounts.exists(iq.to.local):
+            self.bounce(iq.stanza, StanzaError("service-unavailable"))
+            return
+        result = self._run_iq(handler, iq)
+        if result is not None:
+            await result
+
+    def _run_iq(self, handler: IqHandlerFn, iq: Iq) -> Awaitable[object] | None:
+        try:
+            result = handler(iq)
+        except StanzaError as exc:
+            self._reply(iq, error_reply(iq.stanza, exc))
+            return None
+        except Exception:
+            log.exception("iq handler failed for %s", iq.stanza)
+            self._reply(iq, error_reply(iq.stanza, StanzaError("internal-server-error")))
+            return None
+        if inspect.isawaitable(result):
+            return self._await_iq(iq, result)
+        if result is not None:
+            self._reply(iq, result)
+        return None
+
+    async def _await_iq(self, iq: Iq, pending: Awaitable[Element | None]) -> None:
+        try:
+            result = await pending
+        except StanzaError as exc:
+            result = error_reply(iq.stanza, exc)
+        except Exception:
+            log.exception("iq handler failed for %s", iq.stanza)
+            result = error_reply(iq.stanza, StanzaError("internal-server-error"))
+        if result is not None:
+            self._reply(iq, result)
+
+    def _reply(self, iq: Iq, reply: Element) -> None:
+        if iq.session is not None and iq.session.jid == iq.sender:
+            if reply.attrs.get("from") == iq.sender.bare_str or "to" not in iq.stanza.attrs:
+                reply.attrs.pop("from", None)
+            iq.session.send(reply)
+            return
+        if "from" not in reply.attrs:
+            reply.attrs["from"] = str(iq.to)
+        reply.attrs["to"] = str(iq.sender)
+        self.route_from_server(reply)
+
+    # -- elsewhere ------------------------------------------------------------------------------
+    def _elsewhere(self, el: Element, sender: JID, to: JID) -> Awaitable[object] | None:
+        handler = self.components.get(to.domain)
+        if handler is not None:
+            return handler(el, sender, to)
+        # No server-to-server yet: every remote domain is unreachable.
+        self.bounce(el, StanzaError("remote-server-not-found",
+                                    f"this server does not federate with {to.domain}"))
+        return None
+
+
+class IqTracker:
+    """IQ requests the server itself sent, waiting for their result or error."""
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Callable[[Element], Any]] = {}
+
+    def expect(self, iq_id: str, callback: Callable[[Element], Any]) -> None:
+        self._pending[iq_id] = callback
+
+    def cancel(self, iq_id: str) -> None:
+        self._pending.pop(iq_id, None)
+
+    def resolve(self, el: Element) -> None:
+        cb = self._pending.pop(el.attrs.get("id", ""), None)
+        if cb is not None:
+            cb(el)
+
+
+__all__ = ["NS", "IqTracker", "Router"]

@@ -1,0 +1,56 @@
+"""The session manager: which resources of which account are bound on this node."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from hongyan.xmpp.jid import JID
+
+if TYPE_CHECKING:
+    from hongyan.server.c2s import C2SSession
+
+
+class SessionManager:
+    """Bound sessions by bare JID string, then by resource."""
+
+    __slots__ = ("_by_bare",)
+
+    def __init__(self) -> None:
+        self._by_bare: dict[str, dict[str, C2SSession]] = {}
+
+    def add(self, session: C2SSession) -> C2SSession | None:
+        """Register a bound session; return the session it replaces (same full JID), if any."""
+        jid = session.jid
+        assert jid is not None
+        resources = self._by_bare.setdefault(jid.bare_str, {})
+        old = resources.get(jid.resource)
+        resources[jid.resource] = session
+        return old
+
+    def remove(self, session: C2SSession) -> None:
+        jid = session.jid
+        if jid is None:
+            return
+        resources = self._by_bare.get(jid.bare_str)
+        if resources is not None and resources.get(jid.resource) is session:
+            del resources[jid.resource]
+            if not resources:
+                del self._by_bare[jid.bare_str]
+
+    def get(self, jid: JID) -> C2SSession | None:
+        resources = self._by_bare.get(jid.bare_str)
+        return None if resources is None else resources.get(jid.resource)
+
+    def resources(self, bare: JID | str) -> list[C2SSession]:
+        resources = self._by_bare.get(bare if isinstance(bare, str) else bare.bare_str)
+        return [] if resources is None else list(resources.values())
+
+    def available(self, bare: JID | str) -> list[C2SSession]:
+        """Sessions that sent available presence."""
+        return [s for s in self.resources(bare) if s.available]
+
+    def count(self) -> int:
+        return sum(len(r) for r in self._by_bare.values())
+
+    def all(self) -> list[C2SSession]:
+        return [s for r in self._by_bare.values() for s in r.values()]

@@ -1,0 +1,132 @@
+"""TCP and TLS transport: an ``asyncio.Protocol`` that moves bytes between a socket and a session.
+
+STARTTLS upgrades the same connection in place (``loop.start_tls``); direct TLS (XEP-0368) is a
+listener with an SSL context. Channel binding data (``tls-server-end-point``, RFC 5929) is computed
+once per certificate, not per connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any, Protocol
+
+log = logging.getLogger("hongyan.transport")
+
+
+class Session(Protocol):
+    def data_received(self, data: bytes) -> None: ...
+    def connection_lost(self) -> None: ...
+
+
+class TLSConfig:
+    """The server's TLS context and its channel-binding value."""
+
+    __slots__ = ("cb_server_end_point", "context")
+
+    def __init__(self, context: ssl.SSLContext, cb_server_end_point: bytes) -> None:
+        self.context = context
+        self.cb_server_end_point = cb_server_end_point
+
+
+class StreamTransport(asyncio.Protocol):
+    """One client connection."""
+
+    __slots__ = ("_closing", "_factory", "_secure", "_tls", "_transport", "peer_host", "session")
+
+    def __init__(self, session_factory: Callable[[StreamTransport], Session],
+                 tls: TLSConfig | None, direct_tls: bool) -> None:
+        self._factory = session_factory
+        self._tls = tls
+        self._secure = direct_tls
+        self._transport: asyncio.Transport | None = None
+        self._closing = False
+        self.peer_host = ""
+        self.session: Session | None = None
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer_host = str(peer[0]) if peer else ""
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.session = self._factory(self)
+
+    def data_received(self, data: bytes) -> None:
+        session = self.session
+        if session is not None:
+            session.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        session = self.session
+        self.session = None
+        if session is not None:
+            session.connection_lost()
+
+    # what a session uses
+    @property
+    def secure(self) -> bool:
+        return self._secure
+
+    def write(self, data: bytes) -> None:
+        t = self._transport
+        if t is not None and not self._closing:
+            t.write(data)
+
+    def close(self) -> None:
+        t = self._transport
+        if t is not None and not self._closing:
+            self._closing = True
+            t.close()
+
+    def pause_reading(self) -> None:
+        t = self._transport
+        if t is not None and t.is_reading():
+            t.pause_reading()
+
+    def resume_reading(self) -> None:
+        t = self._transport
+        if t is not None and not t.is_reading() and not self._closing:
+            t.resume_reading()
+
+    async def start_tls(self) -> None:
+        t = self._transport
+        if t is None or self._tls is None:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            new = await loop.start_tls(t, self, self._tls.context, server_side=True,
+                                       ssl_handshake_timeout=30)
+        except (TimeoutError, OSError, ssl.SSLError, ConnectionError) as exc:
+            log.debug("TLS handshake with %s failed: %s", self.peer_host, exc)
+            t.abort()
+            return
+        if new is None:
+            return
+        self._transport = new
+        self._secure = True
+
+    def channel_binding(self) -> tuple[str, bytes] | None:
+        if self._secure and self._tls is not None:
+            return ("tls-server-end-point", self._tls.cb_server_end_point)
+        return None
+
+
+async def listen(host: str | list[str], port: int,
+                 factory: Callable[[], asyncio.Protocol],
+                 ssl_context: ssl.SSLContext | None = None, backlog: int = 1024) -> Any:
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(factory, host, port, ssl=ssl_context, backlog=backlog,
+                                    reuse_address=True)

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install Hongyan with its test dependencies into ./.venv and run the whole suite:
+# ruff (lint), mypy (types), pytest (unit, integration over real sockets, SQLite and PostgreSQL,
+# and the benchmarks' smoke mode). PostgreSQL tests use $HONGYAN_TEST_PG
+# (default postgresql://postgres@127.0.0.1:5432/postgres); without it they skip, except under CI.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[test]'
+echo "== ruff"
+.venv/bin/ruff check hongyan tests bench
+echo "== mypy"
+.venv/bin/python -m mypy
+echo "== pytest"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,126 @@
+"""Fixtures: a real Hongyan node on real sockets, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hongyan.config.loader import load_config
+from hongyan.server.node import Node
+from tests.dbsupport import create_temp_pg_database, drop_pg_database, require_pg
+from tests.integration.clients import Client
+
+PASSWORD = "secret-password"
+
+
+def write_config(tmp_path: Path, storage_url: str, extra: str = "") -> Path:
+    path = tmp_path / "hongyan.toml"
+    path.write_text(f"""
+[server]
+domain = "localhost"
+data_dir = "{tmp_path / 'data'}"
+
+[c2s]
+bind = ["127.0.0.1"]
+port = 0
+direct_tls_port = 0
+
+[storage]
+url = "{storage_url}"
+
+[auth]
+failure_delay = 0.05
+failure_delay_max = 0.2
+{extra}
+""")
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'hongyan.db'}"
+        return
+    require_pg()
+    url = await create_temp_pg_database()
+    try:
+        yield url
+    finally:
+        await drop_pg_database(url)
+
+
+class Harness:
+    """Starts nodes from a config; makes accounts and logged-in clients."""
+
+    def __init__(self, tmp_path: Path, storage_url: str) -> None:
+        self.tmp_path = tmp_path
+        self.storage_url = storage_url
+        self.node: Node | None = None
+        self.clients: list[Client] = []
+        self.extra_config = ""
+
+    async def start(self, extra: str | None = None) -> Node:
+        if extra is not None:
+            self.extra_config = extra
+        cfg = load_config(write_config(self.tmp_path, self.storage_url, self.extra_config))
+        self.node = Node(cfg)
+        await self.node.start()
+        return self.node
+
+    async def restart(self) -> Node:
+        await self.stop_node()
+        return await self.start()
+
+    async def stop_node(self) -> None:
+        for c in self.clients:
+            await c.close()
+        self.clients.clear()
+        if self.node is not None:
+            await self.node.stop()
+            self.node = None
+
+    @property
+    def port(self) -> int:
+        assert self.node is not None
+        return self.node.c2s_port
+
+    async def user(self, name: str, password: str = PASSWORD) -> str:
+        assert self.node is not None
+        await self.node.accounts.create(name, password, time.time())
+        return f"{name}@localhost"
+
+    async def client(self, jid: str, password: str = PASSWORD, *, login: bool = True,
+                     presence: bool = True, direct_tls: bool = False,
+                     plugins: tuple[str, ...] = ()) -> Client:
+        c = Client(jid, password, plugins)
+        self.clients.append(c)
+        if login:
+            port = self.port
+            if direct_tls:
+                assert self.node is not None
+                port = self.node.direct_tls_port
+            ok = await c.login(port, direct_tls=direct_tls, presence=presence)
+            assert ok, f"{jid} could not log in"
+        return c
+
+    async def logged_in(self, name: str, **kw: Any) -> Client:
+        """Create account ``name`` and return a client logged in as name@localhost/test."""
+        jid = await self.user(name)
+        return await self.client(jid + "/" + kw.pop("resource", "test"), **kw)
+
+
+@pytest.fixture
+async def harness(tmp_path: Path, storage_url: str) -> AsyncIterator[Harness]:
+    h = Harness(tmp_path, storage_url)
+    await h.start()
+    try:
+        yield h
+    finally:
+        await h.stop_node()
+
+
+Factory = Callable[..., Awaitable[Client]]
