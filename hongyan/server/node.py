@@ -135,6 +135,8 @@ class Node:
         self._classes = classes
 
     async def start(self, listen_c2s: bool = True) -> None:
+        if self.config.cluster.backend != "local":
+            raise RuntimeError("cluster.backend = 'redis' is not available yet; use 'local'")
         await self.open_storage()
         self._setup_tls()
         for cls in self._classes:
