@@ -7,6 +7,7 @@ router, the hook bus and the modules, hands each what it needs, and opens the li
 from __future__ import annotations
 
 import asyncio
+import hmac
 import importlib
 import logging
 import secrets
@@ -34,7 +35,7 @@ from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
 from hongyan.xmpp.jid import JID
 from hongyan.xmpp.parser import StreamParser
-from hongyan.xmpp.sasl import tls_server_end_point
+from hongyan.xmpp.sasl import tls_server_end_point, verify_password
 
 log = logging.getLogger("hongyan.node")
 
@@ -84,6 +85,7 @@ class Node:
         self._servers: list[asyncio.AbstractServer] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._auth_failures: dict[str, tuple[int, float]] = {}
+        self._plain_ok: dict[str, bytes] = {}
         self.c2s_port = 0
         self.direct_tls_port = 0
 
@@ -218,7 +220,26 @@ class Node:
         self._auth_failures.pop(host, None)
 
     async def check_plain(self, username: str, password: str) -> bool:
-        return await self.accounts.check_password(username, password)
+        """Check a PLAIN password against the stored SCRAM-SHA-256 keys.
+
+        Deriving the key costs a PBKDF2 (milliseconds of CPU). A successful check is remembered
+        as an HMAC, under a per-process secret, of the username, the password and the current
+        StoredKey: a repeat login with the same password skips PBKDF2, and a password change
+        (new StoredKey) or a restart invalidates it. Only successes are remembered."""
+        creds = await self.accounts.scram(username, "sha256")
+        if creds is None:
+            return False
+        tag = hmac.new(self.secret, b"\0".join((username.encode(), password.encode(),
+                                                 creds.stored_key)), "sha256").digest()
+        cache = self._plain_ok
+        if cache.get(username) == tag:
+            return True
+        if not await asyncio.to_thread(verify_password, creds, password):
+            return False
+        if len(cache) >= 100_000:
+            cache.clear()
+        cache[username] = tag
+        return True
 
     # -- accounts -------------------------------------------------------------------------------
     async def delete_account(self, username: str) -> bool:

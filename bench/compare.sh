@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# bench/compare.sh - Hongyan side by side with Prosody and ejabberd, same generator, same
+# settings, interleaved A B C per repetition, fresh servers, medians of REPS.
+#
+#   bench/compare.sh [quick|main|pinned|scram|all]     (default: main)
+#
+# Needs ../shared/bench (anchors.sh, xmppload.py, summarize.py). First time:
+#   (cd ../shared/bench && ./anchors.sh install && ./anchors.sh setup 10000)
+# Env: REPS (default 3), DUR (window, default 20 s), OUT (jsonl), SERVERS (default
+# "prosody ejabberd hongyan"). Results: bench/results/compare-*.jsonl and a markdown summary
+# beside it. Every generator run is bounded by `timeout`; servers are stopped on exit.
+set -uo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
+ROOT="$(dirname "$HERE")"
+SHARED="${SHARED:-$ROOT/../shared/bench}"
+A="$SHARED/anchors.sh"
+LOAD="$SHARED/xmppload.py"
+PY="${PYTHON:-python3}"
+HY="$ROOT/.venv/bin/hongyan"
+REPS="${REPS:-3}"
+DUR="${DUR:-20}"
+SERVERS="${SERVERS:-prosody ejabberd hongyan}"
+mkdir -p "$HERE/results"
+OUT="${OUT:-$HERE/results/compare-$(date +%Y%m%d-%H%M%S).jsonl}"
+RUN="${ANCHORS_RUN:-${TMPDIR:-/tmp}/hongyan-anchors}"
+HYRUN="$RUN/hongyan"
+HYPORT=35222
+declare -A PORT=([prosody]=15222 [ejabberd]=25222 [hongyan]=$HYPORT)
+declare -A PIDF=([prosody]=$RUN/prosody/prosody.pid [ejabberd]=$RUN/ejabberd/ejabberd.pid
+                 [hongyan]=$HYRUN/hongyan.pid)
+
+hy_config() {
+  mkdir -p "$HYRUN"
+  cat > "$HYRUN/hongyan.toml" <<CONF
+# Benchmark config: loopback only, SASL allowed without TLS as for the anchors (see
+# ../shared/bench/RESULTS-anchors.md, "Configuration choices"). Never use it elsewhere.
+[server]
+data_dir = "$HYRUN/data"
+log_level = "warning"
+[c2s]
+bind = ["127.0.0.1"]
+port = $HYPORT
+direct_tls = false
+require_encryption = false
+allow_plaintext_auth = true
+[storage]
+url = "sqlite:///$HYRUN/data/hongyan.db"
+[auth]
+failure_delay = 0.0
+CONF
+}
+
+hy_stop() {
+  if [ -f "$HYRUN/hongyan.pid" ]; then
+    kill "$(cat "$HYRUN/hongyan.pid")" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$(cat "$HYRUN/hongyan.pid")" 2>/dev/null || break; sleep 0.1; done
+    rm -f "$HYRUN/hongyan.pid"
+  fi
+}
+
+hy_start() { # [pin cpus]
+  hy_stop
+  hy_config
+  local pre=()
+  [ -n "${1:-}" ] && pre=(taskset -c "$1")
+  ulimit -n 200000 2>/dev/null || true
+  "${pre[@]}" "$HY" serve --config "$HYRUN/hongyan.toml" > "$HYRUN/serve.log" 2>&1 &
+  echo $! > "$HYRUN/hongyan.pid"
+  for _ in $(seq 1 100); do
+    grep -q "serving" "$HYRUN/serve.log" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "hongyan did not start:" >&2; cat "$HYRUN/serve.log" >&2; return 1
+}
+
+start() { # server [pin]
+  if [ "$1" = hongyan ]; then hy_start "${2:-}"; else
+    $A stop "$1" >/dev/null 2>&1
+    if [ -n "${2:-}" ]; then PIN=$2 $A start "$1" >/dev/null; else $A start "$1" >/dev/null; fi
+  fi
+  sleep 3
+}
+
+stop() { if [ "$1" = hongyan ]; then hy_stop; else $A stop "$1" >/dev/null 2>&1; fi; }
+
+cleanup() { for s in prosody ejabberd; do $A stop $s >/dev/null 2>&1; done; hy_stop; }
+trap cleanup EXIT
+
+gen() { # server label [global opts...] -- subcommand args...
+  local s=$1 label=$2; shift 2
+  local glob=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do glob+=("$1"); shift; done
+  shift
+  echo "== $(date +%T) $s $label" >&2
+  timeout 600 "$PY" "$LOAD" --port "${PORT[$s]}" --server-pidfile "${PIDF[$s]}" \
+    --label "$label" --json "$OUT" "${glob[@]}" "$@" | cut -c1-300
+}
+
+hy_accounts() { # make user1..user10000 / pass once (in-band registration, as for ejabberd)
+  hy_config
+  if [ ! -f "$HYRUN/data/.accounts-10000" ]; then
+    hy_start && timeout 600 "$PY" "$LOAD" --port $HYPORT register --users 10000 | cut -c1-200 \
+      && touch "$HYRUN/data/.accounts-10000"
+    hy_stop
+  fi
+}
+
+main() {
+  for ((r = 1; r <= REPS; r++)); do
+    for s in $SERVERS; do
+      start $s && gen $s "mem10000 r$r" --concurrency 100 -- login --clients 10000 --settle 5
+      start $s
+      gen $s "tput r$r" -- throughput --pairs 50 --window 10 --duration "$DUR" --warmup 3
+      gen $s "lat5000 r$r" -- latency --pairs 50 --rate 5000 --duration "$DUR" --warmup 2
+      if [ $s != hongyan ] || [ -n "${HY_MUC:-}" ]; then
+        gen $s "muc100 r$r" -- muc --occupants 100 --senders 10 --window 5 --duration "$DUR" --warmup 3
+      fi
+      stop $s
+    done
+  done
+}
+
+pinned() {
+  for ((r = 1; r <= REPS; r++)); do
+    for s in $SERVERS; do
+      start $s 0
+      gen $s "pinned-tput r$r" --workers 1 --gen-cpus 1 -- throughput --pairs 50 --window 10 --duration "$DUR" --warmup 3
+      stop $s
+    done
+  done
+}
+
+scram() {
+  for s in $SERVERS; do
+    start $s && gen $s "warm-scram" --sasl scram-sha-1 -- warm-scram --users 10000
+    stop $s
+  done
+  for ((r = 1; r <= REPS; r++)); do
+    for s in $SERVERS; do
+      start $s && gen $s "scram10000 r$r" --sasl scram-sha-1 --concurrency 100 -- login --clients 10000 --settle 5
+      start $s && gen $s "plain10000 r$r" --concurrency 100 -- login --clients 10000 --settle 5
+      stop $s
+    done
+  done
+}
+
+quick() { # one short pass of the main figures, for a development check
+  for s in $SERVERS; do
+    start $s && gen $s "mem1000 r1" -- login --clients 1000 --settle 3
+    start $s
+    gen $s "tput r1" -- throughput --pairs 50 --window 10 --duration 10 --warmup 3
+    gen $s "lat5000 r1" -- latency --pairs 50 --rate 5000 --duration 10 --warmup 2
+    stop $s
+  done
+}
+
+echo "results -> $OUT" >&2
+[[ " $SERVERS " == *" hongyan "* ]] && hy_accounts
+case "${1:-main}" in
+  quick) quick ;;
+  main) main ;;
+  pinned) pinned ;;
+  scram) scram ;;
+  all) main; pinned; scram ;;
+  *) echo "usage: $0 [quick|main|pinned|scram|all]" >&2; exit 2 ;;
+esac
+"$PY" "$SHARED/summarize.py" "$OUT" --names "15222=prosody,25222=ejabberd,$HYPORT=hongyan" \
+  > "${OUT%.jsonl}.md" && echo "summary: ${OUT%.jsonl}.md" >&2

@@ -1,0 +1,205 @@
+"""Micro-benchmarks of Hongyan's hot paths: parse, serialize, route+deliver, store.
+
+Each benchmark runs a fixed amount of work and reports operations per second and microseconds
+per operation. ``--smoke`` runs a tiny amount of each, only to prove they run (CI does this; no
+timing is asserted anywhere). Typical use:
+
+    .venv/bin/python -m bench.micro            # full run, a few seconds each
+    .venv/bin/python -m bench.micro --smoke    # what CI runs
+    .venv/bin/python -m bench.micro --only parse,route --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from hongyan.config.loader import load_config
+from hongyan.server.c2s import C2SSession
+from hongyan.server.node import Node
+from hongyan.xmpp.element import Element
+from hongyan.xmpp.jid import JID
+from hongyan.xmpp.parser import StreamParser
+
+HEADER = (b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+          b"xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>")
+BODY = "x" * 64
+
+
+def message_bytes(i: int, to: str = "user2@localhost/r") -> bytes:
+    return (f"<message to='{to}' type='chat' id='m{i}'><body>{BODY}</body></message>").encode()
+
+
+def bench_parse(n: int) -> float:
+    """Parse n 64-byte-body chat messages fed in chunks of 10 (as the load generator sends)."""
+    p = StreamParser()
+    p.feed(HEADER)
+    chunk = b"".join(message_bytes(i) for i in range(10))
+    t0 = time.perf_counter()
+    for _ in range(n // 10):
+        p.feed(chunk)
+    return time.perf_counter() - t0
+
+
+def bench_serialize(n: int) -> float:
+    el = Element("message", attrs={"to": "user2@localhost/r", "type": "chat", "id": "m1",
+                                   "from": "user1@localhost/r"})
+    el.add("body", text=BODY)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        el.to_bytes()
+    return time.perf_counter() - t0
+
+
+def bench_jid(n: int) -> float:
+    texts = [f"user{i % 100}@localhost/r" for i in range(n)]
+    t0 = time.perf_counter()
+    for t in texts:
+        JID.parse(t)
+    return time.perf_counter() - t0
+
+
+class SinkTransport:
+    """A transport that counts bytes instead of writing them to a socket."""
+
+    secure = True
+    peer_host = "127.0.0.1"
+
+    def __init__(self) -> None:
+        self.written = 0
+
+    def write(self, data: bytes) -> None:
+        self.written += len(data)
+
+    def close(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    async def start_tls(self) -> None:
+        pass
+
+    def channel_binding(self) -> tuple[str, bytes] | None:
+        return None
+
+
+async def _node(tmp: Path) -> Node:
+    cfg_path = tmp / "bench.toml"
+    cfg_path.write_text(f"[server]\ndata_dir = '{tmp}'\nlog_level = 'error'\n"
+                        f"[storage]\nurl = 'sqlite:///{tmp}/bench.db'\n")
+    node = Node(load_config(cfg_path))
+    await node.start(listen_c2s=False)
+    return node
+
+
+def _bound_session(node: Node, user: str) -> tuple[C2SSession, SinkTransport]:
+    t = SinkTransport()
+    s = C2SSession(node, t)
+    s.jid = JID(user, node.domain, "r")
+    s.username = user
+    s.state = 3  # BOUND
+    s.available = True
+    s.parser.feed(HEADER)
+    node.sessions.add(s)
+    return s, t
+
+
+async def bench_route(n: int) -> float:
+    """Bytes in → parse → stamp → route → serialize → bytes out, for a 1:1 chat message."""
+    with tempfile.TemporaryDirectory() as d:
+        node = await _node(Path(d))
+        try:
+            sender, _ = _bound_session(node, "user1")
+            _, sink = _bound_session(node, "user2")
+            chunk = b"".join(message_bytes(i) for i in range(10))
+            t0 = time.perf_counter()
+            for _ in range(n // 10):
+                sender.data_received(chunk)
+            elapsed = time.perf_counter() - t0
+            assert sink.written > 0
+            return elapsed
+        finally:
+            await node.stop()
+
+
+async def bench_offline_store(n: int) -> float:
+    """Store n messages for an offline user (the MessageUndeliverable path)."""
+    with tempfile.TemporaryDirectory() as d:
+        node = await _node(Path(d))
+        try:
+            await node.accounts.create("user2", "pass", time.time())
+            sender, _ = _bound_session(node, "user1")
+            t0 = time.perf_counter()
+            for i in range(n):
+                pending = node.router.route_from_session(
+                    _msg(i, "user2@localhost"), sender, JID("user2", "localhost"))
+                if pending is not None:
+                    await pending
+            return time.perf_counter() - t0
+        finally:
+            await node.stop()
+
+
+def _msg(i: int, to: str) -> Element:
+    el = Element("message", attrs={"to": to, "type": "chat", "id": f"m{i}",
+                                   "from": "user1@localhost/r"})
+    el.add("body", text=BODY)
+    return el
+
+
+BENCHES: dict[str, tuple[Callable[[int], float | Awaitable[float]], int, str]] = {
+    "parse": (bench_parse, 200_000, "stanza parsed"),
+    "serialize": (bench_serialize, 200_000, "stanza serialized"),
+    "jid": (bench_jid, 200_000, "JID parsed (cached)"),
+    "route": (bench_route, 100_000, "message parsed, routed and delivered"),
+    "offline": (bench_offline_store, 2_000, "offline message stored (SQLite)"),
+}
+
+
+def run(names: list[str], smoke: bool) -> list[dict[str, Any]]:
+    results = []
+    for name in names:
+        fn, n, what = BENCHES[name]
+        if smoke:
+            n = max(10, n // 1000)
+        out = fn(n)
+        elapsed = asyncio.run(out) if asyncio.iscoroutine(out) else out
+        assert isinstance(elapsed, float)
+        results.append({"bench": name, "n": n, "seconds": round(elapsed, 4),
+                        "ops_per_s": round(n / elapsed), "us_per_op": round(elapsed / n * 1e6, 2),
+                        "what": what})
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--smoke", action="store_true", help="tiny runs, only to prove they work")
+    ap.add_argument("--only", default="", help="comma-separated subset: " + ",".join(BENCHES))
+    ap.add_argument("--json", help="also write the results to this file")
+    args = ap.parse_args(argv)
+    names = [n for n in args.only.split(",") if n] or list(BENCHES)
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        ap.error(f"unknown benchmark(s): {', '.join(unknown)}")
+    results = run(names, args.smoke)
+    for r in results:
+        print(f"{r['bench']:10s} {r['ops_per_s']:>10,d} /s  {r['us_per_op']:>8.2f} µs  "
+              f"({r['what']}, n={r['n']})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
