@@ -54,6 +54,8 @@ def prepare_resource(s: str) -> str:
         reason = getattr(exc, "reason", exc)
         raise JIDError(f"invalid resourcepart {s!r}: {reason}") from None
     _bytes_ok(out, "resourcepart")
+    if out[0] == " ":
+        raise JIDError(f"invalid resourcepart {s!r}: leading space (RFC 7622 §3.5)")
     return out
 
 

@@ -1,0 +1,85 @@
+"""Config files: defaults, the shipped example, and every mistake named by key, file and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hongyan.config.loader import ConfigError, check_config, load_config
+from hongyan.config.schema import Config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "h.toml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults() -> None:
+    cfg = load_config(None)
+    assert cfg.server.domain == "localhost"
+    assert cfg.c2s.port == 5222 and cfg.c2s.direct_tls_port == 5223
+    assert cfg.storage.url.startswith("sqlite:///")
+    assert cfg.registration_enabled
+    assert cfg.c2s.max_stanza_size == 262144
+
+
+def test_example_file_is_the_defaults() -> None:
+    assert load_config(ROOT / "hongyan.example.toml") == Config()
+
+
+@pytest.mark.parametrize(("text", "line", "key", "words"), [
+    ("[c2s]\nport = 99999\n", 2, "c2s.port", "less than or equal"),
+    ("[c2s]\nport = \"x\"\n", 2, "c2s.port", "integer"),
+    ("[server]\ndomain = \"ok\"\n\n[c2s]\n# comment\nbogus = 1\n", 6, "c2s.bogus", "unknown"),
+    ("[nonsense]\na = 1\n", 1, "nonsense", "unknown"),
+    ("c2s.port = -1\n", 1, "c2s.port", "greater than or equal"),
+    ("c2s = { port = 70000 }\n", 1, "c2s.port", "less than"),
+    ("[tls]\ncert_file = \"a.pem\"\n", 1, "tls", "both"),
+    ("[storage]\nurl = \"mysql://x\"\n", 2, "storage.url", "sqlite://"),
+    ("[server]\ndomain = \"not a domain\"\n", 2, "server.domain", "DNS name"),
+    ("[auth]\nmechanisms = [\n  \"PLAIN\",\n  \"MD5\",\n]\n", 2, "auth.mechanisms", "PLAIN"),
+])
+def test_mistakes_name_key_file_and_line(tmp_path: Path, text: str, line: int, key: str,
+                                         words: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    problems = exc.value.problems
+    assert len(problems) == 1, problems
+    p = problems[0]
+    assert (p.file, p.line, p.key) == (str(path), line, key)
+    assert words in p.message
+    assert str(p).startswith(f"{path}:{line}: {key}: ")
+
+
+def test_several_mistakes_are_all_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, "[c2s]\nport = 0.5\nmax_depth = 1\n[offline]\nquota = -1\n")
+    keys = [(p.key, p.line) for p in check_config(path)]
+    assert keys == [("c2s.port", 2), ("c2s.max_depth", 3), ("offline.quota", 5)]
+
+
+def test_toml_syntax_error_has_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\ndomain = \"x\"\nport = = 3\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert exc.value.problems[0].line == 3
+    assert "TOML syntax error" in str(exc.value)
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "absent.toml")
+
+
+@pytest.mark.parametrize(("text", "enabled"), [
+    ("", True),
+    ("[server]\ndomain = \"example.org\"\n", False),
+    ("[server]\ndomain = \"example.org\"\n[registration]\nenabled = true\n", True),
+    ("[registration]\nenabled = false\n", False),
+])
+def test_registration_default(tmp_path: Path, text: str, enabled: bool) -> None:
+    assert load_config(write(tmp_path, text)).registration_enabled is enabled

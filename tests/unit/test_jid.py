@@ -1,0 +1,76 @@
+"""RFC 7622 JIDs as string tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from hongyan.xmpp.jid import JID, JIDError
+
+VALID = [
+    ("juliet@example.com", ("juliet", "example.com", "")),
+    ("juliet@example.com/foo", ("juliet", "example.com", "foo")),
+    ("juliet@example.com/foo bar", ("juliet", "example.com", "foo bar")),
+    ("juliet@example.com/foo@bar", ("juliet", "example.com", "foo@bar")),
+    ("foo\\20bar@example.com", ("foo\\20bar", "example.com", "")),
+    ("fussball@example.com", ("fussball", "example.com", "")),
+    ("fußball@example.com", ("fußball", "example.com", "")),
+    ("π@example.com", ("π", "example.com", "")),
+    ("Σ@example.com/foo", ("σ", "example.com", "foo")),
+    ("Juliet@EXAMPLE.com/Balcony", ("juliet", "example.com", "Balcony")),
+    ("example.com", ("", "example.com", "")),
+    ("example.com/foobar", ("", "example.com", "foobar")),
+    ("a.example.com/b@example.net", ("", "a.example.com", "b@example.net")),
+    ("example.com.", ("", "example.com", "")),
+    ("x@[::1]", ("x", "[::1]", "")),
+    ("x@127.0.0.1/r", ("x", "127.0.0.1", "r")),
+    ("user@münchen.de", ("user", "münchen.de", "")),
+    ("a@b/c/d", ("a", "b", "c/d")),
+]
+
+INVALID = [
+    "",
+    "\"juliet\"@example.com",
+    "foo bar@example.com",
+    "juliet@example.com/ foo",
+    "@example.com/",
+    "henryⅣ@example.com",
+    "♚@example.com",
+    "juliet@",
+    "/foobar",
+    "@example.com",
+    "a@b/",
+    "a@b@c",
+    "a@-bad.com",
+    "a@bad-.com",
+    "a@ex ample.com",
+    "a@[::zz]",
+    "a@" + "x" * 64 + ".com",
+    "x" * 1024 + "@example.com",
+    "a@example.com/" + "r" * 1024,
+]
+
+
+@pytest.mark.parametrize(("text", "parts"), VALID)
+def test_valid(text: str, parts: tuple[str, str, str]) -> None:
+    jid = JID.parse(text)
+    assert (jid.local, jid.domain, jid.resource) == parts
+
+
+@pytest.mark.parametrize("text", INVALID)
+def test_invalid(text: str) -> None:
+    with pytest.raises(JIDError):
+        JID.parse(text)
+
+
+def test_bare_equality_and_hash() -> None:
+    a = JID.parse("Romeo@Example.net/orchard")
+    b = JID.parse("romeo@example.net/orchard")
+    assert a == b and hash(a) == hash(b)
+    assert a.bare == JID.parse("romeo@example.net")
+    assert a.bare_str == "romeo@example.net"
+    assert str(a) == "romeo@example.net/orchard"
+    assert not a.is_bare and a.bare.is_bare
+    assert JID.parse("example.net").is_domain
+    assert a.domain_jid == JID.parse("example.net")
+    assert a.bare.with_resource("balcony") == JID.parse("romeo@example.net/balcony")
+    assert {a, b} == {a}
