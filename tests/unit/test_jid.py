@@ -15,7 +15,7 @@ VALID = [
     ("fussball@example.com", ("fussball", "example.com", "")),
     ("fußball@example.com", ("fußball", "example.com", "")),
     ("π@example.com", ("π", "example.com", "")),
-    ("Σ@example.com/foo", ("σ", "example.com", "foo")),
+    ("Σ@example.com/foo", ("\u03c3", "example.com", "foo")),
     ("Juliet@EXAMPLE.com/Balcony", ("juliet", "example.com", "Balcony")),
     ("example.com", ("", "example.com", "")),
     ("example.com/foobar", ("", "example.com", "foobar")),
