@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID
@@ -30,7 +30,11 @@ class HookBus:
 
     def on(self, event: type[E], handler: Callable[[E], Any], priority: int = 0
            ) -> Callable[[], None]:
-        """Register ``handler`` for ``event``; returns a function that unregisters it."""
+        """Register ``handler`` for ``event``; returns a function that unregisters it.
+        A sync event (``SYNC = True``) refuses coroutine functions here, once, so that firing
+        it needs no per-call check."""
+        if getattr(event, "SYNC", False) and inspect.iscoroutinefunction(handler):
+            raise TypeError(f"{handler!r} is async but {event.__name__} is a sync hook")
         self._seq += 1
         entry = (-priority, self._seq, handler)
         lst = self._handlers.setdefault(event, [])
@@ -57,10 +61,7 @@ class HookBus:
 
     def fire_sync(self, event: object) -> bool:
         for _, _, handler in self._handlers.get(type(event), ()):
-            result = handler(event)
-            if inspect.isawaitable(result):
-                raise TypeError(f"{handler!r} is async but {type(event).__name__} is a sync hook")
-            if result is True:
+            if handler(event) is True:
                 return True
         return False
 
@@ -73,6 +74,8 @@ class StanzaOutbound:
     """A stanza a local session sent, before routing. Return True to stop it (the handler then
     answers the sender itself). Sync hook."""
 
+    SYNC: ClassVar[bool] = True
+
     stanza: Element
     sender: JID
     to: JID | None
@@ -83,6 +86,8 @@ class StanzaOutbound:
 class StanzaInbound:
     """A stanza about to be handled for a local user ``to`` (bare or full). Return True to stop
     it. Sync hook (blocking, privacy)."""
+
+    SYNC: ClassVar[bool] = True
 
     stanza: Element
     sender: JID
@@ -122,6 +127,8 @@ class PresenceInbound:
 class SessionBound:
     """A resource was bound (sync hook)."""
 
+    SYNC: ClassVar[bool] = True
+
     session: C2SSession
 
 
@@ -150,6 +157,8 @@ class AccountDeleted:
 @dataclass(slots=True)
 class StreamFeatures:
     """Collect post-auth stream features (sync hook): append elements to ``features``."""
+
+    SYNC: ClassVar[bool] = True
 
     session: C2SSession
     features: Element

@@ -8,6 +8,7 @@ with generated prefixes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from hongyan.xmpp import ns as NS
@@ -21,12 +22,17 @@ _ATTR_ESCAPES = str.maketrans(
 )
 
 
+_TEXT_SPECIAL = re.compile(r"[&<>]").search
+_ATTR_SPECIAL = re.compile(r"[&<>'\"\n\r\t]").search
+
+
 def escape_text(text: str) -> str:
-    return text.translate(_TEXT_ESCAPES)
+    # Most text needs no escaping; one C-level scan is cheaper than always translating.
+    return text.translate(_TEXT_ESCAPES) if _TEXT_SPECIAL(text) else text
 
 
 def escape_attr(text: str) -> str:
-    return text.translate(_ATTR_ESCAPES)
+    return text.translate(_ATTR_ESCAPES) if _ATTR_SPECIAL(text) else text
 
 
 class Element:
@@ -148,43 +154,35 @@ class Element:
     def _write(self, out: list[str], parent_ns: str) -> None:
         name = self.name
         default_ns = self.xmlns
-        out.append("<")
         if default_ns == NS.STREAM:
             # The stream header binds the ``stream`` prefix; the default namespace inside
             # stream-level elements stays the parent's.
             name = "stream:" + name
             default_ns = parent_ns
-            out.append(name)
-        else:
-            out.append(name)
-        if default_ns != parent_ns:
-            out.append(" xmlns='")
-            out.append(escape_attr(default_ns))
-            out.append("'")
-        extra = 0
-        for k, v in self.attrs.items():
-            if k[0] == "{":
-                if k.startswith(_XML_PREFIX):
-                    out.append(" xml:" + k[len(_XML_PREFIX):])
-                else:
-                    uri, _, local = k[1:].partition("}")
-                    extra += 1
-                    out.append(f" xmlns:a{extra}='{escape_attr(uri)}' a{extra}:{local}")
-            else:
-                out.append(" ")
-                out.append(k)
-            out.append("='")
-            out.append(escape_attr(v))
-            out.append("'")
-        if not self.children:
-            out.append("/>")
+        head = "<" + name if default_ns == parent_ns else \
+            f"<{name} xmlns='{escape_attr(default_ns)}'"
+        if self.attrs:
+            attrs = []
+            extra = 0
+            for k, v in self.attrs.items():
+                if k[0] == "{":
+                    if k.startswith(_XML_PREFIX):
+                        k = "xml:" + k[len(_XML_PREFIX):]
+                    else:
+                        uri, _, local = k[1:].partition("}")
+                        extra += 1
+                        attrs.append(f" xmlns:a{extra}='{escape_attr(uri)}'")
+                        k = f"a{extra}:{local}"
+                attrs.append(f" {k}='{escape_attr(v)}'")
+            head += "".join(attrs)
+        children = self.children
+        if not children:
+            out.append(head + "/>")
             return
-        out.append(">")
-        for c in self.children:
-            if isinstance(c, str):
-                out.append(escape_text(c))
+        out.append(head + ">")
+        for c in children:
+            if c.__class__ is str:
+                out.append(escape_text(c))  # type: ignore[arg-type]
             else:
-                c._write(out, default_ns)
-        out.append("</")
-        out.append(name)
-        out.append(">")
+                c._write(out, default_ns)  # type: ignore[union-attr]
+        out.append(f"</{name}>")
