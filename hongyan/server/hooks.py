@@ -60,10 +60,7 @@ class HookBus:
         return False
 
     def fire_sync(self, event: object) -> bool:
-        for _, _, handler in self._handlers.get(type(event), ()):
-            if handler(event) is True:
-                return True
-        return False
+        return any(handler(event) is True for _, _, handler in self._handlers.get(type(event), ()))
 
 
 # ---- events -----------------------------------------------------------------------------------

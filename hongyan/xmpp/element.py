@@ -182,7 +182,7 @@ class Element:
         out.append(head + ">")
         for c in children:
             if c.__class__ is str:
-                out.append(escape_text(c))  # type: ignore[arg-type]
+                out.append(escape_text(c))
             else:
                 c._write(out, default_ns)  # type: ignore[union-attr]
         out.append(f"</{name}>")
