@@ -184,7 +184,7 @@ class Router:
     def iq(self, el: Element, sender: JID, to: JID | None, session: C2SSession | None
            ) -> Awaitable[object] | None:
         itype = el.attrs.get("type")
-        if itype not in IQ_TYPES or "id" not in el.attrs:
+        if itype not in IQ_TYPES or ("id" not in el.attrs and itype in ("get", "set")):
             self.bounce(el, StanzaError("bad-request", "an iq needs an id and a valid type"))
             return None
         if to is not None and to.domain != self._domain:

@@ -29,6 +29,7 @@ class Client(slixmpp.ClientXMPP):  # type: ignore[misc]
         self.messages: asyncio.Queue[Any] = asyncio.Queue()
         self.presences: asyncio.Queue[Any] = asyncio.Queue()
         self.stream_errors: list[Any] = []
+        self.gone = asyncio.Event()
         self.auth_failures: list[Any] = []
         self._started: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         for p in ("xep_0030", "xep_0199", *plugins):
@@ -50,6 +51,7 @@ class Client(slixmpp.ClientXMPP):  # type: ignore[misc]
             self._started.set_result(False)
 
     def _on_disconnected(self, _event: Any) -> None:
+        self.gone.set()
         if not self._started.done():
             self._started.set_result(False)
 

@@ -17,7 +17,7 @@ from tests.integration.clients import Client
 PASSWORD = "secret-password"
 
 
-def write_config(tmp_path: Path, storage_url: str, extra: str = "") -> Path:
+def write_config(tmp_path: Path, storage_url: str, extra: str = "", c2s_extra: str = "") -> Path:
     path = tmp_path / "hongyan.toml"
     path.write_text(f"""
 [server]
@@ -28,6 +28,7 @@ data_dir = "{tmp_path / 'data'}"
 bind = ["127.0.0.1"]
 port = 0
 direct_tls_port = 0
+{c2s_extra}
 
 [storage]
 url = "{storage_url}"
@@ -62,11 +63,17 @@ class Harness:
         self.node: Node | None = None
         self.clients: list[Client] = []
         self.extra_config = ""
+        self.c2s_extra = ""
 
-    async def start(self, extra: str | None = None) -> Node:
+    async def start(self, extra: str | None = None, c2s_extra: str | None = None) -> Node:
+        """Start a node; ``extra`` is appended to the config file, ``c2s_extra`` goes into its
+        [c2s] section. Both are remembered for :meth:`restart`."""
         if extra is not None:
             self.extra_config = extra
-        cfg = load_config(write_config(self.tmp_path, self.storage_url, self.extra_config))
+        if c2s_extra is not None:
+            self.c2s_extra = c2s_extra
+        cfg = load_config(write_config(self.tmp_path, self.storage_url, self.extra_config,
+                                       self.c2s_extra))
         self.node = Node(cfg)
         await self.node.start()
         return self.node
