@@ -102,8 +102,13 @@ class Harness:
 
     async def client(self, jid: str, password: str = PASSWORD, *, login: bool = True,
                      presence: bool = True, direct_tls: bool = False,
-                     plugins: tuple[str, ...] = ()) -> Client:
+                     plugins: tuple[str, ...] = (), manual: bool = False) -> Client:
+        """A client for ``jid``; ``manual`` turns off slixmpp's automatic answers to
+        subscription requests (before login, so that requests waiting offline stay open)."""
         c = Client(jid, password, plugins)
+        if manual:
+            c.auto_authorize = None
+            c.auto_subscribe = False
         self.clients.append(c)
         if login:
             port = self.port

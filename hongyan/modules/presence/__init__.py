@@ -63,12 +63,18 @@ class Presence(Module):
         if pending is not None:
             await pending
 
-    async def _send_subscription(self, ptype: str, user: JID, contact: str) -> None:
+    async def _send_subscription(self, ptype: str, user: JID, contact: str,
+                                 payload: list[Element | str] | None = None) -> None:
+        """Route a subscription stanza from the user's bare JID, with the payload the user's
+        client gave (status, nick…)."""
         try:
             to = JID.parse(contact)
         except JIDError:
             return
-        await self._send(_subscription_stanza(ptype, user.bare_str, contact), user.bare, to)
+        el = _subscription_stanza(ptype, user.bare_str, contact)
+        if payload:
+            el.children.extend(c for c in payload if isinstance(c, Element))
+        await self._send(el, user.bare, to)
 
     async def _presence_to(self, user: JID, contact: str, unavailable: bool) -> None:
         """Send the current presence of each of the user's available resources to ``contact``
@@ -99,7 +105,7 @@ class Presence(Module):
         assert session.jid is not None
         if ptype in SUBSCRIPTION_TYPES:
             if to.bare_str != session.jid.bare_str:
-                await self._outbound_subscription(session.jid, to.bare, ptype)
+                await self._outbound_subscription(session.jid, to.bare, ptype, el.children)
             return True
         if ptype == "probe":
             return True
@@ -184,7 +190,8 @@ class Presence(Module):
             session.send(_addressed(stanza, str(jid)))
         await self.api.hooks.fire(InitialPresence(session))
 
-    async def _outbound_subscription(self, user: JID, contact_jid: JID, ptype: str) -> None:
+    async def _outbound_subscription(self, user: JID, contact_jid: JID, ptype: str,
+                                     payload: list[Element | str]) -> None:
         username, contact = user.local, contact_jid.bare_str
         roster = self.roster
         if ptype == "subscribe":
@@ -193,7 +200,7 @@ class Presence(Module):
                 return base if base.has_to else base.evolve(ask=True)
 
             await roster.change(username, contact, ask)
-            await self._send_subscription("subscribe", user, contact)
+            await self._send_subscription("subscribe", user, contact, payload)
         elif ptype == "subscribed":
             had_request = await roster.store.remove_request(username, contact)
             items = await roster.items(username)
@@ -223,7 +230,7 @@ class Presence(Module):
                 return c.evolve(subscription=sub, ask=False)
 
             await roster.change(username, contact, cancel_to)
-            await self._send_subscription("unsubscribe", user, contact)
+            await self._send_subscription("unsubscribe", user, contact, payload)
         elif ptype == "unsubscribed":
             had_request = await roster.store.remove_request(username, contact)
             cur = (await roster.items(username)).get(contact)
