@@ -13,8 +13,7 @@ from hongyan.config.loader import load_config
 from hongyan.server.node import Node
 from tests.dbsupport import create_temp_pg_database, drop_pg_database, require_pg
 from tests.integration.clients import Client
-
-PASSWORD = "secret-password"
+from tests.integration.rawstream import PASSWORD
 
 
 def write_config(tmp_path: Path, storage_url: str, extra: str = "", c2s_extra: str = "") -> Path:

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
+from typing import TYPE_CHECKING
 
 from tests.integration.clients import insecure_context
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import Harness
+
+PASSWORD = "secret-password"  # the harness's default password
 
 HEADER = ("<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
           "xmlns:stream='http://etherx.jabber.org/streams' to='{to}' version='1.0'>")
@@ -47,6 +54,17 @@ class RawStream:
 
         return await asyncio.wait_for(loop(), timeout)
 
+    async def read_element(self, marker: bytes, timeout: float = 5.0) -> bytes:
+        """Read up to and including the end of the top-level element that contains
+        ``marker``: ``/>`` when it closes itself, else its end tag."""
+        head = await self.read_until(marker, timeout)
+        head += await self.read_until(b">", timeout)
+        if head.endswith(b"/>"):
+            return head
+        start = head.rfind(b"<", 0, head.rfind(marker))
+        name = head[start + 1:].split(None, 1)[0]
+        return head + await self.read_until(b"</" + name + b">", timeout)
+
     async def read_to_close(self, timeout: float = 5.0) -> bytes:
         async def loop() -> bytes:
             while True:
@@ -67,3 +85,33 @@ class RawStream:
 
     def close(self) -> None:
         self.writer.close()
+
+
+SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
+
+
+def b64(data: bytes | str) -> str:
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+async def tls_stream(harness: Harness) -> RawStream:
+    """A raw stream after STARTTLS, before the restarted stream's header."""
+    s = await RawStream.open(harness.port)
+    await s.header()
+    await s.starttls()
+    return s
+
+
+async def authed_stream(harness: Harness, user: str) -> RawStream:
+    """A raw stream logged in as ``user`` (created here) with resource ``raw``."""
+    await harness.user(user)
+    s = await tls_stream(harness)
+    await s.header()
+    s.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>{b64(chr(0) + user + chr(0) + PASSWORD)}"
+           "</auth>")
+    await s.read_until(b"success>")
+    await s.header()
+    s.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+           "<resource>raw</resource></bind></iq>")
+    await s.read_until(b"</iq>")
+    return s

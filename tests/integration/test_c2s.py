@@ -15,20 +15,7 @@ import pytest
 from hongyan.xmpp.sasl import tls_server_end_point
 from tests.integration.clients import Client
 from tests.integration.conftest import PASSWORD, Harness
-from tests.integration.rawstream import RawStream
-
-SASL = "urn:ietf:params:xml:ns:xmpp-sasl"
-
-
-def b64(data: bytes | str) -> str:
-    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
-
-
-async def tls_stream(harness: Harness) -> RawStream:
-    s = await RawStream.open(harness.port)
-    await s.header()
-    await s.starttls()
-    return s
+from tests.integration.rawstream import SASL, RawStream, authed_stream, b64, tls_stream
 
 
 async def test_features_before_and_after_tls(harness: Harness) -> None:
@@ -182,20 +169,6 @@ async def test_second_login_with_same_resource_replaces_the_first(harness: Harne
 
 
 # ---- bad input: exact bytes, the RFC's stream error ---------------------------------------
-
-
-async def authed_stream(harness: Harness, user: str) -> RawStream:
-    await harness.user(user)
-    s = await tls_stream(harness)
-    await s.header()
-    s.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>{b64(chr(0) + user + chr(0) + PASSWORD)}"
-           "</auth>")
-    await s.read_until(b"success>")
-    await s.header()
-    s.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
-           "<resource>raw</resource></bind></iq>")
-    await s.read_until(b"</iq>")
-    return s
 
 
 @pytest.mark.parametrize(("data", "condition"), [
