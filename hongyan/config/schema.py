@@ -50,6 +50,9 @@ class C2SSection(Section):
     max_depth: int = Field(64, ge=8, le=1024)
     auth_timeout: float = Field(30.0, gt=0, description="seconds of silence allowed before "
                                 "authentication")
+    idle_parser_release: float = Field(2.0, ge=0, description="seconds without input after "
+                                       "which an idle session's XML parser is released to save "
+                                       "memory (0 = never)")
 
 
 class TLSSection(Section):

@@ -7,6 +7,9 @@ router, the hook bus and the modules, hands each what it needs, and opens the li
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import functools
 import hmac
 import importlib
 import logging
@@ -86,6 +89,9 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._auth_failures: dict[str, tuple[int, float]] = {}
         self._plain_ok: dict[str, bytes] = {}
+        self._rest_task: asyncio.Task[None] | None = None
+        self._ns_tuples: dict[tuple[tuple[str | None, str], ...],
+                              tuple[tuple[str | None, str], ...]] = {}
         self.c2s_port = 0
         self.direct_tls_port = 0
 
@@ -108,6 +114,24 @@ class Node:
     def new_parser(self) -> StreamParser:
         return StreamParser(max_stanza_size=self.config.c2s.max_stanza_size,
                             max_depth=self.config.c2s.max_depth)
+
+    def resume_parser(self, root_ns: tuple[tuple[str | None, str], ...]) -> StreamParser:
+        return StreamParser.resume(root_ns, max_stanza_size=self.config.c2s.max_stanza_size,
+                                   max_depth=self.config.c2s.max_depth)
+
+    def intern_ns(self, root_ns: tuple[tuple[str | None, str], ...]
+                  ) -> tuple[tuple[str | None, str], ...]:
+        """One shared tuple per distinct stream header (nearly always the same one)."""
+        return self._ns_tuples.setdefault(root_ns, root_ns)
+
+    async def _rest_idle_parsers(self) -> None:
+        interval = self.config.c2s.idle_parser_release
+        while True:
+            await asyncio.sleep(interval)
+            released = sum(s.rest() for s in self.sessions.all())
+            if released >= 64:
+                # expat's buffers come from malloc; give the freed pages back to the OS.
+                _malloc_trim()
 
     def spawn(self, coro: Coroutine[Any, Any, Any] | Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -151,6 +175,8 @@ class Node:
             await module.start()
         if listen_c2s:
             await self._listen()
+        if self.config.c2s.idle_parser_release > 0:
+            self._rest_task = asyncio.get_running_loop().create_task(self._rest_idle_parsers())
 
     def _setup_tls(self) -> None:
         tls = self.config.tls
@@ -180,6 +206,9 @@ class Node:
         return C2SSession(self, transport)
 
     async def stop(self) -> None:
+        if self._rest_task is not None:
+            self._rest_task.cancel()
+            self._rest_task = None
         for server in self._servers:
             server.close()
         for s in self.sessions.all():
@@ -275,6 +304,22 @@ class Node:
             result = error_reply(iq.stanza, StanzaError("internal-server-error"))
         if isinstance(result, Element):
             session.send(_anon(result))
+
+
+@functools.cache
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(
+            ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # no glibc
+        return None
+    return trim
+
+
+def _malloc_trim() -> None:
+    trim = _libc_malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _anon(el: Element) -> Element:

@@ -70,6 +70,11 @@ class StreamClose:
 Event = StreamOpen | StreamClose | Element
 
 
+_HANDLERS = ("StartElementHandler", "EndElementHandler", "CharacterDataHandler",
+             "StartNamespaceDeclHandler", "StartDoctypeDeclHandler", "EntityDeclHandler",
+             "CommentHandler", "ProcessingInstructionHandler", "XmlDeclHandler")
+
+
 def _attr_name(name: str) -> str:
     if _SEP in name:
         uri, _, local = name.partition(_SEP)
@@ -96,6 +101,8 @@ class StreamParser:
         "_max_size",
         "_opened",
         "_parser",
+        "_rest",
+        "_root_ns",
         "_stack",
     )
 
@@ -122,6 +129,8 @@ class StreamParser:
         self._fed = 0
         self._mark = 0
         self._opened = False
+        self._rest = False
+        self._root_ns: list[tuple[str | None, str]] = []
         self._events: list[Event] = []
 
     def feed(self, data: bytes) -> list[Event]:
@@ -135,7 +144,42 @@ class StreamParser:
             raise self._map_error(exc) from None
         if self._fed - self._mark > self._max_size:
             raise StreamError("policy-violation", f"stanza larger than {self._max_size} bytes")
+        if self._depth == 1:
+            tail = data.rstrip(b" \t\r\n")
+            if tail:
+                self._rest = tail[-1:] == b">"
+        else:
+            self._rest = False
         return events
+
+    def close(self) -> None:
+        """Release the expat parser now: its handlers are bound methods of this object, a
+        reference cycle that would otherwise wait for the cyclic garbage collector."""
+        p = self._parser
+        for name in _HANDLERS:
+            setattr(p, name, None)
+        self._stack.clear()
+
+    @property
+    def at_rest(self) -> bool:
+        """Inside the stream, between stanzas, with no partial markup buffered: this parser
+        can be dropped and later replaced by :meth:`resume` without losing anything."""
+        return self._rest and self._depth == 1
+
+    def resume_state(self) -> tuple[tuple[str | None, str], ...]:
+        """What :meth:`resume` needs: the namespace declarations of the stream header."""
+        return tuple(self._root_ns)
+
+    @classmethod
+    def resume(cls, root_ns: tuple[tuple[str | None, str], ...], *, max_stanza_size: int,
+               max_depth: int, content_ns: str = NS.CLIENT) -> StreamParser:
+        """A new parser positioned where an at-rest parser with these stream-header namespace
+        declarations was: inside the stream, between stanzas."""
+        p = cls(max_stanza_size=max_stanza_size, max_depth=max_depth, content_ns=content_ns)
+        decls = "".join(f" xmlns='{uri}'" if prefix is None else f" xmlns:{prefix}='{uri}'"
+                        for prefix, uri in root_ns)
+        p.feed(f"<stream:stream{decls}>".encode())
+        return p
 
     @staticmethod
     def _map_error(exc: expat.ExpatError) -> StreamError:
@@ -154,8 +198,10 @@ class StreamParser:
             raise StreamError("unsupported-encoding", "XMPP streams are UTF-8")
 
     def _nsdecl(self, prefix: str | None, uri: str | None) -> None:
-        if self._depth == 0 and prefix is None:
-            self._default_ns = uri
+        if self._depth == 0:
+            self._root_ns.append((prefix, uri or ""))
+            if prefix is None:
+                self._default_ns = uri
 
     def _start(self, name: str, attrs: dict[str, str]) -> None:
         depth = self._depth + 1

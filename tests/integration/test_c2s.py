@@ -284,3 +284,18 @@ async def test_bad_to_is_jid_malformed(harness: Harness) -> None:
     s.send("<message to='a b@localhost' id='j1'><body>x</body></message>")
     out = await s.read_until(b"</message>")
     assert b"<jid-malformed" in out
+
+
+async def test_idle_sessions_release_their_parser(harness: Harness) -> None:
+    await harness.stop_node()
+    await harness.start(c2s_extra="idle_parser_release = 0.1")
+    romeo = await harness.logged_in("romeo")
+    juliet = await harness.logged_in("juliet")
+    assert harness.node is not None
+    await asyncio.sleep(0.5)
+    sessions = harness.node.sessions.all()
+    assert len(sessions) == 2 and all(s.parser is None for s in sessions)
+    romeo.send_message(mto="juliet@localhost", mbody="wake up", mtype="chat")
+    assert (await juliet.next_message())["body"] == "wake up"
+    juliet.send_message(mto="romeo@localhost", mbody="I am", mtype="chat")
+    assert (await romeo.next_message())["body"] == "I am"

@@ -144,3 +144,33 @@ def test_roundtrip_parse_serialize() -> None:
     msg = parse_all(HEADER, src)[1]
     assert isinstance(msg, Element)
     assert msg.to_bytes() == src
+
+
+def test_resume_after_rest() -> None:
+    p = StreamParser()
+    p.feed(HEADER)
+    p.feed(b"<message>")
+    assert not p.at_rest
+    p.feed(b"</message><presence/>")
+    assert p.at_rest
+    p.feed(b"  ")
+    assert p.at_rest  # whitespace keepalives keep it at rest
+    p.feed(b"<message><bo")
+    assert not p.at_rest
+    p.feed(b"dy>x</body></message>")
+    assert p.at_rest
+    q = StreamParser.resume(p.resume_state(), max_stanza_size=1000, max_depth=10)
+    evs = q.feed(b"<message to='a@b'><body>again</body></message></stream:stream>")
+    assert isinstance(evs[0], Element) and evs[0].find_text("body") == "again"
+    assert evs[0].xmlns == "jabber:client"
+    assert isinstance(evs[1], StreamClose)
+
+
+def test_resume_keeps_header_prefixes() -> None:
+    p = StreamParser()
+    p.feed(HEADER[:-1] + b" xmlns:x='urn:x'>")
+    p.feed(b"<presence/>")
+    q = StreamParser.resume(p.resume_state(), max_stanza_size=1000, max_depth=10)
+    evs = q.feed(b"<message><x:y/></message>")
+    el = evs[0]
+    assert isinstance(el, Element) and el.first is not None and el.first.xmlns == "urn:x"
