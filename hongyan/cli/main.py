@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import getpass
 import logging
 import os
@@ -38,6 +39,17 @@ def _load(arg: str | None) -> Config:
         raise SystemExit(2) from None
 
 
+def tune_gc() -> None:
+    """Stanzas are trees without back-references, freed by reference counting; the cyclic
+    collector only has to find rare cycles. Its default gen-0 threshold (700 allocations)
+    makes it run every few messages and, now and then, walk every long-lived object: a
+    latency spike of milliseconds under load. Move what start-up built out of its sight and
+    let it run far less often."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def _install_uvloop() -> None:
     try:
         import uvloop
@@ -49,6 +61,7 @@ def _install_uvloop() -> None:
 async def _serve(config: Config) -> None:
     node = Node(config)
     await node.start()
+    tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

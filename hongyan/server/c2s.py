@@ -56,6 +56,7 @@ class C2SSession:
         "_active",
         "_auth_timer",
         "_header_sent",
+        "_out",
         "_pending",
         "_root_ns",
         "_sasl",
@@ -91,6 +92,7 @@ class C2SSession:
         self._root_ns: tuple[tuple[str | None, str], ...] = ()
         self._active = True
         self._header_sent = False
+        self._out: list[bytes] | None = None
         self._pending: collections.deque[Event] | None = None
         self._task: asyncio.Task[None] | None = None
         self._sasl: ScramServer | tuple[str] | None = None
@@ -118,15 +120,20 @@ class C2SSession:
         except StreamError as exc:
             self.stream_error(exc)
             return
-        for ev in events:
-            if self._pending is not None:
-                self._pending.append(ev)
-                if len(self._pending) == MAX_QUEUED:
-                    self.transport.pause_reading()
-                continue
-            self._dispatch(ev)
-            if self.state == CLOSED:
-                return
+        node = self.node
+        node.in_batch = True
+        try:
+            for ev in events:
+                if self._pending is not None:
+                    self._pending.append(ev)
+                    if len(self._pending) == MAX_QUEUED:
+                        self.transport.pause_reading()
+                    continue
+                self._dispatch(ev)
+                if self.state == CLOSED:
+                    return
+        finally:
+            node.end_batch()
 
     def connection_lost(self) -> None:
         was_closed = self.state == CLOSED
@@ -205,7 +212,7 @@ class C2SSession:
                 f"{to_attr} version='1.0' xml:lang='en'>").encode()
 
     def _stream_open(self, ev: StreamOpen) -> None:
-        self.transport.write(self._header(None))
+        self._write(self._header(None))
         self._header_sent = True
         to = ev.to
         if to is None or to.lower().rstrip(".") != self.node.domain:
@@ -214,7 +221,7 @@ class C2SSession:
             raise StreamError("unsupported-version", "XMPP 1.0 streams only")
         if self.state == WAIT_OPEN:
             self.state = NEGOTIATING
-        self.transport.write(self._features().to_bytes(NS.CLIENT))
+        self._write(self._features().to_bytes(NS.CLIENT))
 
     def _features(self) -> Element:
         feats = Element("features", NS.STREAM)
@@ -256,24 +263,42 @@ class C2SSession:
 
     def send(self, el: Element) -> None:
         if self.state != CLOSED:
-            self.transport.write(el.to_bytes(NS.CLIENT))
+            self._write(el.to_bytes(NS.CLIENT))
+
+    def _write(self, data: bytes) -> None:
+        """Queue bytes for the client. Everything written during one pass of the event loop
+        goes out in one ``transport.write`` (the node flushes dirty sessions once per pass):
+        a burst of stanzas for one client costs one system call, not one each."""
+        out = self._out
+        if out is None:
+            self._out = [data]
+            self.node.schedule_flush(self)
+        else:
+            out.append(data)
+
+    def flush(self) -> None:
+        out = self._out
+        if out is not None:
+            self._out = None
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def stream_error(self, exc: StreamError) -> None:
         if self.state == CLOSED:
             return
         log.debug("stream error to %r: %s", self, exc)
         out = b"" if self._header_sent else self._header(None)
-        self.transport.write(out + exc.to_bytes() + b"</stream:stream>")
+        self._write(out + exc.to_bytes() + b"</stream:stream>")
         self._shutdown()
 
     def close(self) -> None:
         """Close the stream cleanly (our closing tag, then the socket)."""
         if self.state == CLOSED:
             return
-        self.transport.write(b"</stream:stream>")
+        self._write(b"</stream:stream>")
         self._shutdown()
 
     def _shutdown(self) -> None:
+        self.flush()
         self.state = CLOSED
         if self._auth_timer is not None:
             self._auth_timer.cancel()
@@ -338,7 +363,8 @@ class C2SSession:
     def _starttls(self) -> Awaitable[None]:
         if self.transport.secure or self.node.ssl_context is None:
             raise StreamError("policy-violation", "TLS is not available here")
-        self.transport.write(f"<proceed xmlns='{NS.TLS}'/>".encode())
+        self._write(f"<proceed xmlns='{NS.TLS}'/>".encode())
+        self.flush()
         self.transport.pause_reading()
         self.restart()
         return self.transport.start_tls()
@@ -368,7 +394,7 @@ class C2SSession:
                                      any(m.endswith("-PLUS") for m in self._mechanisms()),
                                      self.node.secret)
             if not data:
-                self.transport.write(f"<challenge xmlns='{NS.SASL}'/>".encode())
+                self._write(f"<challenge xmlns='{NS.SASL}'/>".encode())
                 return None
             return self._scram_first(data)
         if name == "response":
@@ -400,7 +426,7 @@ class C2SSession:
             return
         creds = await self.node.accounts.scram(username, scram.hash_name)
         challenge = scram.server_first(creds)
-        self.transport.write(f"<challenge xmlns='{NS.SASL}'>".encode() +
+        self._write(f"<challenge xmlns='{NS.SASL}'>".encode() +
                              base64.b64encode(challenge) + b"</challenge>")
 
     async def _plain(self, data: bytes) -> None:
@@ -428,7 +454,7 @@ class C2SSession:
         self.state = AUTHENTICATED
         self.restart()
         payload = base64.b64encode(final) if final else b""
-        self.transport.write(f"<success xmlns='{NS.SASL}'>".encode() + payload + b"</success>")
+        self._write(f"<success xmlns='{NS.SASL}'>".encode() + payload + b"</success>")
 
     async def _sasl_fail(self, exc: SaslFailure) -> None:
         self._sasl = None
