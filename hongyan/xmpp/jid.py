@@ -66,6 +66,8 @@ def prepare_domain(s: str) -> str:
         s = s[:-1]
     _bytes_ok(s, "domainpart")
     if s.startswith("[") and s.endswith("]"):
+        if "%" in s:  # RFC 3986 IP-literal: no zone identifier
+            raise JIDError(f"invalid IPv6 literal {s!r}: zone identifier")
         try:
             return "[" + str(ipaddress.IPv6Address(s[1:-1])) + "]"
         except ValueError:
@@ -78,6 +80,10 @@ def prepare_domain(s: str) -> str:
     if s.isascii():
         d = s.lower()
         ascii_form = d
+        if "xn--" in d:
+            # RFC 7622 §3.2.1: A-labels are converted to U-labels, so both spellings of an
+            # internationalized name are the same JID.
+            d = ".".join(_u_label(label, s) for label in d.split("."))
     else:
         d = unicodedata.normalize("NFC", s).lower()
         try:
@@ -88,6 +94,24 @@ def prepare_domain(s: str) -> str:
         if not _LABEL.match(label):
             raise JIDError(f"invalid domain {s!r}")
     return d
+
+
+def _u_label(label: str, domain: str) -> str:
+    """The U-label of an (already lowercased) A-label; other labels unchanged."""
+    if not label.startswith("xn--"):
+        return label
+    try:
+        u = label[4:].encode("ascii").decode("punycode")
+    except UnicodeError:
+        raise JIDError(f"invalid domain {domain!r}: bad A-label {label!r}") from None
+    if (not u or u.isascii() or u.encode("punycode").decode("ascii") != label[4:]
+            or unicodedata.normalize("NFC", u).lower() != u or "." in u):
+        raise JIDError(f"invalid domain {domain!r}: bad A-label {label!r}")
+    try:
+        u.encode("idna")  # the same check a U-label given as such gets
+    except UnicodeError:
+        raise JIDError(f"invalid domain {domain!r}: bad A-label {label!r}") from None
+    return u
 
 
 class JID:

@@ -13,7 +13,10 @@ import base64
 import hashlib
 import hmac
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from precis_i18n import get_profile
 
@@ -27,6 +30,8 @@ _MECHANISMS: dict[str, tuple[str, bool]] = {
     "SCRAM-SHA-256": ("sha256", False),
     "SCRAM-SHA-256-PLUS": ("sha256", True),
 }
+#: SCRAM mechanism name -> (hash name, uses channel binding); read-only.
+MECHANISMS: Mapping[str, tuple[str, bool]] = MappingProxyType(_MECHANISMS)
 
 
 class SaslFailure(Exception):
@@ -109,9 +114,13 @@ def _attrs(text: str) -> list[tuple[str, str]]:
     return out
 
 
+_BAD_ESCAPE = re.compile(r"=(?!2C|3D)")
+
+
 def _saslname(value: str) -> str:
-    """Decode a SCRAM saslname (RFC 5802 §5.1: ``=2C`` is ``,``, ``=3D`` is ``=``)."""
-    if "=" in value.replace("=2C", "").replace("=3D", ""):
+    """Decode a SCRAM saslname (RFC 5802 §5.1: ``=2C`` is ``,``, ``=3D`` is ``=``, and no other
+    ``=``)."""
+    if _BAD_ESCAPE.search(value):
         raise SaslFailure("malformed-request", "bad escape in SCRAM name")
     return value.replace("=2C", ",").replace("=3D", "=")
 
@@ -121,17 +130,18 @@ class ScramServer:
     → :meth:`client_final`."""
 
     __slots__ = ("_cb", "_cb_flag", "_client_first_bare", "_combined_nonce", "_creds",
-                 "_fake_secret", "_gs2_header", "_nonce", "_offers_plus", "_server_first",
-                 "authzid", "hash_name", "plus", "username")
+                 "_fake_iterations", "_fake_secret", "_gs2_header", "_nonce", "_offers_plus",
+                 "_server_first", "authzid", "hash_name", "plus", "username")
 
     def __init__(self, hash_name: str, plus: bool, channel_binding: tuple[str, bytes] | None,
-                 server_offers_plus: bool, fake_salt_secret: bytes, nonce: str | None = None
-                 ) -> None:
+                 server_offers_plus: bool, fake_salt_secret: bytes, nonce: str | None = None,
+                 fake_iterations: int = 4096) -> None:
         self.hash_name = hash_name
         self.plus = plus
         self._cb = channel_binding
         self._offers_plus = server_offers_plus
         self._fake_secret = fake_salt_secret
+        self._fake_iterations = fake_iterations
         self._nonce = nonce
         self.username: str | None = None
         self.authzid = ""
@@ -175,7 +185,8 @@ class ScramServer:
         attrs = _attrs(bare)
         if len(attrs) < 2 or attrs[0][0] == "m":
             raise SaslFailure("malformed-request", "SCRAM extensions are not supported")
-        if attrs[0][0] != "n" or attrs[1][0] != "r" or not attrs[1][1]:
+        if (attrs[0][0] != "n" or attrs[1][0] != "r" or not attrs[1][1]
+                or not (attrs[1][1].isascii() and attrs[1][1].isprintable())):
             raise SaslFailure("malformed-request", "bad SCRAM client-first message")
         try:
             username = prepare_localpart(_saslname(attrs[0][1]))
@@ -191,8 +202,11 @@ class ScramServer:
     def server_first(self, creds: ScramCredentials | None) -> bytes:
         assert self.username is not None
         if creds is None:
-            salt = _hmac("sha256", self._fake_secret, self.username.encode())[:16]
-            iterations = 4096
+            # Like a real account: a salt of its own per hash, stable across attempts, and the
+            # iteration count new accounts get.
+            salt = _hmac("sha256", self._fake_secret,
+                         f"{self.hash_name}\0{self.username}".encode())[:16]
+            iterations = self._fake_iterations
         else:
             self._creds = creds
             salt, iterations = creds.salt, creds.iterations
@@ -208,7 +222,10 @@ class ScramServer:
         without_proof, sep, proof_b64 = text.rpartition(",p=")
         if not sep:
             raise SaslFailure("malformed-request", "no proof in SCRAM client-final message")
-        attrs = dict(_attrs(without_proof))
+        attr_list = _attrs(without_proof)
+        if len(attr_list) < 2 or attr_list[0][0] != "c" or attr_list[1][0] != "r":
+            raise SaslFailure("malformed-request", "bad SCRAM client-final message")
+        attrs = dict(attr_list[:2])
         cb_data = self._gs2_header.encode()
         if self._cb_flag.startswith("p="):
             assert self._cb is not None
