@@ -1,11 +1,16 @@
-"""A generic per-user key/value store for small XML blobs (vCards, private XML, last activity)."""
+"""A generic per-user key/value store for small XML payloads (private XML storage XEP-0049,
+vCards, last activity).
+
+Values are TEXT (XML is text). ``set`` is an upsert (``INSERT … ON CONFLICT … DO UPDATE SET
+value = excluded.value``), which SQLite (3.24+) and PostgreSQL both accept.
+"""
 
 from __future__ import annotations
 
 from hongyan.storage.db import Database
 from hongyan.storage.migrations import Migration
 
-KV_MIGRATIONS = (
+KV_MIGRATIONS: tuple[Migration, ...] = (
     Migration("kv", 1, (
         """CREATE TABLE kv_store (
             username TEXT NOT NULL,
@@ -19,6 +24,8 @@ KV_MIGRATIONS = (
 
 
 class KeyValueStore:
+    """``(username, ns, key) -> str``; ``key`` defaults to "" for one value per namespace."""
+
     def __init__(self, db: Database) -> None:
         self._db = db
 
