@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from hongyan.server.hooks import SessionBound, SessionClosed, StreamFeatures
 from hongyan.xmpp import ns as NS
-from hongyan.xmpp.element import Element
+from hongyan.xmpp.element import Element, escape_attr
 from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
 from hongyan.xmpp.jid import JID, JIDError, prepare_resource
 from hongyan.xmpp.parser import Event, StreamClose, StreamOpen, StreamParser
@@ -206,13 +206,14 @@ class C2SSession:
     # -- stream level ---------------------------------------------------------------------------
     def _header(self, to: str | None) -> bytes:
         self.stream_id = secrets.token_urlsafe(12)
-        to_attr = f" to='{to}'" if to else ""
+        to_attr = f" to='{escape_attr(to)}'" if to else ""
         return (f"<?xml version='1.0'?><stream:stream xmlns='{NS.CLIENT}' "
                 f"xmlns:stream='{NS.STREAM}' id='{self.stream_id}' from='{self.node.domain}'"
                 f"{to_attr} version='1.0' xml:lang='en'>").encode()
 
     def _stream_open(self, ev: StreamOpen) -> None:
-        self._write(self._header(None))
+        # RFC 6120 §4.7.2: the response header's 'to' is the initiating entity's 'from'
+        self._write(self._header(ev.attrs.get("from")))
         self._header_sent = True
         to = ev.to
         if to is None or to.lower().rstrip(".") != self.node.domain:
@@ -367,7 +368,20 @@ class C2SSession:
         self.flush()
         self.transport.pause_reading()
         self.restart()
-        return self.transport.start_tls()
+        return self._start_tls()
+
+    async def _start_tls(self) -> None:
+        # Runs after the rest of the input batch was queued. Anything the client sent in the
+        # clear after <starttls/> may have been injected by a man in the middle (STARTTLS command
+        # injection, cf. CVE-2011-0411): it must never be handled as if it came over TLS. An
+        # honest client waits for <proceed/> (RFC 6120 §5.4.3.3), so we drop the connection.
+        if self._pending:
+            log.info("plaintext pipelined after <starttls/> from %s: closing",
+                     self.transport.peer_host)
+            self._pending.clear()
+            self._shutdown()
+            return
+        await self.transport.start_tls()
 
     # -- SASL -----------------------------------------------------------------------------------
     def _sasl_element(self, el: Element) -> Awaitable[object] | None:
@@ -392,7 +406,8 @@ class C2SSession:
             assert hash_plus is not None
             self._sasl = ScramServer(hash_plus[0], hash_plus[1], self.transport.channel_binding(),
                                      any(m.endswith("-PLUS") for m in self._mechanisms()),
-                                     self.node.secret)
+                                     self.node.secret,
+                                     fake_iterations=self.node.config.auth.scram_iterations)
             if not data:
                 self._write(f"<challenge xmlns='{NS.SASL}'/>".encode())
                 return None
@@ -520,6 +535,14 @@ class C2SSession:
         attrs["from"] = str(jid)
         to_text = attrs.get("to")
         to: JID | None = None
+        if name == "iq" and attrs.get("type") == "set" and (
+                to_text is None or to_text == self.node.domain):
+            payload = el.first
+            if payload is not None and payload.xmlns == NS.SESSION and payload.name == "session":
+                # RFC 3921 session establishment: we advertise it (optional), so a client
+                # that still sends it after binding gets its result.
+                self.send(Element("iq", attrs={"type": "result", "id": attrs.get("id", "")}))
+                return None
         if to_text is not None:
             try:
                 to = JID.parse(to_text)

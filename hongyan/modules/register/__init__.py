@@ -15,7 +15,7 @@ class Register(Module):
     xeps = {"0077": "2.4"}
     features = frozenset({NS.REGISTER})
 
-    @iq_handler(NS.REGISTER, "query", "get", scope="host")
+    @iq_handler(NS.REGISTER, "query", "get", scope=("host", "self"))
     def on_get(self, iq: Iq) -> Element:
         q = Element("query", NS.REGISTER)
         session = iq.session
@@ -32,7 +32,7 @@ class Register(Module):
         q.add("password")
         return iq.result(q)
 
-    @iq_handler(NS.REGISTER, "query", "set", scope="host")
+    @iq_handler(NS.REGISTER, "query", "set", scope=("host", "self"))
     async def on_set(self, iq: Iq) -> Element | None:
         session = iq.session
         authed = session is not None and session.jid is not None
