@@ -64,6 +64,10 @@ def load_module_classes(disabled: list[str] | tuple[str, ...] = ()) -> list[type
     return classes
 
 
+#: kv_store namespace of server-wide values (username "" is never an account's).
+_SECRET_NS = "hongyan:server"
+
+
 class Node:
     def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
         self.config = config
@@ -78,6 +82,8 @@ class Node:
         self.modules: dict[str, Module] = {}
         self.nonzas: dict[tuple[str, str], NonzaHandler] = {}
         self.registration_enabled = config.registration_enabled
+        # Server-wide secret (fake SCRAM salts for unknown users, the PLAIN check cache): read
+        # from the database at start so that it is the same across restarts and cluster nodes.
         self.secret = secrets.token_bytes(32)
         self.ssl_context: ssl.SSLContext | None = None
         self._tls: TLSConfig | None = None
@@ -184,10 +190,23 @@ class Node:
             log.info("applied migrations: %s", ", ".join(f"{c}/{v}" for c, v in applied))
         self._classes = classes
 
+    async def _server_secret(self) -> bytes:
+        """The persistent server secret (created once; the first node to start wins a race).
+
+        Why persistent: a fake salt that changed with every restart would tell an attacker
+        which usernames do not exist (a real account's salt never changes)."""
+        await self.db.execute(
+            "INSERT INTO kv_store (username, ns, key, value) VALUES ('', ?, 'secret', ?) "
+            "ON CONFLICT (username, ns, key) DO NOTHING", _SECRET_NS, secrets.token_hex(32))
+        value = await self.kv.get("", _SECRET_NS, "secret")
+        assert value is not None
+        return bytes.fromhex(value)
+
     async def start(self, listen_c2s: bool = True) -> None:
         if self.config.cluster.backend != "local":
             raise RuntimeError("cluster.backend = 'redis' is not available yet; use 'local'")
         await self.open_storage()
+        self.secret = await self._server_secret()
         self._setup_tls()
         for cls in self._classes:
             api = ModuleAPI(self, cls.name)
