@@ -52,8 +52,12 @@ CONF
 
 hy_stop() {
   if [ -f "$HYRUN/hongyan.pid" ]; then
-    kill "$(cat "$HYRUN/hongyan.pid")" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$(cat "$HYRUN/hongyan.pid")" 2>/dev/null || break; sleep 0.1; done
+    local pid; pid="$(cat "$HYRUN/hongyan.pid")"
+    kill "$pid" 2>/dev/null || true
+    # closing 10,000 sessions takes a while; a server still holding the port would make the next
+    # start fail, so wait for it (then insist)
+    for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
     rm -f "$HYRUN/hongyan.pid"
   fi
 }
@@ -73,8 +77,8 @@ hy_start() { # [pin cpus]
   echo "hongyan did not start:" >&2; cat "$HYRUN/serve.log" >&2; return 1
 }
 
-start() { # server [pin]
-  if [ "$1" = hongyan ]; then hy_start "${2:-}"; else
+start() { # server [pin]; fails (and the run is skipped) when the server does not come up
+  if [ "$1" = hongyan ]; then hy_start "${2:-}" || return 1; else
     $A stop "$1" >/dev/null 2>&1
     if [ -n "${2:-}" ]; then PIN=$2 $A start "$1" >/dev/null; else $A start "$1" >/dev/null; fi
   fi
@@ -109,7 +113,7 @@ main() {
   for ((r = 1; r <= REPS; r++)); do
     for s in $SERVERS; do
       start $s && gen $s "mem10000 r$r" --concurrency 100 -- login --clients 10000 --settle 5
-      start $s
+      start $s || continue
       gen $s "tput r$r" -- throughput --pairs 50 --window 10 --duration "$DUR" --warmup 3
       gen $s "lat5000 r$r" -- latency --pairs 50 --rate 5000 --duration "$DUR" --warmup 2
       if [ $s != hongyan ] || [ -n "${HY_MUC:-}" ]; then
@@ -123,7 +127,7 @@ main() {
 pinned() {
   for ((r = 1; r <= REPS; r++)); do
     for s in $SERVERS; do
-      start $s 0
+      start $s 0 || continue
       gen $s "pinned-tput r$r" --workers 1 --gen-cpus 1 -- throughput --pairs 50 --window 10 --duration "$DUR" --warmup 3
       stop $s
     done
@@ -147,7 +151,7 @@ scram() {
 quick() { # one short pass of the main figures, for a development check
   for s in $SERVERS; do
     start $s && gen $s "mem1000 r1" -- login --clients 1000 --settle 3
-    start $s
+    start $s || continue
     gen $s "tput r1" -- throughput --pairs 50 --window 10 --duration 10 --warmup 3
     gen $s "lat5000 r1" -- latency --pairs 50 --rate 5000 --duration 10 --warmup 2
     stop $s
