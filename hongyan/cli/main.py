@@ -8,6 +8,7 @@ import gc
 import getpass
 import logging
 import os
+import resource
 import signal
 import sys
 import time
@@ -58,7 +59,26 @@ def _install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+def raise_fd_limit() -> int:
+    """Each connection is a file descriptor: lift the soft limit (often 1,024) to the hard one,
+    as a server holding many sessions must. Returns the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else 1_048_576
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
 async def _serve(config: Config) -> None:
+    fds = raise_fd_limit()
+    if fds < 4096:
+        logging.getLogger("hongyan").warning(
+            "only %d file descriptors allowed: at most about that many connections "
+            "(raise the hard limit, e.g. LimitNOFILE= in systemd)", fds)
     node = Node(config)
     await node.start()
     tune_gc()
