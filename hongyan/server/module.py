@@ -213,8 +213,9 @@ class ModuleAPI:
 
     # -- acting ---------------------------------------------------------------------------------
     def route(self, stanza: Element) -> None:
-        """Route a stanza the server itself sends (``from`` must be set)."""
-        self._node.router.route_from_server(stanza)
+        """Route a stanza the server itself sends (``from`` and ``to`` set), to completion
+        (an offline recipient's message is stored, not dropped)."""
+        self._node.router.send(stanza)
 
     async def delete_account(self, username: str) -> bool:
         """Delete an account with all its data (every module's AccountDeleted hook runs) and

@@ -93,6 +93,14 @@ class Router:
             return None
         return self.route(el, sender, to)
 
+    def send(self, el: Element) -> None:
+        """Route a server-originated stanza (``from``/``to`` set) to completion: work that
+        must wait (storing a message for an offline user, a presence broadcast) runs as a
+        task of the node instead of being dropped with an unawaited result."""
+        pending = self.route_from_server(el)
+        if pending is not None:
+            self._node.spawn(pending)
+
     def route(self, el: Element, sender: JID, to: JID) -> Awaitable[object] | None:
         name = el.name
         if name == "message":
@@ -109,7 +117,7 @@ class Router:
         reply = error_reply(el, error)
         if "from" not in reply.attrs:
             reply.attrs["from"] = self._domain
-        self.route_from_server(reply)
+        self.send(reply)
 
     # -- messages -------------------------------------------------------------------------------
     def message(self, el: Element, sender: JID, to: JID) -> Awaitable[object] | None:
@@ -273,7 +281,7 @@ class Router:
         if "from" not in reply.attrs:
             reply.attrs["from"] = str(iq.to)
         reply.attrs["to"] = str(iq.sender)
-        self.route_from_server(reply)
+        self.send(reply)
 
     # -- elsewhere ------------------------------------------------------------------------------
     def _elsewhere(self, el: Element, sender: JID, to: JID) -> Awaitable[object] | None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from slixmpp.xmlstream import ET
 
+from hongyan.xmpp.element import Element
 from tests.integration.clients import Client
 from tests.integration.conftest import PASSWORD, Harness
 from tests.integration.rawstream import SASL, b64, tls_stream
@@ -58,6 +59,21 @@ async def test_offline_messages_in_order_with_delay(harness: Harness) -> None:
     juliet2 = await harness.client("juliet@localhost/laptop")
     await asyncio.sleep(0.3)
     assert juliet2.messages.empty()
+
+
+async def test_server_routed_message_to_offline_user_is_stored(harness: Harness) -> None:
+    """A module routing a message (ModuleAPI.route) to a user who is offline: the store step
+    is asynchronous and must run, not be dropped with an unawaited result."""
+    await harness.user("juliet")
+    assert harness.node is not None
+    api = harness.node.modules["ping"].api
+    api.route(Element("message", attrs={"from": "localhost", "to": "juliet@localhost",
+                                        "type": "chat"}, children=[
+        Element("body", children=["from the server"])]))
+    await asyncio.sleep(0.3)
+    juliet = await harness.client("juliet@localhost/phone")
+    got = await juliet.next_message()
+    assert got["body"] == "from the server" and str(got["from"]) == "localhost"
 
 
 async def test_offline_messages_survive_restart(harness: Harness) -> None:
