@@ -272,6 +272,12 @@ async def test_persistent_rooms_survive_restart(harness: Harness) -> None:
     its = list(outcasts.iter(f"{{{MUC_ADMIN}}}item"))
     assert [(i.get("jid"), i.findtext(f"{{{MUC_ADMIN}}}reason")) for i in its] == \
         [("hag@localhost", "rude")]
+    # A deleted account loses its affiliations, for good.
+    assert harness.node is not None
+    await harness.node.delete_account("wiccan")
+    await harness.restart()
+    crone = await witch(harness, "crone")
+    assert await crone.muc.get_affiliation_list(ROOM, "member") == []
 
 
 # -- occupants -----------------------------------------------------------------------------------
@@ -378,6 +384,11 @@ async def test_multiple_resources_under_one_nick_and_self_ping(harness: Harness)
     assert condition(res) == "not-acceptable"
     res = await desk.iq(f"{ROOM}/secondwitch", "<ping xmlns='urn:xmpp:ping'/>")
     assert res.get("type") == "result"
+    # A join from a resource already in (a client that lost track) gets the join again.
+    desk.send(f"<presence to='{ROOM}/secondwitch'><x xmlns='{MUC}'/></presence>")
+    own = await desk.expect(is_presence(f"{ROOM}/secondwitch"))
+    assert "110" in codes(own)
+    await desk.expect(lambda el: el.tag == f"{C}message" and el.find(f"{C}subject") is not None)
     # An IQ to another occupant is forwarded to it and its answer comes back.
     res = await crone.iq(f"{ROOM}/secondwitch", "<ping xmlns='urn:xmpp:ping'/>")
     assert res.get("type") == "result" and res.get("from") == f"{ROOM}/secondwitch"
@@ -486,7 +497,10 @@ async def test_join_refusals(harness: Harness) -> None:
     assert await wiccan.join_error(f"banned@{SERVICE}", "w") == "forbidden"
     await crone.create(f"small@{SERVICE}", "firstwitch", maxusers="2")
     await hag.join(f"small@{SERVICE}", "h")
-    assert await wiccan.join_error(f"small@{SERVICE}", "w") == "service-unavailable"
+    with pytest.raises(PresenceError) as exc:
+        await wiccan.muc.join_muc_wait(JID(f"small@{SERVICE}"), "w", timeout=10)
+    assert exc.value.presence["error"]["condition"] == "service-unavailable"
+    assert exc.value.presence["error"]["type"] == "wait"
     assert await wiccan.join_error(f"small@{SERVICE}", "h") == "conflict"
     # A nick reserved by a member is theirs.
     await crone.muc.set_affiliation(f"members@{SERVICE}", "member", jid="hag@localhost",

@@ -33,7 +33,7 @@ from hongyan.modules.muc.forms import (
 )
 from hongyan.modules.muc.room import ROLE_RANK, Occupant, Room, spliced
 from hongyan.modules.muc.store import MIGRATIONS, Affiliation, RoomStore
-from hongyan.server.hooks import SessionClosed
+from hongyan.server.hooks import AccountDeleted, SessionClosed
 from hongyan.server.module import Module, hook
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
@@ -206,15 +206,21 @@ class Muc(Module):
         if not nick:
             raise StanzaError("jid-malformed", "a nickname is required")
         now = self.api.now()
+        x = el.find("x", MUC)
+        history = x.find("history", MUC) if x is not None else None
         if room is not None and occ is not None:
             if occ.nick == nick:
                 occ.presence = el
-                room.broadcast_presence(occ)
+                if x is not None:
+                    # A join from a resource already in: the client lost track (Conversations
+                    # rejoins when a self-ping fails); give it the whole join again.
+                    room.send_join(occ, sender, history, now, False, False)
+                    room.broadcast_presence(occ, self_to=())
+                else:
+                    room.broadcast_presence(occ)
                 return None
             self.change_nick(room, occ, el, sender, nick)
             return None
-        x = el.find("x", MUC)
-        history = x.find("history", MUC) if x is not None else None
         password = x.find_text("password", MUC) if x is not None else None
         created = False
         bare = sender.bare_str
@@ -250,7 +256,7 @@ class Muc(Module):
                 raise StanzaError("not-authorized", "a password is required")
             if same is None and len(room.occupants) >= room.config.max_users and \
                     aff not in ("owner", "admin"):
-                raise StanzaError("service-unavailable", "this room is full")
+                raise StanzaError("service-unavailable", "this room is full", type="wait")
         new_occupant = same is None
         if same is None:
             occ = Occupant(nick, bare, room.default_role(aff), self.occupant_id(room.name, bare))
@@ -320,6 +326,14 @@ class Muc(Module):
             occ = room.by_jid.get(str(jid))
             if occ is not None:
                 self.leave(room, occ, jid)
+
+    @hook(AccountDeleted)
+    async def on_account_deleted(self, ev: AccountDeleted) -> None:
+        """A deleted account loses its affiliations (its sessions are closed anyway)."""
+        bare = f"{ev.username}@{self.api.domain}"
+        for room in list(self.rooms.values()):
+            if room.affiliations.pop(bare, None) is not None and room.config.persistent:
+                await self.store.set_affiliations(room.name, {bare: None})
 
     # -- messages -------------------------------------------------------------------------------
     def on_message(self, room: Room, el: Element, sender: JID, to: JID
