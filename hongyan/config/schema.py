@@ -145,6 +145,12 @@ class Config(Section):
     cluster: ClusterSection = ClusterSection()
     modules: ModulesSection = ModulesSection()
 
+    @model_validator(mode="after")
+    def _muc_host(self) -> Config:
+        if self.muc.host == self.server.domain:
+            raise ValueError("muc.host must be a domain of its own, not server.domain")
+        return self
+
     @property
     def registration_enabled(self) -> bool:
         if self.registration.enabled is not None:
