@@ -211,6 +211,7 @@ class Muc(Module):
         if room is not None and occ is not None:
             if occ.nick == nick:
                 occ.presence = el
+                occ.add_resource(sender, self.api.sessions.get(sender))
                 if x is not None:
                     # A join from a resource already in: the client lost track (Conversations
                     # rejoins when a self-ping fails); give it the whole join again.
@@ -263,7 +264,7 @@ class Muc(Module):
             room.occupants[nick] = occ
         else:
             occ = same
-        occ.add_resource(sender)
+        occ.add_resource(sender, self.api.sessions.get(sender))
         occ.presence = el
         room.by_jid[full] = occ
         self.joined.setdefault(full, set()).add(room.name)
@@ -316,15 +317,19 @@ class Muc(Module):
 
     @hook(SessionClosed)
     def on_session_closed(self, ev: SessionClosed) -> None:
-        jid = ev.session.jid
+        session = ev.session
+        jid = session.jid
         if jid is None:
             return
-        for name in list(self.joined.get(str(jid), ())):
+        full = str(jid)
+        for name in list(self.joined.get(full, ())):
             room = self.rooms.get(name)
             if room is None:
                 continue
-            occ = room.by_jid.get(str(jid))
-            if occ is not None:
+            occ = room.by_jid.get(full)
+            # Only if it is this session's (a new session with the same full JID may have
+            # joined already).
+            if occ is not None and occ.resources[full][2] is session:
                 self.leave(room, occ, jid)
 
     @hook(AccountDeleted)
@@ -380,10 +385,8 @@ class Muc(Module):
             room.broadcast(out)
             return self.persist(room)
         head, tail = spliced(out)
-        get = self.api.sessions.get
         for o in room.occupants.values():
-            for jid, esc in o.resources.values():
-                s = get(jid)
+            for _, esc, s in o.resources.values():
                 if s is not None:
                     s.send_bytes(head + esc + tail)
         if has_body and room.history.maxlen:

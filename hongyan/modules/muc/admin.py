@@ -215,7 +215,7 @@ async def owner_iq(muc: Muc, room: Room, el: Element, query: Element, sender: JI
 
 async def destroy_room(muc: Muc, room: Room, venue: str, reason: str) -> None:
     for occ in list(room.occupants.values()):
-        for jid, _ in list(occ.resources.values()):
+        for jid, _, _ in list(occ.resources.values()):
             el = Element("presence", attrs={"from": room.occupant_jid(occ.nick),
                                             "type": "unavailable"})
             x = el.add("x", MUC_USER)

@@ -21,6 +21,7 @@ from hongyan.xmpp.stamps import parse_xmpp_datetime, xmpp_datetime
 
 if TYPE_CHECKING:
     from hongyan.modules.muc import Muc
+    from hongyan.server.c2s import C2SSession
 
 AFF_RANK = {"outcast": 0, "none": 1, "member": 2, "admin": 3, "owner": 4}
 ROLE_RANK = {"none": 0, "visitor": 1, "participant": 2, "moderator": 3}
@@ -44,13 +45,15 @@ class Occupant:
         self.bare = bare
         self.role = role
         self.occupant_id = occupant_id
-        #: full JID string -> (JID, the full JID escaped for an attribute, as bytes)
-        self.resources: dict[str, tuple[JID, bytes]] = {}
+        #: full JID string -> (JID, the full JID escaped for an attribute as bytes, its
+        #: session). The session is looked up once, at join: an occupant's resource leaves
+        #: the room when that session ends (``Muc.on_session_closed``).
+        self.resources: dict[str, tuple[JID, bytes, C2SSession | None]] = {}
         self.presence: Element | None = None
 
-    def add_resource(self, jid: JID) -> None:
+    def add_resource(self, jid: JID, session: C2SSession | None) -> None:
         s = str(jid)
-        self.resources[s] = (jid, escape_attr(s).encode())
+        self.resources[s] = (jid, escape_attr(s).encode(), session)
 
     @property
     def first_jid(self) -> str:
@@ -106,9 +109,7 @@ class Room:
 
     # -- output ---------------------------------------------------------------------------------
     def write(self, head: bytes, tail: bytes, occ: Occupant) -> None:
-        get = self.muc.api.sessions.get
-        for jid, esc in occ.resources.values():
-            s = get(jid)
+        for _, esc, s in occ.resources.values():
             if s is not None:
                 s.send_bytes(head + esc + tail)
 
@@ -121,12 +122,10 @@ class Room:
     def broadcast(self, el: Element, skip: Occupant | None = None) -> None:
         """``el`` (no ``to``) to every occupant's every resource, serialized once."""
         head, tail = spliced(el)
-        get = self.muc.api.sessions.get
         for occ in self.occupants.values():
             if occ is skip:
                 continue
-            for jid, esc in occ.resources.values():
-                s = get(jid)
+            for _, esc, s in occ.resources.values():
                 if s is not None:
                     s.send_bytes(head + esc + tail)
 
