@@ -278,6 +278,15 @@ async def test_persistent_rooms_survive_restart(harness: Harness) -> None:
     await harness.restart()
     crone = await witch(harness, "crone")
     assert await crone.muc.get_affiliation_list(ROOM, "member") == []
+    # Made temporary again: it is forgotten at the next restart.
+    await crone.join(ROOM, "firstwitch")
+    form = await crone.muc.get_room_config(ROOM)
+    form.field["muc#roomconfig_persistentroom"]["value"] = False
+    await crone.muc.set_room_config(ROOM, form)
+    await harness.restart()
+    crone = await witch(harness, "crone")
+    res = await crone.iq(ROOM, f"<query xmlns='{DISCO_INFO}'/>")
+    assert condition(res) == "item-not-found"
 
 
 # -- occupants -----------------------------------------------------------------------------------
@@ -473,6 +482,12 @@ async def test_kick_ban_voice_and_affiliation_lists(harness: Harness) -> None:
     await crone.muc.set_affiliation(ROOM, "none", jid="wiccan@localhost")
     out = await wiccan.expect(is_presence(f"{ROOM}/secondwitch", "unavailable"))
     assert codes(out) == {"321", "110"}
+    # Admins and owners, listed by an owner; a member may not list admins of an open room.
+    await crone.muc.set_affiliation(ROOM, "admin", jid="hag@localhost")
+    assert await crone.muc.get_affiliation_list(ROOM, "admin") == [JID("hag@localhost")]
+    assert await crone.muc.get_affiliation_list(ROOM, "owner") == [JID("crone@localhost")]
+    pres = await hag.join(ROOM, "thirdwitch")  # no longer banned: an admin, a moderator
+    assert (item(pres)["affiliation"], item(pres)["role"]) == ("admin", "moderator")
     # Owners keep their room: the last owner cannot step down.
     with pytest.raises(IqError) as exc:
         await crone.muc.set_affiliation(ROOM, "none", jid="crone@localhost")
@@ -553,6 +568,13 @@ async def test_occupant_errors(harness: Harness) -> None:
     wiccan.send(f"<message to='{ROOM}' type='groupchat' id='e6'><subject>mine</subject>"
                 "</message>")
     err = await wiccan.expect(lambda el: el.get("id") == "e6")
+    assert condition(err) == "forbidden"
+    # Private messages switched off.
+    form = await crone.muc.get_room_config(ROOM)
+    form.field["muc#roomconfig_allowpm"]["value"] = "none"
+    await crone.muc.set_room_config(ROOM, form)
+    wiccan.send(f"<message to='{ROOM}/firstwitch' type='chat' id='e7'><body>hi</body></message>")
+    err = await wiccan.expect(lambda el: el.get("id") == "e7")
     assert condition(err) == "forbidden"
     # A forged status in a groupchat message is not passed on.
     wiccan.send(f"<message to='{ROOM}' type='groupchat'><body>forged</body>"

@@ -45,7 +45,7 @@ _SECRET_NS = "hongyan:muc"
 
 class Muc(Module):
     name = "muc"
-    xeps = {"0045": "1.35", "0249": "1.2", "0410": "1.1.0", "0421": "0.2.0"}
+    xeps = {"0045": "1.35", "0249": "1.2", "0410": "1.1.0", "0421": "1.0.1"}
     migrations = MIGRATIONS
 
     async def start(self) -> None:
