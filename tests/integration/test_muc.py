@@ -157,15 +157,14 @@ async def test_instant_room_locked_until_configured_then_discoverable(harness: H
     sinfo = await crone.iq(SERVICE, f"<query xmlns='{DISCO_INFO}'/>")
     ident = sinfo.find(f"{{{DISCO_INFO}}}query/{{{DISCO_INFO}}}identity")
     assert (ident.get("category"), ident.get("type")) == ("conference", "text")
-    assert MUC in features(sinfo)
+    assert features(sinfo) == {MUC, DISCO_INFO, DISCO_ITEMS}
     items = await wiccan.iq(SERVICE, f"<query xmlns='{DISCO_ITEMS}'/>")
     assert [i.get("jid") for i in items.iter(f"{{{DISCO_ITEMS}}}item")] == [ROOM]
     info = await wiccan.iq(ROOM, f"<query xmlns='{DISCO_INFO}'/>")
-    assert features(info) >= {MUC, "muc_temporary", "muc_public", "muc_open",
-                              "muc_unmoderated", "muc_semianonymous", "muc_unsecured",
-                              OCCUPANT_ID}
-    assert not features(info) & {"muc_persistent", "muc_hidden", "muc_membersonly",
-                                 "muc_moderated", "muc_nonanonymous", "muc_passwordprotected"}
+    assert features(info) == {MUC, DISCO_INFO, DISCO_ITEMS, OCCUPANT_ID,
+                              MUC + "#self-ping-optimization", "muc_temporary", "muc_public",
+                              "muc_open", "muc_unmoderated", "muc_semianonymous",
+                              "muc_unsecured"}
     form = info.find(f"{{{DISCO_INFO}}}query/{{{DATA}}}x")
     fields = {f.get("var"): f.findtext(f"{{{DATA}}}value") for f in form}
     assert fields["FORM_TYPE"] == "http://jabber.org/protocol/muc#roominfo"
@@ -569,6 +568,17 @@ async def test_occupant_errors(harness: Harness) -> None:
                 "</message>")
     err = await wiccan.expect(lambda el: el.get("id") == "e6")
     assert condition(err) == "forbidden"
+    # Malformed or unknown requests.
+    res = await crone.iq(ROOM, f"<query xmlns='{MUC_ADMIN}'/>", "set")
+    assert condition(res) == "bad-request"
+    res = await crone.iq(ROOM, f"<query xmlns='{MUC_ADMIN}'><item nick='secondwitch' "
+                               "role='emperor'/></query>", "set")
+    assert condition(res) == "bad-request"
+    res = await crone.iq(ROOM, "<query xmlns='jabber:iq:version'/>")
+    assert condition(res) == "service-unavailable"
+    res = await crone.iq(ROOM, f"<query xmlns='{MUC_ADMIN}'><item affiliation='member' "
+                               "jid='not@@valid'/></query>", "set")
+    assert condition(res) == "jid-malformed"
     # Private messages switched off.
     form = await crone.muc.get_room_config(ROOM)
     form.field["muc#roomconfig_allowpm"]["value"] = "none"

@@ -159,7 +159,7 @@ class Muc(Module):
             q = Element("query", NS.DISCO_INFO)
             q.add("identity", attrs={"category": "conference", "type": "text",
                                      "name": "Chatrooms"})
-            for f in (NS.DISCO_INFO, NS.DISCO_ITEMS, MUC, OCCUPANT_ID):
+            for f in (NS.DISCO_INFO, NS.DISCO_ITEMS, MUC):
                 q.add("feature", attrs={"var": f})
             self.reply(el, q)
             return
