@@ -400,6 +400,10 @@ async def test_multiple_resources_under_one_nick_and_self_ping(harness: Harness)
     # An IQ to another occupant is forwarded to it and its answer comes back.
     res = await crone.iq(f"{ROOM}/secondwitch", "<ping xmlns='urn:xmpp:ping'/>")
     assert res.get("type") == "result" and res.get("from") == f"{ROOM}/secondwitch"
+    await desk.iq("wiccan@localhost", "<vCard xmlns='vcard-temp'><FN>Hecate</FN></vCard>", "set")
+    res = await crone.iq(f"{ROOM}/secondwitch", "<vCard xmlns='vcard-temp'/>")
+    assert res.get("from") == f"{ROOM}/secondwitch"
+    assert res.findtext("{vcard-temp}vCard/{vcard-temp}FN") == "Hecate"
     res = await crone.iq(f"{ROOM}/secondwitch", "<query xmlns='jabber:iq:version'/>")
     assert condition(res) == "feature-not-implemented"  # slixmpp's own answer, passed back
 

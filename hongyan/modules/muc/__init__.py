@@ -500,9 +500,13 @@ class Muc(Module):
             self._proxied.clear()
         our_id = f"muc-{next(self._iq_ids)}"
         self._proxied[our_id] = (el.attrs.get("id", ""), sender, nick, room.name)
+        # A vCard request goes to the occupant's account (its avatar), as clients expect
+        # (Conversations and Gajim fetch occupants' avatars this way); anything else goes
+        # to one of the occupant's resources.
+        vcard = payload is not None and payload.xmlns == NS.VCARD and itype == "get"
         out = Element("iq", attrs={"type": itype or "get", "id": our_id,
                                    "from": room.occupant_jid(occ.nick),
-                                   "to": target.first_jid})
+                                   "to": target.bare if vcard else target.first_jid})
         out.children = list(el.children)
         self.send(out)
 
