@@ -151,6 +151,58 @@ async def bench_offline_store(n: int) -> float:
             await node.stop()
 
 
+MUC_OCCUPANTS = 100
+
+
+async def bench_muc(n: int) -> float:
+    """Bytes in → parse → route to the room → fan-out to 100 occupants → bytes out, for one
+    groupchat message (divide by 100 for the cost of one delivery)."""
+    with tempfile.TemporaryDirectory() as d:
+        node = await _node(Path(d))
+        try:
+            room = "bench@conference.localhost"
+            sessions = [_bound_session(node, f"user{i}") for i in range(MUC_OCCUPANTS)]
+            owner = sessions[0][0]
+            owner.data_received(f"<presence to='{room}/n0'><x xmlns='{MUC_NS}'/></presence>"
+                                .encode())
+            await _settle(node, 1)
+            owner.data_received(f"<iq type='set' to='{room}' id='c'><query xmlns='{MUC_NS}#owner'>"
+                                "<x xmlns='jabber:x:data' type='submit'/></query></iq>".encode())
+            for i, (s, _) in enumerate(sessions[1:], 1):
+                s.data_received(f"<presence to='{room}/n{i}'><x xmlns='{MUC_NS}'>"
+                                "<history maxstanzas='0'/></x></presence>".encode())
+            await _settle(node, MUC_OCCUPANTS)
+            sinks = [t for _, t in sessions]
+            before = sum(t.written for t in sinks)
+            chunk = b"".join(f"<message to='{room}' type='groupchat' id='g{i}'><body>{BODY}"
+                             "</body></message>".encode() for i in range(10))
+            t0 = time.perf_counter()
+            for _ in range(n // 10):
+                owner.data_received(chunk)
+            elapsed = time.perf_counter() - t0
+            assert sum(t.written for t in sinks) > before
+            return elapsed
+        finally:
+            await node.stop()
+
+
+MUC_NS = "http://jabber.org/protocol/muc"
+
+
+async def _settle(node: Node, occupants: int) -> None:
+    """Let the joins (handled in the sessions' tasks) finish."""
+    from hongyan.modules.muc import Muc
+
+    muc = node.modules["muc"]
+    assert isinstance(muc, Muc)
+    for _ in range(1000):
+        room = muc.rooms.get("bench")
+        if room is not None and len(room.occupants) >= occupants:
+            return
+        await asyncio.sleep(0.001)
+    raise RuntimeError("the occupants did not join")
+
+
 def _msg(i: int, to: str) -> Element:
     el = Element("message", attrs={"to": to, "type": "chat", "id": f"m{i}",
                                    "from": "user1@localhost/r"})
@@ -164,6 +216,7 @@ BENCHES: dict[str, tuple[Callable[[int], float | Awaitable[float]], int, str]] =
     "jid": (bench_jid, 200_000, "JID parsed (cached)"),
     "route": (bench_route, 100_000, "message parsed, routed and delivered"),
     "offline": (bench_offline_store, 2_000, "offline message stored (SQLite)"),
+    "muc": (bench_muc, 20_000, f"groupchat message fanned out to {MUC_OCCUPANTS} occupants"),
 }
 
 

@@ -104,6 +104,25 @@ class OfflineSection(Section):
     quota: int = Field(1000, ge=0, description="stored messages per user")
 
 
+class MucSection(Section):
+    host: str = Field("", description="the MUC service's domain (XEP-0045); "
+                      "empty = conference.<server.domain>. Switch MUC off with "
+                      "[modules] disabled = [\"muc\"]")
+    history_size: int = Field(20, ge=0, le=1000, description="messages per room kept in "
+                              "memory and sent to a joining occupant")
+    max_users: int = Field(200, ge=1, le=100000, description="default and upper bound of a "
+                           "room's muc#roomconfig_maxusers")
+    max_rooms_per_user: int = Field(100, ge=1, description="rooms one user may own")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v and not _DNS.match(v):
+            raise ValueError(f"not a valid domain name: {v!r}")
+        return v
+
+
 class ClusterSection(Section):
     backend: Literal["local", "redis"] = "local"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -122,8 +141,15 @@ class Config(Section):
     auth: AuthSection = AuthSection()
     registration: RegistrationSection = RegistrationSection()
     offline: OfflineSection = OfflineSection()
+    muc: MucSection = MucSection()
     cluster: ClusterSection = ClusterSection()
     modules: ModulesSection = ModulesSection()
+
+    @model_validator(mode="after")
+    def _muc_host(self) -> Config:
+        if self.muc.host == self.server.domain:
+            raise ValueError("muc.host must be a domain of its own, not server.domain")
+        return self
 
     @property
     def registration_enabled(self) -> bool:

@@ -16,4 +16,5 @@ DEFAULT_MODULES: tuple[str, ...] = (
     "vcard",
     "private",
     "last",
+    "muc",
 )

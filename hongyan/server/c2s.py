@@ -266,6 +266,11 @@ class C2SSession:
         if self.state != CLOSED:
             self._write(el.to_bytes(NS.CLIENT))
 
+    def send_bytes(self, data: bytes) -> None:
+        """Queue an already serialized stanza (a fan-out serializes once for many sessions)."""
+        if self.state != CLOSED:
+            self._write(data)
+
     def _write(self, data: bytes) -> None:
         """Queue bytes for the client. Everything written during one pass of the event loop
         goes out in one ``transport.write`` (the node flushes dirty sessions once per pass):

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from hongyan.server.accounts import Accounts
     from hongyan.server.c2s import C2SSession
     from hongyan.server.node import Node
-    from hongyan.server.router import Router
+    from hongyan.server.router import ComponentHandler, Router
     from hongyan.server.sessions import SessionManager
     from hongyan.storage.db import Database
     from hongyan.storage.kv import KeyValueStore
@@ -197,6 +197,12 @@ class ModuleAPI:
 
     def iq(self, spec: IqSpec, handler: IqHandlerFn) -> None:
         self._undo.append(self._node.router.register_iq(spec, handler))
+
+    def component(self, domain: str, handler: ComponentHandler) -> None:
+        """Receive every stanza addressed to ``domain`` (a subdomain the module hosts, such as
+        ``conference.<domain>``): ``handler(stanza, sender, to)``, with the router's contract
+        (return an awaitable to keep the sender's stanzas in order)."""
+        self._undo.append(self._node.router.register_component(domain, handler))
 
     def register(self, module: Module) -> None:
         """Register every handler ``module`` marked with decorators."""
