@@ -2,7 +2,7 @@
 # bench/compare.sh - Hongyan side by side with Prosody and ejabberd, same generator, same
 # settings, interleaved A B C per repetition, fresh servers, medians of REPS.
 #
-#   bench/compare.sh [quick|main|pinned|scram|all]     (default: main)
+#   bench/compare.sh [quick|main|pinned|scram|idle|all]     (default: main)
 #
 # Needs ../shared/bench (anchors.sh, xmppload.py, summarize.py). First time:
 #   (cd ../shared/bench && ./anchors.sh install && ./anchors.sh setup 10000)
@@ -24,7 +24,7 @@ mkdir -p "$HERE/results"
 OUT="${OUT:-$HERE/results/compare-$(date +%Y%m%d-%H%M%S).jsonl}"
 RUN="${ANCHORS_RUN:-${TMPDIR:-/tmp}/hongyan-anchors}"
 HYRUN="$RUN/hongyan"
-HYPORT=35222
+HYPORT=29222  # not 35222: other work on this machine copied that port
 declare -A PORT=([prosody]=15222 [ejabberd]=25222 [hongyan]=$HYPORT)
 declare -A PIDF=([prosody]=$RUN/prosody/prosody.pid [ejabberd]=$RUN/ejabberd/ejabberd.pid
                  [hongyan]=$HYRUN/hongyan.pid)
@@ -148,6 +148,21 @@ scram() {
   done
 }
 
+idle() { # Hongyan only (the row has no anchor figures): 100,000 idle sessions
+  local n=${IDLE_CLIENTS:-100000}
+  if [ ! -f "$HYRUN/data/.accounts-$((n + 100))" ]; then
+    hy_start && timeout 1800 "$PY" "$LOAD" --port $HYPORT register --users $((n + 100)) \
+      | cut -c1-200 && touch "$HYRUN/data/.accounts-$((n + 100))"
+    hy_stop
+  fi
+  ulimit -Hn 1048576 2>/dev/null; ulimit -n 1048576 2>/dev/null
+  start hongyan || return 1
+  echo "== $(date +%T) hongyan idle$n" >&2
+  (cd "$ROOT" && timeout 2400 .venv/bin/python -m bench.idle --port $HYPORT --clients "$n" \
+    --pidfile "$HYRUN/hongyan.pid" --label "idle$n" --json "$OUT")
+  stop hongyan
+}
+
 quick() { # one short pass of the main figures, for a development check
   for s in $SERVERS; do
     start $s && gen $s "mem1000 r1" -- login --clients 1000 --settle 3
@@ -165,8 +180,9 @@ case "${1:-main}" in
   main) main ;;
   pinned) pinned ;;
   scram) scram ;;
-  all) main; pinned; scram ;;
-  *) echo "usage: $0 [quick|main|pinned|scram|all]" >&2; exit 2 ;;
+  idle) idle ;;
+  all) main; pinned; scram; idle ;;
+  *) echo "usage: $0 [quick|main|pinned|scram|idle|all]" >&2; exit 2 ;;
 esac
 "$PY" "$SHARED/summarize.py" "$OUT" --names "15222=prosody,25222=ejabberd,$HYPORT=hongyan" \
   > "${OUT%.jsonl}.md" && echo "summary: ${OUT%.jsonl}.md" >&2
