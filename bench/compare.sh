@@ -150,11 +150,9 @@ scram() {
 
 idle() { # Hongyan only (the row has no anchor figures): 100,000 idle sessions
   local n=${IDLE_CLIENTS:-100000}
-  if [ ! -f "$HYRUN/data/.accounts-$((n + 100))" ]; then
-    hy_start && timeout 1800 "$PY" "$LOAD" --port $HYPORT register --users $((n + 100)) \
-      | cut -c1-200 && touch "$HYRUN/data/.accounts-$((n + 100))"
-    hy_stop
-  fi
+  hy_stop; hy_config  # accounts written straight into the database (bench/accounts.py)
+  (cd "$ROOT" && .venv/bin/python -m bench.accounts --config "$HYRUN/hongyan.toml" \
+    --users $((n + 100))) || return 1
   ulimit -Hn 1048576 2>/dev/null; ulimit -n 1048576 2>/dev/null
   start hongyan || return 1
   echo "== $(date +%T) hongyan idle$n" >&2

@@ -31,6 +31,14 @@ from typing import Any, cast
 PER_SOURCE = 25_000  # below the 28,232 ports of the default ephemeral range
 
 
+def fd_limit(pid: int) -> int | None:
+    """The process's soft limit on open files (each session holds one)."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    return None
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -178,7 +186,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(0.2)
     ok = len(held) - len(probe_ms)
     out: dict[str, Any] = {
-        "test": "idle", "label": args.label, "clients": args.clients, "ok": ok,
+        "test": "idle", "label": args.label, "target": f"{args.host}:{args.port}",
+        "clients": args.clients, "ok": ok,
+        "server_fd_limit": fd_limit(pid) if pid else None,
         "failed": args.clients - ok, "errors": errors, "sources": len(sources),
         "login_s": round(login_s, 1), "logins_per_s": round(ok / login_s, 1) if login_s else None,
         "server_rss_base_kb": base, "server_rss_idle_kb": idle,
@@ -220,6 +230,12 @@ def main(argv: list[str] | None = None) -> int:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(want, hard)))
         except (ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft < want:
+        print(f"bench.idle: {args.clients} clients need {want} open files, but this process may "
+              f"open only {soft} (hard limit; raising it needs CAP_SYS_RESOURCE)",
+              file=sys.stderr)
+        return 2
     try:
         import uvloop
     except ImportError:
