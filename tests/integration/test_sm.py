@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import re
 
+import pytest
+
 from hongyan.xmpp.jid import JID
 from tests.integration.conftest import Harness
+from tests.integration.test_im import subscribe_both, wait_presence
 from tests.integration.rawstream import PASSWORD, SASL, RawStream, authed_stream, b64, tls_stream
 
 SM = "urn:xmpp:sm:3"
@@ -278,3 +281,32 @@ async def test_slixmpp_sm_plugin(harness: Harness) -> None:
     assert harness.node is not None
     sess = harness.node.sessions.get(JID.parse(str(alice.boundjid)))
     assert sess is not None and sess.sm is not None and 0 < sess.sm.acked and sess.sm.pending < 5
+
+
+async def test_presence_kept_while_hibernated(harness: Harness) -> None:
+    await harness.stop_node()
+    await harness.start(extra="[sm]\nresume_timeout = 2\n")
+    await harness.user("alice")
+    first = await harness.client("alice@localhost/setup")
+    bob = await harness.logged_in("bob")
+    await subscribe_both(first, bob)
+    await first.close()
+    await wait_presence(bob, "alice@localhost/setup", "unavailable")
+    s = await authed_only(harness, "alice")
+    s.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+           "<resource>raw</resource></bind></iq>")
+    await s.read_until(b"</iq>")
+    await enable(s)
+    s.send("<presence/>")
+    await wait_presence(bob, "alice@localhost/raw")
+    cut(s)
+    # contacts keep seeing the session online while it can be resumed ...
+    with pytest.raises(TimeoutError):
+        await wait_presence(bob, "alice@localhost/raw", "unavailable", timeout=1.0)
+    # ... a message to the bare JID still reaches it (it is available) ...
+    bob.send_message(mto="alice@localhost", mbody="while away", mtype="chat")
+    # ... and once the resume timeout passed, it goes offline, the message to offline storage
+    await wait_presence(bob, "alice@localhost/raw", "unavailable", timeout=5)
+    await asyncio.sleep(0.3)
+    alice = await harness.client("alice@localhost/phone")
+    assert (await alice.next_message())["body"] == "while away"
