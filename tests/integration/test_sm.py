@@ -7,14 +7,15 @@ is a slixmpp client."""
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 
 import pytest
 
 from hongyan.xmpp.jid import JID
 from tests.integration.conftest import Harness
-from tests.integration.test_im import subscribe_both, wait_presence
 from tests.integration.rawstream import PASSWORD, SASL, RawStream, authed_stream, b64, tls_stream
+from tests.integration.test_im import subscribe_both, wait_presence
 
 SM = "urn:xmpp:sm:3"
 STANZAS = b"urn:ietf:params:xml:ns:xmpp-stanzas"
@@ -48,7 +49,7 @@ async def bodies(s: RawStream, n: int) -> list[str]:
         el = await s.read_until(b"</message>")
         m = re.search(rb"<body>([^<]*)</body>", el)
         assert m is not None, el
-        out.append(m.group(1).decode())
+        out.append(html.unescape(m.group(1).decode()))
     return out
 
 
@@ -100,9 +101,7 @@ async def test_cut_connection_resume(harness: Harness) -> None:
     resumed = await s2.read_element(b"<resumed")
     assert f"previd='{sid}'".encode() in resumed and b"h='0'" in resumed, resumed
     again = await bodies(s2, 4)
-    assert got[0:1] + again == ["one", "two &lt;&amp;&gt; 'quoted'", "three", "four",
-                                "five ☃"] or got[0:1] + again == [
-        "one", "two &lt;&amp;&gt; &apos;quoted&apos;", "three", "four", "five ☃"]
+    assert got[0:1] + again == sent  # every message, exactly as sent, in order, once
     # the resumed stream works both ways and keeps counting
     s2.send("<message to='bob@localhost/test' type='chat'><body>back</body></message>")
     msg = await bob.next_message()
@@ -280,7 +279,7 @@ async def test_slixmpp_sm_plugin(harness: Harness) -> None:
     # slixmpp answered our <r/> requests (one every 5 stanzas): at most 4 wait for the next
     assert harness.node is not None
     sess = harness.node.sessions.get(JID.parse(str(alice.boundjid)))
-    assert sess is not None and sess.sm is not None and 0 < sess.sm.acked and sess.sm.pending < 5
+    assert sess is not None and sess.sm is not None and sess.sm.acked > 0 and sess.sm.pending < 5
 
 
 async def test_presence_kept_while_hibernated(harness: Harness) -> None:

@@ -28,9 +28,10 @@ from __future__ import annotations
 import asyncio
 import secrets
 
+from hongyan.modules.offline import Offline
 from hongyan.modules.sm.state import MOD, HandledCountTooHigh, SMState
 from hongyan.server.c2s import AUTHENTICATED, BOUND, CLOSED, C2SSession
-from hongyan.server.hooks import MessageUndeliverable, SessionClosed, StreamFeatures
+from hongyan.server.hooks import SessionClosed, StreamFeatures
 from hongyan.server.module import Module, ModuleAPI, hook
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
@@ -201,17 +202,14 @@ class StreamManagement(Module):
 
     async def _handle_unacked(self, session: C2SSession, unacked: list[bytes]) -> None:
         assert session.jid is not None
-        bare = session.jid.bare
         router = self.api.router
-        hooks = self.api.hooks
-        stored = 0
+        messages: list[Element] = []
         for data in unacked:
             try:
-                el = parse_element(data.decode())
-            except (StreamError, UnicodeDecodeError):
+                el = parse_element(data)
+            except StreamError:
                 self.log.error("unreadable queued stanza of %s", session.jid)
                 continue
-            el.xmlns = NS.CLIENT
             if el.name == "iq":
                 if el.attrs.get("type") in ("get", "set"):
                     router.bounce(el, StanzaError("service-unavailable",
@@ -221,13 +219,18 @@ class StreamManagement(Module):
                 continue
             if el.find("body") is None:
                 continue  # chat states and receipts alone: nothing to keep (XEP-0160, XEP-0085)
-            if not await hooks.fire(MessageUndeliverable(el, bare)):
-                router.bounce(el, StanzaError("service-unavailable", "the recipient is offline"))
-            else:
-                stored += 1
-        if stored:
-            self.log.debug("%s: %d unacknowledged messages to offline storage",
-                           session.jid, stored)
+            messages.append(el)
+        if not messages:
+            return
+        # One batch under the offline store's per-user lock, taken before this coroutine first
+        # yields: messages arriving for the user meanwhile are stored after these, in order.
+        refused = await self.api.module(Offline).store(session.jid.local, messages)
+        for el in refused:
+            router.bounce(el, StanzaError("service-unavailable",
+                                          f"the offline storage of {session.jid.bare} is full",
+                                          type="wait"))
+        self.log.debug("%s: %d unacknowledged messages to offline storage",
+                       session.jid, len(messages) - len(refused))
 
     # -- periodic <r/> --------------------------------------------------------------------------
     async def _sweep(self, interval: float) -> None:
