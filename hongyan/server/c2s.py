@@ -202,6 +202,10 @@ class C2SSession:
             was_available = self.available
             self.available = False
             self.node.spawn(self.node.hooks.fire(SessionClosed(self, was_available)))
+        elif self.sm is not None:
+            # replaced by a new bind of the same resource: no unavailable presence (the
+            # resource is online), but its unacknowledged stanzas must not be lost (XEP-0198)
+            self.sm.ended(self)
 
     # -- event dispatch -------------------------------------------------------------------------
     def _dispatch(self, ev: Event) -> None:

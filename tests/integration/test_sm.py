@@ -309,3 +309,22 @@ async def test_presence_kept_while_hibernated(harness: Harness) -> None:
     await asyncio.sleep(0.3)
     alice = await harness.client("alice@localhost/phone")
     assert (await alice.next_message())["body"] == "while away"
+
+
+async def test_rebind_without_resume_hands_over(harness: Harness) -> None:
+    s = await authed_stream(harness, "alice")
+    bob = await harness.logged_in("bob")
+    await enable(s)
+    bob.send_message(mto="alice@localhost/raw", mbody="not acked")
+    await bodies(s, 1)
+    cut(s)
+    await asyncio.sleep(0.3)
+    # the client comes back without resuming and binds the same resource afresh
+    s2 = await authed_only(harness, "alice")
+    s2.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+            "<resource>raw</resource></bind></iq>")
+    assert b"alice@localhost/raw" in await s2.read_until(b"</iq>")
+    await asyncio.sleep(0.3)
+    alice = await harness.client("alice@localhost/phone")
+    assert (await alice.next_message())["body"] == "not acked"
+    s2.close()

@@ -18,6 +18,9 @@ class Mgr:
     def hibernate(self, session: object) -> None:
         pass
 
+    def ended(self, session: object) -> None:
+        pass
+
 
 def test_fresh_state_holds_no_queue() -> None:
     st = SMState(Mgr())

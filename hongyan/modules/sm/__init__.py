@@ -181,10 +181,16 @@ class StreamManagement(Module):
         self.log.debug("%s: resumption timed out", session.jid)
         session.close()  # ends it: SessionClosed (unavailable presence, then on_closed below)
 
+    def ended(self, session: C2SSession) -> None:
+        """A session replaced by a new bind of its resource (no SessionClosed for it)."""
+        self.api.spawn(self.finish(session))
+
     # -- the end of a session -------------------------------------------------------------------
     @hook(SessionClosed, priority=100)
     async def on_closed(self, ev: SessionClosed) -> None:
-        session = ev.session
+        await self.finish(ev.session)
+
+    async def finish(self, session: C2SSession) -> None:
         sm = session.sm
         if sm is None:
             return

@@ -38,6 +38,7 @@ class Manager(Protocol):
 
     def overflow(self, session: C2SSession) -> None: ...
     def hibernate(self, session: C2SSession) -> None: ...
+    def ended(self, session: C2SSession) -> None: ...
 
 
 class SMState:
@@ -120,3 +121,6 @@ class SMState:
 
     def hibernate(self, session: C2SSession) -> None:
         self.mgr.hibernate(session)
+
+    def ended(self, session: C2SSession) -> None:
+        self.mgr.ended(session)
