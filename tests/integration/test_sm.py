@@ -328,3 +328,16 @@ async def test_rebind_without_resume_hands_over(harness: Harness) -> None:
     alice = await harness.client("alice@localhost/phone")
     assert (await alice.next_message())["body"] == "not acked"
     s2.close()
+
+
+async def test_server_restart_keeps_unacked_of_hibernated(harness: Harness) -> None:
+    s = await authed_stream(harness, "alice")
+    bob = await harness.logged_in("bob")
+    await enable(s)
+    cut(s)
+    await asyncio.sleep(0.3)
+    bob.send_message(mto="alice@localhost/raw", mbody="before restart")
+    await asyncio.sleep(0.3)
+    await harness.restart()  # hibernated sessions live in memory: their messages go offline
+    alice = await harness.client("alice@localhost/phone")
+    assert (await alice.next_message())["body"] == "before restart"

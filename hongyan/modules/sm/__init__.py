@@ -79,9 +79,11 @@ class StreamManagement(Module):
         self.resumable: dict[str, C2SSession] = {}  # resume id -> session (bound or hibernated)
         self.enabled: set[C2SSession] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._offline: Offline | None = None
 
     async def start(self) -> None:
         api = self.api
+        self._offline = api.module(Offline)
         api.nonza(NS.SM, "enable", self.on_enable)
         api.nonza(NS.SM, "resume", self.on_resume)
         api.nonza(NS.SM, "r", self.on_request)
@@ -230,7 +232,8 @@ class StreamManagement(Module):
             return
         # One batch under the offline store's per-user lock, taken before this coroutine first
         # yields: messages arriving for the user meanwhile are stored after these, in order.
-        refused = await self.api.module(Offline).store(session.jid.local, messages)
+        assert self._offline is not None
+        refused = await self._offline.store(session.jid.local, messages)
         for el in refused:
             router.bounce(el, StanzaError("service-unavailable",
                                           f"the offline storage of {session.jid.bare} is full",
