@@ -133,6 +133,35 @@ async def bench_route(n: int) -> float:
             await node.stop()
 
 
+async def bench_route_sm(n: int) -> float:
+    """``route`` with XEP-0198 enabled on both sessions: the receiver's queue, <r/> every 5
+    stanzas, and an ack from the receiver for every chunk of 10 (as a client would send)."""
+    from hongyan.modules.sm import StreamManagement
+    from hongyan.xmpp import ns as NS
+
+    with tempfile.TemporaryDirectory() as d:
+        node = await _node(Path(d))
+        try:
+            sender, _ = _bound_session(node, "user1")
+            receiver, sink = _bound_session(node, "user2")
+            sm = node.modules["sm"]
+            assert isinstance(sm, StreamManagement)
+            for s in (sender, receiver):
+                sm.on_enable(s, Element("enable", NS.SM, {"resume": "true"}))
+            state = receiver.sm
+            assert state is not None
+            chunk = b"".join(message_bytes(i) for i in range(10))
+            t0 = time.perf_counter()
+            for _ in range(n // 10):
+                sender.data_received(chunk)
+                state.ack(state.send_count)
+            elapsed = time.perf_counter() - t0
+            assert sink.written > 0
+            return elapsed
+        finally:
+            await node.stop()
+
+
 async def bench_offline_store(n: int) -> float:
     """Store n messages for an offline user (the MessageUndeliverable path)."""
     with tempfile.TemporaryDirectory() as d:
@@ -215,6 +244,7 @@ BENCHES: dict[str, tuple[Callable[[int], float | Awaitable[float]], int, str]] =
     "serialize": (bench_serialize, 200_000, "stanza serialized"),
     "jid": (bench_jid, 200_000, "JID parsed (cached)"),
     "route": (bench_route, 100_000, "message parsed, routed and delivered"),
+    "route_sm": (bench_route_sm, 100_000, "the same with stream management on both ends"),
     "offline": (bench_offline_store, 2_000, "offline message stored (SQLite)"),
     "muc": (bench_muc, 20_000, f"groupchat message fanned out to {MUC_OCCUPANTS} occupants"),
 }

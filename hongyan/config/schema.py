@@ -104,6 +104,19 @@ class OfflineSection(Section):
     quota: int = Field(1000, ge=0, description="stored messages per user")
 
 
+class SMSection(Section):
+    resume_timeout: int = Field(3600, ge=1, description="seconds a XEP-0198 session whose "
+                                "connection dropped waits for its client to resume it (iOS "
+                                "clients need an hour); then its unacknowledged messages go to "
+                                "offline storage and contacts see it go offline")
+    max_unacked: int = Field(1000, ge=10, description="stanzas sent and not yet acknowledged "
+                             "a session may have; past it the stream ends (policy-violation)")
+    request_every: int = Field(5, ge=1, description="ask the client for an ack (<r/>) after "
+                               "this many unacknowledged stanzas")
+    request_interval: float = Field(30.0, gt=0, description="seconds between sweeps that ask "
+                                    "every client with unacknowledged stanzas for an ack")
+
+
 class MucSection(Section):
     host: str = Field("", description="the MUC service's domain (XEP-0045); "
                       "empty = conference.<server.domain>. Switch MUC off with "
@@ -141,6 +154,7 @@ class Config(Section):
     auth: AuthSection = AuthSection()
     registration: RegistrationSection = RegistrationSection()
     offline: OfflineSection = OfflineSection()
+    sm: SMSection = SMSection()
     muc: MucSection = MucSection()
     cluster: ClusterSection = ClusterSection()
     modules: ModulesSection = ModulesSection()

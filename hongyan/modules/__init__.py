@@ -11,6 +11,8 @@ DEFAULT_MODULES: tuple[str, ...] = (
     "roster",
     "presence",
     "offline",
+    "sm",
+    "csi",
     "blocking",
     "register",
     "vcard",

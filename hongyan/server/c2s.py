@@ -27,6 +27,8 @@ from hongyan.xmpp.parser import Event, StreamClose, StreamOpen, StreamParser
 from hongyan.xmpp.sasl import SaslFailure, ScramServer, parse_plain, scram_mechanism
 
 if TYPE_CHECKING:
+    from hongyan.modules.csi.state import CSIState
+    from hongyan.modules.sm.state import SMState
     from hongyan.server.node import Node
 
 log = logging.getLogger("hongyan.c2s")
@@ -51,6 +53,35 @@ class Transport(Protocol):
     def channel_binding(self) -> tuple[str, bytes] | None: ...
 
 
+class _Detached:
+    """The transport of a session whose connection dropped while XEP-0198 keeps it for
+    resumption: output goes nowhere (the stream management queue keeps what matters)."""
+
+    secure = False
+    peer_host = ""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    async def start_tls(self) -> None:
+        pass
+
+    def channel_binding(self) -> tuple[str, bytes] | None:
+        return None
+
+
+DETACHED = _Detached()
+
+
 class C2SSession:
     __slots__ = (
         "_active",
@@ -63,6 +94,7 @@ class C2SSession:
         "_sasl_failures",
         "_task",
         "available",
+        "csi",
         "data",
         "interested",
         "jid",
@@ -70,6 +102,7 @@ class C2SSession:
         "parser",
         "presence",
         "priority",
+        "sm",
         "state",
         "stream_id",
         "transport",
@@ -87,6 +120,8 @@ class C2SSession:
         self.presence: Element | None = None
         self.interested = False
         self.data: dict[str, Any] | None = None
+        self.sm: SMState | None = None  # XEP-0198, only once the client enabled it
+        self.csi: CSIState | None = None  # XEP-0352, only once the client sent a state
         self.stream_id = ""
         self.parser: StreamParser | None = node.new_parser()
         self._root_ns: tuple[tuple[str | None, str], ...] = ()
@@ -136,6 +171,18 @@ class C2SSession:
             node.end_batch()
 
     def connection_lost(self) -> None:
+        sm = self.sm
+        if sm is not None and self.state == BOUND and sm.resumable:
+            # XEP-0198: the session (its presence, its queue) waits for a resumption.
+            if self.parser is not None:
+                self.parser.close()
+                self.parser = None
+            if self._pending is not None:
+                self._pending.clear()
+            self._out = None
+            self.transport = DETACHED
+            sm.hibernate(self)
+            return
         was_closed = self.state == CLOSED
         self.state = CLOSED
         if self.parser is not None:
@@ -155,6 +202,10 @@ class C2SSession:
             was_available = self.available
             self.available = False
             self.node.spawn(self.node.hooks.fire(SessionClosed(self, was_available)))
+        elif self.sm is not None:
+            # replaced by a new bind of the same resource: no unavailable presence (the
+            # resource is online), but its unacknowledged stanzas must not be lost (XEP-0198)
+            self.sm.ended(self)
 
     # -- event dispatch -------------------------------------------------------------------------
     def _dispatch(self, ev: Event) -> None:
@@ -194,6 +245,8 @@ class C2SSession:
     def _handle(self, ev: Event) -> Awaitable[object] | None:
         if isinstance(ev, Element):
             if self.state == BOUND and ev.xmlns == NS.CLIENT:
+                if self.sm is not None:
+                    self.sm.handled()
                 return self._stanza(ev)
             return self._element(ev)
         if isinstance(ev, StreamOpen):
@@ -264,12 +317,64 @@ class C2SSession:
 
     def send(self, el: Element) -> None:
         if self.state != CLOSED:
-            self._write(el.to_bytes(NS.CLIENT))
+            csi = self.csi
+            if csi is not None and csi.inactive and csi.hold(self, el):
+                return
+            data = el.to_bytes(NS.CLIENT)
+            self._write(data)
+            if self.sm is not None:
+                self.sm.sent(self, data)
 
     def send_bytes(self, data: bytes) -> None:
         """Queue an already serialized stanza (a fan-out serializes once for many sessions)."""
         if self.state != CLOSED:
+            csi = self.csi
+            if csi is not None and csi.inactive and csi.hold_bytes(self, data):
+                return
             self._write(data)
+            if self.sm is not None:
+                self.sm.sent(self, data)
+
+    def emit(self, data: bytes) -> None:
+        """Write a serialized stanza past client state indication (counted by XEP-0198)."""
+        if self.state != CLOSED:
+            self._write(data)
+            if self.sm is not None:
+                self.sm.sent(self, data)
+
+    def send_nonza(self, data: bytes) -> None:
+        """Write a top-level element that is not a stanza (XEP-0198 and XEP-0352 elements):
+        never counted, never held."""
+        if self.state != CLOSED:
+            self._write(data)
+
+    def take_over(self, old: C2SSession) -> None:
+        """XEP-0198 resumption: this freshly authenticated session continues ``old`` (bound,
+        possibly still on a connection that has not noticed it is dead). ``old`` ends without
+        a trace: no unavailable presence, its transport is closed."""
+        self.jid = old.jid
+        self.available = old.available
+        self.priority = old.priority
+        self.presence = old.presence
+        self.interested = old.interested
+        self.data = old.data
+        self.sm = old.sm
+        self.state = BOUND
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        old.sm = None
+        old.jid = None
+        old.data = None
+        old.state = CLOSED
+        old._out = None
+        if old._pending is not None:
+            old._pending.clear()
+        if old.parser is not None:
+            old.parser.close()
+            old.parser = None
+        self.node.sessions.add(self)
+        old.transport.close()
 
     def _write(self, data: bytes) -> None:
         """Queue bytes for the client. Everything written during one pass of the event loop
@@ -360,7 +465,8 @@ class C2SSession:
             if self.state == AUTHENTICATED and el.name == "iq":
                 return self._bind_iq(el)
             raise StreamError("not-authorized", "authenticate and bind a resource first")
-        if self.state == BOUND:
+        if self.state >= AUTHENTICATED:
+            # XEP-0198 <enable/>/<resume/> may come before bind; handlers check the state
             handler = self.node.nonzas.get((xmlns, el.name))
             if handler is not None:
                 return handler(self, el)

@@ -198,6 +198,17 @@ class ModuleAPI:
     def iq(self, spec: IqSpec, handler: IqHandlerFn) -> None:
         self._undo.append(self._node.router.register_iq(spec, handler))
 
+    def nonza(self, xmlns: str, name: str,
+              handler: Callable[[C2SSession, Element], Awaitable[object] | None]) -> None:
+        """Handle top-level elements ``{xmlns}name`` a client sends once authenticated
+        (stream management, client state indication). The handler checks the session's state."""
+        key = (xmlns, name)
+        nonzas = self._node.nonzas
+        if key in nonzas:
+            raise ValueError(f"two handlers for nonza {key}")
+        nonzas[key] = handler
+        self._undo.append(lambda: nonzas.pop(key, None) and None)
+
     def component(self, domain: str, handler: ComponentHandler) -> None:
         """Receive every stanza addressed to ``domain`` (a subdomain the module hosts, such as
         ``conference.<domain>``): ``handler(stanza, sender, to)``, with the router's contract

@@ -256,6 +256,10 @@ class Node:
             server.close()
         for s in self.sessions.all():
             s.stream_error(StreamError("system-shutdown"))
+        if self._tasks:
+            # let the SessionClosed hooks just started finish while their modules are still
+            # there (stream management hands unacknowledged messages to offline storage)
+            await asyncio.wait(list(self._tasks), timeout=5)
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()

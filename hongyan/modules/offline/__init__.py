@@ -56,22 +56,42 @@ class Offline(Module):
             return True
         if children and all(c.xmlns == CHATSTATES for c in children):
             return True  # chat states alone are not worth keeping (XEP-0085 §5.6)
-        username = ev.to.local
-        quota = self.api.config.offline.quota
-        count = await self.api.db.fetchval(
-            "SELECT COUNT(*) FROM offline_messages WHERE username=?", username)
-        if int(count or 0) >= quota:
+        if await self.store(ev.to.local, [el]):
             self.api.router.bounce(el, StanzaError(
                 "service-unavailable", f"the offline storage of {ev.to} is full", type="wait"))
-            return True
-        now = self.api.now()
-        stored = Element(el.name, el.xmlns, dict(el.attrs), list(el.children))
-        stored.add("delay", NS.DELAY, {"from": self.api.domain, "stamp": xmpp_datetime(now)},
-                   "Offline Storage")
-        await self.api.db.execute(
-            "INSERT INTO offline_messages (username, created_at, stanza) VALUES (?,?,?)",
-            username, int(now), stored.to_str(""))
         return True
+
+    async def store(self, username: str, stanzas: list[Element]) -> list[Element]:
+        """Store ``stanzas`` for ``username``, in order, with a delay stamp; return those the
+        quota refused. Holds the user's lock, so that a batch (stream management handing over
+        a session's unacknowledged messages) is not interleaved with messages arriving now."""
+        lock = self._locks.setdefault(username, asyncio.Lock())
+        try:
+            async with lock:
+                count = await self.api.db.fetchval(
+                    "SELECT COUNT(*) FROM offline_messages WHERE username=?", username)
+                room = max(0, self.api.config.offline.quota - int(count or 0))
+                keep, refused = stanzas[:room], stanzas[room:]
+                now = self.api.now()
+                rows = []
+                for el in keep:
+                    stored = Element(el.name, el.xmlns, dict(el.attrs), list(el.children))
+                    stored.add("delay", NS.DELAY,
+                               {"from": self.api.domain, "stamp": xmpp_datetime(now)},
+                               "Offline Storage")
+                    rows.append((username, int(now), stored.to_str("")))
+                if len(rows) == 1:
+                    await self.api.db.execute(
+                        "INSERT INTO offline_messages (username, created_at, stanza) "
+                        "VALUES (?,?,?)", *rows[0])
+                elif rows:
+                    await self.api.db.executemany(
+                        "INSERT INTO offline_messages (username, created_at, stanza) "
+                        "VALUES (?,?,?)", rows)
+                return refused
+        finally:
+            if not lock.locked():
+                self._locks.pop(username, None)
 
     @hook(InitialPresence)
     async def on_initial(self, ev: InitialPresence) -> None:

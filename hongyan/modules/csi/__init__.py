@@ -1,0 +1,58 @@
+"""XEP-0352 Client State Indication (urn:xmpp:csi:0).
+
+While a client says ``<inactive/>``, presence updates and chat-state-only messages (XEP-0085,
+no body) addressed to it are held back instead of waking the phone's radio:
+
+* only the latest presence per sender full JID is kept (an older one is superseded), and only
+  the latest chat state per sender (an older chat state means nothing once a newer one exists,
+  as Prosody's mod_csi_simple also drops them);
+* presence subscription requests and answers, errors, and every other stanza (a message with a
+  body, an IQ, anything that is not presence or a chat state) is urgent: what is held is sent
+  first, in order, then that stanza;
+* ``<active/>`` sends everything held, in order. More than 500 held stanzas are sent anyway.
+
+Held stanzas are not counted by stream management (XEP-0198) until they are actually sent.
+A stream starts active (XEP-0352 §3). On stream resumption the held stanzas are sent after the
+stanzas sent again, and the resumed stream is active.
+"""
+
+from __future__ import annotations
+
+from hongyan.modules.csi.state import CSIState
+from hongyan.server.c2s import BOUND, C2SSession
+from hongyan.server.hooks import StreamFeatures
+from hongyan.server.module import Module, hook
+from hongyan.xmpp import ns as NS
+from hongyan.xmpp.element import Element
+from hongyan.xmpp.errors import StreamError
+
+
+class ClientStateIndication(Module):
+    name = "csi"
+    xeps = {"0352": "1.0.0"}
+
+    async def start(self) -> None:
+        self.api.nonza(NS.CSI, "active", self.on_active)
+        self.api.nonza(NS.CSI, "inactive", self.on_inactive)
+
+    @hook(StreamFeatures)
+    def on_features(self, ev: StreamFeatures) -> None:
+        ev.features.add("csi", NS.CSI)
+
+    def on_inactive(self, session: C2SSession, el: Element) -> None:
+        if session.state != BOUND:
+            raise StreamError("unsupported-stanza-type", "client state applies after bind")
+        if session.csi is None:
+            session.csi = CSIState()
+        session.csi.inactive = True
+
+    def on_active(self, session: C2SSession, el: Element) -> None:
+        if session.state != BOUND:
+            raise StreamError("unsupported-stanza-type", "client state applies after bind")
+        csi = session.csi
+        if csi is not None:
+            session.csi = None  # an active client costs nothing
+            csi.flush(session)
+
+
+MODULE = ClientStateIndication

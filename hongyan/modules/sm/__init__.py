@@ -1,0 +1,265 @@
+"""XEP-0198 Stream Management (urn:xmpp:sm:3) for client streams: acks and resumption.
+
+* ``<enable/>`` after bind gives the session an :class:`SMState`; with ``resume='true'`` it gets
+  a random id and the connection may drop: the session then *hibernates* (stays bound, keeps its
+  presence, queues what is routed to it) for ``sm.resume_timeout`` seconds.
+* ``<resume previd h/>`` on a new authenticated stream (same account) takes the session over,
+  even when its old connection is still open (that one is closed), drops what ``h``
+  acknowledged, answers ``<resumed/>`` and sends every unacknowledged stanza again, in order.
+* A session that ends without resumption (timeout, clean close, replaced, queue overflow) hands
+  its unacknowledged stanzas on: chat/normal messages with a body go to offline storage (the
+  offline module's ``MessageUndeliverable`` path, as RFC 6121 §8.5.2 rules for an unavailable
+  account), IQ get/set are answered with ``service-unavailable`` to their sender (XEP-0198 §5);
+  the rest (presence, chat states alone, errors, groupchat, headline) is stale and dropped, as
+  offline storage would drop it.
+* We ask for acks (``<r/>``) every ``sm.request_every`` stanzas and, for sessions with something
+  unacknowledged, on one module-wide sweep every ``sm.request_interval`` seconds: no timer per
+  stanza or per session (one timer per *hibernated* session only).
+
+Delivery: with resumption, every stanza sent to the session is delivered at least once; a
+stanza is sent again on resume only when the client had not acknowledged it, so a client that
+acks truthfully sees each stanza exactly once. Without resumption, or after the timeout, messages
+reach offline storage and are delivered at least once (a message the client received but had
+not yet acknowledged when its connection died comes again from offline storage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+from hongyan.modules.offline import Offline
+from hongyan.modules.sm.state import MOD, HandledCountTooHigh, SMState
+from hongyan.server.c2s import AUTHENTICATED, BOUND, CLOSED, C2SSession
+from hongyan.server.hooks import SessionClosed, StreamFeatures
+from hongyan.server.module import Module, ModuleAPI, hook
+from hongyan.xmpp import ns as NS
+from hongyan.xmpp.element import Element
+from hongyan.xmpp.errors import StanzaError, StreamError
+from hongyan.xmpp.parser import parse_element
+
+ERRORS_NS = NS.STANZAS
+
+
+def _failed(condition: str, h: int | None = None) -> bytes:
+    el = Element("failed", NS.SM)
+    if h is not None:
+        el.attrs["h"] = str(h)
+    el.add(condition, ERRORS_NS)
+    return el.to_bytes(NS.CLIENT)
+
+
+class TooHigh(StreamError):
+    """undefined-condition with XEP-0198's <handled-count-too-high/> application condition."""
+
+    def __init__(self, exc: HandledCountTooHigh) -> None:
+        super().__init__("undefined-condition",
+                         f"you acknowledged {exc.h} stanzas, {exc.send_count} were sent")
+        self.h = exc.h
+        self.send_count = exc.send_count
+
+    def element(self) -> Element:
+        err = super().element()
+        err.add("handled-count-too-high", NS.SM,
+                {"h": str(self.h), "send-count": str(self.send_count)})
+        return err
+
+
+class StreamManagement(Module):
+    name = "sm"
+    xeps = {"0198": "1.6.1"}
+    depends = ("offline",)
+
+    def __init__(self, api: ModuleAPI) -> None:
+        super().__init__(api)
+        cfg = api.config.sm
+        self.max_unacked = cfg.max_unacked
+        self.request_every = cfg.request_every
+        self.resume_timeout = cfg.resume_timeout
+        self.resumable: dict[str, C2SSession] = {}  # resume id -> session (bound or hibernated)
+        self.enabled: set[C2SSession] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._offline: Offline | None = None
+
+    async def start(self) -> None:
+        api = self.api
+        self._offline = api.module(Offline)
+        api.nonza(NS.SM, "enable", self.on_enable)
+        api.nonza(NS.SM, "resume", self.on_resume)
+        api.nonza(NS.SM, "r", self.on_request)
+        api.nonza(NS.SM, "a", self.on_ack)
+        self._sweeper = api.spawn(self._sweep(api.config.sm.request_interval))
+
+    async def stop(self) -> None:
+        for s in list(self.resumable.values()):
+            if s.sm is not None and s.sm.timer is not None:
+                s.sm.timer.cancel()
+
+    @hook(StreamFeatures)
+    def on_features(self, ev: StreamFeatures) -> None:
+        ev.features.add("sm", NS.SM)
+
+    # -- nonzas ---------------------------------------------------------------------------------
+    def on_enable(self, session: C2SSession, el: Element) -> None:
+        if session.state != BOUND or session.sm is not None:
+            session.send_nonza(_failed("unexpected-request"))
+            return
+        resume = el.attrs.get("resume") in ("true", "1")
+        rid = secrets.token_urlsafe(18) if resume else ""
+        session.sm = SMState(self, rid)
+        self.enabled.add(session)
+        attrs = {}
+        if resume:
+            self.resumable[rid] = session
+            attrs = {"id": rid, "resume": "true", "max": str(self.resume_timeout)}
+        session.send_nonza(Element("enabled", NS.SM, attrs).to_bytes(NS.CLIENT))
+
+    def on_request(self, session: C2SSession, el: Element) -> None:
+        sm = session.sm
+        if session.state != BOUND or sm is None:
+            session.send_nonza(_failed("unexpected-request"))
+            return
+        session.send_nonza(f"<a xmlns='{NS.SM}' h='{sm.h_in}'/>".encode())
+
+    def on_ack(self, session: C2SSession, el: Element) -> None:
+        sm = session.sm
+        if session.state != BOUND or sm is None:
+            session.send_nonza(_failed("unexpected-request"))
+            return
+        try:
+            sm.ack(_parse_h(el))
+        except HandledCountTooHigh as exc:
+            raise TooHigh(exc) from None
+
+    def on_resume(self, session: C2SSession, el: Element) -> None:
+        if session.state != AUTHENTICATED:
+            session.send_nonza(_failed("unexpected-request"))
+            return
+        old = self.resumable.get(el.attrs.get("previd", ""))
+        sm = None if old is None else old.sm
+        if old is None or sm is None or old.username != session.username:
+            # unknown, expired, or another account's: the client may bind afresh
+            session.send_nonza(_failed("item-not-found"))
+            return
+        try:
+            sm.ack(_parse_h(el))
+        except HandledCountTooHigh as exc:
+            raise TooHigh(exc) from None
+        if sm.timer is not None:
+            sm.timer.cancel()
+            sm.timer = None
+        self.enabled.discard(old)
+        held = old.csi.take() if old.csi is not None else []
+        session.take_over(old)
+        self.enabled.add(session)
+        session.send_nonza(Element("resumed", NS.SM, {"h": str(sm.h_in), "previd": sm.id}
+                                   ).to_bytes(NS.CLIENT))
+        for data in list(sm.queue or ()):
+            session.send_nonza(data)  # already counted, still unacknowledged
+        for data in held:  # held back by client state indication: sent (and counted) now
+            session.emit(data)
+        if sm.queue:
+            session.send_nonza(b"<r xmlns='" + NS.SM.encode() + b"'/>")
+        self.log.debug("%s resumed (%d stanzas sent again)", session.jid, sm.pending)
+
+    # -- what SMState calls ---------------------------------------------------------------------
+    def overflow(self, session: C2SSession) -> None:
+        session.stream_error(StreamError(
+            "policy-violation",
+            f"more than {self.max_unacked} stanzas left unacknowledged (XEP-0198)"))
+
+    def hibernate(self, session: C2SSession) -> None:
+        sm = session.sm
+        assert sm is not None
+        self.log.debug("%s hibernated for %d s", session.jid, self.resume_timeout)
+        sm.timer = asyncio.get_running_loop().call_later(
+            self.resume_timeout, self._expire, session)
+
+    def _expire(self, session: C2SSession) -> None:
+        sm = session.sm
+        if sm is None or session.state != BOUND:
+            return
+        sm.timer = None
+        self.log.debug("%s: resumption timed out", session.jid)
+        session.close()  # ends it: SessionClosed (unavailable presence, then on_closed below)
+
+    def ended(self, session: C2SSession) -> None:
+        """A session replaced by a new bind of its resource (no SessionClosed for it)."""
+        self.api.spawn(self.finish(session))
+
+    # -- the end of a session -------------------------------------------------------------------
+    @hook(SessionClosed, priority=100)
+    async def on_closed(self, ev: SessionClosed) -> None:
+        await self.finish(ev.session)
+
+    async def finish(self, session: C2SSession) -> None:
+        sm = session.sm
+        if sm is None:
+            return
+        session.sm = None
+        self.enabled.discard(session)
+        if sm.timer is not None:
+            sm.timer.cancel()
+            sm.timer = None
+        if sm.id and self.resumable.get(sm.id) is session:
+            del self.resumable[sm.id]
+        unacked = sm.take_queue()
+        if not unacked or session.jid is None:
+            return
+        await self._handle_unacked(session, unacked)
+
+    async def _handle_unacked(self, session: C2SSession, unacked: list[bytes]) -> None:
+        assert session.jid is not None
+        router = self.api.router
+        messages: list[Element] = []
+        for data in unacked:
+            try:
+                el = parse_element(data)
+            except StreamError:
+                self.log.error("unreadable queued stanza of %s", session.jid)
+                continue
+            if el.name == "iq":
+                if el.attrs.get("type") in ("get", "set"):
+                    router.bounce(el, StanzaError("service-unavailable",
+                                                  "the recipient's session ended"))
+                continue
+            if el.name != "message" or el.attrs.get("type", "normal") not in ("chat", "normal"):
+                continue
+            if el.find("body") is None:
+                continue  # chat states and receipts alone: nothing to keep (XEP-0160, XEP-0085)
+            messages.append(el)
+        if not messages:
+            return
+        # One batch under the offline store's per-user lock, taken before this coroutine first
+        # yields: messages arriving for the user meanwhile are stored after these, in order.
+        assert self._offline is not None
+        refused = await self._offline.store(session.jid.local, messages)
+        for el in refused:
+            router.bounce(el, StanzaError("service-unavailable",
+                                          f"the offline storage of {session.jid.bare} is full",
+                                          type="wait"))
+        self.log.debug("%s: %d unacknowledged messages to offline storage",
+                       session.jid, len(messages) - len(refused))
+
+    # -- periodic <r/> --------------------------------------------------------------------------
+    async def _sweep(self, interval: float) -> None:
+        request = f"<r xmlns='{NS.SM}'/>".encode()
+        while True:
+            await asyncio.sleep(interval)
+            for s in list(self.enabled):
+                sm = s.sm
+                if sm is not None and sm.queue and sm.timer is None and s.state != CLOSED:
+                    s.send_nonza(request)
+
+
+def _parse_h(el: Element) -> int:
+    try:
+        h = int(el.attrs.get("h", ""))
+    except ValueError:
+        raise StreamError("invalid-xml", "h must be a number (XEP-0198)") from None
+    if not 0 <= h < MOD:
+        raise StreamError("invalid-xml", "h must be between 0 and 2^32-1 (XEP-0198)")
+    return h
+
+
+MODULE = StreamManagement
