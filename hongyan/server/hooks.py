@@ -60,7 +60,11 @@ class HookBus:
         return False
 
     def fire_sync(self, event: object) -> bool:
-        return any(handler(event) is True for _, _, handler in self._handlers.get(type(event), ()))
+        # a plain loop, not any(): no generator per call (this runs on every routed stanza)
+        for _, _, handler in self._handlers.get(type(event), ()):  # noqa: SIM110
+            if handler(event) is True:
+                return True
+        return False
 
 
 # ---- events -----------------------------------------------------------------------------------

@@ -223,7 +223,13 @@ class StreamParser:
         if not sep:
             uri = ""
         if attrs:
-            el = Element(local, uri, {_attr_name(k): v for k, v in attrs.items()})
+            # expat names a namespaced attribute "uri local"; most stanzas have none, and then
+            # expat's own fresh dict is used as is
+            for k in attrs:
+                if _SEP in k:
+                    attrs = {_attr_name(k): v for k, v in attrs.items()}
+                    break
+            el = Element(local, uri, attrs)
         else:
             el = Element(local, uri)
         if depth == 2:

@@ -10,6 +10,7 @@ its presence is dropped; the user's own stanzas to a blocked entity get ``not-ac
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 
 from hongyan.server.hooks import AccountDeleted, StanzaInbound, StanzaOutbound
 from hongyan.server.module import Iq, Module, ModuleAPI, hook, iq_handler
@@ -51,13 +52,34 @@ class Blocking(Module):
     def __init__(self, api: ModuleAPI) -> None:
         super().__init__(api)
         self.lists: dict[str, set[str]] = {}
+        self._unhook: list[Callable[[], None]] | None = None
 
     async def start(self) -> None:
         for username, jid in await self.api.db.fetchall("SELECT username, jid FROM blocklist"):
             self.lists.setdefault(username, set()).add(jid)
+        self._enforce()
+
+    async def stop(self) -> None:
+        if self._unhook is not None:
+            for undo in self._unhook:
+                undo()
+            self._unhook = None
+        await super().stop()
 
     # -- enforcement ----------------------------------------------------------------------------
-    @hook(StanzaInbound, priority=100)
+    def _enforce(self) -> None:
+        """The enforcement hooks are registered only while some blocklist is non-empty: with
+        none (the common case), routing builds no hook events for them, two per stanza."""
+        want = any(self.lists.values())
+        if want and self._unhook is None:
+            hooks = self.api.hooks
+            self._unhook = [hooks.on(StanzaInbound, self.on_inbound, 100),
+                            hooks.on(StanzaOutbound, self.on_outbound, 100)]
+        elif not want and self._unhook is not None:
+            for undo in self._unhook:
+                undo()
+            self._unhook = None
+
     def on_inbound(self, ev: StanzaInbound) -> bool:
         blocked = self.lists.get(ev.to.local)
         if blocked is None or not matches(blocked, ev.sender):
@@ -70,7 +92,6 @@ class Blocking(Module):
         self.api.router.bounce(el, StanzaError("service-unavailable"))
         return True
 
-    @hook(StanzaOutbound, priority=100)
     def on_outbound(self, ev: StanzaOutbound) -> bool:
         if ev.to is None:
             return False
@@ -127,6 +148,7 @@ class Blocking(Module):
             # The blocked entity sees the user go offline (XEP-0191 §3.3).
             await self._unavailable_to(iq.sender, j)
         current.update(new)
+        self._enforce()
         self._push(iq.sender, "block", jids)
         return iq.result()
 
@@ -148,6 +170,7 @@ class Blocking(Module):
             current.difference_update(removed)
             if not current:
                 self.lists.pop(username, None)
+        self._enforce()
         self._push(iq.sender, "unblock", jids)
         for j in removed:
             await self._presence_again(iq.sender, j)
@@ -195,6 +218,7 @@ class Blocking(Module):
     async def on_deleted(self, ev: AccountDeleted) -> None:
         await self.api.db.execute("DELETE FROM blocklist WHERE username=?", ev.username)
         self.lists.pop(ev.username, None)
+        self._enforce()
 
 
 MODULE = Blocking
