@@ -17,4 +17,5 @@ DEFAULT_MODULES: tuple[str, ...] = (
     "private",
     "last",
     "muc",
+    "mam",
 )
