@@ -19,4 +19,5 @@ DEFAULT_MODULES: tuple[str, ...] = (
     "private",
     "last",
     "muc",
+    "mam",
 )
