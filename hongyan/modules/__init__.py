@@ -12,6 +12,7 @@ DEFAULT_MODULES: tuple[str, ...] = (
     "presence",
     "offline",
     "blocking",
+    "carbons",
     "register",
     "vcard",
     "private",
