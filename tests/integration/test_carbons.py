@@ -17,6 +17,7 @@ from tests.integration.conftest import Harness
 
 CARBONS = "urn:xmpp:carbons:2"
 FORWARD = "urn:xmpp:forward:0"
+MUC_USER = "http://jabber.org/protocol/muc#user"
 C = "{jabber:client}"
 WAIT = 5.0
 
@@ -37,6 +38,13 @@ class Device:
         body_xml = "" if body is None else f"<body>{body}</body>"
         self.client.send_raw(f"<message to='{to}' type='{mtype}'>{body_xml}{extra}</message>")
 
+    async def body(self, body: str) -> ET.Element:
+        """The next message with this body (others received meanwhile are skipped)."""
+        while True:
+            el = await self.next()
+            if el.findtext(C + "body") == body:
+                return el
+
     async def quiet(self) -> ET.Element | None:
         """None if nothing is waiting for this device: it sends itself a marker (messages to
         one's own JID are never copied) and returns what arrived before it. Anything caused by
@@ -49,9 +57,9 @@ class Device:
 
 
 async def device(h: Harness, user: str, resource: str, *, enable: bool = True,
-                 priority: int | None = None) -> Device:
+                 priority: int | None = None, muc: bool = False) -> Device:
     jid = f"{user}@localhost/{resource}"
-    c = await h.client(jid, plugins=("xep_0280",))
+    c = await h.client(jid, plugins=("xep_0280", "xep_0045") if muc else ("xep_0280",))
     inbox: asyncio.Queue[Any] = asyncio.Queue()
     c.register_handler(Callback(f"all messages {resource}", MatchXPath(C + "message"),
                                 inbox.put_nowait))
@@ -312,3 +320,35 @@ async def test_offline_full_jid_with_another_resource_online(harness: Harness) -
     assert forwarded(await c.next(), "received").findtext(C + "body") == "are you there?"
     assert await b.quiet() is None
     assert await c.quiet() is None
+
+
+async def test_muc_messages(harness: Harness) -> None:
+    """Nothing a room sends is copied (groupchat, private messages through the room); a private
+    message alice sends into the room is copied to her other devices."""
+    await users(harness, "alice", "bob")
+    a = await device(harness, "alice", "a", muc=True)
+    b = await device(harness, "alice", "b")
+    bob = await device(harness, "bob", "phone", enable=False, muc=True)
+    room = "coven@conference.localhost"
+    await a.client.plugin["xep_0045"].join_muc_wait(JID(room), "alice", timeout=WAIT)
+    # an instant room: submit the default configuration (XEP-0045 §10.1.2)
+    res = await a.client.send_raw_iq(
+        a.client.make_iq_set(ito=room),
+        "<query xmlns='http://jabber.org/protocol/muc#owner'>"
+        "<x xmlns='jabber:x:data' type='submit'/></query>", WAIT)
+    assert res["type"] == "result"
+    await bob.client.plugin["xep_0045"].join_muc_wait(JID(room), "bob", timeout=WAIT)
+    x = f"<x xmlns='{MUC_USER}'/>"
+    bob.send(room, "hello room", "groupchat")
+    assert (await a.body("hello room")).get("from") == f"{room}/bob"
+    bob.send(f"{room}/alice", "psst alice", "chat", x)
+    assert (await a.body("psst alice")).get("from") == f"{room}/bob"
+    a.send(room, "hello all", "groupchat")
+    await bob.body("hello all")
+    assert await b.quiet() is None
+    a.send(f"{room}/bob", "psst bob", "chat", x)
+    assert (await bob.body("psst bob")).get("from") == f"{room}/alice"
+    inner = forwarded(await b.next(), "sent")
+    assert inner.get("to") == f"{room}/bob"
+    assert inner.findtext(C + "body") == "psst bob"
+    assert await b.quiet() is None
