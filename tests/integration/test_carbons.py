@@ -352,3 +352,20 @@ async def test_muc_messages(harness: Harness) -> None:
     assert inner.get("to") == f"{room}/bob"
     assert inner.findtext(C + "body") == "psst bob"
     assert await b.quiet() is None
+
+
+async def test_offline_bare_jid_with_a_negative_priority_resource_online(harness: Harness) -> None:
+    """No resource takes bare-JID messages (priority < 0): the message is stored offline, and the
+    online resource that enabled carbons sees it as a received-carbon."""
+    await users(harness, "alice", "bob")
+    c = await device(harness, "alice", "c", priority=-1)
+    bob = await device(harness, "bob", "phone", enable=False)
+    bob.send("alice@localhost", "while you were out")
+    carbon = await c.next()
+    assert forwarded(carbon, "received").findtext(C + "body") == "while you were out"
+    assert await c.quiet() is None
+    # offline delivery follows initial presence, before device() registers its inbox handler
+    later = await harness.client("alice@localhost/later")
+    got = await later.next_message()
+    assert got["body"] == "while you were out"
+    assert str(got["from"]) == "bob@localhost/phone"
