@@ -14,6 +14,7 @@ DEFAULT_MODULES: tuple[str, ...] = (
     "sm",
     "csi",
     "blocking",
+    "carbons",
     "register",
     "vcard",
     "private",
