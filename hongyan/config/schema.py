@@ -136,6 +136,20 @@ class MucSection(Section):
         return v
 
 
+class MamSection(Section):
+    default: Literal["always", "never", "roster"] = Field(
+        "always", description="XEP-0313 default for users who set no preferences")
+    retention_days: float = Field(0, ge=0, description="archived messages older than this "
+                                  "many days are removed; 0 = keep forever")
+    cleanup_interval: float = Field(3600.0, gt=0, description="seconds between retention "
+                                    "cleanups")
+    flush_interval: float = Field(0.005, gt=0, le=5, description="seconds archived messages "
+                                  "wait in memory before one batched write")
+    flush_rows: int = Field(500, ge=1, description="queued messages that trigger a write "
+                            "before flush_interval")
+    max_page: int = Field(250, ge=1, le=10000, description="most messages one query returns")
+
+
 class ClusterSection(Section):
     backend: Literal["local", "redis"] = "local"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -156,6 +170,7 @@ class Config(Section):
     offline: OfflineSection = OfflineSection()
     sm: SMSection = SMSection()
     muc: MucSection = MucSection()
+    mam: MamSection = MamSection()
     cluster: ClusterSection = ClusterSection()
     modules: ModulesSection = ModulesSection()
 

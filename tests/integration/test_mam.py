@@ -1,15 +1,18 @@
-"""XEP-0313 user archives and XEP-0359 stanza ids, through real clients on SQLite and PostgreSQL."""
+"""XEP-0313 message archive (with XEP-0359 stanza ids and XEP-0059 paging) through real
+slixmpp clients over real sockets, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Any
-from xml.etree import ElementTree as ET
 
+from slixmpp.xmlstream import ET
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
+from hongyan.modules.mam import Mam
 from hongyan.xmpp.stamps import xmpp_datetime
 from tests.integration.clients import Client
 from tests.integration.conftest import Harness
@@ -18,285 +21,335 @@ MAM = "urn:xmpp:mam:2"
 RSM = "http://jabber.org/protocol/rsm"
 SID = "urn:xmpp:sid:0"
 FWD = "urn:xmpp:forward:0"
-PLUGINS = ("xep_0059", "xep_0297", "xep_0313", "xep_0359")
+PLUGINS = ("xep_0280", "xep_0313", "xep_0059")
+_qids = itertools.count()
 
 
-def form(**fields: str | list[str]) -> str:
-    out = [f"<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>"
-           f"<value>{MAM}</value></field>"]
-    for var, value in fields.items():
-        values = value if isinstance(value, list) else [value]
-        out.append(f"<field var='{var.rstrip('_').replace('_', '-')}'>"
-                   + "".join(f"<value>{v}</value>" for v in values) + "</field>")
-    out.append("</x>")
-    return "".join(out)
+def field(var: str, *values: str) -> str:
+    return f"<field var='{var}'>" + "".join(f"<value>{v}</value>" for v in values) + "</field>"
 
 
-def rsm(max: int | None = None, after: str | None = None, before: str | None = None) -> str:
-    parts = [f"<set xmlns='{RSM}'>"]
-    if max is not None:
-        parts.append(f"<max>{max}</max>")
-    if after is not None:
-        parts.append(f"<after>{after}</after>")
-    if before is not None:
-        parts.append(f"<before>{before}</before>" if before else "<before/>")
-    parts.append("</set>")
-    return "".join(parts)
+async def query(c: Client, fields: str = "", rsm: str = "", extra: str = "",
+                to: str | None = None) -> tuple[Any, list[Any]]:
+    """A MAM query; returns the IQ answer and the result messages (``<result>`` elements)."""
+    qid = f"q{next(_qids)}"
+    got: list[Any] = []
+    name = f"mam-{qid}"
 
+    def on_result(msg: Any) -> None:
+        r = msg.xml.find(f"{{{MAM}}}result")
+        if r is not None and r.get("queryid") == qid:
+            got.append(r)
 
-class Page:
-    def __init__(self, iq: Any, results: list[tuple[str, str, str]]) -> None:
-        self.iq = iq
-        self.type = iq["type"]
-        self.results = results  # (archive id, body, from)
-        self.ids = [r[0] for r in results]
-        self.bodies = [r[1] for r in results]
-        fin = iq.xml.find(f"{{{MAM}}}fin")
-        self.fin = fin
-        self.complete = fin is not None and fin.get("complete") == "true"
-        s = fin.find(f"{{{RSM}}}set") if fin is not None else None
-        self.first = s.findtext(f"{{{RSM}}}first") if s is not None else None
-        self.last = s.findtext(f"{{{RSM}}}last") if s is not None else None
-        count = s.findtext(f"{{{RSM}}}count") if s is not None else None
-        self.count = int(count) if count is not None else None
-
-    def error(self) -> str:
-        err = self.iq.xml.find("{jabber:client}error")
-        assert err is not None, ET.tostring(self.iq.xml)
-        return err[0].tag.split("}")[1]
-
-
-_RESULTS: dict[int, list[Any]] = {}
-
-
-def results_of(c: Client) -> list[Any]:
-    """MAM result messages ``c`` received (slixmpp's message event only reports messages with
-    a body, so they are collected by a handler of their own)."""
-    if id(c) not in _RESULTS:
-        box: list[Any] = []
-        _RESULTS[id(c)] = box
-        c.register_handler(Callback("mam results", MatchXPath(
-            f"{{jabber:client}}message/{{{MAM}}}result"), box.append))
-    return _RESULTS[id(c)]
-
-
-async def query(c: Client, payload: str = "", to: str | None = None,
-                queryid: str = "q1") -> Page:
-    box = results_of(c)
-    box.clear()
+    c.register_handler(Callback(name, MatchXPath(f"{{jabber:client}}message/{{{MAM}}}result"),
+                                on_result))
+    form = ""
+    if fields:
+        form = (f"<x xmlns='jabber:x:data' type='submit'>{field('FORM_TYPE', MAM)}{fields}"
+                "</x>")
+    rset = f"<set xmlns='{RSM}'>{rsm}</set>" if rsm else ""
     iq = c.make_iq_set()
-    if to is not None:
+    if to:
         iq["to"] = to
-    answer = await c.send_raw_iq(
-        iq, f"<query xmlns='{MAM}' queryid='{queryid}'>{payload}</query>", 10)
-    results: list[tuple[str, str, str]] = []
-    for msg in box:
-        res = msg.xml.find(f"{{{MAM}}}result")
-        if res is None:
-            continue
-        assert res.get("queryid") == queryid
-        fwd = res.find(f"{{{FWD}}}forwarded")
-        assert fwd is not None
-        assert fwd.find("{urn:xmpp:delay}delay") is not None
-        inner = fwd.find("{jabber:client}message")
-        assert inner is not None
-        results.append((res.get("id", ""), inner.findtext("{jabber:client}body") or "",
-                        inner.get("from", "")))
-    return Page(answer, results)
+    try:
+        res = await c.send_raw_iq(iq, f"<query xmlns='{MAM}' queryid='{qid}'>{form}{rset}"
+                                      f"{extra}</query>", 10)
+    finally:
+        c.remove_handler(name)
+    return res, got
 
 
-async def chat(sender: Client, receiver: Client, to: str, bodies: list[str]) -> list[Any]:
-    for b in bodies:
-        sender.send_message(mto=to, mbody=b, mtype="chat")
-    return [await receiver.next_message() for _ in bodies]
+def bodies(results: list[Any]) -> list[str]:
+    return [r.find(f"{{{FWD}}}forwarded/{{jabber:client}}message/{{jabber:client}}body").text
+            for r in results]
 
 
-def stanza_ids(msg: Any) -> list[tuple[str, str]]:
-    return [(e.get("by", ""), e.get("id", "")) for e in msg.xml.findall(f"{{{SID}}}stanza-id")]
+def fin(res: Any) -> tuple[bool, str | None, str | None, int]:
+    f = res.xml.find(f"{{{MAM}}}fin")
+    s = f.find(f"{{{RSM}}}set")
+    first, last = s.find(f"{{{RSM}}}first"), s.find(f"{{{RSM}}}last")
+    return (f.get("complete") == "true", None if first is None else first.text,
+            None if last is None else last.text, int(s.find(f"{{{RSM}}}count").text))
+
+
+def condition(iq: Any) -> str | None:
+    return iq["error"]["condition"] if iq["type"] == "error" else None
 
 
 async def pair(harness: Harness) -> tuple[Client, Client]:
-    alice = await harness.logged_in("alice", plugins=PLUGINS)
-    bob = await harness.logged_in("bob", plugins=PLUGINS)
-    return alice, bob
+    romeo = await harness.logged_in("romeo", plugins=PLUGINS)
+    juliet = await harness.logged_in("juliet", plugins=PLUGINS)
+    return romeo, juliet
 
 
-async def test_archived_on_both_sides_with_stanza_id(harness: Harness) -> None:
-    alice, bob = await pair(harness)
-    got = await chat(alice, bob, "bob@localhost", ["one", "two", "three"])
-    sids = []
-    for m in got:
-        ids = stanza_ids(m)
-        assert len(ids) == 1 and ids[0][0] == "bob@localhost"
-        sids.append(ids[0][1])
-    assert len(set(sids)) == 3
-    # Right after delivery (no wait): the query flushes the write batch first.
-    page = await query(bob)
-    assert page.type == "result" and page.bodies == ["one", "two", "three"]
-    assert page.ids == sids
-    assert all(r[2] == "alice@localhost/test" for r in page.results)
-    assert page.complete and page.count == 3 and page.first == sids[0] and page.last == sids[2]
-    page = await query(alice)
-    assert page.bodies == ["one", "two", "three"] and page.complete
-    assert set(page.ids).isdisjoint(sids)
+async def test_both_sides_archived_with_stanza_id(harness: Harness) -> None:
+    romeo, juliet = await pair(harness)
+    m = romeo.make_message(mto="juliet@localhost", mbody="hello", mtype="chat")
+    # a forged stanza-id claiming Juliet's archive must not get through
+    m.append(ET.fromstring(f"<stanza-id xmlns='{SID}' by='juliet@localhost' id='forged'/>"))
+    m.send()
+    got = await juliet.next_message()
+    sids = got.xml.findall(f"{{{SID}}}stanza-id")
+    assert len(sids) == 1 and sids[0].get("by") == "juliet@localhost"
+    assert sids[0].get("id") != "forged"
+    res, results = await query(juliet)
+    assert bodies(results) == ["hello"] and results[0].get("id") == sids[0].get("id")
+    fwd = results[0].find(f"{{{FWD}}}forwarded")
+    assert fwd.find("{urn:xmpp:delay}delay").get("stamp", "").endswith("Z")
+    assert fwd.find("{jabber:client}message").get("from") == "romeo@localhost/test"
+    complete, first, last, count = fin(res)
+    assert complete and first == last == sids[0].get("id") and count == 1
+    # the sender's archive has it right after sending (a query flushes the write batch)
+    res, results = await query(romeo)
+    assert bodies(results) == ["hello"] and fin(res)[0]
+    # disco on the account advertises MAM
+    info = await romeo.plugin["xep_0030"].get_info(jid="romeo@localhost")
+    feats = set(info["disco_info"]["features"])
+    assert {MAM, MAM + "#extended", SID} <= feats
 
 
-async def test_forged_stanza_id_is_removed(harness: Harness) -> None:
-    alice, bob = await pair(harness)
-    alice.send_raw(
-        "<message to='bob@localhost' type='chat' id='f1'><body>forged</body>"
-        f"<stanza-id xmlns='{SID}' by='bob@localhost' id='not-yours'/>"
-        f"<stanza-id xmlns='{SID}' by='room@elsewhere' id='kept'/></message>")
-    msg = await bob.next_message()
-    ids = stanza_ids(msg)
-    assert ("room@elsewhere", "kept") in ids
-    ours = [i for by, i in ids if by == "bob@localhost"]
-    assert len(ours) == 1 and ours[0] != "not-yours"
-
-
-async def test_what_is_not_archived(harness: Harness) -> None:
-    alice, bob = await pair(harness)
-    alice.send_raw("<message to='bob@localhost' type='chat'><body>secret</body>"
-                   "<no-store xmlns='urn:xmpp:hints'/></message>")
-    alice.send_raw("<message to='bob@localhost' type='chat'><body>transient</body>"
-                   "<no-permanent-store xmlns='urn:xmpp:hints'/></message>")
-    alice.send_raw("<message to='bob@localhost' type='chat'>"
-                   "<composing xmlns='http://jabber.org/protocol/chatstates'/></message>")
-    alice.send_raw("<message to='bob@localhost' type='headline'><body>news</body></message>")
-    alice.send_message(mto="bob@localhost", mbody="kept", mtype="chat")
-    # (slixmpp reports only messages with a body: the chat state is not among them)
-    received = [await bob.next_message() for _ in range(4)]
-    assert [m["body"] for m in received] == ["secret", "transient", "news", "kept"]
-    assert [stanza_ids(m) != [] for m in received] == [False, False, False, True]
-    assert (await query(bob)).bodies == ["kept"]
-    assert (await query(alice)).bodies == ["kept"]
+async def test_what_is_archived(harness: Harness) -> None:
+    romeo, juliet = await pair(harness)
+    romeo.send_message(mto="juliet@localhost", mbody="kept", mtype="chat")
+    cs = romeo.make_message(mto="juliet@localhost", mtype="chat")
+    cs.append(ET.fromstring("<composing xmlns='http://jabber.org/protocol/chatstates'/>"))
+    cs.send()
+    for hint in ("no-store", "no-permanent-store"):
+        m = romeo.make_message(mto="juliet@localhost", mbody=hint, mtype="chat")
+        m.append(ET.fromstring(f"<{hint} xmlns='urn:xmpp:hints'/>"))
+        m.send()
+    romeo.send_message(mto="juliet@localhost", mbody="news", mtype="headline")
+    r = romeo.make_message(mto="juliet@localhost", mtype="chat")
+    r.append(ET.fromstring("<received xmlns='urn:xmpp:receipts' id='x1'/>"))
+    r.send()
+    romeo.send_message(mto="juliet@localhost", mbody="last", mtype="normal")
+    await asyncio.sleep(0.5)
+    res, results = await query(juliet)
+    assert fin(res)[3] == 2 + 1
+    texts = [r.find(f"{{{FWD}}}forwarded/{{jabber:client}}message") for r in results]
+    assert texts[0].find("{jabber:client}body").text == "kept"
+    assert texts[1].find("{urn:xmpp:receipts}received") is not None
+    assert texts[2].find("{jabber:client}body").text == "last"
 
 
 async def test_paging_forward_and_backward(harness: Harness) -> None:
-    alice, bob = await pair(harness)
-    bodies = [f"m{i}" for i in range(120)]
-    await chat(alice, bob, "bob@localhost", bodies)
-    # Forward, pages of 50.
+    romeo, juliet = await pair(harness)
+    n = 120
+    for i in range(n):
+        romeo.send_message(mto="juliet@localhost", mbody=f"m{i:03}", mtype="chat")
+    for _ in range(n):
+        await juliet.next_message()
+    want = [f"m{i:03}" for i in range(n)]
+    # forward, pages of 50
     seen: list[str] = []
     after: str | None = None
     pages = 0
     while True:
-        page = await query(bob, rsm(max=50, after=after))
+        rsm = "<max>50</max>" + (f"<after>{after}</after>" if after else "")
+        res, results = await query(juliet, rsm=rsm)
+        complete, first, last, count = fin(res)
+        assert count == n and len(results) <= 50
+        assert first == results[0].get("id") and last == results[-1].get("id")
+        seen += bodies(results)
         pages += 1
-        assert page.count is None  # not counted when the result spans pages
-        seen += page.bodies
-        if page.complete:
+        after = last
+        if complete:
             break
-        assert len(page.bodies) == 50
-        after = page.last
-    assert seen == bodies and pages == 3
-    # Backward from the end.
+    assert seen == want and pages == 3
+    # backward from the end: <before/> empty = the last page
     seen = []
     before = ""
     pages = 0
     while True:
-        page = await query(bob, rsm(max=50, before=before))
+        res, results = await query(juliet, rsm=f"<max>50</max><before>{before}</before>")
+        complete, first, _last, count = fin(res)
+        seen = bodies(results) + seen
         pages += 1
-        seen = page.bodies + seen
-        if page.complete:
+        before = first or ""
+        if complete:
             break
-        assert page.first is not None
-        before = page.first
-    assert seen == bodies and pages == 3
-    # The last page first (an empty <before/>), as clients do when they open a chat.
-    page = await query(bob, rsm(max=10, before=""))
-    assert page.bodies == bodies[-10:] and not page.complete
-    page = await query(bob, rsm(max=0))
-    assert page.bodies == [] and not page.complete
+    assert seen == want and pages == 3
+    # flip-page: the last page, newest first
+    res, results = await query(juliet, rsm="<max>5</max><before/>", extra="<flip-page/>")
+    assert bodies(results) == list(reversed(want[-5:]))
+    # the sender's side holds the same 120
+    res, results = await query(romeo, rsm="<max>250</max>")
+    assert bodies(results) == want and fin(res)[0]
+    # slixmpp's own MAM client pages through it (RSM iteration)
+    got: list[str] = []
+    async for msg in juliet.plugin["xep_0313"].iterate(rsm={"max": 40}):
+        got.append(msg["mam_result"]["forwarded"]["stanza"]["body"])
+    assert got == want
+    got = []
+    async for msg in juliet.plugin["xep_0313"].iterate(rsm={"max": 40}, reverse=True):
+        got.append(msg["mam_result"]["forwarded"]["stanza"]["body"])
+    assert got == list(reversed(want))
 
 
-async def test_filters_with_start_end_and_ids(harness: Harness) -> None:
-    alice, bob = await pair(harness)
-    carol = await harness.logged_in("carol", plugins=PLUGINS)
-    await chat(alice, bob, "bob@localhost", ["a1", "a2"])
+async def test_filters_with_start_end_ids(harness: Harness) -> None:
+    romeo, juliet = await pair(harness)
+    nurse = await harness.logged_in("nurse", plugins=PLUGINS)
+    romeo.send_message(mto="juliet@localhost", mbody="r1", mtype="chat")
+    await juliet.next_message()
     await asyncio.sleep(0.05)
-    middle = time.time()
+    mid = time.time()
     await asyncio.sleep(0.05)
-    await chat(carol, bob, "bob@localhost", ["c1"])
-    await chat(alice, bob, "bob@localhost", ["a3"])
-    page = await query(bob, form(with_="alice@localhost"))
-    assert page.bodies == ["a1", "a2", "a3"]
-    page = await query(bob, form(with_="carol@localhost/test"))
-    assert page.bodies == ["c1"]
-    page = await query(bob, form(start=xmpp_datetime(middle)))
-    assert page.bodies == ["c1", "a3"]
-    page = await query(bob, form(end=xmpp_datetime(middle)))
-    assert page.bodies == ["a1", "a2"]
-    page = await query(bob, form(with_="alice@localhost", start=xmpp_datetime(middle)))
-    assert page.bodies == ["a3"]
-    everything = await query(bob)
-    ids = everything.ids
-    page = await query(bob, form(after_id=ids[0]))
-    assert page.bodies == ["a2", "c1", "a3"]
-    page = await query(bob, form(before_id=ids[2]))
-    assert page.bodies == ["a1", "a2"]
-    page = await query(bob, form(after_id=ids[0], before_id=ids[3]))
-    assert page.bodies == ["a2", "c1"]
-    page = await query(bob, form(ids=[ids[3], ids[1]]))
-    assert page.bodies == ["a2", "a3"]
-    page = await query(carol, form(with_="bob@localhost"))
-    assert page.bodies == ["c1"]
-
-
-async def test_form_discovery_and_disco(harness: Harness) -> None:
-    alice = await harness.logged_in("alice", plugins=PLUGINS)
-    iq = alice.make_iq_get()
-    answer = await alice.send_raw_iq(iq, f"<query xmlns='{MAM}'/>", 10)
-    assert answer["type"] == "result"
-    x = answer.xml.find(f"{{{MAM}}}query/{{jabber:x:data}}x")
-    assert x is not None and x.get("type") == "form"
-    fields = {f.get("var") for f in x.findall("{jabber:x:data}field")}
+    nurse.send_message(mto="juliet@localhost", mbody="n1", mtype="chat")
+    await juliet.next_message()
+    romeo.send_message(mto="juliet@localhost", mbody="r2", mtype="chat")
+    await juliet.next_message()
+    juliet.send_message(mto="romeo@localhost", mbody="j1", mtype="chat")
+    await romeo.next_message()
+    _, results = await query(juliet, field("with", "romeo@localhost"))
+    assert bodies(results) == ["r1", "r2", "j1"]
+    # a full JID matches only messages from or to that resource (j1 went to the bare JID)
+    _, results = await query(juliet, field("with", "romeo@localhost/test"))
+    assert bodies(results) == ["r1", "r2"]
+    _, results = await query(juliet, field("with", "romeo@localhost/other"))
+    assert results == []
+    _, results = await query(juliet, field("start", xmpp_datetime(mid)))
+    assert bodies(results) == ["n1", "r2", "j1"]
+    _, results = await query(juliet, field("end", xmpp_datetime(mid)))
+    assert bodies(results) == ["r1"]
+    res, results = await query(juliet, field("with", "romeo@localhost") +
+                               field("start", xmpp_datetime(mid)))
+    assert bodies(results) == ["r2", "j1"] and fin(res)[3] == 2
+    _, everything = await query(juliet)
+    ids = [r.get("id") for r in everything]
+    _, results = await query(juliet, field("after-id", ids[0]))
+    assert bodies(results) == ["n1", "r2", "j1"]
+    _, results = await query(juliet, field("before-id", ids[2]))
+    assert bodies(results) == ["r1", "n1"]
+    _, results = await query(juliet, field("ids", ids[3], ids[1]))
+    assert bodies(results) == ["n1", "j1"]
+    # the form
+    form = await juliet.iq(f"<query xmlns='{MAM}'/>")
+    fields = {f.get("var") for f in form.xml.iter("{jabber:x:data}field")}
     assert fields == {"FORM_TYPE", "with", "start", "end", "before-id", "after-id", "ids"}
-    info = await alice["xep_0030"].get_info(jid="alice@localhost")
-    features = set(info["disco_info"]["features"])
-    assert {MAM, MAM + "#extended", SID} <= features
-    info = await alice["xep_0030"].get_info(jid="localhost")
-    assert MAM not in set(info["disco_info"]["features"])
 
 
-async def test_bad_queries(harness: Harness) -> None:
-    alice, bob = await pair(harness)
-    await chat(alice, bob, "bob@localhost", ["x"])
-    page = await query(alice, form(color="red"))
-    assert page.type == "error" and page.error() == "bad-request"
-    bad_type = ("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'>"
-                "<value>urn:xmpp:mam:1</value></field></x>")
-    assert (await query(alice, bad_type)).error() == "bad-request"
-    assert (await query(alice, form(start="yesterday"))).error() == "bad-request"
-    assert (await query(alice, form(with_="@@"))).error() == "bad-request"
-    assert (await query(alice, rsm(max=-1))).error() == "bad-request"
-    page = await query(alice, to="bob@localhost")
-    assert page.type == "error" and page.error() == "forbidden"
-    assert page.results == []
-    assert (await query(alice, form(after_id="12345"))).error() == "item-not-found"
-    assert (await query(alice, form(before_id="nonsense"))).error() == "item-not-found"
-    assert (await query(alice, rsm(after="999"))).error() == "item-not-found"
-    # Someone else's id is unknown in one's own archive.
-    bob_id = (await query(bob)).ids[0]
-    assert (await query(alice, form(after_id=bob_id))).error() == "item-not-found"
-    assert (await query(alice)).bodies == ["x"]
+async def test_bad_input(harness: Harness) -> None:
+    romeo, juliet = await pair(harness)
+    romeo.send_message(mto="juliet@localhost", mbody="x", mtype="chat")
+    await juliet.next_message()
+    cases = {
+        field("color", "red"): "bad-request",
+        field("start", "yesterday"): "bad-request",
+        field("with", "@@"): "bad-request",
+        field("after-id", "999"): "item-not-found",
+        field("before-id", "nonsense"): "item-not-found",
+    }
+    for fields, cond in cases.items():
+        res, results = await query(juliet, fields)
+        assert condition(res) == cond, fields
+        assert results == []
+    res, _ = await query(juliet, "<field var='FORM_TYPE'><value>urn:other</value></field>")
+    assert condition(res) == "bad-request"
+    res, _ = await query(juliet, rsm="<after>12345</after>")
+    assert condition(res) == "item-not-found"
+    res, _ = await query(juliet, rsm="<max>many</max>")
+    assert condition(res) == "bad-request"
+    res, _ = await query(juliet, to="romeo@localhost")
+    assert condition(res) == "forbidden"
+    res = await juliet.iq(f"<prefs xmlns='{MAM}'/>")
+    assert res["type"] == "result"
+    iq = juliet.make_iq_set()
+    res = await juliet.send_raw_iq(iq, f"<prefs xmlns='{MAM}' default='sometimes'/>", 10)
+    assert condition(res) == "bad-request"
+    iq = juliet.make_iq_get()
+    iq["to"] = "romeo@localhost"
+    res = await juliet.send_raw_iq(iq, f"<prefs xmlns='{MAM}'/>", 10)
+    assert condition(res) == "forbidden"
 
 
-async def test_archive_survives_restart_and_account_deletion(harness: Harness) -> None:
-    alice, bob = await pair(harness)
-    await chat(alice, bob, "bob@localhost", ["before restart"])
-    await harness.restart()  # stopping flushes the write batch
-    bob = await harness.client("bob@localhost/test", plugins=PLUGINS)
-    page = await query(bob)
-    assert page.bodies == ["before restart"]
-    alice = await harness.client("alice@localhost/test", plugins=PLUGINS)
-    await chat(alice, bob, "bob@localhost", ["after restart"])
-    page = await query(bob)
-    assert page.bodies == ["before restart", "after restart"]
-    assert int(page.ids[1]) > int(page.ids[0])
+async def test_preferences(harness: Harness) -> None:
+    romeo, juliet = await pair(harness)
+    nurse = await harness.logged_in("nurse", plugins=PLUGINS)
+    iq = juliet.make_iq_set()
+    res = await juliet.send_raw_iq(iq, f"<prefs xmlns='{MAM}' default='always'><always/>"
+                                       "<never><jid>nurse@localhost</jid></never></prefs>", 10)
+    assert res["type"] == "result"
+    nurse.send_message(mto="juliet@localhost", mbody="secret", mtype="chat")
+    got = await juliet.next_message()
+    assert got.xml.find(f"{{{SID}}}stanza-id") is None  # not archived, no archive id
+    romeo.send_message(mto="juliet@localhost", mbody="hi", mtype="chat")
+    await juliet.next_message()
+    _, results = await query(juliet)
+    assert bodies(results) == ["hi"]
+    _, results = await query(nurse)
+    assert bodies(results) == ["secret"]  # the sender's own archive keeps it
+    # default never, with an always list
+    iq = juliet.make_iq_set()
+    await juliet.send_raw_iq(iq, f"<prefs xmlns='{MAM}' default='never'><always>"
+                                 "<jid>nurse@localhost</jid></always><never/></prefs>", 10)
+    romeo.send_message(mto="juliet@localhost", mbody="hi2", mtype="chat")
+    nurse.send_message(mto="juliet@localhost", mbody="n2", mtype="chat")
+    await juliet.next_message()
+    await juliet.next_message()
+    _, results = await query(juliet)
+    assert sorted(bodies(results)) == ["hi", "n2"]
+    # default roster: only contacts (nobody is in Juliet's roster)
+    iq = juliet.make_iq_set()
+    await juliet.send_raw_iq(iq, f"<prefs xmlns='{MAM}' default='roster'/>", 10)
+    romeo.send_message(mto="juliet@localhost", mbody="hi3", mtype="chat")
+    await juliet.next_message()
+    _, results = await query(juliet)
+    assert sorted(bodies(results)) == ["hi", "n2"]
+    iq = juliet.make_iq_set()
+    await juliet.send_raw_iq(iq, "<query xmlns='jabber:iq:roster'>"
+                                 "<item jid='romeo@localhost'/></query>", 10)
+    romeo.send_message(mto="juliet@localhost", mbody="hi4", mtype="chat")
+    await juliet.next_message()
+    _, results = await query(juliet)
+    assert sorted(bodies(results)) == ["hi", "hi4", "n2"]
+    # prefs survive a restart
+    await harness.restart()
+    juliet = await harness.client("juliet@localhost/x", plugins=PLUGINS)
+    res = await juliet.iq(f"<prefs xmlns='{MAM}'/>")
+    prefs = res.xml.find(f"{{{MAM}}}prefs")
+    assert prefs.get("default") == "roster"
+
+
+async def test_survives_restart_and_account_deletion(harness: Harness) -> None:
+    romeo, juliet = await pair(harness)
+    for i in range(3):
+        romeo.send_message(mto="juliet@localhost", mbody=f"s{i}", mtype="chat")
+    for _ in range(3):
+        await juliet.next_message()
+    # no query before the restart: shutdown must flush the write batch
+    await harness.restart()
+    juliet = await harness.client("juliet@localhost/x", plugins=PLUGINS)
+    _, results = await query(juliet)
+    assert bodies(results) == ["s0", "s1", "s2"]
+    await juliet.close()
     assert harness.node is not None
-    await harness.node.delete_account("bob")
-    await harness.user("bob")
-    bob = await harness.client("bob@localhost/again", plugins=PLUGINS)
-    assert (await query(bob)).bodies == []
-    assert (await query(alice)).bodies == ["before restart", "after restart"]
+    assert await harness.node.delete_account("juliet")
+    await harness.user("juliet")
+    juliet = await harness.client("juliet@localhost/y", plugins=PLUGINS)
+    res, results = await query(juliet)
+    assert results == [] and fin(res)[3] == 0
+    romeo = await harness.client("romeo@localhost/z", plugins=PLUGINS)
+    _, results = await query(romeo)
+    assert bodies(results) == ["s0", "s1", "s2"]
+
+
+async def test_retention(harness: Harness) -> None:
+    await harness.stop_node()
+    await harness.start(extra="[mam]\nretention_days = 0.00001\ncleanup_interval = 0.2\n")
+    romeo, juliet = await pair(harness)
+    romeo.send_message(mto="juliet@localhost", mbody="old", mtype="chat")
+    await juliet.next_message()
+    _, results = await query(juliet)
+    assert bodies(results) == ["old"]
+    await asyncio.sleep(2.0)  # 0.00001 days = 0.864 s; the cleanup runs every 0.2 s
+    romeo.send_message(mto="juliet@localhost", mbody="new", mtype="chat")
+    await juliet.next_message()
+    _, results = await query(juliet)
+    assert bodies(results) == ["new"]
+    assert harness.node is not None
+    mod = harness.node.modules["mam"]
+    assert isinstance(mod, Mam)
+    await asyncio.sleep(1.0)
+    await mod.cleanup()  # the manual trigger (the periodic one may have been first)
+    _, results = await query(juliet)
+    assert results == []

@@ -1,359 +1,496 @@
-"""XEP-0313 Message Archive Management for user archives, with XEP-0359 stanza ids.
+"""XEP-0313 Message Archive Management (``urn:xmpp:mam:2``) for user archives, with XEP-0359
+stanza ids and XEP-0059 paging.
 
-Every archivable 1:1 message is kept twice: in the sender's archive (when a local session sends
-it) and in the recipient's (when it is routed to a local account), each copy with its own id.
-The recipient's copy carries ``<stanza-id by='user@domain' id=.../>`` as delivered; any incoming
-stanza-id claiming that ``by`` is removed first (XEP-0359 §4).
+Every chat/normal message between local users that carries something worth keeping is archived
+in the sender's and the recipient's archive. The recipient's archive id is added to the
+delivered message as ``<stanza-id by='user@domain' id=.../>``; any stanza-id a client put in
+that claims one of our JIDs is removed first (XEP-0359 §5), archived or not.
 
-The message path never awaits the database: an archived row is appended to an in-memory queue
-that a background flush writes with one ``executemany`` in one transaction, a few milliseconds
-later or as soon as ``FLUSH_ROWS`` rows are waiting. A query flushes first, so it sees every
-message routed before it; stopping the module flushes too.
+Routing never waits for the database: the sync ``StanzaInbound`` hook serializes the message
+once and appends rows to an in-memory queue, which is written with one ``executemany`` in one
+transaction every ``mam.flush_interval`` seconds or every ``mam.flush_rows`` rows. A query (and
+shutdown) flushes the queue first, so it sees every message routed before it.
 
-Ids are integers: ``max(previous + 1, now in microseconds)``. They are unique, increase with
-time, survive restarts (the clock moves on) and double as the archive time, so ``start``/``end``
-filters are ranges over the same (owner, id) index that paging uses. The stanza-id is the
-integer in decimal.
+Ids are integers: microseconds since the epoch, made strictly increasing per node
+(``max(now_us, last + 1)``), so an id is also the archive time: ``start``/``end`` become an id
+range on the ``(owner, id)`` index, and no clock column or second index is needed. The
+stanza-id is the integer in decimal.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import json
+from dataclasses import dataclass, field
 
-from hongyan.server.hooks import AccountDeleted, StanzaInbound, StanzaOutbound
+from hongyan.modules.roster import Roster
+from hongyan.server.hooks import AccountDeleted, StanzaInbound
 from hongyan.server.module import Iq, Module, ModuleAPI, hook, iq_handler
 from hongyan.storage.migrations import Migration
 from hongyan.xmpp import ns as NS
-from hongyan.xmpp.element import Element
-from hongyan.xmpp.errors import StanzaError, StreamError
+from hongyan.xmpp.element import Element, escape_attr
+from hongyan.xmpp.errors import StanzaError
 from hongyan.xmpp.jid import JID, JIDError
-from hongyan.xmpp.parser import parse_element
 from hongyan.xmpp.stamps import parse_xmpp_datetime, xmpp_datetime
 
 MAM = "urn:xmpp:mam:2"
 MAM_EXTENDED = "urn:xmpp:mam:2#extended"
 SID = "urn:xmpp:sid:0"
 RSM = "http://jabber.org/protocol/rsm"
+XDATA = "jabber:x:data"
 FORWARD = "urn:xmpp:forward:0"
 HINTS = "urn:xmpp:hints"
-#: payloads worth archiving without a body (encrypted messages: OMEMO, OX, OTR-free E2E)
+CHATSTATES = "http://jabber.org/protocol/chatstates"
+
+#: payloads that make a message without a body worth archiving (XEP-0313 §5.1.1: "messages
+#: that contain ... other payloads the server deems archivable"): encryption, receipts and
+#: markers (clients sync read state through the archive), corrections, retractions,
+#: reactions, out-of-band data.
 ARCHIVABLE_NS = frozenset({
     "eu.siacs.conversations.axolotl", "urn:xmpp:omemo:2", "urn:xmpp:openpgp:0",
-    "jabber:x:encrypted",
+    "jabber:x:encrypted", "urn:xmpp:receipts", "urn:xmpp:chat-markers:0",
+    "urn:xmpp:message-correct:0", "urn:xmpp:message-retract:1", "urn:xmpp:message-retract:0",
+    "urn:xmpp:reactions:0", "jabber:x:oob", "urn:xmpp:jingle-message:0",
 })
-FORM_FIELDS = ("with", "start", "end", "before-id", "after-id", "ids")
-FLUSH_DELAY = 0.005
-FLUSH_ROWS = 500
-DEFAULT_MAX = 50
-MAX_MAX = 250
+FIELDS = frozenset({"FORM_TYPE", "with", "start", "end", "before-id", "after-id", "ids"})
+MAX_IDS = 250
+COUNT_LIMIT = 1_000
 
 MIGRATIONS = (
     Migration("mam", 1, (
         """CREATE TABLE mam_messages (
             owner TEXT NOT NULL,
             id {bigint} NOT NULL,
-            with_jid TEXT NOT NULL,
+            peer TEXT NOT NULL,
+            peer_res TEXT NOT NULL,
             stanza TEXT NOT NULL,
             PRIMARY KEY (owner, id)
         )""",
-        "CREATE INDEX mam_messages_with ON mam_messages (owner, with_jid, id)",
+        "CREATE INDEX mam_messages_peer ON mam_messages (owner, peer, id)",
+        """CREATE TABLE mam_prefs (
+            username TEXT PRIMARY KEY,
+            default_mode TEXT NOT NULL,
+            always_json TEXT NOT NULL,
+            never_json TEXT NOT NULL
+        )""",
     )),
 )
 
-INSERT = ("INSERT INTO mam_messages (owner, id, with_jid, stanza) "
-          "SELECT ?, CAST(? AS BIGINT), ?, ? "
-          "WHERE EXISTS (SELECT 1 FROM accounts WHERE username=?)")
+Row = tuple[str, int, str, str, str]
+QueuedRow = tuple[str, int, str, str, Element]
+YES, NO, ROSTER = "yes", "no", "roster"
+_MODES = {"always": YES, "never": NO, "roster": ROSTER}
 
 
-def archivable(el: Element) -> bool:
-    """XEP-0313 §5.1.1: messages with a body or an encrypted payload, of type chat or normal,
-    unless a XEP-0334 hint forbids storing them."""
-    if el.attrs.get("type", "normal") not in ("chat", "normal"):
-        return False
-    keep = False
-    for c in el.children:
-        if isinstance(c, str):
-            continue
-        if c.xmlns == HINTS and c.name in ("no-store", "no-permanent-store"):
-            return False
-        if (c.name == "body" and c.xmlns == NS.CLIENT) or c.xmlns in ARCHIVABLE_NS:
-            keep = True
-    return keep
+@dataclass(slots=True)
+class Prefs:
+    default: str
+    always: set[str] = field(default_factory=set)
+    never: set[str] = field(default_factory=set)
+
+
+def _matches(jids: set[str], peer: JID) -> bool:
+    return bool(jids) and (peer.bare_str in jids or str(peer) in jids or peer.domain in jids)
 
 
 class Mam(Module):
     name = "mam"
     xeps = {"0313": "1.1.1", "0359": "0.7.0", "0059": "1.0.0"}
+    features = frozenset()
     account_features = frozenset({MAM, MAM_EXTENDED, SID})
+    depends = ("roster",)
     migrations = MIGRATIONS
 
     def __init__(self, api: ModuleAPI) -> None:
         super().__init__(api)
+        cfg = api.config.mam
+        self._default: str = cfg.default
+        self._flush_interval = cfg.flush_interval
+        self._flush_rows = cfg.flush_rows
+        self._max_page = cfg.max_page
         self._last_id = 0
-        self._queue: list[tuple[str, int, str, str, str]] = []
-        self._flush_task: asyncio.Task[None] | None = None
+        self._queue: list[QueuedRow] = []
+        self._domain = api.domain
+        self._roster_check: set[tuple[str, int]] = set()
         self._timer: asyncio.TimerHandle | None = None
-        # the sender's archive text of the message being routed, reused for the recipient's
-        # (one serialization instead of two): (stanza, its child count, text)
-        self._memo: tuple[Element, int, str] | None = None
+        self._flush_lock = asyncio.Lock()
+        self._flushing: asyncio.Task[None] | None = None
+        self._known: set[str] = set()
+        self.prefs: dict[str, Prefs] = {}
 
     async def start(self) -> None:
         last = await self.api.db.fetchval("SELECT MAX(id) FROM mam_messages")
         self._last_id = int(last or 0)
+        for user, mode, always, never in await self.api.db.fetchall(
+                "SELECT username, default_mode, always_json, never_json FROM mam_prefs"):
+            self.prefs[user] = Prefs(mode, set(json.loads(always)), set(json.loads(never)))
+        if self.api.config.mam.retention_days > 0:
+            self.api.spawn(self._retention_loop())
 
     async def stop(self) -> None:
         await self.flush()
 
-    # -- archiving (hot path: no await) -------------------------------------------------------
-    def _next_id(self) -> int:
+    # -- archiving (hot path) -------------------------------------------------------------------
+    def next_id(self) -> int:
         nid = int(self.api.now() * 1_000_000)
         if nid <= self._last_id:
             nid = self._last_id + 1
         self._last_id = nid
         return nid
 
-    def _enqueue(self, nid: int, owner: str, with_jid: str, xml: str) -> None:
-        self._queue.append((owner, nid, with_jid, xml, owner))
-        if len(self._queue) >= FLUSH_ROWS:
-            self._start_flush()
-        elif self._timer is None and self._flush_task is None:
-            self._timer = asyncio.get_running_loop().call_later(FLUSH_DELAY, self._start_flush)
+    def _decide(self, owner: str, peer: JID) -> str:
+        """YES, NO or ROSTER (decided at flush, off the message path)."""
+        p = self.prefs.get(owner)
+        if p is None:
+            mode = self._default
+        else:
+            if _matches(p.never, peer):
+                return NO
+            if _matches(p.always, peer):
+                return YES
+            mode = p.default
+        return _MODES[mode]
 
-    def _start_flush(self) -> None:
-        self._timer = None
-        if self._flush_task is None and self._queue:
-            self._flush_task = self.api.spawn(self._flush_loop())
-
-    async def _flush_loop(self) -> None:
-        try:
-            while self._queue:
-                rows, self._queue = self._queue, []
-                try:
-                    async with self.api.db.transaction() as tx:
-                        await tx.executemany(INSERT, rows)
-                except Exception:
-                    self.log.exception("could not archive %d messages", len(rows))
-        finally:
-            self._flush_task = None
-
-    async def flush(self) -> None:
-        """Write every queued row (a query calls this first, so it sees what was routed)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        while self._flush_task is not None or self._queue:
-            task = self._flush_task
-            if task is None:
-                self._start_flush()
-                task = self._flush_task
-            if task is not None:
-                await asyncio.shield(task)
-
-    @hook(StanzaOutbound)
-    def on_outbound(self, ev: StanzaOutbound) -> None:
-        el = ev.stanza
-        if el.name != "message" or not archivable(el):
-            return
-        to = ev.to if ev.to is not None else ev.sender.bare
-        xml = el.to_str("")
-        self._memo = (el, len(el.children), xml)
-        self._enqueue(self._next_id(), ev.sender.local, str(to.bare), xml)
-
-    @hook(StanzaInbound)
+    @hook(StanzaInbound, priority=-100)
     def on_inbound(self, ev: StanzaInbound) -> None:
         el = ev.stanza
         if el.name != "message":
             return
-        owner_jid = str(ev.to.bare)
-        for c in list(el.children):
-            if (not isinstance(c, str) and c.name == "stanza-id" and c.xmlns == SID
-                    and c.attrs.get("by") == owner_jid):
+        # One pass over the children: forged stanza-ids out, archivable or not.
+        keep = False
+        forged = None
+        for c in el.children:
+            if not isinstance(c, Element):
+                continue
+            ns = c.xmlns
+            if ns == NS.CLIENT:
+                if c.name == "body":
+                    keep = True
+            elif ns == SID:
+                if c.name == "stanza-id" and self._ours(c.attrs.get("by", "")):
+                    forged = [c] if forged is None else [*forged, c]
+            elif ns == HINTS:
+                if c.name in ("no-store", "no-permanent-store"):
+                    keep = False
+                    break
+                if c.name == "store":
+                    keep = True
+            elif ns in ARCHIVABLE_NS:
+                keep = True
+        if forged is not None:
+            for c in forged:
                 el.children.remove(c)
-        if not archivable(el):
+        if not keep or el.attrs.get("type", "normal") not in ("chat", "normal"):
             return
-        nid = self._next_id()
-        sid = Element("stanza-id", SID, {"by": owner_jid, "id": str(nid)})
-        memo, self._memo = self._memo, None
-        if (memo is not None and memo[0] is el and memo[1] == len(el.children)
-                and memo[2].endswith("</message>")):
-            # the same stanza, unchanged since the sender's copy was serialized: append the
-            # stanza-id to that text
-            xml = memo[2][:-10] + sid.to_str(NS.CLIENT) + "</message>"
-        else:
-            xml = ""
-        el.children.append(sid)
-        self._enqueue(nid, ev.to.local, str(ev.sender.bare), xml or el.to_str(""))
+        to, sender = ev.to, ev.sender
+        local_sender = sender.domain == self._domain and bool(sender.local)
+        if local_sender and sender.local == to.local:
+            local_sender = False  # a message to oneself: one copy in one archive
+        mine = self._decide(to.local, sender)
+        theirs = self._decide(sender.local, to) if local_sender else NO
+        if mine is NO and theirs is NO:
+            return
+        queue = self._queue
+        if mine is not NO:
+            rid = self.next_id()
+            el.children.append(Element("stanza-id", SID, {"by": to.bare_str, "id": str(rid)}))
+            # The element is serialized when the batch is written, off the message path
+            # (a routed stanza is not changed after routing; copies are made instead).
+            queue.append((to.local, rid, sender.bare_str, sender.resource, el))
+            if mine is ROSTER:
+                self._roster_check.add((to.local, rid))
+        if theirs is not NO:
+            sid = self.next_id()
+            queue.append((sender.local, sid, to.bare_str, to.resource, el))
+            if theirs is ROSTER:
+                self._roster_check.add((sender.local, sid))
+        if len(queue) >= self._flush_rows:
+            self._start_flush()
+        elif self._timer is None:
+            self._timer = self.api.call_later(self._flush_interval, self._start_flush)
+
+    def _ours(self, by: str) -> bool:
+        domain = self._domain
+        return by == domain or by.endswith("@" + domain) or by.startswith(domain + "/")
+
+    def _start_flush(self) -> None:
+        self._timer = None
+        if self._flushing is None or self._flushing.done():
+            self._flushing = self.api.spawn(self.flush())
+
+    async def flush(self) -> None:
+        """Write every queued row (one transaction); returns when they are committed."""
+        async with self._flush_lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            while self._queue:
+                queued, self._queue = self._queue, []
+                check, self._roster_check = self._roster_check, set()
+                rows = await self._filter(queued, check)
+                if rows:
+                    await self.api.db.executemany(
+                        "INSERT INTO mam_messages (owner, id, peer, peer_res, stanza) "
+                        "VALUES (?,?,?,?,?)", rows)
+
+    async def _filter(self, rows: list[QueuedRow], check: set[tuple[str, int]]) -> list[Row]:
+        """Serialize the queued messages (once per message); drop rows of accounts that do not
+        exist (a message to a nonexistent user is bounced after the hook ran) and rows whose
+        owner archives only roster contacts."""
+        out: list[Row] = []
+        accounts = self.api.accounts
+        missing: set[str] = set()
+        last: Element | None = None
+        xml = ""
+        for owner, mid, peer, res, el in rows:
+            if owner not in self._known:
+                if owner in missing or not await accounts.exists(owner):
+                    missing.add(owner)
+                    continue
+                self._known.add(owner)
+            if (owner, mid) in check:
+                items = await self.api.module(Roster).items(owner)
+                if peer not in items:
+                    continue
+            if el is not last:
+                last, xml = el, el.to_str("")
+            out.append((owner, mid, peer, res, xml))
+        return out
+
+    # -- retention ------------------------------------------------------------------------------
+    async def _retention_loop(self) -> None:
+        interval = self.api.config.mam.cleanup_interval
+        while True:
+            await self.cleanup()
+            await asyncio.sleep(interval)
+
+    async def cleanup(self) -> int:
+        """Remove messages older than ``mam.retention_days``; return how many."""
+        days = self.api.config.mam.retention_days
+        if days <= 0:
+            return 0
+        await self.flush()
+        cutoff = int((self.api.now() - days * 86400) * 1_000_000)
+        # Per account, on the (owner, id) key: no index on id alone to keep up on every write.
+        removed = 0
+        for username in await self.api.accounts.list():
+            removed += await self.api.db.execute(
+                "DELETE FROM mam_messages WHERE owner=? AND id<?", username, cutoff)
+        return removed
 
     # -- queries --------------------------------------------------------------------------------
     @iq_handler(MAM, "query", "get", scope=("self", "bare"))
     def on_form(self, iq: Iq) -> Element:
         self._own(iq)
         q = Element("query", MAM)
-        x = q.add("x", NS.DATA_FORMS, {"type": "form"})
-        f = x.add("field", None, {"var": "FORM_TYPE", "type": "hidden"})
-        f.add("value", None, None, MAM)
-        for var, ftype in (("with", "jid-single"), ("start", "text-single"),
-                           ("end", "text-single"), ("before-id", "text-single"),
-                           ("after-id", "text-single"), ("ids", "text-multi")):
-            x.add("field", None, {"var": var, "type": ftype})
+        x = q.add("x", XDATA, {"type": "form"})
+        x.add("field", XDATA, {"var": "FORM_TYPE", "type": "hidden"}).add("value", text=MAM)
+        x.add("field", XDATA, {"var": "with", "type": "jid-single"})
+        x.add("field", XDATA, {"var": "start", "type": "text-single"})
+        x.add("field", XDATA, {"var": "end", "type": "text-single"})
+        x.add("field", XDATA, {"var": "before-id", "type": "text-single"})
+        x.add("field", XDATA, {"var": "after-id", "type": "text-single"})
+        x.add("field", XDATA, {"var": "ids", "type": "text-multi"})
         return iq.result(q)
+
+    @staticmethod
+    def _own(iq: Iq) -> None:
+        if iq.to.local != iq.sender.local:
+            raise StanzaError("forbidden", "you may only query your own archive")
+
+    @staticmethod
+    def _form(query: Element) -> dict[str, list[str]]:
+        x = query.find("x", XDATA)
+        if x is None:
+            return {}
+        if x.attrs.get("type", "submit") != "submit":
+            raise StanzaError("bad-request", "the form must be of type submit")
+        out: dict[str, list[str]] = {}
+        for f in x.find_all("field", XDATA):
+            var = f.attrs.get("var", "")
+            if var not in FIELDS:
+                raise StanzaError("bad-request", f"unknown field {var!r}")
+            out[var] = [v.text for v in f.find_all("value", XDATA)]
+        ftype = out.pop("FORM_TYPE", [MAM])
+        if ftype != [MAM]:
+            raise StanzaError("bad-request", "FORM_TYPE must be urn:xmpp:mam:2")
+        for var, values in out.items():
+            if var != "ids" and len(values) != 1:
+                raise StanzaError("bad-request", f"field {var!r} needs exactly one value")
+        return out
+
+    @staticmethod
+    def _int_id(text: str) -> int:
+        t = text.strip()
+        if not t.isdigit() or len(t) > 18:
+            raise StanzaError("item-not-found", f"no archived message {text!r}")
+        return int(t)
+
+    async def _exists(self, owner: str, text: str) -> int:
+        mid = self._int_id(text)
+        if await self.api.db.fetchone(
+                "SELECT 1 FROM mam_messages WHERE owner=? AND id=?", owner, mid) is None:
+            raise StanzaError("item-not-found", f"no archived message {text!r}")
+        return mid
 
     @iq_handler(MAM, "query", "set", scope=("self", "bare"))
     async def on_query(self, iq: Iq) -> Element:
         self._own(iq)
         owner = iq.sender.local
-        where, args, refs = self._filters(owner, iq.payload)
-        rsm = iq.payload.find("set", RSM)
-        limit = DEFAULT_MAX
-        after: int | None = None
-        before: int | None = None
-        backward = False
+        query = iq.payload
+        form = self._form(query)
+        rsm = query.find("set", RSM)
+        max_n = self._max_page
+        after = before = None
         if rsm is not None:
             text = rsm.find_text("max", RSM)
             if text is not None:
-                try:
-                    limit = int(text)
-                except ValueError:
-                    raise StanzaError("bad-request", "max must be an integer") from None
-                if limit < 0:
-                    raise StanzaError("bad-request", "max must not be negative")
-                limit = min(limit, MAX_MAX)
-            a = rsm.find_text("after", RSM)
-            if a is not None:
-                after = self._parse_id(a)
-            b = rsm.find("before", RSM)
-            if b is not None:
-                backward = True
-                if b.text.strip():
-                    before = self._parse_id(b.text)
+                if not text.strip().isdigit():
+                    raise StanzaError("bad-request", "RSM max must be a number")
+                max_n = min(int(text), self._max_page)
+            after = rsm.find_text("after", RSM)
+            before = rsm.find_text("before", RSM)
+            if after is not None and before is not None:
+                raise StanzaError("bad-request", "RSM after and before together")
         await self.flush()
-        db = self.api.db
-        for ref in (after, before, *refs):
-            if ref is not None and await db.fetchval(
-                    "SELECT 1 FROM mam_messages WHERE owner=? AND id=?", owner, ref) is None:
-                raise StanzaError("item-not-found", f"no message {ref} in the archive")
-        page_where, page_args = list(where), list(args)
-        if after is not None:
-            page_where.append("id > ?")
-            page_args.append(after)
-        if before is not None:
-            page_where.append("id < ?")
-            page_args.append(before)
-        order = "DESC" if backward else "ASC"
-        rows = await db.fetchall(
-            f"SELECT id, stanza FROM mam_messages WHERE {' AND '.join(page_where)} "
-            f"ORDER BY id {order} LIMIT ?", *page_args, limit + 1)
-        more = len(rows) > limit
-        rows = list(rows[:limit])
-        if backward:
-            rows.reverse()
-        queryid = iq.payload.attrs.get("queryid")
+        rows, complete, count = await self.page(owner, form, max_n, after, before)
+        flip = query.find("flip-page", MAM) is not None
         session = iq.session
-        if session is not None:
-            for nid, xml in rows:
-                session.send(self._result(iq, int(nid), str(xml), queryid))
+        if session is not None and session.jid is not None:
+            head = (f"<message xmlns='jabber:client' to='{escape_attr(str(session.jid))}'>"
+                    f"<result xmlns='{MAM}' id='")
+            qid = query.attrs.get("queryid")
+            qattr = f" queryid='{escape_attr(qid)}'" if qid is not None else ""
+            for mid, xml in (reversed(rows) if flip else rows):
+                stamp = xmpp_datetime(mid / 1_000_000)
+                session.send_bytes(
+                    f"{head}{mid}'{qattr}><forwarded xmlns='{FORWARD}'>"
+                    f"<delay xmlns='urn:xmpp:delay' stamp='{stamp}'/>{xml}"
+                    f"</forwarded></result></message>".encode())
         fin = Element("fin", MAM)
-        if not more:
+        if complete:
             fin.attrs["complete"] = "true"
         s = fin.add("set", RSM)
         if rows:
-            s.add("first", RSM, None, str(rows[0][0]))
-            s.add("last", RSM, None, str(rows[-1][0]))
-        if not more and after is None and before is None:
-            # The whole result set is this page. Elsewhere the count (optional in XEP-0059)
-            # is left out: COUNT(*) over a large archive costs far more than the page.
-            s.add("count", RSM, None, str(len(rows)))
+            first, last = (rows[-1][0], rows[0][0]) if flip else (rows[0][0], rows[-1][0])
+            s.add("first", RSM, text=str(first))
+            s.add("last", RSM, text=str(last))
+        if count is not None:
+            s.add("count", RSM, text=str(count))
         return iq.result(fin)
 
-    def _own(self, iq: Iq) -> None:
-        if iq.to.bare != iq.sender.bare:
-            raise StanzaError("forbidden", "only the owner may read an archive")
-
-    @staticmethod
-    def _parse_id(text: str) -> int:
-        try:
-            return int(text.strip())
-        except ValueError:
-            raise StanzaError("item-not-found", f"no message {text!r} in the archive") from None
-
-    def _filters(self, owner: str, query: Element
-                 ) -> tuple[list[str], list[Any], list[int]]:
-        """SQL conditions from the query's form, and the ids it refers to (which must exist)."""
-        where: list[str] = ["owner = ?"]
-        args: list[Any] = [owner]
-        refs: list[int] = []
-        form = query.find("x", NS.DATA_FORMS)
-        if form is None:
-            return where, args, refs
-        if form.attrs.get("type", "submit") != "submit":
-            raise StanzaError("bad-request", "the query form must be of type submit")
-        for field in form.find_all("field", NS.DATA_FORMS):
-            var = field.attrs.get("var", "")
-            values = [v.text for v in field.find_all("value", NS.DATA_FORMS)]
-            if var == "FORM_TYPE":
-                if values != [MAM]:
-                    raise StanzaError("bad-request", f"FORM_TYPE must be {MAM}")
-                continue
-            if var not in FORM_FIELDS:
-                raise StanzaError("bad-request", f"unknown field {var!r}")
-            if var == "ids":
-                ids = [self._form_id(v) for v in values]
-                if not ids:
-                    raise StanzaError("bad-request", "ids needs at least one value")
-                where.append(f"id IN ({','.join('?' * len(ids))})")
-                args.extend(ids)
-                continue
-            if len(values) != 1:
-                raise StanzaError("bad-request", f"field {var!r} takes one value")
-            value = values[0].strip()
-            if var == "with":
+    async def page(self, owner: str, form: dict[str, list[str]], max_n: int,
+                   after: str | None = None, before: str | None = None
+                   ) -> tuple[list[tuple[int, str]], bool, int | None]:
+        """One page of ``owner``'s archive: (rows (id, stanza) oldest first, whether it is the
+        last page in the query's direction, how many messages match the filter, None when more
+        than COUNT_LIMIT). ``before``
+        (RSM, possibly empty = from the end) pages backward."""
+        conds = ["owner=?"]
+        args: list[object] = [owner]
+        if "with" in form:
+            try:
+                peer = JID.parse(form["with"][0])
+            except JIDError:
+                raise StanzaError("bad-request", "'with' is not a JID") from None
+            conds.append("peer=?")
+            args.append(peer.bare_str)
+            if peer.resource:
+                conds.append("peer_res=?")
+                args.append(peer.resource)
+        for var, op in (("start", ">="), ("end", "<=")):
+            if var in form:
                 try:
-                    jid = JID.parse(value)
-                except JIDError:
-                    raise StanzaError("bad-request", f"'with' is not a JID: {value!r}") from None
-                where.append("with_jid = ?")
-                args.append(str(jid.bare))
-            elif var in ("start", "end"):
-                try:
-                    ts = parse_xmpp_datetime(value)
+                    ts = parse_xmpp_datetime(form[var][0])
                 except ValueError:
-                    raise StanzaError("bad-request", f"{var!r} is not a DateTime") from None
-                where.append("id >= ?" if var == "start" else "id <= ?")
-                args.append(int(ts * 1_000_000) if var == "start"
-                            else int(ts * 1_000_000) + 999)
-            else:
-                ref = self._form_id(value)
-                where.append("id > ?" if var == "after-id" else "id < ?")
-                args.append(ref)
-                refs.append(ref)
-        return where, args, refs
+                    raise StanzaError("bad-request", f"{var!r} is not a XEP-0082 DateTime"
+                                      ) from None
+                conds.append(f"id{op}?")
+                args.append(int(ts * 1_000_000))
+        for var, op in (("after-id", ">"), ("before-id", "<")):
+            if var in form:
+                conds.append(f"id{op}?")
+                args.append(await self._exists(owner, form[var][0]))
+        if "ids" in form:
+            ids = [self._int_id(v) for v in form["ids"]]
+            if not ids or len(ids) > MAX_IDS:
+                raise StanzaError("bad-request", f"give 1 to {MAX_IDS} ids")
+            conds.append("id IN (" + ",".join("?" * len(ids)) + ")")
+            args.extend(ids)
+        where = " AND ".join(conds)
+        page_conds: list[str] = []
+        page_args: list[object] = []
+        backward = before is not None
+        if after:
+            page_conds.append("id>?")
+            page_args.append(await self._exists(owner, after))
+        elif before:
+            page_conds.append("id<?")
+            page_args.append(await self._exists(owner, before))
+        pwhere = " AND ".join([where, *page_conds])
+        order = "DESC" if backward else "ASC"
+        rows = await self.api.db.fetchall(
+            f"SELECT id, stanza FROM mam_messages WHERE {pwhere} ORDER BY id {order} LIMIT ?",
+            *args, *page_args, max_n + 1)
+        complete = len(rows) <= max_n
+        rows = rows[:max_n]
+        if backward:
+            rows.reverse()
+        # Counting a whole archive of a million rows costs a scan of its index (~150 ms on
+        # SQLite), more than the page: count up to COUNT_LIMIT and leave <count/> out beyond
+        # (XEP-0059 makes it optional).
+        count = await self.api.db.fetchval(
+            f"SELECT COUNT(*) FROM (SELECT 1 FROM mam_messages WHERE {where} LIMIT ?) AS c",
+            *args, COUNT_LIMIT + 1)
+        n = int(count or 0)
+        return [(int(i), str(x)) for i, x in rows], complete, (n if n <= COUNT_LIMIT else None)
 
-    @staticmethod
-    def _form_id(text: str) -> int:
-        try:
-            return int(text.strip())
-        except ValueError:
-            raise StanzaError("item-not-found", f"no message {text!r} in the archive") from None
+    # -- preferences ----------------------------------------------------------------------------
+    def _prefs_element(self, username: str) -> Element:
+        p = self.prefs.get(username) or Prefs(self._default)
+        el = Element("prefs", MAM, {"default": p.default})
+        for name, jids in (("always", p.always), ("never", p.never)):
+            lst = el.add(name, MAM)
+            for j in sorted(jids):
+                lst.add("jid", MAM, text=j)
+        return el
 
-    def _result(self, iq: Iq, nid: int, xml: str, queryid: str | None) -> Element:
-        msg = Element("message", NS.CLIENT, {"to": str(iq.sender), "from": str(iq.sender.bare)})
-        attrs = {"id": str(nid)}
-        if queryid is not None:
-            attrs["queryid"] = queryid
-        result = msg.add("result", MAM, attrs)
-        fwd = result.add("forwarded", FORWARD)
-        fwd.add("delay", NS.DELAY, {"stamp": xmpp_datetime(nid / 1_000_000)})
-        try:
-            fwd.append(parse_element(xml))
-        except StreamError:
-            self.log.error("unreadable archived message %s of %s", nid, iq.sender.bare)
-        return msg
+    @iq_handler(MAM, "prefs", "get", scope=("self", "bare"))
+    def on_prefs_get(self, iq: Iq) -> Element:
+        self._own(iq)
+        return iq.result(self._prefs_element(iq.sender.local))
+
+    @iq_handler(MAM, "prefs", "set", scope=("self", "bare"))
+    async def on_prefs_set(self, iq: Iq) -> Element:
+        self._own(iq)
+        el = iq.payload
+        mode = el.attrs.get("default", "")
+        if mode not in ("always", "never", "roster"):
+            raise StanzaError("bad-request", "default must be always, never or roster")
+        lists: dict[str, set[str]] = {"always": set(), "never": set()}
+        for name, jids in lists.items():
+            lst = el.find(name, MAM)
+            for j in lst.find_all("jid", MAM) if lst is not None else ():
+                try:
+                    jids.add(str(JID.parse(j.text.strip())))
+                except JIDError:
+                    raise StanzaError("jid-malformed", f"not a JID: {j.text!r}") from None
+        username = iq.sender.local
+        await self.api.db.execute("DELETE FROM mam_prefs WHERE username=?", username)
+        await self.api.db.execute(
+            "INSERT INTO mam_prefs (username, default_mode, always_json, never_json) "
+            "VALUES (?,?,?,?)", username, mode,
+            json.dumps(sorted(lists["always"])), json.dumps(sorted(lists["never"])))
+        self.prefs[username] = Prefs(mode, lists["always"], lists["never"])
+        return iq.result(self._prefs_element(username))
 
     @hook(AccountDeleted)
     async def on_deleted(self, ev: AccountDeleted) -> None:
         await self.flush()
+        self._known.discard(ev.username)
+        self.prefs.pop(ev.username, None)
         await self.api.db.execute("DELETE FROM mam_messages WHERE owner=?", ev.username)
+        await self.api.db.execute("DELETE FROM mam_prefs WHERE username=?", ev.username)
 
 
 MODULE = Mam
