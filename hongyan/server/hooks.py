@@ -67,6 +67,31 @@ class HookBus:
         return False
 
 
+class HookSet:
+    """Handlers registered only while they have work to do (a blocklist exists, a session
+    enabled carbons): a stanza then builds no hook event for them, which matters on the
+    routing path, where every sync event costs an object and a call per stanza."""
+
+    __slots__ = ("_bus", "_entries", "_undo")
+
+    def __init__(self, bus: HookBus, *entries: tuple[type, Callable[[Any], Any], int]) -> None:
+        self._bus = bus
+        self._entries = entries
+        self._undo: list[Callable[[], None]] | None = None
+
+    def set(self, wanted: bool) -> None:
+        if wanted and self._undo is None:
+            self._undo = [self._bus.on(ev, handler, prio) for ev, handler, prio in self._entries]
+        elif not wanted and self._undo is not None:
+            for undo in self._undo:
+                undo()
+            self._undo = None
+
+    @property
+    def active(self) -> bool:
+        return self._undo is not None
+
+
 # ---- events -----------------------------------------------------------------------------------
 
 

@@ -10,9 +10,8 @@ its presence is dropped; the user's own stanzas to a blocked entity get ``not-ac
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 
-from hongyan.server.hooks import AccountDeleted, StanzaInbound, StanzaOutbound
+from hongyan.server.hooks import AccountDeleted, HookSet, StanzaInbound, StanzaOutbound
 from hongyan.server.module import Iq, Module, ModuleAPI, hook, iq_handler
 from hongyan.storage.migrations import Migration
 from hongyan.xmpp import ns as NS
@@ -52,7 +51,9 @@ class Blocking(Module):
     def __init__(self, api: ModuleAPI) -> None:
         super().__init__(api)
         self.lists: dict[str, set[str]] = {}
-        self._unhook: list[Callable[[], None]] | None = None
+        # registered only while some blocklist is non-empty (the common case has none)
+        self._enforcement = HookSet(api.hooks, (StanzaInbound, self.on_inbound, 100),
+                                    (StanzaOutbound, self.on_outbound, 100))
 
     async def start(self) -> None:
         for username, jid in await self.api.db.fetchall("SELECT username, jid FROM blocklist"):
@@ -60,25 +61,12 @@ class Blocking(Module):
         self._enforce()
 
     async def stop(self) -> None:
-        if self._unhook is not None:
-            for undo in self._unhook:
-                undo()
-            self._unhook = None
+        self._enforcement.set(False)
         await super().stop()
 
     # -- enforcement ----------------------------------------------------------------------------
     def _enforce(self) -> None:
-        """The enforcement hooks are registered only while some blocklist is non-empty: with
-        none (the common case), routing builds no hook events for them, two per stanza."""
-        want = any(self.lists.values())
-        if want and self._unhook is None:
-            hooks = self.api.hooks
-            self._unhook = [hooks.on(StanzaInbound, self.on_inbound, 100),
-                            hooks.on(StanzaOutbound, self.on_outbound, 100)]
-        elif not want and self._unhook is not None:
-            for undo in self._unhook:
-                undo()
-            self._unhook = None
+        self._enforcement.set(any(self.lists.values()))
 
     def on_inbound(self, ev: StanzaInbound) -> bool:
         blocked = self.lists.get(ev.to.local)

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hongyan.server.hooks import SessionClosed, StanzaInbound, StanzaOutbound
+from hongyan.server.hooks import HookSet, SessionClosed, StanzaInbound, StanzaOutbound
 from hongyan.server.module import Iq, Module, ModuleAPI, hook, iq_handler
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
@@ -106,6 +106,14 @@ class Carbons(Module):
         super().__init__(api)
         # username -> its carbons-enabled sessions (only users with at least one)
         self.users: dict[str, list[C2SSession]] = {}
+        # the copying hooks are registered only while some session has carbons enabled, so
+        # that the 1:1 path builds no hook events for them otherwise
+        self._copies = HookSet(api.hooks, (StanzaOutbound, self.on_outbound, -100),
+                               (StanzaInbound, self.on_inbound, -100))
+
+    async def stop(self) -> None:
+        self._copies.set(False)
+        await super().stop()
 
     # -- enable / disable -----------------------------------------------------------------------
     @iq_handler(CARBONS, "enable", "set", scope="self")
@@ -116,6 +124,7 @@ class Carbons(Module):
         enabled = self.users.setdefault(iq.sender.local, [])
         if session not in enabled:
             enabled.append(session)
+        self._copies.set(True)
         return iq.result()
 
     @iq_handler(CARBONS, "disable", "set", scope="self")
@@ -138,9 +147,9 @@ class Carbons(Module):
             enabled.remove(session)
             if not enabled:
                 del self.users[username]
+                self._copies.set(bool(self.users))
 
     # -- copies ---------------------------------------------------------------------------------
-    @hook(StanzaOutbound, priority=-100)
     def on_outbound(self, ev: StanzaOutbound) -> bool:
         """A message a local session sends: <sent/> copies to the sender's other sessions."""
         enabled = self.users.get(ev.sender.local)
@@ -159,7 +168,6 @@ class Carbons(Module):
             self._copy("sent", el, sender.bare_str, targets)
         return False
 
-    @hook(StanzaInbound, priority=-100)
     def on_inbound(self, ev: StanzaInbound) -> bool:
         """A message for a local user: refuse forged carbons, strip <private/>, and send
         <received/> copies to the enabled sessions the message is not delivered to."""

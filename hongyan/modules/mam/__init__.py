@@ -94,6 +94,9 @@ class Mam(Module):
         self._queue: list[tuple[str, int, str, str, str]] = []
         self._flush_task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        # the sender's archive text of the message being routed, reused for the recipient's
+        # (one serialization instead of two): (stanza, its child count, text)
+        self._memo: tuple[Element, int, str] | None = None
 
     async def start(self) -> None:
         last = await self.api.db.fetchval("SELECT MAX(id) FROM mam_messages")
@@ -153,7 +156,9 @@ class Mam(Module):
         if el.name != "message" or not archivable(el):
             return
         to = ev.to if ev.to is not None else ev.sender.bare
-        self._enqueue(self._next_id(), ev.sender.local, str(to.bare), el.to_str(""))
+        xml = el.to_str("")
+        self._memo = (el, len(el.children), xml)
+        self._enqueue(self._next_id(), ev.sender.local, str(to.bare), xml)
 
     @hook(StanzaInbound)
     def on_inbound(self, ev: StanzaInbound) -> None:
@@ -168,8 +173,17 @@ class Mam(Module):
         if not archivable(el):
             return
         nid = self._next_id()
-        el.children.append(Element("stanza-id", SID, {"by": owner_jid, "id": str(nid)}))
-        self._enqueue(nid, ev.to.local, str(ev.sender.bare), el.to_str(""))
+        sid = Element("stanza-id", SID, {"by": owner_jid, "id": str(nid)})
+        memo, self._memo = self._memo, None
+        if (memo is not None and memo[0] is el and memo[1] == len(el.children)
+                and memo[2].endswith("</message>")):
+            # the same stanza, unchanged since the sender's copy was serialized: append the
+            # stanza-id to that text
+            xml = memo[2][:-10] + sid.to_str(NS.CLIENT) + "</message>"
+        else:
+            xml = ""
+        el.children.append(sid)
+        self._enqueue(nid, ev.to.local, str(ev.sender.bare), xml or el.to_str(""))
 
     # -- queries --------------------------------------------------------------------------------
     @iq_handler(MAM, "query", "get", scope=("self", "bare"))

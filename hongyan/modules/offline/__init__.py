@@ -46,7 +46,21 @@ class Offline(Module):
 
     def __init__(self, api: ModuleAPI) -> None:
         super().__init__(api)
-        self._locks: dict[str, asyncio.Lock] = {}
+        # per-user lock and how many tasks hold or wait for it; dropped when none does (a
+        # lock that merely looks unlocked may already be promised to a waiter)
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def _enter(self, username: str) -> asyncio.Lock:
+        lock, users = self._locks.get(username) or (asyncio.Lock(), 0)
+        self._locks[username] = (lock, users + 1)
+        return lock
+
+    def _leave(self, username: str) -> None:
+        lock, users = self._locks[username]
+        if users > 1:
+            self._locks[username] = (lock, users - 1)
+        else:
+            del self._locks[username]
 
     @hook(MessageUndeliverable)
     async def on_undeliverable(self, ev: MessageUndeliverable) -> bool:
@@ -65,7 +79,7 @@ class Offline(Module):
         """Store ``stanzas`` for ``username``, in order, with a delay stamp; return those the
         quota refused. Holds the user's lock, so that a batch (stream management handing over
         a session's unacknowledged messages) is not interleaved with messages arriving now."""
-        lock = self._locks.setdefault(username, asyncio.Lock())
+        lock = self._enter(username)
         try:
             async with lock:
                 count = await self.api.db.fetchval(
@@ -90,8 +104,7 @@ class Offline(Module):
                         "VALUES (?,?,?)", rows)
                 return refused
         finally:
-            if not lock.locked():
-                self._locks.pop(username, None)
+            self._leave(username)
 
     @hook(InitialPresence)
     async def on_initial(self, ev: InitialPresence) -> None:
@@ -99,7 +112,7 @@ class Offline(Module):
         if session.jid is None:
             return
         username = session.jid.local
-        lock = self._locks.setdefault(username, asyncio.Lock())
+        lock = self._enter(username)
         try:
             async with lock:
                 rows = await self.api.db.fetchall(
@@ -119,8 +132,7 @@ class Offline(Module):
                     "DELETE FROM offline_messages WHERE username=? AND id<=?",
                     username, rows[-1][0])
         finally:
-            if not lock.locked():
-                self._locks.pop(username, None)
+            self._leave(username)
 
     @hook(AccountDeleted)
     async def on_deleted(self, ev: AccountDeleted) -> None:
