@@ -111,13 +111,19 @@ class StanzaOutbound:
 @dataclass(slots=True)
 class StanzaInbound:
     """A stanza about to be handled for a local user ``to`` (bare or full). Return True to stop
-    it. Sync hook (blocking, privacy)."""
+    it. Sync hook (blocking, privacy).
+
+    A handler that needs a message as it is finally delivered (the archive) sets
+    ``serialized``: when no handler stopped the message, the router serializes it once after
+    every handler ran (``Element.to_str("")``, with its ``xmlns``), passes the text to that
+    callback and delivers the same serialization, so the message is written once for both."""
 
     SYNC: ClassVar[bool] = True
 
     stanza: Element
     sender: JID
     to: JID
+    serialized: Callable[[str], None] | None = None
 
 
 @dataclass(slots=True)
