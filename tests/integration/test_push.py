@@ -369,3 +369,29 @@ async def test_account_deletion_removes_registrations(harness: Harness) -> None:
     assert await harness.node.delete_account("alice")
     assert "alice" not in push_module(harness).users
     assert not await harness.node.db.fetchall("SELECT * FROM push_registrations")
+
+
+async def test_expired_hibernation_does_not_notify_twice(harness: Harness) -> None:
+    await harness.stop_node()
+    await harness.start(extra="[sm]\nresume_timeout = 1\n")
+    app = await app_server(harness)
+    s = await authed_stream(harness, "alice")
+    await enable(s)
+    s.send(f"<iq type='set' id='e1'>{enable_xml()}</iq>")
+    assert b"type='result'" in await s.read_element(b"id='e1'")
+    cut(s)
+    assert harness.node is not None
+    session = harness.node.sessions.resources(ALICE)[0]
+    await until(lambda: session.sm is not None and session.sm.timer is not None)
+    bob = await harness.logged_in("bob")
+    bob.send_message(mto="alice@localhost/raw", mbody="queued", mtype="chat")
+    assert (await app.next()).summary == {"FORM_TYPE": "urn:xmpp:push:summary",
+                                          "message-count": "1",
+                                          "last-message-sender": "bob@localhost/test"}
+    # the session expires: its message goes to offline storage without a second notification
+    node = harness.node
+    await until(lambda: not node.sessions.resources(ALICE), timeout=5)
+    await until(lambda: session.sm is None)
+    await app.nothing(0.5)
+    alice = await harness.client("alice@localhost/phone")
+    assert (await alice.next_message())["body"] == "queued"
