@@ -30,10 +30,11 @@ talks to Apple's or Google's push service) and a node (an opaque name for the de
   ``remote-server-timeout`` is retried ``push.retries`` times after ``push.retry_delay`` s,
   doubling; then the notification is given up (logged), the registration kept. Any other error
   (``item-not-found``, ``not-authorized``, ``forbidden``, ... : the app server no longer knows
-  the device) removes the registration (XEP-0357 §8: the server may), except
-  ``remote-server-not-found``, which gives up this notification only (this server does not
-  federate yet, so a remote app server is unreachable but not wrong). Routing never waits for
-  the app server: notifications are sent from tasks.
+  the device) removes the registration, as MongooseIM and Prosody do (the client enables
+  again at its next login), except ``remote-server-not-found``, which gives up this
+  notification only (this server does not federate yet, so a remote app server is
+  unreachable, not wrong). Routing never waits for the app server: notifications are sent
+  from tasks.
 
 Cost: the hooks are registered only while at least one account has a registration
 (:class:`HookSet`); otherwise no message pays anything for this module. With registrations, a
