@@ -140,6 +140,16 @@ class OfflineStored:
 
 
 @dataclass(slots=True)
+class SubscriptionStored:
+    """A presence subscription request for ``username`` from bare JID ``contact`` was stored
+    while the account had no available session (push notifications). Fired only while a
+    handler is registered; async hook."""
+
+    username: str
+    contact: str
+
+
+@dataclass(slots=True)
 class QueuedForResumption:
     """A stanza (serialized) was queued to a XEP-0198 session that is hibernated: its
     connection dropped and it waits to be resumed (push notifications). Sync hook."""

@@ -19,6 +19,7 @@ from hongyan.xmpp.jid import JID
 from tests.integration.clients import TIMEOUT, Client
 from tests.integration.conftest import Harness
 from tests.integration.rawstream import authed_stream
+from tests.integration.test_im import wait_presence
 from tests.integration.test_sm import SM, authed_only, bodies, cut, enable
 
 PUSH = "urn:xmpp:push:0"
@@ -217,11 +218,17 @@ async def test_hibernated_session_gets_notified(harness: Harness) -> None:
     assert n.node == "phone" and n.summary is not None
     assert n.summary["message-count"] == "1"
     assert n.summary["last-message-sender"] == "bob@localhost/test"
+    # a subscription request queued to the hibernated session notifies too
+    bob.send_presence(pto="alice@localhost", ptype="subscribe")
+    n = await app.next()
+    assert n.summary == {"FORM_TYPE": "urn:xmpp:push:summary", "message-count": "1",
+                         "pending-subscription-count": "1"}
     # the session is still there for the phone to resume, with the message
     s2 = await authed_only(harness, "alice")
     s2.send(f"<resume xmlns='{SM}' previd='{sid}' h='0'/>")  # nothing acknowledged
     await s2.read_element(b"<resumed")
     assert await bodies(s2, 2) == ["while online", "wake up"]
+    await s2.read_until(b"<presence type='subscribe'")  # and the request
     s2.close()
 
 
@@ -395,3 +402,21 @@ async def test_expired_hibernation_does_not_notify_twice(harness: Harness) -> No
     await app.nothing(0.5)
     alice = await harness.client("alice@localhost/phone")
     assert (await alice.next_message())["body"] == "queued"
+
+
+async def test_subscription_request_to_offline_user(harness: Harness) -> None:
+    app = await app_server(harness)
+    await alice_enables_then_leaves(harness)
+    bob = await harness.logged_in("bob")
+    bob.send_presence(pto="alice@localhost", ptype="subscribe")
+    n = await app.next()
+    assert n.summary == {"FORM_TYPE": "urn:xmpp:push:summary",
+                         "pending-subscription-count": "1"}
+    bob.send_message(mto="alice@localhost", mbody="hi, add me", mtype="chat")
+    n = await app.next()
+    assert n.summary == {"FORM_TYPE": "urn:xmpp:push:summary", "message-count": "1",
+                         "pending-subscription-count": "1",
+                         "last-message-sender": "bob@localhost/test"}
+    # Alice sees the request when she logs in
+    alice = await harness.client("alice@localhost/phone", manual=True)
+    assert (await wait_presence(alice, "bob@localhost", "subscribe"))["type"] == "subscribe"

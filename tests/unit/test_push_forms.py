@@ -49,6 +49,10 @@ def test_summary_form_leaves_out_what_is_not_given() -> None:
     fields = {f.attrs["var"]: f.find_text("value")
               for f in summary_form(1, None, "a < b").find_all("field")}
     assert fields["last-message-body"] == "a < b" and "last-message-sender" not in fields
+    # subscription requests only: no message-count
+    fields = {f.attrs["var"]: f.find_text("value")
+              for f in summary_form(0, None, None, subs=2).find_all("field")}
+    assert fields == {"FORM_TYPE": "urn:xmpp:push:summary", "pending-subscription-count": "2"}
 
 
 def test_publish_iq() -> None:

@@ -19,12 +19,18 @@ talks to Apple's or Google's push service) and a node (an opaque name for the de
   - was queued to a stream-management session that is hibernated (connection dropped, waiting
     for resumption; the SM module's :class:`QueuedForResumption` hook).
 
-  The same message queued to two hibernated sessions of the account in one pass notifies once.
+  A presence subscription request notifies too, when it is stored while the account has no
+  available session (the presence module's :class:`SubscriptionStored` hook) or queued to a
+  hibernated session. The same stanza queued to two hibernated sessions of the account in one
+  pass notifies once.
 * **What** is sent, to each registration: an IQ set from the account's bare JID to the app
   server, a pubsub ``<publish node>`` of one item ``<notification xmlns='urn:xmpp:push:0'>``
   with the ``urn:xmpp:push:summary`` form (``message-count``: messages notified since the
-  account's last initial presence; ``last-message-sender`` unless ``push.include_sender`` is
-  off; ``last-message-body`` only with ``push.include_body``, never for an encrypted message,
+  account's last initial presence, left out when only subscription requests are pending;
+  ``pending-subscription-count`` likewise, when there are some; the last-message fields only
+  when the notification is for a message: ``last-message-sender`` unless
+  ``push.include_sender`` is off; ``last-message-body`` only with ``push.include_body``, never
+  for an encrypted message,
   whose body is a fallback text), and the publish-options form given at enable.
 * **Answers**: a result is success. A timeout, an error of type ``wait`` or
   ``remote-server-timeout`` is retried ``push.retries`` times after ``push.retry_delay`` s,
@@ -61,6 +67,7 @@ from hongyan.server.hooks import (
     InitialPresence,
     OfflineStored,
     QueuedForResumption,
+    SubscriptionStored,
 )
 from hongyan.server.module import Iq, Module, ModuleAPI, hook, iq_handler
 from hongyan.storage.migrations import Migration
@@ -114,7 +121,8 @@ class Registration:
 class _Pending:
     """Messages for one account noticed during one pass of the event loop."""
 
-    new: int = 0
+    new: int = 0  # messages
+    subs: int = 0  # subscription requests
     sender: str = ""
     body: str | None = None
     seen: set[bytes] = field(default_factory=set)
@@ -138,10 +146,14 @@ def worth_notifying(el: Element) -> tuple[bool, str | None]:
     return notify, (None if encrypted else body)
 
 
-def summary_form(count: int, sender: str | None, body: str | None) -> Element:
-    """The ``urn:xmpp:push:summary`` form of a notification (XEP-0357 §7)."""
+def summary_form(count: int, sender: str | None, body: str | None, subs: int = 0) -> Element:
+    """The ``urn:xmpp:push:summary`` form of a notification: ``count`` messages (left out when
+    only subscription requests are pending), ``subs`` subscription requests (left out when
+    none), the last message's sender and body when given."""
     x = Element("x", XDATA, {"type": "submit"})
-    for var, value in (("FORM_TYPE", SUMMARY), ("message-count", str(count)),
+    for var, value in (("FORM_TYPE", SUMMARY),
+                       ("message-count", str(count) if count or not subs else None),
+                       ("pending-subscription-count", str(subs) if subs else None),
                        ("last-message-sender", sender), ("last-message-body", body)):
         if value is not None:
             f = x.add("field", attrs={"var": var})
@@ -184,13 +196,16 @@ class Push(Module):
         self.max_per_user = cfg.max_per_user
         # username -> (app server JID, node) -> registration; only accounts with one
         self.users: dict[str, dict[tuple[str, str], Registration]] = {}
-        self.counts: dict[str, int] = {}  # messages notified since the last initial presence
+        # messages / subscription requests notified since the last initial presence
+        self.counts: dict[str, int] = {}
+        self.sub_counts: dict[str, int] = {}
         self.sent = 0  # notifications the app server accepted
         self.given_up = 0  # notifications abandoned after retries or an unreachable server
         self._pending: dict[str, _Pending] = {}
         self._stopped = False
         self._hooks = HookSet(api.hooks, (OfflineStored, self.on_offline_stored, 0),
                               (QueuedForResumption, self.on_queued, 0),
+                              (SubscriptionStored, self.on_subscription_stored, 0),
                               (InitialPresence, self.on_initial, 0))
 
     async def start(self) -> None:
@@ -286,12 +301,14 @@ class Push(Module):
         if not self.users.get(username, True):
             del self.users[username]
             self.counts.pop(username, None)
+            self.sub_counts.pop(username, None)
         self._hooks.set(bool(self.users))
 
     @hook(AccountDeleted)
     async def on_deleted(self, ev: AccountDeleted) -> None:
         self.users.pop(ev.username, None)
         self.counts.pop(ev.username, None)
+        self.sub_counts.pop(ev.username, None)
         self._hooks.set(bool(self.users))
         await self.api.db.execute("DELETE FROM push_registrations WHERE username=?", ev.username)
 
@@ -302,22 +319,33 @@ class Push(Module):
             if notify:
                 self.notify(ev.username, ev.stanza.attrs.get("from", ""), body)
 
+    def on_subscription_stored(self, ev: SubscriptionStored) -> None:
+        if ev.username in self.users:
+            self.notify_subscription(ev.username, ev.contact)
+
     def on_queued(self, ev: QueuedForResumption) -> None:
         jid = ev.session.jid
-        if jid is None or jid.local not in self.users or not ev.data.startswith(b"<message"):
+        data = ev.data
+        if jid is None or jid.local not in self.users or not data.startswith(
+                (b"<message", b"<presence")):
             return
         try:
-            el = parse_element(ev.data)
+            el = parse_element(data)
         except StreamError:
+            return
+        if el.name == "presence":
+            if el.attrs.get("type") == "subscribe":
+                self.notify_subscription(jid.local, el.attrs.get("from", ""), key=data)
             return
         notify, body = worth_notifying(el)
         if notify:
-            self.notify(jid.local, el.attrs.get("from", ""), body, key=ev.data)
+            self.notify(jid.local, el.attrs.get("from", ""), body, key=data)
 
     def on_initial(self, ev: InitialPresence) -> None:
         jid = ev.session.jid
         if jid is not None:
             self.counts.pop(jid.local, None)
+            self.sub_counts.pop(jid.local, None)
 
     # -- notifying ------------------------------------------------------------------------------
     def notify(self, username: str, sender: JID | str, body: str | None,
@@ -327,21 +355,38 @@ class Push(Module):
         number of registrations that will be notified. Calls for one account during one pass of
         the event loop make one notification; ``key`` (e.g. the serialized stanza) makes
         repeats of the same message count once."""
-        regs = self.users.get(username)
-        if not regs or self._stopped:
-            return 0
+        pending = self._gather(username, key)
+        if pending is None:
+            return len(self.users.get(username, ()))
+        pending.new += 1
+        pending.sender = str(sender)
+        pending.body = body
+        return len(self.users[username])
+
+    def notify_subscription(self, username: str, contact: JID | str, key: bytes | None = None
+                            ) -> int:
+        """Notify ``username``'s app servers of a presence subscription request (counted in
+        ``pending-subscription-count``). Like :meth:`notify`."""
+        pending = self._gather(username, key)
+        if pending is None:
+            return len(self.users.get(username, ()))
+        pending.subs += 1
+        return len(self.users[username])
+
+    def _gather(self, username: str, key: bytes | None) -> _Pending | None:
+        """The account's notification of this event-loop pass; None when there is nothing to
+        add (no registration, stopping, or ``key`` seen already)."""
+        if not self.users.get(username) or self._stopped:
+            return None
         pending = self._pending.get(username)
         if pending is None:
             pending = self._pending[username] = _Pending()
             asyncio.get_running_loop().call_soon(self._flush, username)
         if key is not None:
             if key in pending.seen:
-                return len(regs)
+                return None
             pending.seen.add(key)
-        pending.new += 1
-        pending.sender = str(sender)
-        pending.body = body
-        return len(regs)
+        return pending
 
     def _flush(self, username: str) -> None:
         pending = self._pending.pop(username, None)
@@ -349,9 +394,15 @@ class Push(Module):
         if pending is None or not regs or self._stopped:
             return
         count = self.counts.get(username, 0) + pending.new
-        self.counts[username] = count
-        summary = summary_form(count, pending.sender if self.include_sender else None,
-                               pending.body if self.include_body else None)
+        subs = self.sub_counts.get(username, 0) + pending.subs
+        if pending.new:
+            self.counts[username] = count
+        if pending.subs:
+            self.sub_counts[username] = subs
+        message = pending.new > 0  # the last-message fields only when this pass had one
+        summary = summary_form(
+            count, pending.sender if message and self.include_sender else None,
+            pending.body if message and self.include_body else None, subs)
         frm = f"{username}@{self.api.domain}"
         for reg in regs.values():
             self.api.spawn(self._publish(username, frm, reg, summary))
