@@ -137,6 +137,36 @@ class MessageUndeliverable:
 
 
 @dataclass(slots=True)
+class OfflineStored:
+    """A message from :class:`MessageUndeliverable` was stored in offline storage for
+    ``username`` (push notifications). Fired only while a handler is registered; async hook."""
+
+    username: str
+    stanza: Element
+
+
+@dataclass(slots=True)
+class SubscriptionStored:
+    """A presence subscription request for ``username`` from bare JID ``contact`` was stored
+    while the account had no available session (push notifications). Fired only while a
+    handler is registered; async hook."""
+
+    username: str
+    contact: str
+
+
+@dataclass(slots=True)
+class QueuedForResumption:
+    """A stanza (serialized) was queued to a XEP-0198 session that is hibernated: its
+    connection dropped and it waits to be resumed (push notifications). Sync hook."""
+
+    SYNC: ClassVar[bool] = True
+
+    session: C2SSession
+    data: bytes
+
+
+@dataclass(slots=True)
 class PresenceOutbound:
     """A presence stanza a session sent with no ``to`` or to a JID (RFC 6121 §4 to §6); the presence
     module handles it. Async hook."""
