@@ -43,7 +43,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hongyan.server.hooks import HookSet, SessionClosed, StanzaInbound, StanzaOutbound
+from hongyan.server.hooks import (
+    HookSet,
+    SessionClosed,
+    SessionResumed,
+    StanzaInbound,
+    StanzaOutbound,
+)
 from hongyan.server.module import Iq, Module, ModuleAPI, hook, iq_handler
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
@@ -140,6 +146,17 @@ class Carbons(Module):
         jid = ev.session.jid
         if jid is not None:
             self._forget(jid.local, ev.session)
+
+    @hook(SessionResumed)
+    def on_resumed(self, ev: SessionResumed) -> None:
+        """A XEP-0198 resumption keeps the session's carbons state: the new connection's
+        session object takes the old one's place."""
+        jid = ev.session.jid
+        enabled = None if jid is None else self.users.get(jid.local)
+        if enabled is not None:
+            for i, s in enumerate(enabled):
+                if s is ev.old:
+                    enabled[i] = ev.session
 
     def _forget(self, username: str, session: C2SSession) -> None:
         enabled = self.users.get(username)

@@ -8,6 +8,19 @@ connection, so a crash in the middle of a delivery can repeat a message, never l
 management acknowledgements, when the client uses them, will narrow this further.)
 A full per-user quota bounces the message to its sender with ``service-unavailable`` and a text
 that says why, as XEP-0160 §5 allows; nothing is dropped silently.
+
+What is kept (:func:`worth_storing`, also the rule stream management applies to a session's
+unacknowledged messages when it ends): every chat/normal message, stored exactly as it came
+(receipts, chat markers, corrections, encrypted payloads without a body included), except
+
+* one with a XEP-0334 ``<no-store/>`` hint: the sender asked that it not be stored, not even
+  for later delivery (the XEP's example: a transient notification that is useless later), so it
+  is dropped without an error, as the hint asks;
+* a standalone chat-state notification (XEP-0085 §5.6, XEP-0160 §4): a chat state with nothing
+  beside it but a ``<thread/>``, hints or an origin-id. A ``<store/>`` hint keeps even that.
+
+``<no-permanent-store/>`` does not stop offline storage: XEP-0334 allows temporary storage "as a
+normal part of delivery"; only the archive leaves it out.
 """
 
 from __future__ import annotations
@@ -23,8 +36,9 @@ from hongyan.xmpp.errors import StanzaError, StreamError
 from hongyan.xmpp.parser import parse_element
 from hongyan.xmpp.stamps import xmpp_datetime
 
-CHATSTATES = "http://jabber.org/protocol/chatstates"
+CHATSTATES = NS.CHATSTATES
 HINTS = "urn:xmpp:hints"
+SID = "urn:xmpp:sid:0"
 
 MIGRATIONS = (
     Migration("offline", 1, (
@@ -37,6 +51,28 @@ MIGRATIONS = (
         "CREATE INDEX offline_messages_user ON offline_messages (username, id)",
     )),
 )
+
+def worth_storing(el: Element) -> bool:
+    """Whether a chat/normal message for an unavailable account is kept for later delivery
+    (see the module docstring). One pass over the children, no allocation."""
+    no_store = store = state = other = False
+    for c in el.children:
+        if not isinstance(c, Element):
+            continue
+        ns = c.xmlns
+        if ns == HINTS:
+            if c.name == "no-store":
+                no_store = True
+            elif c.name == "store":
+                store = True
+        elif ns == CHATSTATES:
+            state = True
+        elif not (ns == SID or (ns == NS.CLIENT and c.name == "thread")):
+            other = True
+    if no_store:
+        return False
+    return store or other or not state
+
 
 class Offline(Module):
     name = "offline"
@@ -65,11 +101,8 @@ class Offline(Module):
     @hook(MessageUndeliverable)
     async def on_undeliverable(self, ev: MessageUndeliverable) -> bool:
         el = ev.stanza
-        children = list(el.elements)
-        if any(c.xmlns == HINTS and c.name == "no-store" for c in children):
-            return True
-        if children and all(c.xmlns == CHATSTATES for c in children):
-            return True  # chat states alone are not worth keeping (XEP-0085 §5.6)
+        if not worth_storing(el):
+            return True  # dropped as its hint or XEP-0085 asks (see the module docstring)
         if await self.store(ev.to.local, [el]):
             self.api.router.bounce(el, StanzaError(
                 "service-unavailable", f"the offline storage of {ev.to} is full", type="wait"))
