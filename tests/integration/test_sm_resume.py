@@ -40,9 +40,10 @@ async def netcut(harness: Harness) -> AsyncIterator[NetCut]:
         await relay.close()
 
 
-async def phone(harness: Harness, relay: NetCut, jid: str = ALICE) -> Client:
+async def phone(harness: Harness, relay: NetCut, jid: str = ALICE,
+                plugins: tuple[str, ...] = ()) -> Client:
     """A slixmpp client with stream management, connected through the relay."""
-    c = Client(jid, PASSWORD, ("xep_0198",))
+    c = Client(jid, PASSWORD, ("xep_0198", *plugins))
     harness.clients.append(c)
     assert relay.server is not None
     ok = await c.login(relay.server.sockets[0].getsockname()[1])

@@ -29,6 +29,16 @@ Eligibility (XEP-0280 §6, as Prosody's mod_carbons applies it):
   sides; ``<private/>`` is removed from what the recipient gets (§7, SHOULD) whenever the
   sender or the recipient is a local carbons user (the only case where we look at the stanza).
 
+Stream management: a session resumed on a new connection (XEP-0198) keeps carbons enabled
+(``SessionResumed`` puts the new session object in the old one's place); copies queued while it
+was away are sent again with the rest of its unacknowledged stanzas.
+
+Message archive: a ``<received/>`` copy wraps the message as delivered, so its inner message
+carries the ``<stanza-id by=user@domain/>`` of the user's archive (the MAM hook runs before
+ours on ``StanzaInbound``: ours is registered only when the first session enables carbons), the
+id Conversations uses to match the copy with the archive. A ``<sent/>`` copy wraps the message as
+the client sent it, without an id: the sender's archive id is not assigned before routing.
+
 Security (§11): a ``<sent/>`` or ``<received/>`` carbon can only ever come from the user's own
 server, and this server writes its copies straight to the session, never through the router. So
 any routed message carrying one is forged (by another user, a component, or later a remote
