@@ -34,10 +34,10 @@ Stream management: a session resumed on a new connection (XEP-0198) keeps carbon
 was away are sent again with the rest of its unacknowledged stanzas.
 
 Message archive: a ``<received/>`` copy wraps the message as delivered, so its inner message
-carries the ``<stanza-id by=user@domain/>`` of the user's archive (the MAM hook runs before
-ours on ``StanzaInbound``: ours is registered only when the first session enables carbons), the
-id Conversations uses to match the copy with the archive. A ``<sent/>`` copy wraps the message as
-the client sent it, without an id: the sender's archive id is not assigned before routing.
+carries the ``<stanza-id by=user@domain/>`` of the user's archive (our ``StanzaInbound`` hook
+runs at priority -110, after the archive's at -100, which adds the id): Conversations uses that
+id to match the copy with the archive. A ``<sent/>`` copy wraps the message as the client sent
+it, without an id: the sender's archive id is not assigned before routing.
 
 Security (§11): a ``<sent/>`` or ``<received/>`` carbon can only ever come from the user's own
 server, and this server writes its copies straight to the session, never through the router. So
@@ -125,7 +125,7 @@ class Carbons(Module):
         # the copying hooks are registered only while some session has carbons enabled, so
         # that the 1:1 path builds no hook events for them otherwise
         self._copies = HookSet(api.hooks, (StanzaOutbound, self.on_outbound, -100),
-                               (StanzaInbound, self.on_inbound, -100))
+                               (StanzaInbound, self.on_inbound, -110))
 
     async def stop(self) -> None:
         self._copies.set(False)
