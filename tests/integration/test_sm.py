@@ -16,6 +16,7 @@ from hongyan.xmpp.jid import JID
 from tests.integration.conftest import Harness
 from tests.integration.rawstream import PASSWORD, SASL, RawStream, authed_stream, b64, tls_stream
 from tests.integration.test_im import subscribe_both, wait_presence
+from tests.integration.test_passthrough import Inbox
 
 SM = "urn:xmpp:sm:3"
 STANZAS = b"urn:ietf:params:xml:ns:xmpp-stanzas"
@@ -341,3 +342,34 @@ async def test_server_restart_keeps_unacked_of_hibernated(harness: Harness) -> N
     await harness.restart()  # hibernated sessions live in memory: their messages go offline
     alice = await harness.client("alice@localhost/phone")
     assert (await alice.next_message())["body"] == "before restart"
+
+
+async def test_unacked_hand_over_follows_offline_rules(harness: Harness) -> None:
+    """A session that ends with unacknowledged messages treats each as offline storage would
+    have: a receipt and a bodiless marker are kept, a chat state alone is dropped, a
+    <no-store/> message is bounced to its sender."""
+    s = await authed_stream(harness, "alice")
+    bob = await harness.logged_in("bob")
+    errors: asyncio.Queue[str] = asyncio.Queue()
+    bob.add_event_handler("message_error", lambda m: errors.put_nowait(m["id"]))
+    await enable(s)
+    to = "alice@localhost/raw"
+    bob.send_raw(f"<message to='{to}' id='r1' type='chat'>"
+                 "<received xmlns='urn:xmpp:receipts' id='x'/></message>")
+    bob.send_raw(f"<message to='{to}' id='c1' type='chat'>"
+                 "<composing xmlns='http://jabber.org/protocol/chatstates'/></message>")
+    bob.send_raw(f"<message to='{to}' id='n1' type='chat'><body>transient</body>"
+                 "<no-store xmlns='urn:xmpp:hints'/></message>")
+    bob.send_raw(f"<message to='{to}' id='d1' type='chat'>"
+                 "<displayed xmlns='urn:xmpp:chat-markers:0' id='x'/></message>")
+    await s.read_until(b"id='d1'")
+    s.send("</stream:stream>")
+    await s.read_to_close()
+    assert await asyncio.wait_for(errors.get(), 5) == "n1"
+    await asyncio.sleep(0.3)  # the hand-over runs in the SessionClosed hooks
+    alice = await harness.client("alice@localhost/phone", login=False)
+    inbox = Inbox(alice)
+    assert await alice.login(harness.port)
+    got = [(await inbox.next()).get("id") for _ in range(2)]
+    assert got == ["r1", "d1"]
+    assert errors.empty()

@@ -9,15 +9,17 @@ management acknowledgements, when the client uses them, will narrow this further
 A full per-user quota bounces the message to its sender with ``service-unavailable`` and a text
 that says why, as XEP-0160 §5 allows; nothing is dropped silently.
 
-What is kept (:func:`worth_storing`, also the rule stream management applies to a session's
+What is kept (:func:`disposition`, also the rule stream management applies to a session's
 unacknowledged messages when it ends): every chat/normal message, stored exactly as it came
 (receipts, chat markers, corrections, encrypted payloads without a body included), except
 
+* a standalone chat-state notification (XEP-0085 §5.6, XEP-0160): a chat state with nothing
+  beside it but a ``<thread/>``, hints or an origin-id, dropped without a word (it means
+  nothing later). A ``<store/>`` hint keeps even that;
 * one with a XEP-0334 ``<no-store/>`` hint: the sender asked that it not be stored, not even
-  for later delivery (the XEP's example: a transient notification that is useless later), so it
-  is dropped without an error, as the hint asks;
-* a standalone chat-state notification (XEP-0085 §5.6, XEP-0160 §4): a chat state with nothing
-  beside it but a ``<thread/>``, hints or an origin-id. A ``<store/>`` hint keeps even that.
+  for later delivery, so it is not; and since RFC 6121 §8.5.2.2.1 leaves a server that does not
+  store a chat/normal message only the error, the sender gets ``service-unavailable`` with a
+  text that says why (it is not lost without the sender knowing).
 
 ``<no-permanent-store/>`` does not stop offline storage: XEP-0334 allows temporary storage "as a
 normal part of delivery"; only the archive leaves it out.
@@ -52,9 +54,15 @@ MIGRATIONS = (
     )),
 )
 
-def worth_storing(el: Element) -> bool:
-    """Whether a chat/normal message for an unavailable account is kept for later delivery
-    (see the module docstring). One pass over the children, no allocation."""
+NOT_STORED = StanzaError("service-unavailable", "the recipient is offline and the message asked "
+                         "not to be stored (XEP-0334 <no-store/>)")
+STORE, DROP, REFUSE = 0, 1, 2  # what offline storage does with a message (see disposition)
+
+
+def disposition(el: Element) -> int:
+    """What becomes of a chat/normal message for an unavailable account: ``STORE`` it for later
+    delivery, ``DROP`` it (a chat state alone) or ``REFUSE`` it (``<no-store/>``: the sender is
+    told). See the module docstring. One pass over the children, no allocation."""
     no_store = store = state = other = False
     for c in el.children:
         if not isinstance(c, Element):
@@ -69,9 +77,11 @@ def worth_storing(el: Element) -> bool:
             state = True
         elif not (ns == SID or (ns == NS.CLIENT and c.name == "thread")):
             other = True
+    if state and not (store or other):
+        return DROP
     if no_store:
-        return False
-    return store or other or not state
+        return REFUSE
+    return STORE
 
 
 class Offline(Module):
@@ -101,8 +111,12 @@ class Offline(Module):
     @hook(MessageUndeliverable)
     async def on_undeliverable(self, ev: MessageUndeliverable) -> bool:
         el = ev.stanza
-        if not worth_storing(el):
-            return True  # dropped as its hint or XEP-0085 asks (see the module docstring)
+        verdict = disposition(el)
+        if verdict == REFUSE:
+            self.api.router.bounce(el, NOT_STORED)
+            return True
+        if verdict == DROP:
+            return True
         if await self.store(ev.to.local, [el]):
             self.api.router.bounce(el, StanzaError(
                 "service-unavailable", f"the offline storage of {ev.to} is full", type="wait"))

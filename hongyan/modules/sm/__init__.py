@@ -8,11 +8,11 @@
   acknowledged, answers ``<resumed/>`` and sends every unacknowledged stanza again, in order.
 * A session that ends without resumption (timeout, clean close, replaced, queue overflow) hands
   its unacknowledged stanzas on: chat/normal messages go to offline storage by the offline
-  module's own rule (:func:`~hongyan.modules.offline.worth_storing`: not ``<no-store/>``, not a
-  chat state alone; receipts, markers and bodiless encrypted messages are kept), as RFC 6121
-  §8.5.2 rules for an unavailable account; IQ get/set are answered with ``service-unavailable``
-  to their sender (XEP-0198 §5); the rest (presence, errors, groupchat, headline) is stale and
-  dropped, as offline storage would drop it.
+  module's own rule (:func:`~hongyan.modules.offline.disposition`: receipts, markers and
+  bodiless encrypted messages are kept, a chat state alone is dropped, a ``<no-store/>`` one is
+  bounced to its sender), as RFC 6121 §8.5.2 rules for an unavailable account; IQ get/set
+  are answered with ``service-unavailable`` to their sender (XEP-0198 §5); the rest (presence,
+  errors, groupchat, headline) is stale and dropped, as offline storage would drop it.
 * A resumption id stays known for ``sm.resume_timeout`` seconds after its session ended (at
   most ``_GONE_MAX`` of them, oldest forgotten first): a ``<resume/>`` naming it gets
   ``<failed h='...'><item-not-found/></failed>`` with the count of stanzas the server had
@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-from hongyan.modules.offline import Offline, worth_storing
+from hongyan.modules.offline import NOT_STORED, REFUSE, STORE, Offline, disposition
 from hongyan.modules.sm.state import MOD, HandledCountTooHigh, SMState
 from hongyan.server.c2s import AUTHENTICATED, BOUND, CLOSED, C2SSession
 from hongyan.server.hooks import SessionClosed, SessionResumed, StreamFeatures
@@ -255,8 +255,11 @@ class StreamManagement(Module):
                 continue
             if el.name != "message" or el.attrs.get("type", "normal") not in ("chat", "normal"):
                 continue
-            if worth_storing(el):  # the offline module's rule, as if it had come now
+            verdict = disposition(el)  # the offline module's rule, as if it had come now
+            if verdict == STORE:
                 messages.append(el)
+            elif verdict == REFUSE:
+                router.bounce(el, NOT_STORED)
         if not messages:
             return
         # One batch under the offline store's per-user lock, taken before this coroutine first
