@@ -373,3 +373,26 @@ async def test_unacked_hand_over_follows_offline_rules(harness: Harness) -> None
     got = [(await inbox.next()).get("id") for _ in range(2)]
     assert got == ["r1", "d1"]
     assert errors.empty()
+
+
+async def test_server_asks_a_silent_client_for_acks_on_a_timer(harness: Harness) -> None:
+    """Below sm.request_every, the module-wide sweep asks every sm.request_interval seconds
+    (only sessions with something unacknowledged); an answer empties the queue and the asking
+    stops."""
+    await harness.stop_node()
+    await harness.start(extra="[sm]\nrequest_every = 100\nrequest_interval = 0.3\n")
+    s = await authed_stream(harness, "alice")
+    bob = await harness.logged_in("bob")
+    await enable(s)
+    with pytest.raises(TimeoutError):  # nothing unacknowledged: nothing asked
+        await s.read_element(b"<r xmlns", timeout=0.8)
+    bob.send_message(mto="alice@localhost/raw", mbody="one")
+    assert await bodies(s, 1) == ["one"]
+    await s.read_element(b"<r xmlns", timeout=2)
+    await s.read_element(b"<r xmlns", timeout=2)  # asked again while it stays silent
+    s.send(f"<a xmlns='{SM}' h='1'/>")
+    await asyncio.sleep(0.1)
+    s.buffer = b""
+    with pytest.raises(TimeoutError):
+        await s.read_element(b"<r xmlns", timeout=0.8)
+    s.close()
