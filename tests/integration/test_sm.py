@@ -396,3 +396,40 @@ async def test_server_asks_a_silent_client_for_acks_on_a_timer(harness: Harness)
     with pytest.raises(TimeoutError):
         await s.read_element(b"<r xmlns", timeout=0.8)
     s.close()
+
+
+async def test_timeout_keeps_no_carbon_copies_and_one_delay(harness: Harness) -> None:
+    """At the resume timeout, carbon copies in the queue are dropped (the original reached
+    another resource), and a message that came from offline storage goes back there once, with
+    its first delay stamp only."""
+    await harness.stop_node()
+    await harness.start(extra="[sm]\nresume_timeout = 1\n")
+    await harness.user("alice")
+    bob = await harness.logged_in("bob")
+    bob.send_message(mto="alice@localhost", mbody="early", mtype="chat")
+    await asyncio.sleep(0.3)
+    s = await authed_only(harness, "alice")
+    s.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+           "<resource>raw</resource></bind></iq>")
+    await s.read_until(b"</iq>")
+    await enable(s)
+    s.send("<iq type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
+    await s.read_element(b"id='c'")
+    s.send("<presence/>")
+    assert await bodies(s, 1) == ["early"]
+    desk = await harness.client("alice@localhost/desk")
+    bob.send_message(mto="alice@localhost/desk", mbody="to desk", mtype="chat")
+    assert (await desk.next_message())["body"] == "to desk"
+    carbon = await s.read_until(b"</message>")
+    assert b"urn:xmpp:carbons:2" in carbon and b"to desk" in carbon, carbon
+    cut(s)
+    await asyncio.sleep(1.8)
+    phone = await harness.client("alice@localhost/phone", login=False)
+    inbox = Inbox(phone)
+    assert await phone.login(harness.port)
+    got = await inbox.next()
+    assert got.findtext("{jabber:client}body") == "early"
+    assert len(got.findall("{urn:xmpp:delay}delay")) == 1
+    phone.send_raw("<message to='alice@localhost/phone' id='marker' type='chat'>"
+                   "<body>.</body></message>")
+    assert (await inbox.next()).get("id") == "marker"  # nothing else: no stored carbon

@@ -135,11 +135,14 @@ class Offline(Module):
                 keep, refused = stanzas[:room], stanzas[room:]
                 now = self.api.now()
                 rows = []
+                domain = self.api.domain
                 for el in keep:
                     stored = Element(el.name, el.xmlns, dict(el.attrs), list(el.children))
-                    stored.add("delay", NS.DELAY,
-                               {"from": self.api.domain, "stamp": xmpp_datetime(now)},
-                               "Offline Storage")
+                    if not any(c.xmlns == NS.DELAY and c.attrs.get("from") == domain
+                               for c in el.elements):  # not stamped by us before
+                        stored.add("delay", NS.DELAY,
+                                   {"from": domain, "stamp": xmpp_datetime(now)},
+                                   "Offline Storage")
                     rows.append((username, int(now), stored.to_str("")))
                 if len(rows) == 1:
                     await self.api.db.execute(

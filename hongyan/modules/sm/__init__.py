@@ -12,7 +12,8 @@
   bodiless encrypted messages are kept, a chat state alone is dropped, a ``<no-store/>`` one is
   bounced to its sender), as RFC 6121 §8.5.2 rules for an unavailable account; IQ get/set
   are answered with ``service-unavailable`` to their sender (XEP-0198 §5); the rest (presence,
-  errors, groupchat, headline) is stale and dropped, as offline storage would drop it.
+  errors, groupchat, headline) is stale and dropped, as offline storage would drop it, and so
+  are carbon copies (XEP-0280: the original reached another of the user's resources).
 * A resumption id stays known for ``sm.resume_timeout`` seconds after its session ended (at
   most ``_GONE_MAX`` of them, oldest forgotten first): a ``<resume/>`` naming it gets
   ``<failed h='...'><item-not-found/></failed>`` with the count of stanzas the server had
@@ -44,6 +45,7 @@ from hongyan.xmpp.errors import StanzaError, StreamError
 from hongyan.xmpp.parser import parse_element
 
 ERRORS_NS = NS.STANZAS
+CARBONS = "urn:xmpp:carbons:2"
 _GONE_MAX = 10_000  # ended resumption ids remembered for <failed h/>
 
 
@@ -241,6 +243,7 @@ class StreamManagement(Module):
     async def _handle_unacked(self, session: C2SSession, unacked: list[bytes]) -> None:
         assert session.jid is not None
         router = self.api.router
+        own = session.jid.bare_str
         messages: list[Element] = []
         for data in unacked:
             try:
@@ -255,6 +258,8 @@ class StreamManagement(Module):
                 continue
             if el.name != "message" or el.attrs.get("type", "normal") not in ("chat", "normal"):
                 continue
+            if el.attrs.get("from") == own and any(c.xmlns == CARBONS for c in el.elements):
+                continue  # a carbon copy: the original reached another resource (or its sender)
             verdict = disposition(el)  # the offline module's rule, as if it had come now
             if verdict == STORE:
                 messages.append(el)
