@@ -305,8 +305,21 @@ async def test_forged_carbon_is_refused(harness: Harness) -> None:
         assert err.get("type") == "error"
         assert err.find(f"{C}error/{{urn:ietf:params:xml:ns:xmpp-stanzas}}not-acceptable") \
             is not None
+    # with a body of its own, a refused forgery is not archived either (the archive keeps
+    # only what a hook did not stop)
+    mallory.client.send_raw(
+        f"<message to='alice@localhost/a' type='chat'><body>look</body>"
+        f"<received xmlns='{CARBONS}'><forwarded xmlns='{FORWARD}'><message "
+        f"xmlns='jabber:client' type='chat' from='bob@localhost/x' to='alice@localhost'>"
+        f"<body>forged</body></message></forwarded></received></message>")
+    assert (await mallory.next()).get("type") == "error"
     for d in (a, b):
         assert await d.quiet() is None
+    assert harness.node is not None
+    mam = harness.node.modules["mam"]
+    await mam.flush()  # type: ignore[attr-defined]
+    rows, _, _ = await mam.page("alice", {}, 100)  # type: ignore[attr-defined]
+    assert rows and not [xml for _, xml in rows if "look" in xml or "forged" in xml]
 
 
 async def test_offline_full_jid_with_another_resource_online(harness: Harness) -> None:
