@@ -2,7 +2,7 @@
 # bench/compare.sh - Hongyan side by side with Prosody and ejabberd, same generator, same
 # settings, interleaved A B C per repetition, fresh servers, medians of REPS.
 #
-#   bench/compare.sh [quick|main|pinned|scram|archive|idle|all]     (default: main)
+#   bench/compare.sh [quick|main|pinned|scram|tls|archive|idle|all]     (default: main)
 #
 # Needs ../shared/bench (anchors.sh, xmppload.py, summarize.py). First time:
 #   (cd ../shared/bench && ./anchors.sh install && ./anchors.sh setup 10000)
@@ -165,6 +165,17 @@ idle() { # Hongyan only (the issue's row has no anchor figures): 100,000 idle se
   stop hongyan
 }
 
+tls() { # memory per idle session and login rate over STARTTLS (the anchors' RSA-2048 cert;
+         # Hongyan's self-signed one), 1,000 clients as in ../shared/bench/RESULTS-anchors.md
+  for ((r = 1; r <= REPS; r++)); do
+    for s in $SERVERS; do
+      start $s && gen $s "tls1000 r$r" --tls --concurrency 100 -- login --clients 1000 --settle 5
+      start $s && gen $s "plain1000 r$r" --concurrency 100 -- login --clients 1000 --settle 5
+      stop $s
+    done
+  done
+}
+
 archive() { # Hongyan only: throughput without and with the message archive (MAM), A B A B
   local saved=${HY_OFF-mam}
   for ((r = 1; r <= REPS; r++)); do
@@ -197,8 +208,9 @@ case "${1:-main}" in
   scram) scram ;;
   idle) idle ;;
   archive) archive ;;
-  all) main; pinned; scram; archive; idle ;;
-  *) echo "usage: $0 [quick|main|pinned|scram|archive|idle|all]" >&2; exit 2 ;;
+  tls) tls ;;
+  all) main; pinned; scram; tls; archive; idle ;;
+  *) echo "usage: $0 [quick|main|pinned|scram|tls|archive|idle|all]" >&2; exit 2 ;;
 esac
 "$PY" "$SHARED/summarize.py" "$OUT" --names "15222=prosody,25222=ejabberd,$HYPORT=hongyan" \
   > "${OUT%.jsonl}.md" && echo "summary: ${OUT%.jsonl}.md" >&2
