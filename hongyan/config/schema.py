@@ -150,6 +150,27 @@ class MamSection(Section):
     max_page: int = Field(250, ge=1, le=10000, description="most messages one query returns")
 
 
+class PubSubSection(Section):
+    host: str = Field("", description="the XEP-0060 service's domain; empty = "
+                      "pubsub.<server.domain>")
+    service: bool = Field(True, description="run the pubsub.<domain> service (PEP on "
+                          "accounts runs whenever the pep module is loaded)")
+    max_item_size: int = Field(131072, ge=1024, le=16 * 1024 * 1024, description="bytes an "
+                               "item's payload may have (avatars are the largest PEP items)")
+    max_items: int = Field(1000, ge=1, le=100000, description="upper bound of a node's "
+                           "pubsub#max_items (and what 'max' means)")
+    max_nodes: int = Field(1000, ge=1, description="nodes one service (one account's PEP) "
+                           "may hold")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v and not _DNS.match(v):
+            raise ValueError(f"not a valid domain name: {v!r}")
+        return v
+
+
 class ClusterSection(Section):
     backend: Literal["local", "redis"] = "local"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -171,6 +192,7 @@ class Config(Section):
     sm: SMSection = SMSection()
     muc: MucSection = MucSection()
     mam: MamSection = MamSection()
+    pubsub: PubSubSection = PubSubSection()
     cluster: ClusterSection = ClusterSection()
     modules: ModulesSection = ModulesSection()
 

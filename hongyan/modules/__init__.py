@@ -21,4 +21,6 @@ DEFAULT_MODULES: tuple[str, ...] = (
     "last",
     "muc",
     "mam",
+    "pubsub",
+    "pep",
 )

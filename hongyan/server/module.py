@@ -113,6 +113,8 @@ class Module:
     #: disco features an account's bare JID answers with when this module is loaded
     account_features: ClassVar[frozenset[str]] = frozenset()
     identities: ClassVar[tuple[tuple[str, str, str], ...]] = ()  # (category, type, name)
+    #: disco identities each account's bare JID answers with when this module is loaded
+    account_identities: ClassVar[tuple[tuple[str, str, str], ...]] = ()
     depends: ClassVar[tuple[str, ...]] = ()
     migrations: ClassVar[tuple[Migration, ...]] = ()
 
@@ -233,6 +235,30 @@ class ModuleAPI:
         """Route a stanza the server itself sends (``from`` and ``to`` set), to completion
         (an offline recipient's message is stored, not dropped)."""
         self._node.router.send(stanza)
+
+    def request(self, iq: Element, timeout: float = 30.0) -> asyncio.Future[Element]:
+        """Send an IQ get/set the server originates (``from`` the domain, ``to`` and ``id``
+        set) and return a future of its result or error stanza (TimeoutError after
+        ``timeout`` seconds)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Element] = loop.create_future()
+        tracker = self._node.iq_tracker
+        iq_id = iq.attrs["id"]
+
+        def done(el: Element) -> None:
+            handle.cancel()
+            if not fut.done():
+                fut.set_result(el)
+
+        def expire() -> None:
+            tracker.cancel(iq_id)
+            if not fut.done():
+                fut.set_exception(TimeoutError(f"no answer to iq {iq_id}"))
+
+        handle = loop.call_later(timeout, expire)
+        tracker.expect(iq_id, done)
+        self._node.router.send(iq)
+        return fut
 
     async def delete_account(self, username: str) -> bool:
         """Delete an account with all its data (every module's AccountDeleted hook runs) and
