@@ -23,4 +23,6 @@ DEFAULT_MODULES: tuple[str, ...] = (
     "mam",
     "pubsub",
     "pep",
+    "bookmarks",
+    "avatar",
 )

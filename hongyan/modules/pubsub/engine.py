@@ -89,6 +89,9 @@ class Service:
 
 
 PresenceAllowed = Callable[[Service, str], Awaitable[bool]]
+#: told of each change once it is stored: (service, node, "publish" | "retract" | "delete" |
+#: "purge", the item published or None, the item id or "")
+Observer = Callable[[Service, str, str, "Item | None", str], Awaitable[None]]
 PresenceTargets = Callable[[Service, Node], Awaitable[Iterable[str]]]
 Send = Callable[[Element], None]
 
@@ -110,6 +113,7 @@ class PubSub:
         self._seq = 0
         self.presence_allowed: PresenceAllowed | None = None
         self.presence_targets: PresenceTargets | None = None
+        self.observers: list[Observer] = []
 
     async def start(self) -> None:
         self.known = await self.store.services()
@@ -238,6 +242,7 @@ class PubSub:
             event = Element("event", PUBSUB_EVENT)
             event.add("delete", attrs={"node": name})
             await self.notify(svc, node, event)
+        await self._observe(svc, name, "delete", None, "")
 
     async def purge(self, svc: Service, name: str, bare: str) -> None:
         node = self.get_node(svc, name)
@@ -249,6 +254,7 @@ class PubSub:
         event = Element("event", PUBSUB_EVENT)
         event.add("purge", attrs={"node": name})
         await self.notify(svc, node, event)
+        await self._observe(svc, name, "purge", None, "")
 
     async def set_affiliations(self, svc: Service, name: str, bare: str,
                                changes: dict[str, str]) -> None:
@@ -312,7 +318,13 @@ class PubSub:
         event.add("items", attrs={"node": name}).children.append(
             item.element(node.config.deliver_payloads, PUBSUB_EVENT))
         await self.notify(svc, node, event)
+        await self._observe(svc, name, "publish", item, item.id)
         return item.id
+
+    async def _observe(self, svc: Service, name: str, kind: str, item: Item | None,
+                       item_id: str) -> None:
+        for observer in list(self.observers):
+            await observer(svc, name, kind, item, item_id)
 
     @staticmethod
     def _stored(item: Item) -> StoredItem:
@@ -340,6 +352,7 @@ class PubSub:
             event = Element("event", PUBSUB_EVENT)
             event.add("items", attrs={"node": name}).add("retract", attrs={"id": item_id})
             await self.notify(svc, node, event)
+        await self._observe(svc, name, "retract", None, item_id)
 
     async def items(self, svc: Service, name: str, bare: str, max_items: int | None,
                     ids: list[str] | None) -> list[Item]:

@@ -131,9 +131,9 @@ def convert(var: str, raw: str, pep: bool, max_items_limit: int) -> tuple[str, A
     if f is None:
         raise ValueError(f"unsupported option {var}")
     if f.kind == "bool":
-        if raw in ("1", "true"):
+        if raw.lower() in ("1", "true"):
             return f.attr, True
-        if raw in ("0", "false"):
+        if raw.lower() in ("0", "false"):
             return f.attr, False
         raise ValueError(f"{var} must be a boolean, not {raw!r}")
     if f.kind == "max_items":
