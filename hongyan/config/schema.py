@@ -200,6 +200,9 @@ class Config(Section):
     def _muc_host(self) -> Config:
         if self.muc.host == self.server.domain:
             raise ValueError("muc.host must be a domain of its own, not server.domain")
+        if self.pubsub.host and self.pubsub.host in (self.server.domain, self.muc.host):
+            raise ValueError("pubsub.host must be a domain of its own, not server.domain or "
+                             "muc.host")
         return self
 
     @property

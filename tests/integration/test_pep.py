@@ -260,3 +260,36 @@ async def test_account_disco_advertises_pep(harness: Harness) -> None:
         assert f"{PUBSUB}#{f}" in features, f
     assert f"{PUBSUB}#access-roster" not in features
     assert f"{PUBSUB}#access-authorize" not in features
+
+
+async def test_explicit_subscriber_gets_last_item_on_coming_online(harness: Harness) -> None:
+    romeo, _ = await pep_client(harness, "romeo")
+    stranger, stranger_ev = await pep_client(harness, "stranger")
+    await romeo.plugin["xep_0060"].publish(None, TUNE, id="first", payload=tune("one"),
+                                           options=options({"pubsub#access_model": "open"}))
+    await stranger.plugin["xep_0060"].subscribe("romeo@localhost", TUNE)
+    await stranger_ev.next()
+    await stranger.close()
+    await romeo.plugin["xep_0060"].publish(None, TUNE, id="while-away", payload=tune("two"))
+    _again, again_ev = await pep_client(harness, "stranger", create=False)
+    assert (await again_ev.next()).find(f".//{{{EVENT}}}item").get("id") == "while-away"
+
+
+async def test_account_deletion_removes_pep_data(harness: Harness) -> None:
+    romeo, _ = await pep_client(harness, "romeo")
+    stranger, _ = await pep_client(harness, "stranger")
+    await romeo.plugin["xep_0060"].publish(None, TUNE, id="a", payload=tune("x"),
+                                           options=options({"pubsub#access_model": "open"}))
+    await stranger.plugin["xep_0060"].subscribe("romeo@localhost", TUNE)
+    await stranger.plugin["xep_0060"].publish(None, MOOD, id="m", payload=tune("y"))
+    assert harness.node is not None
+    await harness.node.delete_account("stranger")
+    db = harness.node.db
+    assert await db.fetchall("SELECT * FROM pubsub_subscriptions") == []
+    assert await db.fetchall("SELECT * FROM pubsub_nodes WHERE service = ?",
+                             "stranger@localhost") == []
+    assert await db.fetchall("SELECT * FROM pubsub_items WHERE service = ?",
+                             "stranger@localhost") == []
+    await harness.node.delete_account("romeo")
+    for table in ("pubsub_nodes", "pubsub_items", "pubsub_affiliations"):
+        assert await db.fetchall(f"SELECT * FROM {table}") == [], table

@@ -27,7 +27,7 @@ from hongyan.modules.pubsub.engine import Node
 from hongyan.modules.pubsub.protocol import PEP_FEATURES, PUBSUB_OWNER
 from hongyan.modules.roster import Roster
 from hongyan.server.c2s import C2SSession
-from hongyan.server.hooks import AccountDeleted, PresenceOutbound
+from hongyan.server.hooks import AccountDeleted, InitialPresence, PresenceOutbound
 from hongyan.server.module import Iq, Module, hook, iq_handler
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
@@ -178,6 +178,25 @@ class Pep(Module):
                     continue
                 if await engine.may_access(svc, node, user) is None:
                     engine.send_last(svc, node, [str(session.jid)])
+
+    @hook(InitialPresence)
+    async def on_online(self, ev: InitialPresence) -> None:
+        """Explicit subscriptions (XEP-0060 §6.1) of the user coming online: the last item of
+        each node whose configuration says ``on_sub_and_presence``."""
+        session = ev.session
+        if session.jid is None:
+            return
+        bare, full = session.jid.bare_str, str(session.jid)
+        engine = self.engine
+        for service, name in sorted(engine.by_subscriber.get(bare, ())):
+            svc = await engine.service(service, pep="@" in service)
+            node = svc.nodes.get(name)
+            if node is None or node.last is None or \
+                    node.config.send_last_published_item != "on_sub_and_presence":
+                continue
+            if (bare in node.subscriptions or full in node.subscriptions) and \
+                    await engine.may_access(svc, node, bare) is None:
+                engine.send_last(svc, node, [full])
 
     # -- life cycle -----------------------------------------------------------------------------
     @hook(AccountDeleted)

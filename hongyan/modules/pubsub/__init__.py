@@ -114,13 +114,17 @@ class PubSubModule(Module):
     @hook(AccountDeleted)
     async def on_deleted(self, ev: AccountDeleted) -> None:
         bare = f"{ev.username}@{self.api.domain}"
-        await self.engine.store.delete_subscriber(bare)
-        for svc in self.engine.services.values():
+        engine = self.engine
+        for service, name in sorted(engine.by_subscriber.get(bare, ())):
+            svc = await engine.service(service, pep="@" in service)
+            node = svc.nodes.get(name)
+            if node is not None:
+                for jid in [j for j in node.subscriptions if j.split("/", 1)[0] == bare]:
+                    await engine.remove_subscription(svc, node, jid)
+        await engine.store.delete_subscriber(bare)
+        for svc in engine.services.values():
             for node in svc.nodes.values():
                 node.affiliations.pop(bare, None)
-                for jid in [j for j in node.subscriptions if j.split("/", 1)[0] == bare]:
-                    await self.engine.store.set_subscription(svc.jid, node.name, jid, None)
-                    del node.subscriptions[jid]
 
 
 MODULE = PubSubModule

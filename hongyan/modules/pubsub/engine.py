@@ -114,10 +114,32 @@ class PubSub:
         self.presence_allowed: PresenceAllowed | None = None
         self.presence_targets: PresenceTargets | None = None
         self.observers: list[Observer] = []
+        #: subscriber's bare JID -> (service, node) it subscribed to (with its bare or a full
+        #: JID): who gets last items when coming online, without loading every service
+        self.by_subscriber: dict[str, set[tuple[str, str]]] = {}
 
     async def start(self) -> None:
         self.known = await self.store.services()
         self._seq = await self.store.max_seq()
+        for service, node, jid in await self.store.all_subscriptions():
+            self._index(service, node, jid, True)
+
+    def _index(self, service: str, node: str, jid: str, add: bool) -> None:
+        bare = jid.split("/", 1)[0]
+        if add:
+            self.by_subscriber.setdefault(bare, set()).add((service, node))
+            return
+        entries = self.by_subscriber.get(bare)
+        if entries is not None:
+            entries.discard((service, node))
+            if not entries:
+                del self.by_subscriber[bare]
+
+    async def remove_subscription(self, svc: Service, node: Node, jid: str) -> None:
+        await self.store.set_subscription(svc.jid, node.name, jid, None)
+        node.subscriptions.pop(jid, None)
+        if not any(j.split("/", 1)[0] == jid.split("/", 1)[0] for j in node.subscriptions):
+            self._index(svc.jid, node.name, jid, False)
 
     def next_seq(self) -> int:
         self._seq = max(int(self.now() * 1_000_000), self._seq + 1)
@@ -148,6 +170,10 @@ class PubSub:
         return self.services.get(jid)
 
     async def drop_service(self, jid: str) -> None:
+        svc = await self.service(jid, pep=True)
+        for node in svc.nodes.values():
+            for sub in node.subscriptions:
+                self._index(jid, node.name, sub, False)
         await self.store.delete_service(jid)
         self.services.pop(jid, None)
         self.known.discard(jid)
@@ -236,6 +262,8 @@ class PubSub:
         self._require_owner(svc, node, bare)
         await self.store.delete_node(svc.jid, name)
         del svc.nodes[name]
+        for sub in node.subscriptions:
+            self._index(svc.jid, name, sub, False)
         if not svc.nodes:
             self.known.discard(svc.jid)
         if node.config.notify_delete:
@@ -383,6 +411,7 @@ class PubSub:
             subid = secrets.token_hex(8)
             await self.store.set_subscription(svc.jid, name, jid, subid)
             node.subscriptions[jid] = subid
+            self._index(svc.jid, name, jid, True)
         if node.last is not None and node.config.send_last_published_item != "never":
             self.send_last(svc, node, [jid])
         return subid
@@ -391,8 +420,7 @@ class PubSub:
         node = self.get_node(svc, name)
         if jid not in node.subscriptions:
             raise perr("unexpected-request", "not-subscribed", "you are not subscribed")
-        await self.store.set_subscription(svc.jid, name, jid, None)
-        del node.subscriptions[jid]
+        await self.remove_subscription(svc, node, jid)
 
     # -- notifications --------------------------------------------------------------------------
     def _message(self, svc: Service, node: Node, to: str, event: Element) -> Element:

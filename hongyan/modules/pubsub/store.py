@@ -79,9 +79,10 @@ class PubSubStore:
         """Every service that has at least one node."""
         return {r[0] for r in await self.db.fetchall("SELECT DISTINCT service FROM pubsub_nodes")}
 
-    async def subscribers(self) -> set[str]:
-        return {r[0] for r in await self.db.fetchall(
-            "SELECT DISTINCT jid FROM pubsub_subscriptions")}
+    async def all_subscriptions(self) -> list[tuple[str, str, str]]:
+        """(service, node, jid) of every subscription."""
+        return [(r[0], r[1], r[2]) for r in await self.db.fetchall(
+            "SELECT service, node, jid FROM pubsub_subscriptions")]
 
     async def max_seq(self) -> int:
         return int(await self.db.fetchval("SELECT COALESCE(MAX(seq), 0) FROM pubsub_items"))
@@ -109,14 +110,6 @@ class PubSubStore:
             if node in nodes:
                 nodes[node].last = StoredItem(item_id, publisher, payload, int(seq))
         return list(nodes.values())
-
-    async def subscriptions_of(self, jids: list[str]) -> list[tuple[str, str, str]]:
-        """(service, node, jid) of every subscription of these JIDs."""
-        out: list[tuple[str, str, str]] = []
-        for jid in jids:
-            out.extend((r[0], r[1], r[2]) for r in await self.db.fetchall(
-                "SELECT service, node, jid FROM pubsub_subscriptions WHERE jid = ?", jid))
-        return out
 
     async def create_node(self, service: str, node: str, config: str, created: int,
                           owner: str) -> None:
