@@ -77,7 +77,8 @@ async def pep_client(h: Harness, name: str, interests: tuple[str, ...] = (),
     events = Events(c)
     for ns in interests:
         c.plugin["xep_0163"].add_interest(ns)
-    await asyncio.sleep(0.05)  # slixmpp computes its caps hash in a task
+    if interests:  # the hash slixmpp's initial presence carries
+        await c.plugin["xep_0115"].update_caps(broadcast=False)
     assert await c.login(h.port)
     return c, events
 
@@ -102,3 +103,17 @@ async def raw(c: Client, to: str | None, payload: str, itype: str = "get") -> An
 
 def item_ids(iq: Any) -> list[str]:
     return [i.get("id") for i in iq.xml.iter(f"{{{PUBSUB}}}item")]
+
+
+async def caps_known(h: Harness, *jids: str) -> None:
+    """Wait until the server knows what each of these sessions asked for (+notify): it asks
+    the client about an unknown capabilities hash in the background."""
+    from hongyan.xmpp.jid import JID
+
+    assert h.node is not None
+    for _ in range(200):
+        sessions = [h.node.sessions.get(JID.parse(j)) for j in jids]
+        if all(s is not None and s.data and s.data.get("pep.notify") for s in sessions):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"the server never learned the capabilities of {jids}")

@@ -11,7 +11,7 @@ from typing import Any
 
 from tests.integration.clients import Client
 from tests.integration.conftest import Harness
-from tests.integration.pepkit import EVENT, PUBSUB, befriend, pep_client
+from tests.integration.pepkit import EVENT, PUBSUB, befriend, caps_known, pep_client
 
 DATA = "urn:xmpp:avatar:data"
 METADATA = "urn:xmpp:avatar:metadata"
@@ -58,7 +58,7 @@ async def test_user_avatar_reaches_contacts_vcard_and_presence(harness: Harness)
     romeo, _ = await pep_client(harness, "romeo", create=False, plugins=PLUGINS)
     juliet, juliet_ev = await pep_client(harness, "juliet", (METADATA,), create=False,
                                          plugins=PLUGINS)
-    await asyncio.sleep(0.3)
+    await caps_known(harness, "juliet@localhost/test")
     h = await publish_avatar(romeo, IMAGE)
     ev = await juliet_ev.next()
     info = ev.find(f".//{{{EVENT}}}item/{{{METADATA}}}metadata/{{{METADATA}}}info")
@@ -73,7 +73,6 @@ async def test_user_avatar_reaches_contacts_vcard_and_presence(harness: Harness)
     assert await photo_in_presence(juliet, "romeo@localhost", "new look") == h
     # switching the avatar off empties the vCard photo and the hash
     await romeo.plugin["xep_0084"].stop()
-    await asyncio.sleep(0.2)
     assert await vcard_photo(juliet, "romeo@localhost") is None
     romeo.send_presence(pstatus="no look")
     assert await photo_in_presence(juliet, "romeo@localhost", "no look") == ""
@@ -86,7 +85,7 @@ async def test_vcard_photo_becomes_user_avatar(harness: Harness) -> None:
     romeo, _ = await pep_client(harness, "romeo", create=False, plugins=PLUGINS)
     juliet, juliet_ev = await pep_client(harness, "juliet", (METADATA,), create=False,
                                          plugins=PLUGINS)
-    await asyncio.sleep(0.3)
+    await caps_known(harness, "juliet@localhost/test")
     vcard = romeo.plugin["xep_0054"].stanza.VCardTemp()
     vcard["FN"] = "Romeo Montague"
     vcard["PHOTO"]["TYPE"] = "image/png"

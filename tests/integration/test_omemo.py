@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,7 @@ async def omemo_client(h: Harness, jid: str, store: Path) -> Client:
     c.register_plugin("xep_0384", {"json_file_path": str(store)}, module=sys.modules[__name__])
     ready = asyncio.Event()
     c.add_event_handler("omemo_initialized", lambda _e: ready.set())
-    await asyncio.sleep(0.05)  # slixmpp computes its caps hash in a task
+    await c.plugin["xep_0115"].update_caps(broadcast=False)  # the hash presence carries
     assert await c.login(h.port)
     await asyncio.wait_for(ready.wait(), 30)
     await c.plugin["xep_0280"].enable()
@@ -101,6 +102,14 @@ async def devices(c: Client, bare: str, want: int) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"{c.boundjid} never learned {want} devices of {bare}")
+
+
+async def until(cond: Callable[[], bool], timeout: float = 10) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if cond():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition never met")
 
 
 async def send_encrypted(sender: Client, to: str, text: str) -> None:
@@ -166,9 +175,16 @@ async def test_omemo_end_to_end(harness: Harness, tmp_path: Path,
 
     # offline: bob's only device is gone; the message waits in offline storage
     await bob.close()
-    await asyncio.sleep(0.2)
+    await until(lambda: not harness.node.sessions.resources("bob@localhost"))
     await send_encrypted(alice, "bob@localhost", SECRET_2)
-    await asyncio.sleep(0.3)
+    waiting = 0
+    for _ in range(100):  # the message waits in offline storage
+        waiting = await harness.node.db.fetchval(
+            "SELECT COUNT(*) FROM offline_messages WHERE username = 'bob'")
+        if waiting:
+            break
+        await asyncio.sleep(0.05)
+    assert waiting == 1
     bob = await omemo_client(harness, "bob@localhost/laptop", tmp_path / "bob.json")
     assert await receive_decrypted(bob) == SECRET_2
 

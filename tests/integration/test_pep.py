@@ -3,8 +3,6 @@ xep_0163, xep_0115) publish, read, configure and receive notifications from Hong
 
 from __future__ import annotations
 
-import asyncio
-
 from slixmpp.xmlstream import ET
 
 from tests.integration.conftest import Harness
@@ -14,6 +12,7 @@ from tests.integration.pepkit import (
     PUBSUB,
     TUNE,
     befriend,
+    caps_known,
     error_of,
     item_ids,
     options,
@@ -99,7 +98,8 @@ async def test_notifications_follow_caps_and_subscription(harness: Harness) -> N
     juliet, juliet_ev = await pep_client(harness, "juliet", (TUNE,), create=False)
     nurse, nurse_ev = await pep_client(harness, "nurse", (MOOD,), create=False)
     stranger, stranger_ev = await pep_client(harness, "stranger", (TUNE,))
-    await asyncio.sleep(0.3)  # the server asks each client about its caps hash
+    await caps_known(harness, *(f"{n}@localhost/test" for n in ("romeo", "juliet", "nurse",
+                                                                  "stranger")))
     await romeo.plugin["xep_0060"].publish(None, TUNE, id="now", payload=tune("Sonnet 18"))
     for ev in (juliet_ev, romeo_ev):  # the contact, and the owner's own resource
         msg = await ev.next()

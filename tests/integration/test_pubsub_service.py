@@ -85,6 +85,9 @@ async def test_node_life_cycle(harness: Harness) -> None:
     await harness.restart()
     hamlet, _ = await pep_client(harness, "hamlet", create=False)
     horatio, horatio_ev = await pep_client(harness, "horatio", create=False)
+    # coming online, the subscriber gets the last item (send_last_published_item)
+    assert (await horatio_ev.next()).find(f".//{{{EVENT}}}item").get("id") == \
+        "ae890ac52d0df67ed7cfdf51b644e901"
     h60 = hamlet.plugin["xep_0060"]
     assert item_ids(await h60.get_items(SERVICE, NODE)) == ["ae890ac52d0df67ed7cfdf51b644e901"]
     await h60.delete_node(SERVICE, NODE)

@@ -18,8 +18,9 @@ PUBSUB_OWNER = PUBSUB + "#owner"
 FEATURES = tuple(PUBSUB + "#" + f for f in (
     "access-open", "access-whitelist", "auto-create", "config-node", "create-and-configure",
     "create-nodes", "delete-items", "delete-nodes", "item-ids", "last-published",
-    "manage-affiliations", "modify-affiliations", "outcast-affiliation",
-    "persistent-items", "publish", "publish-options", "publisher-affiliation", "purge-nodes",
+    "modify-affiliations", "outcast-affiliation",
+    "persistent-items", "publish", "publish-only-affiliation", "publish-options",
+    "publisher-affiliation", "purge-nodes",
     "retract-items", "retrieve-affiliations", "retrieve-default", "retrieve-items",
     "retrieve-subscriptions", "subscribe", "member-affiliation",
 ))
