@@ -138,3 +138,15 @@ async def test_bad_input(harness: Harness) -> None:
                     "<x xmlns='jabber:x:data' type='submit'><field var='pubsub#access_model'>"
                     "<value>presence</value></field></x></configure></pubsub>", "set")
     assert error_of(res)[0] == "not-acceptable"
+
+
+async def test_service_can_be_switched_off_and_pep_stays(harness: Harness) -> None:
+    await harness.stop_node()
+    await harness.start(extra="[pubsub]\nservice = false\n")
+    hamlet, _ = await pep_client(harness, "hamlet")
+    items = await hamlet.plugin["xep_0030"].get_items(jid="localhost")
+    assert SERVICE not in {i.get("jid") for i in items.xml.iter(f"{{{DISCO_ITEMS}}}item")}
+    res = await raw(hamlet, SERVICE, f"<query xmlns='{DISCO_INFO}'/>")
+    assert error_of(res)[0] == "remote-server-not-found"
+    await hamlet.plugin["xep_0060"].publish(None, NODE, id="1", payload=tune("still PEP"))
+    assert item_ids(await hamlet.plugin["xep_0060"].get_items("hamlet@localhost", NODE)) == ["1"]
