@@ -166,9 +166,6 @@ class PubSub:
         # another task may have loaded it meanwhile: keep the first
         return self.services.setdefault(jid, svc)
 
-    def loaded(self, jid: str) -> Service | None:
-        return self.services.get(jid)
-
     async def drop_service(self, jid: str) -> None:
         svc = await self.service(jid, pep=True)
         for node in svc.nodes.values():
