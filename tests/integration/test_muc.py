@@ -30,6 +30,7 @@ DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 DATA = "jabber:x:data"
 STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 OCCUPANT_ID = "urn:xmpp:occupant-id:0"
+MAM = "urn:xmpp:mam:2"
 C = "{jabber:client}"
 
 
@@ -140,7 +141,7 @@ async def test_instant_room_locked_until_configured_then_discoverable(harness: H
     crone = await witch(harness, "crone")
     wiccan = await witch(harness, "wiccan")
     pres = await crone.join(ROOM, "firstwitch")
-    assert codes(pres) == {"110", "201"}
+    assert codes(pres) == {"110", "201", "170"}  # 170: its messages are archived
     assert item(pres)["affiliation"] == "owner" and item(pres)["role"] == "moderator"
     # Locked: nobody else enters before the owner configures it (XEP-0045 §10.1.1).
     assert await wiccan.join_error(ROOM, "secondwitch") == "item-not-found"
@@ -149,7 +150,7 @@ async def test_instant_room_locked_until_configured_then_discoverable(harness: H
                                "</query>", "set")
     assert res.get("type") == "result"
     pres = await wiccan.join(ROOM, "secondwitch")
-    assert codes(pres) == {"110"}
+    assert codes(pres) == {"110", "170"}
     assert item(pres) == {"affiliation": "none", "role": "participant", "jid": wiccan.jid}
     # Service discovery: the server lists the service, the service lists the room.
     items = await crone.iq("localhost", f"<query xmlns='{DISCO_ITEMS}'/>")
@@ -164,7 +165,8 @@ async def test_instant_room_locked_until_configured_then_discoverable(harness: H
     assert features(info) == {MUC, DISCO_INFO, DISCO_ITEMS, OCCUPANT_ID,
                               MUC + "#self-ping-optimization", "muc_temporary", "muc_public",
                               "muc_open", "muc_unmoderated", "muc_semianonymous",
-                              "muc_unsecured"}
+                              "muc_unsecured", MAM, MAM + "#extended", "urn:xmpp:sid:0",
+                              "jabber:iq:register", MUC + "#request"}
     form = info.find(f"{{{DISCO_INFO}}}query/{{{DATA}}}x")
     fields = {f.get("var"): f.findtext(f"{{{DATA}}}value") for f in form}
     assert fields["FORM_TYPE"] == "http://jabber.org/protocol/muc#roominfo"
@@ -302,7 +304,7 @@ async def test_join_order_messages_subject_and_leave(harness: Harness) -> None:
     assert first.get("from") == f"{ROOM}/firstwitch"
     assert item(first)["jid"] == crone.jid
     own = await wiccan.expect(lambda el: el.tag == f"{C}presence")
-    assert own.get("from") == f"{ROOM}/secondwitch" and codes(own) == {"110", "100"}
+    assert own.get("from") == f"{ROOM}/secondwitch" and codes(own) == {"110", "100", "170"}
     subj = await wiccan.expect(lambda el: el.tag == f"{C}message")
     assert subj.findtext(f"{C}subject") == "Fire burn"
     assert subj.get("from") == f"{ROOM}/firstwitch"
@@ -363,8 +365,9 @@ async def test_history_on_join(harness: Harness) -> None:
     assert await history("a4", seconds=3600) == ["m0", "m1", "m2", "m3", "m4"]
     assert await history("a5", since=datetime.datetime.now(datetime.UTC)
                          + datetime.timedelta(seconds=60)) == []
+    # One message: its text, occupant-id and stanza-id, and little more.
     one = len(f"<message from='{ROOM}/firstwitch' type='groupchat'><body>m4</body>")
-    got = await history("a6", maxchars=one + 100)
+    got = await history("a6", maxchars=one + 250)
     assert got == ["m4"]
 
 
