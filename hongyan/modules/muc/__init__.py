@@ -217,7 +217,9 @@ class Muc(Module):
                 self.leave(room, occ, sender, codes=("333",))
             return None
         if ptype == "unavailable":
-            if room is not None and occ is not None:
+            # Leaving is an unavailable presence to one's own occupant JID (or to the room);
+            # one to another occupant (a blocking client's, XEP-0191 §3.3) changes nothing.
+            if room is not None and occ is not None and to.resource in ("", occ.nick):
                 if el.children:
                     occ.presence = el
                 self.leave(room, occ, sender)
