@@ -420,7 +420,7 @@ class Muc(Module):
             return self.persist(room)
         mid = 0
         if has_body and room.config.archive and not _no_store(out):
-            mid = self.archive.next_id()
+            mid = self.archive.ids.next()
             out.children.append(Element("stanza-id", SID, {"by": room.jid_str, "id": str(mid)}))
         head, tail = spliced(out)
         blocking = self._blocking

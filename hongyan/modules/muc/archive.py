@@ -4,8 +4,9 @@ Every groupchat message with a body that a room with archiving on broadcasts get
 ``<stanza-id by='room@service' id=.../>`` before the fan-out serializes it once; the same bytes
 go into the archive (no second serialization). Writes never happen on the fan-out path: rows are
 queued in memory and written with one ``executemany`` in one transaction every
-``[mam] flush_interval`` seconds or ``[mam] flush_rows`` rows (the user archive's settings and
-rule). A query, a room's deletion and shutdown flush first.
+``[mam] flush_interval`` seconds or ``[mam] flush_rows`` rows (:class:`~hongyan.storage.batch.
+BatchWriter`, with the user archive's settings). A query, a room's deletion and shutdown flush
+first.
 
 Ids are microseconds since the epoch made strictly increasing per node, as in user archives, so
 ``start``/``end`` are an id range on the ``(room, id)`` key. Queries share their parsing, paging
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from hongyan.modules.mam import query
 from hongyan.modules.muc.room import AFF_RANK, Room
+from hongyan.storage.batch import BatchWriter, IdClock
 from hongyan.storage.migrations import Migration
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError
@@ -56,61 +58,37 @@ class RoomArchive:
         self.muc = muc
         self.api = muc.api
         cfg = self.api.config.mam
-        self._flush_interval = cfg.flush_interval
-        self._flush_rows = cfg.flush_rows
         self._max_page = cfg.max_page
-        self._last_id = 0
-        self._queue: list[QueuedRow] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._flush_lock = asyncio.Lock()
-        self._flushing: asyncio.Task[None] | None = None
+        self.ids = IdClock(self.api.now)
+        self._writer: BatchWriter[QueuedRow] = BatchWriter(
+            self._write, cfg.flush_interval, cfg.flush_rows, self.api.call_later, self.api.spawn)
         #: rooms whose archive is being removed
         self._deleting: dict[str, asyncio.Task[None]] = {}
 
     async def start(self) -> None:
         last = await self.api.db.fetchval("SELECT MAX(id) FROM muc_archive")
-        self._last_id = int(last or 0)
+        self.ids.last = int(last or 0)
 
     # -- writing (the fan-out path: memory only) ------------------------------------------------
-    def next_id(self) -> int:
-        nid = int(self.api.now() * 1_000_000)
-        if nid <= self._last_id:
-            nid = self._last_id + 1
-        self._last_id = nid
-        return nid
-
     def add(self, room: str, mid: int, nick: str, sender: str, tail: bytes) -> None:
         """Queue a broadcast message; ``tail`` is what :func:`.room.spliced` put after the
         recipient's JID (``'`` + the rest of the ``<message``)."""
-        self._queue.append((room, mid, nick, sender, tail))
-        if len(self._queue) >= self._flush_rows:
-            self._start_flush()
-        elif self._timer is None:
-            self._timer = self.api.call_later(self._flush_interval, self._start_flush)
+        self._writer.add((room, mid, nick, sender, tail))
 
-    def _start_flush(self) -> None:
-        self._timer = None
-        if self._flushing is None or self._flushing.done():
-            self._flushing = self.api.spawn(self.flush())
+    async def _write(self, queued: list[QueuedRow]) -> None:
+        rows = [(room, mid, nick, sender, (_HEAD + tail[1:]).decode())
+                for room, mid, nick, sender, tail in queued]
+        await self.api.db.executemany(
+            "INSERT INTO muc_archive (room, id, nick, sender, stanza) VALUES (?,?,?,?,?)", rows)
 
     async def flush(self) -> None:
-        async with self._flush_lock:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            while self._queue:
-                queued, self._queue = self._queue, []
-                rows = [(room, mid, nick, sender, (_HEAD + tail[1:]).decode())
-                        for room, mid, nick, sender, tail in queued]
-                await self.api.db.executemany(
-                    "INSERT INTO muc_archive (room, id, nick, sender, stanza) "
-                    "VALUES (?,?,?,?,?)", rows)
+        await self._writer.flush()
 
     def forget(self, room: str) -> None:
         """Remove a room's archive (destroyed, or a temporary room gone): what was archived up
         to now, not what a new room of the same name archives meanwhile. A query on that room
         waits for the removal."""
-        upto = self._last_id
+        upto = self.ids.last
         previous = self._deleting.get(room)
         task = self.api.spawn(self._delete(room, upto, previous))
         self._deleting[room] = task
