@@ -517,7 +517,7 @@ class Muc(Module):
             if room.locked and room.affiliation(sender.bare_str) != "owner":
                 raise StanzaError("item-not-found", "this room is not configured yet")
             if xmlns == MAM:
-                return self._guarded(el, self.archive.on_query(room, el, payload, sender, itype))
+                return self._guarded(el, self.archive.on_query(room, payload, sender, itype))
             return self._guarded(el, admin.register_iq(self, room, payload, sender, itype))
         if xmlns == MUC_OWNER:
             return self._guarded(el, admin.owner_iq(self, room, el, payload, sender, itype))

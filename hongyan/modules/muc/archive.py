@@ -114,8 +114,7 @@ class RoomArchive:
         if (c.members_only or c.password_protected) and AFF_RANK[aff] < AFF_RANK["member"]:
             raise StanzaError("forbidden", "only members may read this room's archive")
 
-    async def on_query(self, room: Room, el: Element, payload: Element, sender: JID,
-                       itype: str) -> Element:
+    async def on_query(self, room: Room, payload: Element, sender: JID, itype: str) -> Element:
         self.check_access(room, sender)
         if itype == "get":
             return query.form_element()
