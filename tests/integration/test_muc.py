@@ -627,6 +627,12 @@ async def test_fan_out_respects_the_recipients_blocklist(harness: Harness) -> No
     wiccan.send(f"<message to='{ROOM}' type='groupchat'><body>heard</body></message>")
     for w in (crone, wiccan, hag):
         await w.expect(is_message(f"{ROOM}/secondwitch", "heard"))
+    # A private message to someone who blocks the sender: refused, the block not revealed.
+    crone.send(f"<message to='{ROOM}/thirdwitch' type='chat' id='pm1'><body>psst</body>"
+               "</message>")
+    err = await crone.expect(lambda el: el.get("id") == "pm1")
+    assert condition(err) == "service-unavailable"
+    await hag.quiet(is_message(body="psst"))
     # Unblocked: the fan-out reaches everyone again.
     await wiccan.iq("wiccan@localhost", f"<unblock xmlns='{block}'/>", "set")
     await hag.iq("hag@localhost", f"<unblock xmlns='{block}'/>", "set")

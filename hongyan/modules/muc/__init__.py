@@ -445,17 +445,27 @@ class Muc(Module):
                            blocking: Blocking) -> None:
         """The fan-out when some user has a blocklist: a local recipient who blocks the
         occupant JID (or the room, or the service) or the sender's real JID does not get it."""
-        as_occupant = JID.parse(room.occupant_jid(occ.nick))
-        real = JID.parse(occ.bare)
-        domain = self.api.domain
+        senders = (JID.parse(room.occupant_jid(occ.nick)), JID.parse(occ.bare))
         for o in room.occupants.values():
-            local, _, dom = o.bare.partition("@")
-            if o is not occ and dom == domain and (blocking.blocks(local, as_occupant) or
-                                                   blocking.blocks(local, real)):
+            if o is not occ and self._blocks(blocking, o, senders):
                 continue
             for _, esc, s in o.resources.values():
                 if s is not None:
                     s.send_bytes(head + esc + tail)
+
+    def _blocks(self, blocking: Blocking, recipient: Occupant, senders: tuple[JID, JID]
+                ) -> bool:
+        """Whether ``recipient`` (a local user) blocks one of ``senders`` (the occupant JID
+        and the real JID of who speaks)."""
+        local, _, domain = recipient.bare.partition("@")
+        return domain == self.api.domain and any(blocking.blocks(local, j) for j in senders)
+
+    def _blocked_by(self, recipient: Occupant, room: Room, sender: Occupant) -> bool:
+        blocking = self._blocking
+        if blocking is None or not blocking.active:
+            return False
+        return self._blocks(blocking, recipient, (JID.parse(room.occupant_jid(sender.nick)),
+                                                  JID.parse(sender.bare)))
 
     def _missed(self, room: Room, occ: Occupant, out: Element) -> None:
         """``MucMemberMissedMessage`` for each local member with no resource in the room."""
@@ -482,6 +492,9 @@ class Muc(Module):
         if pm == "none" or (pm == "participants" and ROLE_RANK[occ.role] < 2) or \
                 (pm == "moderators" and occ.role != "moderator"):
             raise StanzaError("forbidden", "private messages are not allowed here")
+        if self._blocked_by(target, room, occ):
+            # As the blocking module answers a blocked sender (the block is not revealed).
+            raise StanzaError("service-unavailable")
         out = Element("message", el.xmlns, dict(el.attrs))
         out.attrs.pop("to", None)
         out.attrs["from"] = room.occupant_jid(occ.nick)
