@@ -65,6 +65,11 @@ async def test_room_archive_stanza_ids_and_queries(harness: Harness) -> None:
                "<no-store xmlns='urn:xmpp:hints'/></message>")
     nostore = await crone.expect(is_message(body="secret"))
     assert nostore.find(f"{{{SID}}}stanza-id") is None
+    # Not archived: a chat state alone.
+    crone.send(f"<message to='{ROOM}' type='groupchat' id='cs'>"
+               "<composing xmlns='http://jabber.org/protocol/chatstates'/></message>")
+    cs = await crone.expect(lambda el: el.get("id") == "cs")
+    assert cs.find(f"{{{SID}}}stanza-id") is None
     # The whole archive, from the room.
     res, results = await query(wiccan.c, to=ROOM)
     assert bodies(results) == [f"m{i}" for i in range(10)]
@@ -108,6 +113,13 @@ async def test_room_archive_stanza_ids_and_queries(harness: Harness) -> None:
     assert res["error"]["condition"] == "not-allowed"
     res, results = await query(crone.c, field("with", "wiccan@localhost"), to=ROOM)
     assert bodies(results) == ["m0"]
+    # A reaction has no body, and is archived (clients catch up on reactions too).
+    crone.send(f"<message to='{ROOM}' type='groupchat' id='re'><reactions "
+               f"xmlns='urn:xmpp:reactions:0' id='{ids[9]}'><reaction>+1</reaction>"
+               "</reactions></message>")
+    reaction = await wiccan.expect(lambda el: el.get("id") == "re")
+    res, results = await query(wiccan.c, field("after-id", ids[9]), to=ROOM)
+    assert [r.get("id") for r in results] == [sid(reaction)]
     # The query form.
     form = await wiccan.iq(ROOM, f"<query xmlns='{MAM}'/>")
     assert form.find(f"{{{MAM}}}query/{{jabber:x:data}}x") is not None

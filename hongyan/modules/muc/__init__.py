@@ -53,6 +53,12 @@ from hongyan.xmpp.jid import JID
 
 _SECRET_NS = "hongyan:muc"
 HINTS = "urn:xmpp:hints"
+#: body-less payloads a room archives (XEP-0444 reactions, XEP-0424 retractions, OMEMO,
+#: out-of-band data); chat states and markers are not kept
+ROOM_ARCHIVABLE = frozenset({
+    "urn:xmpp:reactions:0", "urn:xmpp:message-retract:1", "urn:xmpp:message-retract:0",
+    "eu.siacs.conversations.axolotl", "urn:xmpp:omemo:2", "jabber:x:oob",
+})
 
 
 class Muc(Module):
@@ -419,7 +425,7 @@ class Muc(Module):
             room.broadcast(out)
             return self.persist(room)
         mid = 0
-        if has_body and room.config.archive and not _no_store(out):
+        if room.config.archive and _archivable(out, has_body):
             mid = self.archive.ids.next()
             out.children.append(Element("stanza-id", SID, {"by": room.jid_str, "id": str(mid)}))
         head, tail = spliced(out)
@@ -610,13 +616,18 @@ async def _wait(pending: Awaitable[Any]) -> None:
     await pending
 
 
-def _no_store(el: Element) -> bool:
-    """A XEP-0334 hint not to archive."""
+def _archivable(el: Element, has_body: bool) -> bool:
+    """A groupchat message kept in the room's archive: one with a body or a payload clients
+    read from the archive when they catch up (reactions, retractions, encrypted or
+    out-of-band content), unless a XEP-0334 hint says not to."""
+    keep = has_body
     for c in el.children:
-        if isinstance(c, Element) and c.xmlns == HINTS and c.name in ("no-store",
-                                                                     "no-permanent-store"):
-            return True
-    return False
+        if isinstance(c, Element):
+            if c.xmlns == HINTS and c.name in ("no-store", "no-permanent-store"):
+                return False
+            if c.xmlns in ROOM_ARCHIVABLE:
+                keep = True
+    return keep
 
 
 __all__ = ["Muc"]
