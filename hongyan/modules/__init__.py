@@ -21,4 +21,5 @@ DEFAULT_MODULES: tuple[str, ...] = (
     "last",
     "muc",
     "mam",
+    "push",
 )

@@ -111,13 +111,19 @@ class StanzaOutbound:
 @dataclass(slots=True)
 class StanzaInbound:
     """A stanza about to be handled for a local user ``to`` (bare or full). Return True to stop
-    it. Sync hook (blocking, privacy)."""
+    it. Sync hook (blocking, privacy).
+
+    A handler that needs a message as it is finally delivered (the archive) sets
+    ``serialized``: when no handler stopped the message, the router serializes it once after
+    every handler ran (``Element.to_str("")``, with its ``xmlns``), passes the text to that
+    callback and delivers the same serialization, so the message is written once for both."""
 
     SYNC: ClassVar[bool] = True
 
     stanza: Element
     sender: JID
     to: JID
+    serialized: Callable[[str], None] | None = None
 
 
 @dataclass(slots=True)
@@ -128,6 +134,36 @@ class MessageUndeliverable:
 
     stanza: Element
     to: JID
+
+
+@dataclass(slots=True)
+class OfflineStored:
+    """A message from :class:`MessageUndeliverable` was stored in offline storage for
+    ``username`` (push notifications). Fired only while a handler is registered; async hook."""
+
+    username: str
+    stanza: Element
+
+
+@dataclass(slots=True)
+class SubscriptionStored:
+    """A presence subscription request for ``username`` from bare JID ``contact`` was stored
+    while the account had no available session (push notifications). Fired only while a
+    handler is registered; async hook."""
+
+    username: str
+    contact: str
+
+
+@dataclass(slots=True)
+class QueuedForResumption:
+    """A stanza (serialized) was queued to a XEP-0198 session that is hibernated: its
+    connection dropped and it waits to be resumed (push notifications). Sync hook."""
+
+    SYNC: ClassVar[bool] = True
+
+    session: C2SSession
+    data: bytes
 
 
 @dataclass(slots=True)

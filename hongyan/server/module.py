@@ -234,6 +234,29 @@ class ModuleAPI:
         (an offline recipient's message is stored, not dropped)."""
         self._node.router.send(stanza)
 
+    async def request(self, iq: Element, timeout: float) -> Element:
+        """Send an IQ get/set the server originates (``from``, ``to`` and a unique ``id`` set)
+        and return its answer, a result or an error; :class:`TimeoutError` after ``timeout``
+        seconds. Answers are matched by id, and only from the JID the request went to."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Element] = loop.create_future()
+        tracker = self._node.iq_tracker
+        iq_id = iq.attrs["id"]
+        to = iq.attrs["to"]
+
+        def got(el: Element) -> None:
+            if el.attrs.get("from", self.domain) != to:
+                tracker.expect(iq_id, got)  # not from the addressee: keep waiting
+            elif not answer.done():
+                answer.set_result(el)
+
+        tracker.expect(iq_id, got)
+        try:
+            self.route(iq)
+            return await asyncio.wait_for(answer, timeout)
+        finally:
+            tracker.cancel(iq_id)
+
     async def delete_account(self, username: str) -> bool:
         """Delete an account with all its data (every module's AccountDeleted hook runs) and
         close its sessions."""

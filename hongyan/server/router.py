@@ -129,13 +129,21 @@ class Router:
                 self.bounce(el, StanzaError("service-unavailable"))
             return None
         hooks = self._hooks
-        if hooks.has(StanzaInbound) and hooks.fire_sync(StanzaInbound(el, sender, to)):
-            return None
+        wire: bytes | None = None
+        if hooks.has(StanzaInbound):
+            ev = StanzaInbound(el, sender, to)
+            if hooks.fire_sync(ev):
+                return None
+            if ev.serialized is not None:
+                wire = _serialize_once(el, ev.serialized)
         mtype = el.attrs.get("type", "normal")
         if to.resource:
             target = self._sessions.get(to)
             if target is not None:
-                target.send(el)
+                if wire is None:
+                    target.send(el)
+                else:
+                    target.send_bytes(wire)
                 return None
             if mtype == "groupchat":
                 self.bounce(el, StanzaError("service-unavailable"))
@@ -150,7 +158,10 @@ class Router:
         targets = [s for s in self._sessions.resources(to) if s.available and s.priority >= 0]
         if targets:
             for s in targets:
-                s.send(el)
+                if wire is None:
+                    s.send(el)
+                else:
+                    s.send_bytes(wire)
             return None
         if mtype == "headline":
             return None
@@ -313,3 +324,16 @@ class IqTracker:
 
 
 __all__ = ["NS", "IqTracker", "Router"]
+
+
+_CLIENT_HEAD = "<message xmlns='" + NS.CLIENT + "'"
+
+
+def _serialize_once(el: Element, consumer: Callable[[str], None]) -> bytes:
+    """Serialize a message once for a hook that keeps it (with its ``xmlns``) and for delivery
+    on a client stream (where ``jabber:client`` is the default namespace and not repeated)."""
+    xml = el.to_str("")
+    consumer(xml)
+    if xml.startswith(_CLIENT_HEAD):
+        return ("<message" + xml[len(_CLIENT_HEAD):]).encode()
+    return el.to_bytes(NS.CLIENT)

@@ -108,6 +108,20 @@ async def test_both_sides_archived_with_stanza_id(harness: Harness) -> None:
     assert {MAM, MAM + "#extended", SID} <= feats
 
 
+async def test_forged_stanza_id_after_a_no_store_hint_is_removed(harness: Harness) -> None:
+    # XEP-0359 §5: a stanza-id claiming our JIDs goes, whether the message is archived or not
+    romeo, juliet = await pair(harness)
+    m = romeo.make_message(mto="juliet@localhost", mbody="secret", mtype="chat")
+    m.append(ET.fromstring("<no-store xmlns='urn:xmpp:hints'/>"))
+    m.append(ET.fromstring(f"<stanza-id xmlns='{SID}' by='juliet@localhost' id='forged'/>"))
+    m.send()
+    got = await juliet.next_message()
+    assert got["body"] == "secret"
+    assert got.xml.findall(f"{{{SID}}}stanza-id") == []
+    res, results = await query(juliet)
+    assert results == [] and fin(res)[3] == 0
+
+
 async def test_what_is_archived(harness: Harness) -> None:
     romeo, juliet = await pair(harness)
     romeo.send_message(mto="juliet@localhost", mbody="kept", mtype="chat")

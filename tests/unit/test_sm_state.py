@@ -18,6 +18,9 @@ class Mgr:
     def hibernate(self, session: object) -> None:
         pass
 
+    def queued_hibernated(self, session: object, data: bytes) -> None:
+        pass
+
     def ended(self, session: object) -> None:
         pass
 

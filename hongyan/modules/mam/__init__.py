@@ -6,10 +6,13 @@ in the sender's and the recipient's archive. The recipient's archive id is added
 delivered message as ``<stanza-id by='user@domain' id=.../>``; any stanza-id a client put in
 that claims one of our JIDs is removed first (XEP-0359 §5), archived or not.
 
-Routing never waits for the database: the sync ``StanzaInbound`` hook serializes the message
-once and appends rows to an in-memory queue, which is written with one ``executemany`` in one
-transaction every ``mam.flush_interval`` seconds or every ``mam.flush_rows`` rows. A query (and
-shutdown) flushes the queue first, so it sees every message routed before it.
+Routing never waits for the database: the sync ``StanzaInbound`` hook decides, adds the
+stanza-id and asks the router for the message's serialization (``StanzaInbound.serialized``):
+the router serializes it once, after every hook ran, for the archive and for delivery alike.
+The rows (one per archive, both with the same id) go to an in-memory queue, which is written
+with one ``executemany`` in one transaction every ``mam.flush_interval`` seconds or every
+``mam.flush_rows`` rows. A query (and shutdown) flushes the queue first, so it sees every
+message routed before it.
 
 Ids are integers: microseconds since the epoch, made strictly increasing per node
 (``max(now_us, last + 1)``), so an id is also the archive time: ``start``/``end`` become an id
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass, field
+from functools import partial
 
 from hongyan.modules.mam import query
 from hongyan.modules.mam.query import MAM, MAM_EXTENDED
@@ -70,7 +74,6 @@ MIGRATIONS = (
 )
 
 Row = tuple[str, int, str, str, str]
-QueuedRow = tuple[str, int, str, str, Element]
 YES, NO, ROSTER = "yes", "no", "roster"
 _MODES = {"always": YES, "never": NO, "roster": ROSTER}
 
@@ -106,11 +109,12 @@ class Mam(Module):
         super().__init__(api)
         cfg = api.config.mam
         self._default: str = cfg.default
+        self._default_mode = _MODES[cfg.default]
         self._flush_interval = cfg.flush_interval
         self._flush_rows = cfg.flush_rows
         self._max_page = cfg.max_page
         self._last_id = 0
-        self._queue: list[QueuedRow] = []
+        self._queue: list[Row] = []
         self._domain = api.domain
         self._roster_check: set[tuple[str, int]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -152,59 +156,69 @@ class Mam(Module):
             mode = p.default
         return _MODES[mode]
 
-    @hook(StanzaInbound, priority=-100)
+    @hook(StanzaInbound, priority=-90)  # after blocking, before carbons copy it
     def on_inbound(self, ev: StanzaInbound) -> None:
         el = ev.stanza
         if el.name != "message":
             return
         # One pass over the children: forged stanza-ids out, archivable or not.
-        keep = False
+        keep = no_store = False
         forged = None
         for c in el.children:
-            if not isinstance(c, Element):
+            if c.__class__ is str:
                 continue
-            ns = c.xmlns
+            ns = c.xmlns  # type: ignore[union-attr]
             if ns == NS.CLIENT:
-                if c.name == "body":
+                if c.name == "body":  # type: ignore[union-attr]
                     keep = True
             elif ns == SID:
-                if c.name == "stanza-id" and self._ours(c.attrs.get("by", "")):
+                if c.name == "stanza-id" and self._ours(c.attrs.get("by", "")):  # type: ignore[union-attr]
                     forged = [c] if forged is None else [*forged, c]
             elif ns == HINTS:
-                if c.name in ("no-store", "no-permanent-store"):
-                    keep = False
-                    break
-                if c.name == "store":
+                name = c.name  # type: ignore[union-attr]
+                if name == "no-store" or name == "no-permanent-store":
+                    no_store = True  # no break: a forged stanza-id may follow the hint
+                elif name == "store":
                     keep = True
             elif ns in ARCHIVABLE_NS:
                 keep = True
         if forged is not None:
             for c in forged:
                 el.children.remove(c)
-        if not keep or el.attrs.get("type", "normal") not in ("chat", "normal"):
+        if not keep or no_store or el.attrs.get("type", "normal") not in ("chat", "normal"):
             return
         to, sender = ev.to, ev.sender
-        local_sender = sender.domain == self._domain and bool(sender.local)
-        if local_sender and sender.local == to.local:
-            local_sender = False  # a message to oneself: one copy in one archive
-        mine = self._decide(to.local, sender)
-        theirs = self._decide(sender.local, to) if local_sender else NO
-        if mine is NO and theirs is NO:
-            return
+        local_sender = sender.domain == self._domain and bool(sender.local) \
+            and sender.local != to.local  # a message to oneself: one copy in one archive
+        if self.prefs:
+            mine = self._decide(to.local, sender)
+            theirs = self._decide(sender.local, to) if local_sender else NO
+            if mine is NO and theirs is NO:
+                return
+        else:
+            mine = self._default_mode
+            if mine is NO:
+                return
+            theirs = mine if local_sender else NO
+        # One id for both copies: ids are unique per node, rows are keyed by (owner, id).
+        mid = self.next_id()
+        if mine is not NO:
+            el.children.append(Element("stanza-id", SID, {"by": to.bare_str, "id": str(mid)}))
+        # The router serializes the message once, after every hook ran (carbons may still
+        # remove <private/>), and hands the text here and the bytes to the recipient.
+        ev.serialized = partial(self._queue_rows, mid, mine, theirs, to, sender)
+
+    def _queue_rows(self, mid: int, mine: str, theirs: str, to: JID, sender: JID,
+                    xml: str) -> None:
         queue = self._queue
         if mine is not NO:
-            rid = self.next_id()
-            el.children.append(Element("stanza-id", SID, {"by": to.bare_str, "id": str(rid)}))
-            # The element is serialized when the batch is written, off the message path
-            # (a routed stanza is not changed after routing; copies are made instead).
-            queue.append((to.local, rid, sender.bare_str, sender.resource, el))
+            queue.append((to.local, mid, sender.bare_str, sender.resource, xml))
             if mine is ROSTER:
-                self._roster_check.add((to.local, rid))
+                self._roster_check.add((to.local, mid))
         if theirs is not NO:
-            sid = self.next_id()
-            queue.append((sender.local, sid, to.bare_str, to.resource, el))
+            queue.append((sender.local, mid, to.bare_str, to.resource, xml))
             if theirs is ROSTER:
-                self._roster_check.add((sender.local, sid))
+                self._roster_check.add((sender.local, mid))
         if len(queue) >= self._flush_rows:
             self._start_flush()
         elif self._timer is None:
@@ -234,16 +248,14 @@ class Mam(Module):
                         "INSERT INTO mam_messages (owner, id, peer, peer_res, stanza) "
                         "VALUES (?,?,?,?,?)", rows)
 
-    async def _filter(self, rows: list[QueuedRow], check: set[tuple[str, int]]) -> list[Row]:
-        """Serialize the queued messages (once per message); drop rows of accounts that do not
-        exist (a message to a nonexistent user is bounced after the hook ran) and rows whose
-        owner archives only roster contacts."""
+    async def _filter(self, rows: list[Row], check: set[tuple[str, int]]) -> list[Row]:
+        """Drop rows of accounts that do not exist (a message to a nonexistent user is bounced
+        after the hook ran) and rows whose owner archives only roster contacts."""
         out: list[Row] = []
         accounts = self.api.accounts
         missing: set[str] = set()
-        last: Element | None = None
-        xml = ""
-        for owner, mid, peer, res, el in rows:
+        for row in rows:
+            owner, mid, peer = row[0], row[1], row[2]
             if owner not in self._known:
                 if owner in missing or not await accounts.exists(owner):
                     missing.add(owner)
@@ -253,9 +265,7 @@ class Mam(Module):
                 items = await self.api.module(Roster).items(owner)
                 if peer not in items:
                     continue
-            if el is not last:
-                last, xml = el, el.to_str("")
-            out.append((owner, mid, peer, res, xml))
+            out.append(row)
         return out
 
     # -- retention ------------------------------------------------------------------------------

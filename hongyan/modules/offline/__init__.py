@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import asyncio
 
-from hongyan.server.hooks import AccountDeleted, InitialPresence, MessageUndeliverable
+from hongyan.server.hooks import (
+    AccountDeleted,
+    InitialPresence,
+    MessageUndeliverable,
+    OfflineStored,
+)
 from hongyan.server.module import Module, ModuleAPI, hook
 from hongyan.storage.migrations import Migration
 from hongyan.xmpp import ns as NS
@@ -73,6 +78,8 @@ class Offline(Module):
         if await self.store(ev.to.local, [el]):
             self.api.router.bounce(el, StanzaError(
                 "service-unavailable", f"the offline storage of {ev.to} is full", type="wait"))
+        elif self.api.hooks.has(OfflineStored):
+            await self.api.hooks.fire(OfflineStored(ev.to.local, el))
         return True
 
     async def store(self, username: str, stanzas: list[Element]) -> list[Element]:

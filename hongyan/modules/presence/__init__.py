@@ -17,6 +17,7 @@ from hongyan.server.hooks import (
     PresenceInbound,
     PresenceOutbound,
     SessionClosed,
+    SubscriptionStored,
 )
 from hongyan.server.module import Module, hook
 from hongyan.xmpp.element import Element
@@ -289,6 +290,9 @@ class Presence(Module):
                 return
             await roster.store.add_request(username, contact, clean.to_str(""))
             self._deliver_all(clean, user)
+            hooks = self.api.hooks
+            if hooks.has(SubscriptionStored) and not self.api.sessions.available(user):
+                await hooks.fire(SubscriptionStored(username, contact))
         elif ptype == "subscribed":
             if cur is None or not cur.ask:
                 return

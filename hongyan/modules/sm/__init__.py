@@ -31,7 +31,7 @@ import secrets
 from hongyan.modules.offline import Offline
 from hongyan.modules.sm.state import MOD, HandledCountTooHigh, SMState
 from hongyan.server.c2s import AUTHENTICATED, BOUND, CLOSED, C2SSession
-from hongyan.server.hooks import SessionClosed, StreamFeatures
+from hongyan.server.hooks import QueuedForResumption, SessionClosed, StreamFeatures
 from hongyan.server.module import Module, ModuleAPI, hook
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
@@ -174,6 +174,12 @@ class StreamManagement(Module):
         self.log.debug("%s hibernated for %d s", session.jid, self.resume_timeout)
         sm.timer = asyncio.get_running_loop().call_later(
             self.resume_timeout, self._expire, session)
+
+    def queued_hibernated(self, session: C2SSession, data: bytes) -> None:
+        """A stanza went into the queue of a hibernated session (push notifications listen)."""
+        hooks = self.api.hooks
+        if hooks.has(QueuedForResumption):
+            hooks.fire_sync(QueuedForResumption(session, data))
 
     def _expire(self, session: C2SSession) -> None:
         sm = session.sm

@@ -38,6 +38,7 @@ class Manager(Protocol):
 
     def overflow(self, session: C2SSession) -> None: ...
     def hibernate(self, session: C2SSession) -> None: ...
+    def queued_hibernated(self, session: C2SSession, data: bytes) -> None: ...
     def ended(self, session: C2SSession) -> None: ...
 
 
@@ -89,6 +90,8 @@ class SMState:
             session.send_nonza(REQUEST)
         if len(self.queue or ()) > self.mgr.max_unacked:
             self.mgr.overflow(session)
+        if self.timer is not None:  # hibernated: the client sees it only once it resumes
+            self.mgr.queued_hibernated(session, data)
 
     def ack(self, h: int) -> int:
         """The client's <a h/> (or <resume h/>): drop what it acknowledged, return how many.
