@@ -21,6 +21,7 @@ from tests.integration.test_muc import (
     is_message,
     witch,
 )
+from tests.integration.test_push import app_server, enable_xml, iq_set
 
 MAM = "urn:xmpp:mam:2"
 SID = "urn:xmpp:sid:0"
@@ -222,3 +223,26 @@ async def test_offline_member_catches_up_and_is_reported(harness: Harness) -> No
     await wiccan.join(ROOM, "secondwitch", maxchars=0)
     await say(crone, "welcome back")
     assert len(missed) == 4
+
+
+async def test_offline_member_gets_a_push_notification(harness: Harness) -> None:
+    """Item 4 with the push module: a member who enabled push (XEP-0357) and has no client in
+    its private group is notified of each message there, from the occupant's JID."""
+    app = await app_server(harness)
+    crone = await witch(harness, "crone")
+    wiccan = await witch(harness, "wiccan")
+    await crone.create(ROOM, "firstwitch", persistentroom="1", membersonly="1")
+    await crone.muc.set_affiliation(ROOM, "member", jid="wiccan@localhost")
+    res = await iq_set(wiccan.c, enable_xml())
+    assert res["type"] == "result"
+    await wiccan.join(ROOM, "secondwitch")
+    await say(crone, "present")
+    await app.nothing(0.3)  # there: no notification
+    await wiccan.c.close()
+    await crone.expect(lambda el: el.tag == f"{C}presence" and el.get("type") == "unavailable")
+    await say(crone, "wake up")
+    n = await app.next()
+    assert n.sender == "wiccan@localhost" and n.node == "n1"
+    assert n.summary is not None
+    assert n.summary["last-message-sender"] == f"{ROOM}/firstwitch"
+    assert n.summary["message-count"] == "1"
