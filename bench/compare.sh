@@ -2,12 +2,14 @@
 # bench/compare.sh - Hongyan side by side with Prosody and ejabberd, same generator, same
 # settings, interleaved A B C per repetition, fresh servers, medians of REPS.
 #
-#   bench/compare.sh [quick|main|pinned|scram|idle|all]     (default: main)
+#   bench/compare.sh [quick|main|pinned|scram|tls|archive|idle|all]     (default: main)
 #
 # Needs ../shared/bench (anchors.sh, xmppload.py, summarize.py). First time:
 #   (cd ../shared/bench && ./anchors.sh install && ./anchors.sh setup 10000)
 # Env: REPS (default 3), DUR (window, default 20 s), OUT (jsonl), SERVERS (default
-# "prosody ejabberd hongyan"). Results: bench/results/compare-*.jsonl and a markdown summary
+# "prosody ejabberd hongyan"), HY_OFF (Hongyan modules switched off, default "mam": the anchors
+# archive nothing, so the side-by-side rows run Hongyan without its archive; `archive` measures
+# what archiving costs, Hongyan alone, with and without it). Results: bench/results/compare-*.jsonl and a markdown summary
 # beside it. Every generator run is bounded by `timeout`; servers are stopped on exit.
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -47,6 +49,8 @@ allow_plaintext_auth = true
 url = "sqlite:///$HYRUN/data/hongyan.db"
 [auth]
 failure_delay = 0.0
+[modules]
+disabled = [$(for m in ${HY_OFF-mam}; do printf '"%s",' "$m"; done)]
 CONF
 }
 
@@ -161,6 +165,30 @@ idle() { # Hongyan only (the issue's row has no anchor figures): 100,000 idle se
   stop hongyan
 }
 
+tls() { # memory per idle session and login rate over STARTTLS (the anchors' RSA-2048 cert;
+         # Hongyan's self-signed one), 1,000 clients as in ../shared/bench/RESULTS-anchors.md
+  for ((r = 1; r <= REPS; r++)); do
+    for s in $SERVERS; do
+      start $s && gen $s "tls1000 r$r" --tls --concurrency 100 -- login --clients 1000 --settle 5
+      start $s && gen $s "plain1000 r$r" --concurrency 100 -- login --clients 1000 --settle 5
+      stop $s
+    done
+  done
+}
+
+archive() { # Hongyan only: throughput without and with the message archive (MAM), A B A B
+  local saved=${HY_OFF-mam}
+  for ((r = 1; r <= REPS; r++)); do
+    for mode in nomam mam; do
+      if [ $mode = mam ]; then HY_OFF=""; else HY_OFF=$saved; fi
+      start hongyan && gen hongyan "archive-$mode-tput r$r" -- throughput --pairs 50 --window 10 --duration "$DUR" --warmup 3
+      start hongyan 0 && gen hongyan "archive-$mode-pinned-tput r$r" --workers 1 --gen-cpus 1 -- throughput --pairs 50 --window 10 --duration "$DUR" --warmup 3
+      stop hongyan
+    done
+  done
+  HY_OFF=$saved
+}
+
 quick() { # one short pass of the main figures, for a development check
   for s in $SERVERS; do
     start $s && gen $s "mem1000 r1" -- login --clients 1000 --settle 3
@@ -179,8 +207,10 @@ case "${1:-main}" in
   pinned) pinned ;;
   scram) scram ;;
   idle) idle ;;
-  all) main; pinned; scram; idle ;;
-  *) echo "usage: $0 [quick|main|pinned|scram|idle|all]" >&2; exit 2 ;;
+  archive) archive ;;
+  tls) tls ;;
+  all) main; pinned; scram; tls; archive; idle ;;
+  *) echo "usage: $0 [quick|main|pinned|scram|tls|archive|idle|all]" >&2; exit 2 ;;
 esac
 "$PY" "$SHARED/summarize.py" "$OUT" --names "15222=prosody,25222=ejabberd,$HYPORT=hongyan" \
   > "${OUT%.jsonl}.md" && echo "summary: ${OUT%.jsonl}.md" >&2

@@ -169,6 +169,27 @@ class PushSection(Section):
                               "account may keep (one per device and app server node)")
 
 
+class PubSubSection(Section):
+    host: str = Field("", description="the XEP-0060 service's domain; empty = "
+                      "pubsub.<server.domain>")
+    service: bool = Field(True, description="run the pubsub.<domain> service (PEP on "
+                          "accounts runs whenever the pep module is loaded)")
+    max_item_size: int = Field(131072, ge=1024, le=16 * 1024 * 1024, description="bytes an "
+                               "item's payload may have (avatars are the largest PEP items)")
+    max_items: int = Field(1000, ge=1, le=100000, description="upper bound of a node's "
+                           "pubsub#max_items (and what 'max' means)")
+    max_nodes: int = Field(1000, ge=1, description="nodes one service (one account's PEP) "
+                           "may hold")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        v = v.strip().lower()
+        if v and not _DNS.match(v):
+            raise ValueError(f"not a valid domain name: {v!r}")
+        return v
+
+
 class ClusterSection(Section):
     backend: Literal["local", "redis"] = "local"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -191,6 +212,7 @@ class Config(Section):
     muc: MucSection = MucSection()
     mam: MamSection = MamSection()
     push: PushSection = PushSection()
+    pubsub: PubSubSection = PubSubSection()
     cluster: ClusterSection = ClusterSection()
     modules: ModulesSection = ModulesSection()
 
@@ -198,6 +220,9 @@ class Config(Section):
     def _muc_host(self) -> Config:
         if self.muc.host == self.server.domain:
             raise ValueError("muc.host must be a domain of its own, not server.domain")
+        if self.pubsub.host and self.pubsub.host in (self.server.domain, self.muc.host):
+            raise ValueError("pubsub.host must be a domain of its own, not server.domain or "
+                             "muc.host")
         return self
 
     @property

@@ -22,4 +22,8 @@ DEFAULT_MODULES: tuple[str, ...] = (
     "muc",
     "mam",
     "push",
+    "pubsub",
+    "pep",
+    "bookmarks",
+    "avatar",
 )

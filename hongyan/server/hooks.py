@@ -210,6 +210,19 @@ class SessionClosed:
 
 
 @dataclass(slots=True)
+class SessionResumed:
+    """XEP-0198 resumption moved a bound session onto a new connection (sync hook): ``session``
+    continues ``old`` (same JID, presence, ``data`` and queue), and ``old`` is dead. A module
+    that keeps references to session objects (carbons, MUC occupants) points them at
+    ``session`` here; nothing fires ``SessionClosed`` for ``old``."""
+
+    SYNC: ClassVar[bool] = True
+
+    session: C2SSession
+    old: C2SSession
+
+
+@dataclass(slots=True)
 class AccountDeleted:
     """An account was deleted: every module removes the user's data (async hook)."""
 

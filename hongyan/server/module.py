@@ -113,6 +113,8 @@ class Module:
     #: disco features an account's bare JID answers with when this module is loaded
     account_features: ClassVar[frozenset[str]] = frozenset()
     identities: ClassVar[tuple[tuple[str, str, str], ...]] = ()  # (category, type, name)
+    #: disco identities each account's bare JID answers with when this module is loaded
+    account_identities: ClassVar[tuple[tuple[str, str, str], ...]] = ()
     depends: ClassVar[tuple[str, ...]] = ()
     migrations: ClassVar[tuple[Migration, ...]] = ()
 

@@ -49,18 +49,22 @@ def load_module_classes(disabled: list[str] | tuple[str, ...] = ()) -> list[type
     from hongyan.modules import DEFAULT_MODULES
 
     classes: list[type[Module]] = []
+    loaded: set[str] = set()
     for name in DEFAULT_MODULES:
         if name in disabled:
             continue
         mod = importlib.import_module(f"hongyan.modules.{name}")
         cls = mod.MODULE
         assert issubclass(cls, Module) and cls.name == name, name
-        classes.append(cls)
-    loaded = {c.name for c in classes}
-    for cls in classes:
         missing = [d for d in cls.depends if d not in loaded]
         if missing:
-            raise ValueError(f"module {cls.name!r} needs {', '.join(missing)}, which is disabled")
+            # DEFAULT_MODULES lists dependencies first, so a missing one was disabled: a
+            # module built on it (avatar conversion on vcard) goes with it.
+            log.warning("module %r is off: it needs %s, which is disabled", name,
+                        ", ".join(missing))
+            continue
+        classes.append(cls)
+        loaded.add(name)
     return classes
 
 

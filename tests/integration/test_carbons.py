@@ -14,10 +14,13 @@ from slixmpp.xmlstream.matcher import MatchXPath
 
 from tests.integration.clients import Client
 from tests.integration.conftest import Harness
+from tests.integration.netcut import NetCut
+from tests.integration.test_sm_resume import phone, resume
 
 CARBONS = "urn:xmpp:carbons:2"
 FORWARD = "urn:xmpp:forward:0"
 MUC_USER = "http://jabber.org/protocol/muc#user"
+SID = "urn:xmpp:sid:0"
 C = "{jabber:client}"
 WAIT = 5.0
 
@@ -302,8 +305,21 @@ async def test_forged_carbon_is_refused(harness: Harness) -> None:
         assert err.get("type") == "error"
         assert err.find(f"{C}error/{{urn:ietf:params:xml:ns:xmpp-stanzas}}not-acceptable") \
             is not None
+    # with a body of its own, a refused forgery is not archived either (the archive keeps
+    # only what a hook did not stop)
+    mallory.client.send_raw(
+        f"<message to='alice@localhost/a' type='chat'><body>look</body>"
+        f"<received xmlns='{CARBONS}'><forwarded xmlns='{FORWARD}'><message "
+        f"xmlns='jabber:client' type='chat' from='bob@localhost/x' to='alice@localhost'>"
+        f"<body>forged</body></message></forwarded></received></message>")
+    assert (await mallory.next()).get("type") == "error"
     for d in (a, b):
         assert await d.quiet() is None
+    assert harness.node is not None
+    mam = harness.node.modules["mam"]
+    await mam.flush()  # type: ignore[attr-defined]
+    rows, _, _ = await mam.page("alice", {}, 100)  # type: ignore[attr-defined]
+    assert rows and not [xml for _, xml in rows if "look" in xml or "forged" in xml]
 
 
 async def test_offline_full_jid_with_another_resource_online(harness: Harness) -> None:
@@ -369,3 +385,61 @@ async def test_offline_bare_jid_with_a_negative_priority_resource_online(harness
     got = await later.next_message()
     assert got["body"] == "while you were out"
     assert str(got["from"]) == "bob@localhost/phone"
+
+
+async def test_received_carbon_carries_the_users_stanza_id(harness: Harness) -> None:
+    """MAM and carbons: the copy's inner message has the stanza-id of the user's own archive
+    (Conversations takes it from there to dedupe MAM catch-up), the same one the delivered
+    original has; a sent carbon carries the original as the client sent it."""
+    await users(harness, "alice", "bob")
+    a = await device(harness, "alice", "a")
+    b = await device(harness, "alice", "b")
+    bob = await device(harness, "bob", "phone", enable=False)
+    bob.send("alice@localhost/a", "archived")
+    got = await a.next()
+    ids = got.findall(f"{{{SID}}}stanza-id")
+    assert [i.get("by") for i in ids] == ["alice@localhost"]
+    inner = forwarded(await b.next(), "received")
+    copied = inner.findall(f"{{{SID}}}stanza-id")
+    assert [(i.get("by"), i.get("id")) for i in copied] == [("alice@localhost", ids[0].get("id"))]
+    a.send("bob@localhost/phone", "reply")
+    theirs = await bob.next()
+    assert [i.get("by") for i in theirs.findall(f"{{{SID}}}stanza-id")] == ["bob@localhost"]
+    inner = forwarded(await b.next(), "sent")
+    assert inner.findtext(C + "body") == "reply"
+    assert inner.findall(f"{{{SID}}}stanza-id") == []
+
+
+async def test_carbons_survive_stream_resumption(harness: Harness) -> None:
+    """A session resumed after a cut connection keeps carbons enabled: copies queued while it
+    was away come again, and new ones reach the resumed connection."""
+    await users(harness, "alice", "bob")
+    relay = NetCut(harness.port)
+    await relay.start()
+    try:
+        c = await phone(harness, relay, "alice@localhost/mobile", ("xep_0280",))
+        inbox: asyncio.Queue[Any] = asyncio.Queue()
+        c.register_handler(Callback("all messages mobile", MatchXPath(C + "message"),
+                                    inbox.put_nowait))
+        assert (await c.plugin["xep_0280"].enable(timeout=WAIT))["type"] == "result"
+        mobile = Device(c, inbox, "alice@localhost/mobile")
+        desk = await device(harness, "alice", "desk")
+        bob = await device(harness, "bob", "phone", enable=False)
+        bob.send("alice@localhost/desk", "before")
+        assert forwarded(await mobile.next(), "received").findtext(C + "body") == "before"
+        relay.last.cut()  # the server does not notice: the next copy is lost on the way
+        await asyncio.wait_for(c.gone.wait(), WAIT)
+        bob.send("alice@localhost/desk", "while cut")
+        await desk.body("while cut")
+        await resume(c, relay)
+        assert forwarded(await mobile.next(), "received").findtext(C + "body") == "while cut"
+        bob.send("alice@localhost/desk", "after")
+        assert forwarded(await mobile.next(), "received").findtext(C + "body") == "after"
+        desk.send("bob@localhost/phone", "from desk")
+        assert forwarded(await mobile.next(), "sent").findtext(C + "body") == "from desk"
+        assert harness.node is not None
+        carbons = harness.node.modules["carbons"]
+        assert all(s.jid is not None for s in carbons.users["alice"])  # no stale session
+        assert await mobile.quiet() is None
+    finally:
+        await relay.close()

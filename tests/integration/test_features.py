@@ -98,12 +98,17 @@ async def test_not_stored_kinds(harness: Harness) -> None:
     m.append(ET.fromstring("<no-store xmlns='urn:xmpp:hints'/>"))
     m.send()
     romeo.send_message(mto="juliet@localhost", mbody="kept", mtype="chat")
+    # <no-store/> is not stored, so romeo is told (RFC 6121 §8.5.2.2.1: store or return an
+    # error; ejabberd does the same); the chat state alone vanishes without an error
+    err = await romeo.next_message()
+    assert err["type"] == "error" and err["body"] == "secret"
+    assert err["error"]["condition"] == "service-unavailable"
     await asyncio.sleep(0.3)
     juliet = await harness.client("juliet@localhost/phone")
     assert (await juliet.next_message())["body"] == "kept"
     await asyncio.sleep(0.3)
     assert juliet.messages.empty()
-    assert romeo.messages.empty()  # nothing bounced either
+    assert romeo.messages.empty()  # nothing else bounced
 
 
 async def test_quota_bounces_with_a_clear_error(harness: Harness) -> None:

@@ -16,6 +16,7 @@ from hongyan.xmpp.jid import JID
 from tests.integration.conftest import Harness
 from tests.integration.rawstream import PASSWORD, SASL, RawStream, authed_stream, b64, tls_stream
 from tests.integration.test_im import subscribe_both, wait_presence
+from tests.integration.test_passthrough import Inbox
 
 SM = "urn:xmpp:sm:3"
 STANZAS = b"urn:ietf:params:xml:ns:xmpp-stanzas"
@@ -341,3 +342,94 @@ async def test_server_restart_keeps_unacked_of_hibernated(harness: Harness) -> N
     await harness.restart()  # hibernated sessions live in memory: their messages go offline
     alice = await harness.client("alice@localhost/phone")
     assert (await alice.next_message())["body"] == "before restart"
+
+
+async def test_unacked_hand_over_follows_offline_rules(harness: Harness) -> None:
+    """A session that ends with unacknowledged messages treats each as offline storage would
+    have: a receipt and a bodiless marker are kept, a chat state alone is dropped, a
+    <no-store/> message is bounced to its sender."""
+    s = await authed_stream(harness, "alice")
+    bob = await harness.logged_in("bob")
+    errors: asyncio.Queue[str] = asyncio.Queue()
+    bob.add_event_handler("message_error", lambda m: errors.put_nowait(m["id"]))
+    await enable(s)
+    to = "alice@localhost/raw"
+    bob.send_raw(f"<message to='{to}' id='r1' type='chat'>"
+                 "<received xmlns='urn:xmpp:receipts' id='x'/></message>")
+    bob.send_raw(f"<message to='{to}' id='c1' type='chat'>"
+                 "<composing xmlns='http://jabber.org/protocol/chatstates'/></message>")
+    bob.send_raw(f"<message to='{to}' id='n1' type='chat'><body>transient</body>"
+                 "<no-store xmlns='urn:xmpp:hints'/></message>")
+    bob.send_raw(f"<message to='{to}' id='d1' type='chat'>"
+                 "<displayed xmlns='urn:xmpp:chat-markers:0' id='x'/></message>")
+    await s.read_until(b"id='d1'")
+    s.send("</stream:stream>")
+    await s.read_to_close()
+    assert await asyncio.wait_for(errors.get(), 5) == "n1"
+    await asyncio.sleep(0.3)  # the hand-over runs in the SessionClosed hooks
+    alice = await harness.client("alice@localhost/phone", login=False)
+    inbox = Inbox(alice)
+    assert await alice.login(harness.port)
+    got = [(await inbox.next()).get("id") for _ in range(2)]
+    assert got == ["r1", "d1"]
+    assert errors.empty()
+
+
+async def test_server_asks_a_silent_client_for_acks_on_a_timer(harness: Harness) -> None:
+    """Below sm.request_every, the module-wide sweep asks every sm.request_interval seconds
+    (only sessions with something unacknowledged); an answer empties the queue and the asking
+    stops."""
+    await harness.stop_node()
+    await harness.start(extra="[sm]\nrequest_every = 100\nrequest_interval = 0.3\n")
+    s = await authed_stream(harness, "alice")
+    bob = await harness.logged_in("bob")
+    await enable(s)
+    with pytest.raises(TimeoutError):  # nothing unacknowledged: nothing asked
+        await s.read_element(b"<r xmlns", timeout=0.8)
+    bob.send_message(mto="alice@localhost/raw", mbody="one")
+    assert await bodies(s, 1) == ["one"]
+    await s.read_element(b"<r xmlns", timeout=2)
+    await s.read_element(b"<r xmlns", timeout=2)  # asked again while it stays silent
+    s.send(f"<a xmlns='{SM}' h='1'/>")
+    await asyncio.sleep(0.1)
+    s.buffer = b""
+    with pytest.raises(TimeoutError):
+        await s.read_element(b"<r xmlns", timeout=0.8)
+    s.close()
+
+
+async def test_timeout_keeps_no_carbon_copies_and_one_delay(harness: Harness) -> None:
+    """At the resume timeout, carbon copies in the queue are dropped (the original reached
+    another resource), and a message that came from offline storage goes back there once, with
+    its first delay stamp only."""
+    await harness.stop_node()
+    await harness.start(extra="[sm]\nresume_timeout = 1\n")
+    await harness.user("alice")
+    bob = await harness.logged_in("bob")
+    bob.send_message(mto="alice@localhost", mbody="early", mtype="chat")
+    await asyncio.sleep(0.3)
+    s = await authed_only(harness, "alice")
+    s.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+           "<resource>raw</resource></bind></iq>")
+    await s.read_until(b"</iq>")
+    await enable(s)
+    s.send("<iq type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/></iq>")
+    await s.read_element(b"id='c'")
+    s.send("<presence/>")
+    assert await bodies(s, 1) == ["early"]
+    desk = await harness.client("alice@localhost/desk")
+    bob.send_message(mto="alice@localhost/desk", mbody="to desk", mtype="chat")
+    assert (await desk.next_message())["body"] == "to desk"
+    carbon = await s.read_until(b"</message>")
+    assert b"urn:xmpp:carbons:2" in carbon and b"to desk" in carbon, carbon
+    cut(s)
+    await asyncio.sleep(1.8)
+    phone = await harness.client("alice@localhost/phone", login=False)
+    inbox = Inbox(phone)
+    assert await phone.login(harness.port)
+    got = await inbox.next()
+    assert got.findtext("{jabber:client}body") == "early"
+    assert len(got.findall("{urn:xmpp:delay}delay")) == 1
+    phone.send_raw("<message to='alice@localhost/phone' id='marker' type='chat'>"
+                   "<body>.</body></message>")
+    assert (await inbox.next()).get("id") == "marker"  # nothing else: no stored carbon

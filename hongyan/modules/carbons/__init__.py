@@ -29,6 +29,16 @@ Eligibility (XEP-0280 §6, as Prosody's mod_carbons applies it):
   sides; ``<private/>`` is removed from what the recipient gets (§7, SHOULD) whenever the
   sender or the recipient is a local carbons user (the only case where we look at the stanza).
 
+Stream management: a session resumed on a new connection (XEP-0198) keeps carbons enabled
+(``SessionResumed`` puts the new session object in the old one's place); copies queued while it
+was away are sent again with the rest of its unacknowledged stanzas.
+
+Message archive: a ``<received/>`` copy wraps the message as delivered, so its inner message
+carries the ``<stanza-id by=user@domain/>`` of the user's archive (our ``StanzaInbound`` hook
+runs at priority -110, after the archive's at -100, which adds the id): Conversations uses that
+id to match the copy with the archive. A ``<sent/>`` copy wraps the message as the client sent
+it, without an id: the sender's archive id is not assigned before routing.
+
 Security (§11): a ``<sent/>`` or ``<received/>`` carbon can only ever come from the user's own
 server, and this server writes its copies straight to the session, never through the router. So
 any routed message carrying one is forged (by another user, a component, or later a remote
@@ -43,7 +53,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hongyan.server.hooks import HookSet, SessionClosed, StanzaInbound, StanzaOutbound
+from hongyan.server.hooks import (
+    HookSet,
+    SessionClosed,
+    SessionResumed,
+    StanzaInbound,
+    StanzaOutbound,
+)
 from hongyan.server.module import Iq, Module, ModuleAPI, hook, iq_handler
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
@@ -109,7 +125,7 @@ class Carbons(Module):
         # the copying hooks are registered only while some session has carbons enabled, so
         # that the 1:1 path builds no hook events for them otherwise
         self._copies = HookSet(api.hooks, (StanzaOutbound, self.on_outbound, -100),
-                               (StanzaInbound, self.on_inbound, -100))
+                               (StanzaInbound, self.on_inbound, -110))
 
     async def stop(self) -> None:
         self._copies.set(False)
@@ -140,6 +156,17 @@ class Carbons(Module):
         jid = ev.session.jid
         if jid is not None:
             self._forget(jid.local, ev.session)
+
+    @hook(SessionResumed)
+    def on_resumed(self, ev: SessionResumed) -> None:
+        """A XEP-0198 resumption keeps the session's carbons state: the new connection's
+        session object takes the old one's place."""
+        jid = ev.session.jid
+        enabled = None if jid is None else self.users.get(jid.local)
+        if enabled is not None:
+            for i, s in enumerate(enabled):
+                if s is ev.old:
+                    enabled[i] = ev.session
 
     def _forget(self, username: str, session: C2SSession) -> None:
         enabled = self.users.get(username)

@@ -85,8 +85,10 @@ class Disco(Module):
     def on_account_info(self, iq: Iq) -> Element:
         if iq.payload.attrs.get("node"):
             raise StanzaError("item-not-found")
-        return iq.result(self._info([("account", "registered", "")],
-                                    self._account_features(), None))
+        identities = [("account", "registered", "")]
+        for mod in self.api.loaded():
+            identities.extend(mod.account_identities)
+        return iq.result(self._info(identities, self._account_features(), None))
 
     @iq_handler(NS.DISCO_ITEMS, "query", "get", scope=("self", "bare"))
     def on_account_items(self, iq: Iq) -> Element:

@@ -8,6 +8,21 @@ connection, so a crash in the middle of a delivery can repeat a message, never l
 management acknowledgements, when the client uses them, will narrow this further.)
 A full per-user quota bounces the message to its sender with ``service-unavailable`` and a text
 that says why, as XEP-0160 §5 allows; nothing is dropped silently.
+
+What is kept (:func:`disposition`, also the rule stream management applies to a session's
+unacknowledged messages when it ends): every chat/normal message, stored exactly as it came
+(receipts, chat markers, corrections, encrypted payloads without a body included), except
+
+* a standalone chat-state notification (XEP-0085 §5.6, XEP-0160): a chat state with nothing
+  beside it but a ``<thread/>``, hints or an origin-id, dropped without a word (it means
+  nothing later). A ``<store/>`` hint keeps even that;
+* one with a XEP-0334 ``<no-store/>`` hint: the sender asked that it not be stored, not even
+  for later delivery, so it is not; and since RFC 6121 §8.5.2.2.1 leaves a server that does not
+  store a chat/normal message only the error, the sender gets ``service-unavailable`` with a
+  text that says why (it is not lost without the sender knowing).
+
+``<no-permanent-store/>`` does not stop offline storage: XEP-0334 allows temporary storage "as a
+normal part of delivery"; only the archive leaves it out.
 """
 
 from __future__ import annotations
@@ -28,8 +43,9 @@ from hongyan.xmpp.errors import StanzaError, StreamError
 from hongyan.xmpp.parser import parse_element
 from hongyan.xmpp.stamps import xmpp_datetime
 
-CHATSTATES = "http://jabber.org/protocol/chatstates"
+CHATSTATES = NS.CHATSTATES
 HINTS = "urn:xmpp:hints"
+SID = "urn:xmpp:sid:0"
 
 MIGRATIONS = (
     Migration("offline", 1, (
@@ -42,6 +58,36 @@ MIGRATIONS = (
         "CREATE INDEX offline_messages_user ON offline_messages (username, id)",
     )),
 )
+
+NOT_STORED = StanzaError("service-unavailable", "the recipient is offline and the message asked "
+                         "not to be stored (XEP-0334 <no-store/>)")
+STORE, DROP, REFUSE = 0, 1, 2  # what offline storage does with a message (see disposition)
+
+
+def disposition(el: Element) -> int:
+    """What becomes of a chat/normal message for an unavailable account: ``STORE`` it for later
+    delivery, ``DROP`` it (a chat state alone) or ``REFUSE`` it (``<no-store/>``: the sender is
+    told). See the module docstring. One pass over the children, no allocation."""
+    no_store = store = state = other = False
+    for c in el.children:
+        if not isinstance(c, Element):
+            continue
+        ns = c.xmlns
+        if ns == HINTS:
+            if c.name == "no-store":
+                no_store = True
+            elif c.name == "store":
+                store = True
+        elif ns == CHATSTATES:
+            state = True
+        elif not (ns == SID or (ns == NS.CLIENT and c.name == "thread")):
+            other = True
+    if state and not (store or other):
+        return DROP
+    if no_store:
+        return REFUSE
+    return STORE
+
 
 class Offline(Module):
     name = "offline"
@@ -70,11 +116,12 @@ class Offline(Module):
     @hook(MessageUndeliverable)
     async def on_undeliverable(self, ev: MessageUndeliverable) -> bool:
         el = ev.stanza
-        children = list(el.elements)
-        if any(c.xmlns == HINTS and c.name == "no-store" for c in children):
+        verdict = disposition(el)
+        if verdict == REFUSE:
+            self.api.router.bounce(el, NOT_STORED)
             return True
-        if children and all(c.xmlns == CHATSTATES for c in children):
-            return True  # chat states alone are not worth keeping (XEP-0085 §5.6)
+        if verdict == DROP:
+            return True
         if await self.store(ev.to.local, [el]):
             self.api.router.bounce(el, StanzaError(
                 "service-unavailable", f"the offline storage of {ev.to} is full", type="wait"))
@@ -95,11 +142,14 @@ class Offline(Module):
                 keep, refused = stanzas[:room], stanzas[room:]
                 now = self.api.now()
                 rows = []
+                domain = self.api.domain
                 for el in keep:
                     stored = Element(el.name, el.xmlns, dict(el.attrs), list(el.children))
-                    stored.add("delay", NS.DELAY,
-                               {"from": self.api.domain, "stamp": xmpp_datetime(now)},
-                               "Offline Storage")
+                    if not any(c.xmlns == NS.DELAY and c.attrs.get("from") == domain
+                               for c in el.elements):  # not stamped by us before
+                        stored.add("delay", NS.DELAY,
+                                   {"from": domain, "stamp": xmpp_datetime(now)},
+                                   "Offline Storage")
                     rows.append((username, int(now), stored.to_str("")))
                 if len(rows) == 1:
                     await self.api.db.execute(

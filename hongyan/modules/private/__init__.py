@@ -1,9 +1,14 @@
 """XEP-0049 Private XML Storage: per-account XML fragments keyed by their element and namespace,
-readable and writable only by the account itself."""
+readable and writable only by the account itself.
+
+Another module may take over one fragment (:meth:`Private.provide`): the bookmarks module keeps
+``<storage xmlns='storage:bookmarks'/>`` in PEP (XEP-0402 compatibility) instead of here."""
 
 from __future__ import annotations
 
-from hongyan.server.module import Iq, Module, iq_handler
+from typing import Protocol
+
+from hongyan.server.module import Iq, Module, ModuleAPI, iq_handler
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, StreamError
@@ -21,10 +26,27 @@ def _check(el: Element) -> None:
         raise StanzaError("not-acceptable", f"namespace {el.xmlns!r} is reserved")
 
 
+class PrivateProvider(Protocol):
+    async def get_private(self, username: str) -> Element | None: ...
+    async def set_private(self, username: str, el: Element) -> None: ...
+
+
 class Private(Module):
     name = "private"
     xeps = {"0049": "1.2"}
     features = frozenset({NS.PRIVATE})
+
+    def __init__(self, api: ModuleAPI) -> None:
+        super().__init__(api)
+        self.providers: dict[str, PrivateProvider] = {}
+
+    def provide(self, xmlns: str, name: str, provider: PrivateProvider | None) -> None:
+        """Let ``provider`` store and produce the fragment ``{xmlns}name`` (None: stop)."""
+        key = f"{{{xmlns}}}{name}"
+        if provider is None:
+            self.providers.pop(key, None)
+        else:
+            self.providers[key] = provider
 
     @iq_handler(NS.PRIVATE, "query", "get", scope="self")
     async def on_get(self, iq: Iq) -> Element:
@@ -33,8 +55,14 @@ class Private(Module):
             raise StanzaError("bad-request", "ask for exactly one element")
         want = children[0]
         _check(want)
-        xml = await self.api.kv.get(iq.sender.local, NS.PRIVATE, _key(want))
         q = Element("query", NS.PRIVATE)
+        provider = self.providers.get(_key(want))
+        if provider is not None:
+            provided = await provider.get_private(iq.sender.local)
+            q.children.append(provided if provided is not None
+                              else Element(want.name, want.xmlns))
+            return iq.result(q)
+        xml = await self.api.kv.get(iq.sender.local, NS.PRIVATE, _key(want))
         found = None
         if xml is not None:
             try:
@@ -56,6 +84,10 @@ class Private(Module):
             if len(xml) > MAX_FRAGMENT:
                 raise StanzaError("not-acceptable", f"fragments are limited to {MAX_FRAGMENT}"
                                   " bytes")
+            provider = self.providers.get(_key(el))
+            if provider is not None:
+                await provider.set_private(iq.sender.local, el)
+                continue
             await self.api.kv.set(iq.sender.local, NS.PRIVATE, _key(el), xml)
         return iq.result()
 

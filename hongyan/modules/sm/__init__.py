@@ -7,11 +7,17 @@
   even when its old connection is still open (that one is closed), drops what ``h``
   acknowledged, answers ``<resumed/>`` and sends every unacknowledged stanza again, in order.
 * A session that ends without resumption (timeout, clean close, replaced, queue overflow) hands
-  its unacknowledged stanzas on: chat/normal messages with a body go to offline storage (the
-  offline module's ``MessageUndeliverable`` path, as RFC 6121 §8.5.2 rules for an unavailable
-  account), IQ get/set are answered with ``service-unavailable`` to their sender (XEP-0198 §5);
-  the rest (presence, chat states alone, errors, groupchat, headline) is stale and dropped, as
-  offline storage would drop it.
+  its unacknowledged stanzas on: chat/normal messages go to offline storage by the offline
+  module's own rule (:func:`~hongyan.modules.offline.disposition`: receipts, markers and
+  bodiless encrypted messages are kept, a chat state alone is dropped, a ``<no-store/>`` one is
+  bounced to its sender), as RFC 6121 §8.5.2 rules for an unavailable account; IQ get/set
+  are answered with ``service-unavailable`` to their sender (XEP-0198 §5); the rest (presence,
+  errors, groupchat, headline) is stale and dropped, as offline storage would drop it, and so
+  are carbon copies (XEP-0280: the original reached another of the user's resources).
+* A resumption id stays known for ``sm.resume_timeout`` seconds after its session ended (at
+  most ``_GONE_MAX`` of them, oldest forgotten first): a ``<resume/>`` naming it gets
+  ``<failed h='...'><item-not-found/></failed>`` with the count of stanzas the server had
+  handled (XEP-0198 1.6 §5), so the client knows which of its stanzas arrived.
 * We ask for acks (``<r/>``) every ``sm.request_every`` stanzas and, for sessions with something
   unacknowledged, on one module-wide sweep every ``sm.request_interval`` seconds: no timer per
   stanza or per session (one timer per *hibernated* session only).
@@ -28,10 +34,15 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-from hongyan.modules.offline import Offline
+from hongyan.modules.offline import NOT_STORED, REFUSE, STORE, Offline, disposition
 from hongyan.modules.sm.state import MOD, HandledCountTooHigh, SMState
 from hongyan.server.c2s import AUTHENTICATED, BOUND, CLOSED, C2SSession
-from hongyan.server.hooks import QueuedForResumption, SessionClosed, StreamFeatures
+from hongyan.server.hooks import (
+    QueuedForResumption,
+    SessionClosed,
+    SessionResumed,
+    StreamFeatures,
+)
 from hongyan.server.module import Module, ModuleAPI, hook
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
@@ -39,6 +50,8 @@ from hongyan.xmpp.errors import StanzaError, StreamError
 from hongyan.xmpp.parser import parse_element
 
 ERRORS_NS = NS.STANZAS
+CARBONS = "urn:xmpp:carbons:2"
+_GONE_MAX = 10_000  # ended resumption ids remembered for <failed h/>
 
 
 def _failed(condition: str, h: int | None = None) -> bytes:
@@ -78,6 +91,8 @@ class StreamManagement(Module):
         self.resume_timeout = cfg.resume_timeout
         self.resumable: dict[str, C2SSession] = {}  # resume id -> session (bound or hibernated)
         self.enabled: set[C2SSession] = set()
+        # resume id of an ended session -> (username, its h, when to forget it), oldest first
+        self.gone: dict[str, tuple[str, int, float]] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._offline: Offline | None = None
 
@@ -138,8 +153,14 @@ class StreamManagement(Module):
         old = self.resumable.get(el.attrs.get("previd", ""))
         sm = None if old is None else old.sm
         if old is None or sm is None or old.username != session.username:
-            # unknown, expired, or another account's: the client may bind afresh
-            session.send_nonza(_failed("item-not-found"))
+            # unknown, expired, or another account's: the client may bind afresh. For a session
+            # of this account that ended lately, h says which of its stanzas we handled.
+            gone = self.gone.get(el.attrs.get("previd", ""))
+            h = None
+            if (gone is not None and gone[0] == session.username
+                    and gone[2] > asyncio.get_running_loop().time()):
+                h = gone[1]
+            session.send_nonza(_failed("item-not-found", h))
             return
         try:
             sm.ack(_parse_h(el))
@@ -152,6 +173,9 @@ class StreamManagement(Module):
         held = old.csi.take() if old.csi is not None else []
         session.take_over(old)
         self.enabled.add(session)
+        hooks = self.api.hooks
+        if hooks.has(SessionResumed):
+            hooks.fire_sync(SessionResumed(session, old))
         session.send_nonza(Element("resumed", NS.SM, {"h": str(sm.h_in), "previd": sm.id}
                                    ).to_bytes(NS.CLIENT))
         for data in list(sm.queue or ()):
@@ -209,14 +233,28 @@ class StreamManagement(Module):
             sm.timer = None
         if sm.id and self.resumable.get(sm.id) is session:
             del self.resumable[sm.id]
+            if session.jid is not None:
+                self._remember(sm.id, session.jid.local, sm.h_in)
         unacked = sm.take_queue()
         if not unacked or session.jid is None:
             return
         await self._handle_unacked(session, unacked)
 
+    def _remember(self, rid: str, username: str, h: int) -> None:
+        gone = self.gone
+        now = asyncio.get_running_loop().time()
+        # oldest first (insertion order, one lifetime for all): drop the expired and the excess
+        while gone:
+            first = next(iter(gone))
+            if gone[first][2] > now and len(gone) < _GONE_MAX:
+                break
+            del gone[first]
+        gone[rid] = (username, h, now + self.resume_timeout)
+
     async def _handle_unacked(self, session: C2SSession, unacked: list[bytes]) -> None:
         assert session.jid is not None
         router = self.api.router
+        own = session.jid.bare_str
         messages: list[Element] = []
         for data in unacked:
             try:
@@ -231,9 +269,13 @@ class StreamManagement(Module):
                 continue
             if el.name != "message" or el.attrs.get("type", "normal") not in ("chat", "normal"):
                 continue
-            if el.find("body") is None:
-                continue  # chat states and receipts alone: nothing to keep (XEP-0160, XEP-0085)
-            messages.append(el)
+            if el.attrs.get("from") == own and any(c.xmlns == CARBONS for c in el.elements):
+                continue  # a carbon copy: the original reached another resource (or its sender)
+            verdict = disposition(el)  # the offline module's rule, as if it had come now
+            if verdict == STORE:
+                messages.append(el)
+            elif verdict == REFUSE:
+                router.bounce(el, NOT_STORED)
         if not messages:
             return
         # One batch under the offline store's per-user lock, taken before this coroutine first

@@ -1,0 +1,207 @@
+"""XEP-0163 Personal Eventing Protocol: a pubsub service on every account's bare JID, on the
+engine of the ``pubsub`` module (one implementation, two front ends).
+
+* Requests to an account's bare JID (its own or a contact's) go to the engine with the
+  account as the service; only the account creates and publishes; a node is created on first
+  publish, with the publish-options as its configuration (XEP-0060 §7.1.5). Default access
+  model ``presence``: the owner's contacts with a ``from``/``both`` subscription.
+* Notifications go to the node's explicit subscribers and to the available resources of the
+  owner and of each contact with a presence subscription whose entity capabilities
+  (XEP-0115) list ``<node>+notify``. Capabilities are read from the ``<c/>`` of each
+  session's broadcast presence; an unknown ``ver`` is asked of the client (disco#info), and
+  cached only when the hash verifies. When a session's interests become known (it came online,
+  or its capabilities changed) it gets the last item of each node it may read and asked for.
+* Cost when nobody uses PEP: one hook call per broadcast presence that looks for ``<c/>`` and
+  compares it with the session's last one; nothing on the message path.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from typing import Any
+
+from hongyan.modules.pep.caps import HASHES, interests, ver_hash
+from hongyan.modules.pubsub import PUBSUB, PubSubModule, Service
+from hongyan.modules.pubsub.engine import Node
+from hongyan.modules.pubsub.protocol import PEP_FEATURES, PUBSUB_OWNER
+from hongyan.modules.roster import Roster
+from hongyan.server.c2s import C2SSession
+from hongyan.server.hooks import AccountDeleted, InitialPresence, PresenceOutbound
+from hongyan.server.module import Iq, Module, hook, iq_handler
+from hongyan.xmpp import ns as NS
+from hongyan.xmpp.element import Element
+from hongyan.xmpp.jid import JID, JIDError
+
+_CAPS_KEY = "pep.caps"
+_INTERESTS = "pep.notify"
+#: verified capabilities kept in memory (distinct client versions are few)
+MAX_CAPS = 10_000
+
+
+def _interests(s: C2SSession) -> frozenset[str]:
+    data = s.data
+    if data is None:
+        return frozenset()
+    found: frozenset[str] = data.get(_INTERESTS, frozenset())
+    return found
+
+
+class Pep(Module):
+    name = "pep"
+    xeps = {"0163": "1.2.2"}
+    depends = ("roster", "pubsub")
+    account_features = frozenset({PUBSUB, *PEP_FEATURES})
+    account_identities = (("pubsub", "pep", ""),)
+
+    async def start(self) -> None:
+        self.roster = self.api.module(Roster)
+        pubsub = self.api.module(PubSubModule)
+        self.engine = pubsub.engine
+        self.protocol = pubsub.protocol
+        self.engine.presence_allowed = self._presence_allowed
+        self.engine.presence_targets = self._targets
+        #: "hash ver" -> the +notify interests of a verified capabilities hash
+        self.caps: dict[str, frozenset[str]] = {}
+
+    async def stop(self) -> None:
+        self.engine.presence_allowed = None
+        self.engine.presence_targets = None
+
+    # -- requests -------------------------------------------------------------------------------
+    @iq_handler(PUBSUB, "pubsub", "get", scope=("self", "bare"))
+    @iq_handler(PUBSUB, "pubsub", "set", scope=("self", "bare"))
+    @iq_handler(PUBSUB_OWNER, "pubsub", "get", scope=("self", "bare"))
+    @iq_handler(PUBSUB_OWNER, "pubsub", "set", scope=("self", "bare"))
+    async def on_pubsub(self, iq: Iq) -> Element:
+        svc = await self.engine.service(iq.to.bare_str, pep=True)
+        return iq.result(await self.protocol.handle(svc, iq.type, iq.payload, iq.sender))
+
+    # -- what the engine asks -------------------------------------------------------------------
+    async def _presence_allowed(self, svc: Service, bare: str) -> bool:
+        owner = svc.jid.split("@", 1)[0]
+        item = (await self.roster.items(owner)).get(bare)
+        return item is not None and item.has_from
+
+    async def _targets(self, svc: Service, node: Node) -> Iterable[str]:
+        owner = JID.parse(svc.jid)
+        name = node.name
+        out = [str(s.jid) for s in self.api.sessions.available(owner)
+               if s.jid is not None and name in _interests(s)]
+        for contact, item in (await self.roster.items(owner.local)).items():
+            if not item.has_from:
+                continue
+            try:
+                cj = JID.parse(contact)
+            except JIDError:
+                continue
+            if cj.domain != self.api.domain or not cj.local:
+                continue  # no federation yet: remote contacts get nothing
+            out.extend(str(s.jid) for s in self.api.sessions.available(cj)
+                       if s.jid is not None and name in _interests(s))
+        return out
+
+    # -- entity capabilities --------------------------------------------------------------------
+    @hook(PresenceOutbound, priority=10)
+    def on_presence(self, ev: PresenceOutbound) -> None:
+        if ev.to is not None or "type" in ev.stanza.attrs:
+            return
+        session = ev.session
+        c = ev.stanza.find("c", NS.CAPS)
+        key = None if c is None else f"{c.attrs.get('hash', '')} {c.attrs.get('ver', '')}"
+        if session.data is None:
+            session.data = {}
+        data: dict[str, Any] = session.data
+        if _CAPS_KEY in data and data[_CAPS_KEY] == key:
+            return
+        data[_CAPS_KEY] = key
+        if c is None or key is None:
+            data[_INTERESTS] = frozenset()
+            return
+        known = self.caps.get(key)
+        if known is not None:
+            data[_INTERESTS] = known
+            self.api.spawn(self._send_last(session, known))
+            return
+        data[_INTERESTS] = frozenset()
+        self.api.spawn(self._discover(session, c, key))
+
+    async def _discover(self, session: C2SSession, c: Element, key: str) -> None:
+        """Ask the client what its capabilities hash stands for (it is answered in its own
+        time: the presence that carried the hash is not held up)."""
+        if session.jid is None:
+            return
+        algo, ver = c.attrs.get("hash", ""), c.attrs.get("ver", "")
+        iq = Element("iq", attrs={"type": "get", "id": "caps-" + secrets.token_hex(6),
+                                  "from": self.api.domain, "to": str(session.jid)})
+        q = iq.add("query", NS.DISCO_INFO)
+        if c.attrs.get("node"):
+            q.attrs["node"] = f"{c.attrs['node']}#{ver}"
+        try:
+            reply = await self.api.request(iq, timeout=30)
+        except TimeoutError:
+            return
+        info = reply.find("query", NS.DISCO_INFO)
+        if reply.attrs.get("type") != "result" or info is None:
+            return
+        found = interests(info)
+        if algo in HASHES and ver_hash(info, algo) == ver:
+            if len(self.caps) >= MAX_CAPS:
+                self.caps.pop(next(iter(self.caps)))
+            self.caps[key] = found
+        else:
+            self.log.info("capabilities of %s do not verify; used for that session only",
+                          session.jid)
+        data = session.data
+        if data is None or data.get(_CAPS_KEY) != key:
+            return  # newer capabilities came meanwhile
+        data[_INTERESTS] = found
+        await self._send_last(session, found)
+
+    async def _send_last(self, session: C2SSession, wanted: frozenset[str]) -> None:
+        """The last item of each node the session asked for, of the account itself and of the
+        contacts it is subscribed to (XEP-0163 §4.3.3)."""
+        if not wanted or session.jid is None:
+            return
+        engine = self.engine
+        user = session.jid.bare_str
+        services = [user] if user in engine.known else []
+        for contact, item in (await self.roster.items(session.jid.local)).items():
+            if item.has_to and contact in engine.known:
+                services.append(contact)
+        for sj in services:
+            svc = await engine.service(sj, pep=True)
+            for name in sorted(wanted & svc.nodes.keys()):
+                node = svc.nodes[name]
+                if node.last is None or \
+                        node.config.send_last_published_item != "on_sub_and_presence":
+                    continue
+                if await engine.may_access(svc, node, user) is None:
+                    engine.send_last(svc, node, [str(session.jid)])
+
+    @hook(InitialPresence)
+    async def on_online(self, ev: InitialPresence) -> None:
+        """Explicit subscriptions (XEP-0060 §6.1) of the user coming online: the last item of
+        each node whose configuration says ``on_sub_and_presence``."""
+        session = ev.session
+        if session.jid is None:
+            return
+        bare, full = session.jid.bare_str, str(session.jid)
+        engine = self.engine
+        for service, name in sorted(engine.by_subscriber.get(bare, ())):
+            svc = await engine.service(service, pep="@" in service)
+            node = svc.nodes.get(name)
+            if node is None or node.last is None or \
+                    node.config.send_last_published_item != "on_sub_and_presence":
+                continue
+            if (bare in node.subscriptions or full in node.subscriptions) and \
+                    await engine.may_access(svc, node, bare) is None:
+                engine.send_last(svc, node, [full])
+
+    # -- life cycle -----------------------------------------------------------------------------
+    @hook(AccountDeleted)
+    async def on_deleted(self, ev: AccountDeleted) -> None:
+        await self.engine.drop_service(f"{ev.username}@{self.api.domain}")
+
+
+MODULE = Pep

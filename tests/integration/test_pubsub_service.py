@@ -1,0 +1,152 @@
+"""The XEP-0060 service at pubsub.localhost over real sockets, on SQLite and PostgreSQL, driven
+by slixmpp's xep_0060 plugin: the same engine as PEP behind a component front end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.integration.conftest import Harness
+from tests.integration.pepkit import (
+    EVENT,
+    PUBSUB,
+    error_of,
+    item_ids,
+    options,
+    pep_client,
+    raw,
+    tune,
+)
+
+SERVICE = "pubsub.localhost"
+NODE = "princely_musings"
+DISCO_INFO = "http://jabber.org/protocol/disco#info"
+DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
+
+
+def features_of(res: Any) -> set[str]:
+    return {f.get("var") for f in res.xml.iter(f"{{{DISCO_INFO}}}feature")}
+
+
+async def test_discovery(harness: Harness) -> None:
+    hamlet, _ = await pep_client(harness, "hamlet")
+    items = await hamlet.plugin["xep_0030"].get_items(jid="localhost")
+    assert SERVICE in {i.get("jid") for i in items.xml.iter(f"{{{DISCO_ITEMS}}}item")}
+    info = await hamlet.plugin["xep_0030"].get_info(jid=SERVICE)
+    identities = {(i.get("category"), i.get("type")) for i in info.xml.iter(
+        f"{{{DISCO_INFO}}}identity")}
+    assert identities == {("pubsub", "service")}
+    features = features_of(info)
+    for f in ("create-nodes", "instant-nodes", "config-node", "delete-nodes", "publish",
+              "subscribe", "retrieve-items", "retract-items", "modify-affiliations",
+              "retrieve-affiliations", "retrieve-subscriptions", "access-open",
+              "access-whitelist", "persistent-items"):
+        assert f"{PUBSUB}#{f}" in features, f
+    # PEP-only features are not claimed here
+    assert f"{PUBSUB}#access-presence" not in features
+    assert f"{PUBSUB}#auto-create" in features
+
+
+async def test_node_life_cycle(harness: Harness) -> None:
+    hamlet, _ = await pep_client(harness, "hamlet")
+    horatio, horatio_ev = await pep_client(harness, "horatio")
+    h60, o60 = hamlet.plugin["xep_0060"], horatio.plugin["xep_0060"]
+    await h60.create_node(SERVICE, NODE)
+    res = await h60.get_node_config(SERVICE, NODE)
+    values = {f.get("var"): f.findtext("{jabber:x:data}value")
+              for f in res.xml.find(".//{jabber:x:data}x")}
+    assert values["pubsub#access_model"] == "open"
+    await h60.set_node_config(SERVICE, NODE, options({"pubsub#max_items": "10",
+                                                      "pubsub#title": "Musings"},
+                                                     PUBSUB + "#node_config"))
+    # the node is listed with its title
+    items = await horatio.plugin["xep_0030"].get_items(jid=SERVICE)
+    assert [(i.get("node"), i.get("name")) for i in items.xml.iter(f"{{{DISCO_ITEMS}}}item")] \
+        == [(NODE, "Musings")]
+    sub = await o60.subscribe(SERVICE, NODE)
+    assert sub.xml.find(f".//{{{PUBSUB}}}subscription").get("subscription") == "subscribed"
+    await h60.publish(SERVICE, NODE, id="ae890ac52d0df67ed7cfdf51b644e901",
+                      payload=tune("To be, or not to be"))
+    ev = await horatio_ev.next()
+    assert ev.get("from") == SERVICE
+    assert ev.find(f".//{{{EVENT}}}item").get("id") == "ae890ac52d0df67ed7cfdf51b644e901"
+    assert item_ids(await o60.get_items(SERVICE, NODE)) == ["ae890ac52d0df67ed7cfdf51b644e901"]
+    subs = await o60.get_subscriptions(SERVICE)
+    assert [s.get("node") for s in subs.xml.iter(f"{{{PUBSUB}}}subscription")] == [NODE]
+    affs = await h60.get_affiliations(SERVICE)
+    assert [(a.get("node"), a.get("affiliation")) for a in
+            affs.xml.iter(f"{{{PUBSUB}}}affiliation")] == [(NODE, "owner")]
+    # a publisher affiliation lets horatio publish
+    await h60.modify_affiliations(SERVICE, NODE, [("horatio@localhost", "publisher")])
+    await o60.publish(SERVICE, NODE, id="h1", payload=tune("There are more things"))
+    await horatio_ev.next()
+    await h60.retract(SERVICE, NODE, "h1", notify=True)
+    assert (await horatio_ev.next()).find(f".//{{{EVENT}}}retract").get("id") == "h1"
+    # it survives a restart
+    await harness.restart()
+    hamlet, _ = await pep_client(harness, "hamlet", create=False)
+    horatio, horatio_ev = await pep_client(harness, "horatio", create=False)
+    # coming online, the subscriber gets the last item (send_last_published_item)
+    assert (await horatio_ev.next()).find(f".//{{{EVENT}}}item").get("id") == \
+        "ae890ac52d0df67ed7cfdf51b644e901"
+    h60 = hamlet.plugin["xep_0060"]
+    assert item_ids(await h60.get_items(SERVICE, NODE)) == ["ae890ac52d0df67ed7cfdf51b644e901"]
+    await h60.delete_node(SERVICE, NODE)
+    assert (await horatio_ev.next()).find(f".//{{{EVENT}}}delete").get("node") == NODE
+    gone = await raw(hamlet, SERVICE, f"<pubsub xmlns='{PUBSUB}'><items node='{NODE}'/></pubsub>")
+    assert error_of(gone)[0] == "item-not-found"
+
+
+async def test_instant_node_and_publish_autocreate(harness: Harness) -> None:
+    hamlet, _ = await pep_client(harness, "hamlet")
+    res = await raw(hamlet, SERVICE, f"<pubsub xmlns='{PUBSUB}'><create/></pubsub>", "set")
+    name = res.xml.find(f".//{{{PUBSUB}}}create").get("node")
+    assert name
+    await hamlet.plugin["xep_0060"].publish(SERVICE, "auto", id="1", payload=tune("x"))
+    owned = await hamlet.plugin["xep_0060"].get_affiliations(SERVICE)
+    assert {a.get("node") for a in owned.xml.iter(f"{{{PUBSUB}}}affiliation")} == {name, "auto"}
+
+
+async def test_bad_input(harness: Harness) -> None:
+    hamlet, _ = await pep_client(harness, "hamlet")
+    horatio, _ = await pep_client(harness, "horatio")
+    await hamlet.plugin["xep_0060"].create_node(SERVICE, NODE)
+    publish = (f"<pubsub xmlns='{PUBSUB}'><publish node='{NODE}'><item id='x'>"
+               "<tune xmlns='http://jabber.org/protocol/tune'/></item></publish></pubsub>")
+    assert error_of(await raw(horatio, SERVICE, publish, "set"))[0] == "forbidden"
+    configure = f"<pubsub xmlns='{PUBSUB}#owner'><configure node='{NODE}'/></pubsub>"
+    assert error_of(await raw(horatio, SERVICE, configure))[0] == "forbidden"
+    delete = f"<pubsub xmlns='{PUBSUB}#owner'><delete node='{NODE}'/></pubsub>"
+    assert error_of(await raw(horatio, SERVICE, delete, "set"))[0] == "forbidden"
+    create = f"<pubsub xmlns='{PUBSUB}'><create node='{NODE}'/></pubsub>"
+    assert error_of(await raw(horatio, SERVICE, create, "set"))[0] == "conflict"
+    missing = f"<pubsub xmlns='{PUBSUB}'><items node='nowhere'/></pubsub>"
+    assert error_of(await raw(horatio, SERVICE, missing))[0] == "item-not-found"
+    # subscribing someone else
+    other = (f"<pubsub xmlns='{PUBSUB}'><subscribe node='{NODE}' jid='hamlet@localhost'/>"
+             "</pubsub>")
+    assert error_of(await raw(horatio, SERVICE, other, "set"))[:2] == ("bad-request",
+                                                                     "invalid-jid")
+    # whitelist: closed to non-members
+    await hamlet.plugin["xep_0060"].set_node_config(SERVICE, NODE, options(
+        {"pubsub#access_model": "whitelist"}, PUBSUB + "#node_config"))
+    sub = (f"<pubsub xmlns='{PUBSUB}'><subscribe node='{NODE}' jid='horatio@localhost'/>"
+           "</pubsub>")
+    assert error_of(await raw(horatio, SERVICE, sub, "set"))[:2] == ("not-allowed",
+                                                                   "closed-node")
+    # the presence access model exists only in PEP
+    res = await raw(hamlet, SERVICE, f"<pubsub xmlns='{PUBSUB}#owner'><configure node='{NODE}'>"
+                    "<x xmlns='jabber:x:data' type='submit'><field var='pubsub#access_model'>"
+                    "<value>presence</value></field></x></configure></pubsub>", "set")
+    assert error_of(res)[0] == "not-acceptable"
+
+
+async def test_service_can_be_switched_off_and_pep_stays(harness: Harness) -> None:
+    await harness.stop_node()
+    await harness.start(extra="[pubsub]\nservice = false\n")
+    hamlet, _ = await pep_client(harness, "hamlet")
+    items = await hamlet.plugin["xep_0030"].get_items(jid="localhost")
+    assert SERVICE not in {i.get("jid") for i in items.xml.iter(f"{{{DISCO_ITEMS}}}item")}
+    res = await raw(hamlet, SERVICE, f"<query xmlns='{DISCO_INFO}'/>")
+    assert error_of(res)[0] == "remote-server-not-found"
+    await hamlet.plugin["xep_0060"].publish(None, NODE, id="1", payload=tune("still PEP"))
+    assert item_ids(await hamlet.plugin["xep_0060"].get_items("hamlet@localhost", NODE)) == ["1"]
