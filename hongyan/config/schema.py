@@ -126,6 +126,9 @@ class MucSection(Section):
     max_users: int = Field(200, ge=1, le=100000, description="default and upper bound of a "
                            "room's muc#roomconfig_maxusers")
     max_rooms_per_user: int = Field(100, ge=1, description="rooms one user may own")
+    archive: bool = Field(True, description="whether a new room archives its messages "
+                          "(XEP-0313 on the room; its owner may change it). Writes are "
+                          "batched with the [mam] flush settings")
 
     @field_validator("host")
     @classmethod

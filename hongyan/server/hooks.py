@@ -237,3 +237,21 @@ class StreamFeatures:
 
     session: C2SSession
     features: Element
+
+
+@dataclass(slots=True)
+class MucMemberMissedMessage:
+    """A groupchat message with a body that a persistent members-only room broadcast while
+    ``member_bare_jid`` (affiliation member, admin or owner) had no resource in the room: what
+    a push service notifies about (XEP-0357). The member gets the message itself from the
+    room's archive (XEP-0313) when its client catches up. Sync hook: a handler must not await
+    (it queues its work), and must not change ``stanza``, which is shared by every handler and
+    every member; ``body`` is its text."""
+
+    SYNC: ClassVar[bool] = True
+
+    room_jid: JID
+    member_bare_jid: JID
+    sender_nick: str
+    body: str
+    stanza: Element

@@ -30,6 +30,7 @@ DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 DATA = "jabber:x:data"
 STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 OCCUPANT_ID = "urn:xmpp:occupant-id:0"
+MAM = "urn:xmpp:mam:2"
 C = "{jabber:client}"
 
 
@@ -140,7 +141,7 @@ async def test_instant_room_locked_until_configured_then_discoverable(harness: H
     crone = await witch(harness, "crone")
     wiccan = await witch(harness, "wiccan")
     pres = await crone.join(ROOM, "firstwitch")
-    assert codes(pres) == {"110", "201"}
+    assert codes(pres) == {"110", "201", "170"}  # 170: its messages are archived
     assert item(pres)["affiliation"] == "owner" and item(pres)["role"] == "moderator"
     # Locked: nobody else enters before the owner configures it (XEP-0045 §10.1.1).
     assert await wiccan.join_error(ROOM, "secondwitch") == "item-not-found"
@@ -149,7 +150,7 @@ async def test_instant_room_locked_until_configured_then_discoverable(harness: H
                                "</query>", "set")
     assert res.get("type") == "result"
     pres = await wiccan.join(ROOM, "secondwitch")
-    assert codes(pres) == {"110"}
+    assert codes(pres) == {"110", "170"}
     assert item(pres) == {"affiliation": "none", "role": "participant", "jid": wiccan.jid}
     # Service discovery: the server lists the service, the service lists the room.
     items = await crone.iq("localhost", f"<query xmlns='{DISCO_ITEMS}'/>")
@@ -164,7 +165,8 @@ async def test_instant_room_locked_until_configured_then_discoverable(harness: H
     assert features(info) == {MUC, DISCO_INFO, DISCO_ITEMS, OCCUPANT_ID,
                               MUC + "#self-ping-optimization", "muc_temporary", "muc_public",
                               "muc_open", "muc_unmoderated", "muc_semianonymous",
-                              "muc_unsecured"}
+                              "muc_unsecured", MAM, MAM + "#extended", "urn:xmpp:sid:0",
+                              "jabber:iq:register", MUC + "#request"}
     form = info.find(f"{{{DISCO_INFO}}}query/{{{DATA}}}x")
     fields = {f.get("var"): f.findtext(f"{{{DATA}}}value") for f in form}
     assert fields["FORM_TYPE"] == "http://jabber.org/protocol/muc#roominfo"
@@ -302,7 +304,7 @@ async def test_join_order_messages_subject_and_leave(harness: Harness) -> None:
     assert first.get("from") == f"{ROOM}/firstwitch"
     assert item(first)["jid"] == crone.jid
     own = await wiccan.expect(lambda el: el.tag == f"{C}presence")
-    assert own.get("from") == f"{ROOM}/secondwitch" and codes(own) == {"110", "100"}
+    assert own.get("from") == f"{ROOM}/secondwitch" and codes(own) == {"110", "100", "170"}
     subj = await wiccan.expect(lambda el: el.tag == f"{C}message")
     assert subj.findtext(f"{C}subject") == "Fire burn"
     assert subj.get("from") == f"{ROOM}/firstwitch"
@@ -363,8 +365,9 @@ async def test_history_on_join(harness: Harness) -> None:
     assert await history("a4", seconds=3600) == ["m0", "m1", "m2", "m3", "m4"]
     assert await history("a5", since=datetime.datetime.now(datetime.UTC)
                          + datetime.timedelta(seconds=60)) == []
+    # One message: its text, occupant-id and stanza-id, and little more.
     one = len(f"<message from='{ROOM}/firstwitch' type='groupchat'><body>m4</body>")
-    got = await history("a6", maxchars=one + 100)
+    got = await history("a6", maxchars=one + 250)
     assert got == ["m4"]
 
 
@@ -495,6 +498,161 @@ async def test_kick_ban_voice_and_affiliation_lists(harness: Harness) -> None:
     with pytest.raises(IqError) as exc:
         await crone.muc.set_affiliation(ROOM, "none", jid="crone@localhost")
     assert exc.value.iq["error"]["condition"] == "conflict"
+
+
+async def test_voice_request_approved_by_a_moderator(harness: Harness) -> None:
+    """XEP-0045 §7.13 and §8.6: a visitor asks for voice, the moderators get a form, one
+    approves it by submitting it back."""
+    crone = await witch(harness, "crone")
+    wiccan = await witch(harness, "wiccan")
+    await crone.create(ROOM, "firstwitch", moderatedroom="1")
+    await wiccan.join(ROOM, "secondwitch")
+    wiccan.muc.request_voice(ROOM, "participant")
+    req = await crone.expect(lambda el: el.find(f"{{{DATA}}}x") is not None)
+    assert req.get("from") == ROOM
+    form = req.find(f"{{{DATA}}}x")
+    fields = {f.get("var"): f.findtext(f"{{{DATA}}}value")
+              for f in form.iter(f"{{{DATA}}}field")}
+    assert fields == {"FORM_TYPE": MUC + "#request", "muc#role": "participant",
+                      "muc#jid": wiccan.jid, "muc#roomnick": "secondwitch",
+                      "muc#request_allow": "false"}
+    # A visitor cannot approve requests.
+    approve = (f"<message to='{ROOM}' id='ap'><x xmlns='{DATA}' type='submit'>"
+               f"<field var='FORM_TYPE'><value>{MUC}#request</value></field>"
+               "<field var='muc#role'><value>participant</value></field>"
+               "<field var='muc#roomnick'><value>secondwitch</value></field>"
+               "<field var='muc#request_allow'><value>true</value></field></x></message>")
+    wiccan.send(approve)
+    err = await wiccan.expect(lambda el: el.get("id") == "ap")
+    assert condition(err) == "forbidden"
+    crone.send(approve)
+    granted = await wiccan.expect(is_presence(f"{ROOM}/secondwitch"))
+    assert item(granted)["role"] == "participant"
+    wiccan.send(f"<message to='{ROOM}' type='groupchat'><body>thanks</body></message>")
+    await crone.expect(is_message(f"{ROOM}/secondwitch", "thanks"))
+    # Not in the room: not-acceptable.
+    hag = await witch(harness, "hag")
+    hag.send(f"<message to='{ROOM}' id='vr'><x xmlns='{DATA}' type='submit'>"
+             f"<field var='FORM_TYPE'><value>{MUC}#request</value></field></x></message>")
+    err = await hag.expect(lambda el: el.get("id") == "vr")
+    assert condition(err) == "not-acceptable"
+
+
+async def test_registration_with_a_room(harness: Harness) -> None:
+    """XEP-0045 §7.10: jabber:iq:register on the room reserves a nick and makes a member."""
+    reg = "jabber:iq:register"
+    crone = await witch(harness, "crone")
+    wiccan = await witch(harness, "wiccan")
+    hag = await witch(harness, "hag")
+    await crone.create(ROOM, "firstwitch", persistentroom="1")
+    res = await wiccan.iq(ROOM, f"<query xmlns='{reg}'/>")
+    form = res.find(f"{{{reg}}}query/{{{DATA}}}x")
+    fields = {f.get("var"): f.findtext(f"{{{DATA}}}value") for f in form
+              if f.tag == f"{{{DATA}}}field"}
+    assert fields == {"FORM_TYPE": MUC + "#register", "muc#register_roomnick": None}
+
+    def submit(nick: str) -> str:
+        return (f"<query xmlns='{reg}'><x xmlns='{DATA}' type='submit'>"
+                f"<field var='FORM_TYPE'><value>{MUC}#register</value></field>"
+                f"<field var='muc#register_roomnick'><value>{nick}</value></field></x></query>")
+
+    res = await wiccan.iq(ROOM, submit("hecate"), "set")
+    assert res.get("type") == "result"
+    res = await wiccan.iq(ROOM, f"<query xmlns='{reg}'/>")
+    q = res.find(f"{{{reg}}}query")
+    assert q.find(f"{{{reg}}}registered") is not None
+    assert q.findtext(f"{{{reg}}}username") == "hecate"
+    assert await crone.muc.get_affiliation_list(ROOM, "member") == [JID("wiccan@localhost")]
+    # The nick is reserved: another user may not take it, nor register it.
+    assert await hag.join_error(ROOM, "hecate") == "conflict"
+    res = await hag.iq(ROOM, submit("hecate"), "set")
+    assert condition(res) == "conflict"
+    res = await hag.iq(ROOM, submit(""), "set")
+    assert condition(res) == "not-acceptable"
+    res = await hag.iq(ROOM, f"<query xmlns='{reg}'/>", "set")
+    assert condition(res) == "bad-request"
+    # It survives a restart with the room.
+    await harness.restart()
+    crone = await witch(harness, "crone")
+    wiccan = await witch(harness, "wiccan")
+    hag = await witch(harness, "hag")
+    res = await wiccan.iq(ROOM, f"<query xmlns='{DISCO_INFO}' node='x-roomuser-item'/>")
+    assert res.find(f"{{{DISCO_INFO}}}query/{{{DISCO_INFO}}}identity").get("name") == "hecate"
+    # A members-only room: closed to newcomers unless its owner allows registration.
+    await crone.join(ROOM, "firstwitch")
+    form = await crone.muc.get_room_config(ROOM)
+    form.field["muc#roomconfig_membersonly"]["value"] = True
+    await crone.muc.set_room_config(ROOM, form)
+    res = await hag.iq(ROOM, f"<query xmlns='{reg}'/>")
+    assert condition(res) == "not-allowed"
+    res = await hag.iq(ROOM, submit("maiden"), "set")
+    assert condition(res) == "not-allowed"
+    res = await wiccan.iq(ROOM, submit("hecate2"), "set")  # a member changes its nick
+    assert res.get("type") == "result"
+    form = await crone.muc.get_room_config(ROOM)
+    form.field["hongyan#roomconfig_allowregister"]["value"] = True
+    await crone.muc.set_room_config(ROOM, form)
+    res = await hag.iq(ROOM, submit("maiden"), "set")
+    assert res.get("type") == "result"
+    pres = await hag.join(ROOM, "maiden")
+    assert item(pres)["affiliation"] == "member"
+    # Unregistering gives the membership up; banned users may not register.
+    res = await hag.iq(ROOM, f"<query xmlns='{reg}'><remove/></query>", "set")
+    assert res.get("type") == "result"
+    out = await hag.expect(is_presence(f"{ROOM}/maiden", "unavailable"))
+    assert "321" in codes(out)
+    await crone.muc.set_affiliation(ROOM, "outcast", jid="hag@localhost")
+    res = await hag.iq(ROOM, submit("maiden"), "set")
+    assert condition(res) == "forbidden"
+
+
+async def test_fan_out_respects_the_recipients_blocklist(harness: Harness) -> None:
+    crone = await witch(harness, "crone")
+    wiccan = await witch(harness, "wiccan")
+    hag = await witch(harness, "hag")
+    await crone.create(ROOM, "firstwitch")
+    await wiccan.join(ROOM, "secondwitch")
+    await hag.join(ROOM, "thirdwitch")
+    block = "urn:xmpp:blocking"
+    # Wiccan blocks an occupant JID (and stays in the room: the unavailable presence blocking
+    # sends to it is not a leave), Hag blocks Crone's real JID.
+    await wiccan.iq("wiccan@localhost", f"<block xmlns='{block}'><item jid='{ROOM}/firstwitch'/>"
+                                        "</block>", "set")
+    await hag.iq("hag@localhost", f"<block xmlns='{block}'><item jid='crone@localhost'/>"
+                                  "</block>", "set")
+    crone.send(f"<message to='{ROOM}' type='groupchat'><body>unheard</body></message>")
+    await crone.expect(is_message(body="unheard"))
+    await wiccan.quiet(is_message(body="unheard"))
+    await hag.quiet(is_message(body="unheard"))
+    wiccan.send(f"<message to='{ROOM}' type='groupchat'><body>heard</body></message>")
+    for w in (crone, wiccan, hag):
+        await w.expect(is_message(f"{ROOM}/secondwitch", "heard"))
+    # A private message to someone who blocks the sender: refused, the block not revealed.
+    crone.send(f"<message to='{ROOM}/thirdwitch' type='chat' id='pm1'><body>psst</body>"
+               "</message>")
+    err = await crone.expect(lambda el: el.get("id") == "pm1")
+    assert condition(err) == "service-unavailable"
+    await hag.quiet(is_message(body="psst"))
+    # Unblocked: the fan-out reaches everyone again.
+    await wiccan.iq("wiccan@localhost", f"<unblock xmlns='{block}'/>", "set")
+    await hag.iq("hag@localhost", f"<unblock xmlns='{block}'/>", "set")
+    crone.send(f"<message to='{ROOM}' type='groupchat'><body>again</body></message>")
+    for w in (wiccan, hag):
+        await w.expect(is_message(f"{ROOM}/firstwitch", "again"))
+
+
+async def test_non_members_leave_when_a_room_becomes_members_only(harness: Harness) -> None:
+    crone = await witch(harness, "crone")
+    wiccan = await witch(harness, "wiccan")
+    await crone.create(ROOM, "firstwitch")
+    await wiccan.join(ROOM, "secondwitch")
+    form = await crone.muc.get_room_config(ROOM)
+    form.field["muc#roomconfig_membersonly"]["value"] = True
+    await crone.muc.set_room_config(ROOM, form)
+    out = await wiccan.expect(is_presence(f"{ROOM}/secondwitch", "unavailable"))
+    assert codes(out) == {"322", "110"}
+    seen = await crone.expect(is_presence(f"{ROOM}/secondwitch", "unavailable"))
+    assert codes(seen) == {"322"}
 
 
 # -- bad input -----------------------------------------------------------------------------------

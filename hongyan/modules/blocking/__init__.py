@@ -64,6 +64,18 @@ class Blocking(Module):
         self._enforcement.set(False)
         await super().stop()
 
+    # -- public API -----------------------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        """Whether any user has a non-empty blocklist (if not, nothing needs checking)."""
+        return self._enforcement.active
+
+    def blocks(self, username: str, jid: JID) -> bool:
+        """Whether the local user ``username`` blocks ``jid`` (for stanzas that do not pass
+        the router's StanzaInbound hook, such as a room's fan-out)."""
+        blocked = self.lists.get(username)
+        return blocked is not None and matches(blocked, jid)
+
     # -- enforcement ----------------------------------------------------------------------------
     def _enforce(self) -> None:
         self._enforcement.set(any(self.lists.values()))

@@ -27,22 +27,18 @@ import json
 from dataclasses import dataclass, field
 from functools import partial
 
+from hongyan.modules.mam import query
+from hongyan.modules.mam.query import MAM, MAM_EXTENDED
 from hongyan.modules.roster import Roster
 from hongyan.server.hooks import AccountDeleted, StanzaInbound
 from hongyan.server.module import Iq, Module, ModuleAPI, hook, iq_handler
 from hongyan.storage.migrations import Migration
 from hongyan.xmpp import ns as NS
-from hongyan.xmpp.element import Element, escape_attr
+from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError
 from hongyan.xmpp.jid import JID, JIDError
-from hongyan.xmpp.stamps import parse_xmpp_datetime, xmpp_datetime
 
-MAM = "urn:xmpp:mam:2"
-MAM_EXTENDED = "urn:xmpp:mam:2#extended"
 SID = "urn:xmpp:sid:0"
-RSM = "http://jabber.org/protocol/rsm"
-XDATA = "jabber:x:data"
-FORWARD = "urn:xmpp:forward:0"
 HINTS = "urn:xmpp:hints"
 CHATSTATES = "http://jabber.org/protocol/chatstates"
 
@@ -56,9 +52,6 @@ ARCHIVABLE_NS = frozenset({
     "urn:xmpp:message-correct:0", "urn:xmpp:message-retract:1", "urn:xmpp:message-retract:0",
     "urn:xmpp:reactions:0", "jabber:x:oob", "urn:xmpp:jingle-message:0",
 })
-FIELDS = frozenset({"FORM_TYPE", "with", "start", "end", "before-id", "after-id", "ids"})
-MAX_IDS = 250
-COUNT_LIMIT = 1_000
 
 MIGRATIONS = (
     Migration("mam", 1, (
@@ -90,6 +83,14 @@ class Prefs:
     default: str
     always: set[str] = field(default_factory=set)
     never: set[str] = field(default_factory=set)
+
+
+def _with_peer(peer: JID) -> list[tuple[str, object]]:
+    """``with`` on a user archive: a bare JID is every resource, a full JID only that one."""
+    conds: list[tuple[str, object]] = [("peer=?", peer.bare_str)]
+    if peer.resource:
+        conds.append(("peer_res=?", peer.resource))
+    return conds
 
 
 def _matches(jids: set[str], peer: JID) -> bool:
@@ -288,172 +289,35 @@ class Mam(Module):
                 "DELETE FROM mam_messages WHERE owner=? AND id<?", username, cutoff)
         return removed
 
-    # -- queries --------------------------------------------------------------------------------
+    # -- queries (parsing, paging and results: :mod:`.query`, shared with room archives) -------
     @iq_handler(MAM, "query", "get", scope=("self", "bare"))
     def on_form(self, iq: Iq) -> Element:
         self._own(iq)
-        q = Element("query", MAM)
-        x = q.add("x", XDATA, {"type": "form"})
-        x.add("field", XDATA, {"var": "FORM_TYPE", "type": "hidden"}).add("value", text=MAM)
-        x.add("field", XDATA, {"var": "with", "type": "jid-single"})
-        x.add("field", XDATA, {"var": "start", "type": "text-single"})
-        x.add("field", XDATA, {"var": "end", "type": "text-single"})
-        x.add("field", XDATA, {"var": "before-id", "type": "text-single"})
-        x.add("field", XDATA, {"var": "after-id", "type": "text-single"})
-        x.add("field", XDATA, {"var": "ids", "type": "text-multi"})
-        return iq.result(q)
+        return iq.result(query.form_element())
 
     @staticmethod
     def _own(iq: Iq) -> None:
         if iq.to.local != iq.sender.local:
             raise StanzaError("forbidden", "you may only query your own archive")
 
-    @staticmethod
-    def _form(query: Element) -> dict[str, list[str]]:
-        x = query.find("x", XDATA)
-        if x is None:
-            return {}
-        if x.attrs.get("type", "submit") != "submit":
-            raise StanzaError("bad-request", "the form must be of type submit")
-        out: dict[str, list[str]] = {}
-        for f in x.find_all("field", XDATA):
-            var = f.attrs.get("var", "")
-            if var not in FIELDS:
-                raise StanzaError("bad-request", f"unknown field {var!r}")
-            out[var] = [v.text for v in f.find_all("value", XDATA)]
-        ftype = out.pop("FORM_TYPE", [MAM])
-        if ftype != [MAM]:
-            raise StanzaError("bad-request", "FORM_TYPE must be urn:xmpp:mam:2")
-        for var, values in out.items():
-            if var != "ids" and len(values) != 1:
-                raise StanzaError("bad-request", f"field {var!r} needs exactly one value")
-        return out
-
-    @staticmethod
-    def _int_id(text: str) -> int:
-        t = text.strip()
-        if not t.isdigit() or len(t) > 18:
-            raise StanzaError("item-not-found", f"no archived message {text!r}")
-        return int(t)
-
-    async def _exists(self, owner: str, text: str) -> int:
-        mid = self._int_id(text)
-        if await self.api.db.fetchone(
-                "SELECT 1 FROM mam_messages WHERE owner=? AND id=?", owner, mid) is None:
-            raise StanzaError("item-not-found", f"no archived message {text!r}")
-        return mid
-
     @iq_handler(MAM, "query", "set", scope=("self", "bare"))
     async def on_query(self, iq: Iq) -> Element:
         self._own(iq)
         owner = iq.sender.local
-        query = iq.payload
-        form = self._form(query)
-        rsm = query.find("set", RSM)
-        max_n = self._max_page
-        after = before = None
-        if rsm is not None:
-            text = rsm.find_text("max", RSM)
-            if text is not None:
-                if not text.strip().isdigit():
-                    raise StanzaError("bad-request", "RSM max must be a number")
-                max_n = min(int(text), self._max_page)
-            after = rsm.find_text("after", RSM)
-            before = rsm.find_text("before", RSM)
-            if after is not None and before is not None:
-                raise StanzaError("bad-request", "RSM after and before together")
+        q = iq.payload
+        form = query.parse_form(q)
+        max_n, after, before = query.parse_rsm(q, self._max_page)
         await self.flush()
         rows, complete, count = await self.page(owner, form, max_n, after, before)
-        flip = query.find("flip-page", MAM) is not None
-        session = iq.session
-        if session is not None and session.jid is not None:
-            head = (f"<message xmlns='jabber:client' to='{escape_attr(str(session.jid))}'>"
-                    f"<result xmlns='{MAM}' id='")
-            qid = query.attrs.get("queryid")
-            qattr = f" queryid='{escape_attr(qid)}'" if qid is not None else ""
-            for mid, xml in (reversed(rows) if flip else rows):
-                stamp = xmpp_datetime(mid / 1_000_000)
-                session.send_bytes(
-                    f"{head}{mid}'{qattr}><forwarded xmlns='{FORWARD}'>"
-                    f"<delay xmlns='urn:xmpp:delay' stamp='{stamp}'/>{xml}"
-                    f"</forwarded></result></message>".encode())
-        fin = Element("fin", MAM)
-        if complete:
-            fin.attrs["complete"] = "true"
-        s = fin.add("set", RSM)
-        if rows:
-            first, last = (rows[-1][0], rows[0][0]) if flip else (rows[0][0], rows[-1][0])
-            s.add("first", RSM, text=str(first))
-            s.add("last", RSM, text=str(last))
-        if count is not None:
-            s.add("count", RSM, text=str(count))
-        return iq.result(fin)
+        flip = q.find("flip-page", MAM) is not None
+        query.send_results(iq.session, q, rows, flip)
+        return iq.result(query.fin_element(rows, complete, count, flip))
 
     async def page(self, owner: str, form: dict[str, list[str]], max_n: int,
-                   after: str | None = None, before: str | None = None
-                   ) -> tuple[list[tuple[int, str]], bool, int | None]:
-        """One page of ``owner``'s archive: (rows (id, stanza) oldest first, whether it is the
-        last page in the query's direction, how many messages match the filter, None when more
-        than COUNT_LIMIT). ``before``
-        (RSM, possibly empty = from the end) pages backward."""
-        conds = ["owner=?"]
-        args: list[object] = [owner]
-        if "with" in form:
-            try:
-                peer = JID.parse(form["with"][0])
-            except JIDError:
-                raise StanzaError("bad-request", "'with' is not a JID") from None
-            conds.append("peer=?")
-            args.append(peer.bare_str)
-            if peer.resource:
-                conds.append("peer_res=?")
-                args.append(peer.resource)
-        for var, op in (("start", ">="), ("end", "<=")):
-            if var in form:
-                try:
-                    ts = parse_xmpp_datetime(form[var][0])
-                except ValueError:
-                    raise StanzaError("bad-request", f"{var!r} is not a XEP-0082 DateTime"
-                                      ) from None
-                conds.append(f"id{op}?")
-                args.append(int(ts * 1_000_000))
-        for var, op in (("after-id", ">"), ("before-id", "<")):
-            if var in form:
-                conds.append(f"id{op}?")
-                args.append(await self._exists(owner, form[var][0]))
-        if "ids" in form:
-            ids = [self._int_id(v) for v in form["ids"]]
-            if not ids or len(ids) > MAX_IDS:
-                raise StanzaError("bad-request", f"give 1 to {MAX_IDS} ids")
-            conds.append("id IN (" + ",".join("?" * len(ids)) + ")")
-            args.extend(ids)
-        where = " AND ".join(conds)
-        page_conds: list[str] = []
-        page_args: list[object] = []
-        backward = before is not None
-        if after:
-            page_conds.append("id>?")
-            page_args.append(await self._exists(owner, after))
-        elif before:
-            page_conds.append("id<?")
-            page_args.append(await self._exists(owner, before))
-        pwhere = " AND ".join([where, *page_conds])
-        order = "DESC" if backward else "ASC"
-        rows = await self.api.db.fetchall(
-            f"SELECT id, stanza FROM mam_messages WHERE {pwhere} ORDER BY id {order} LIMIT ?",
-            *args, *page_args, max_n + 1)
-        complete = len(rows) <= max_n
-        rows = rows[:max_n]
-        if backward:
-            rows.reverse()
-        # Counting a whole archive of a million rows costs a scan of its index (~150 ms on
-        # SQLite), more than the page: count up to COUNT_LIMIT and leave <count/> out beyond
-        # (XEP-0059 makes it optional).
-        count = await self.api.db.fetchval(
-            f"SELECT COUNT(*) FROM (SELECT 1 FROM mam_messages WHERE {where} LIMIT ?) AS c",
-            *args, COUNT_LIMIT + 1)
-        n = int(count or 0)
-        return [(int(i), str(x)) for i, x in rows], complete, (n if n <= COUNT_LIMIT else None)
+                   after: str | None = None, before: str | None = None) -> query.Page:
+        """One page of ``owner``'s archive (see :func:`.query.page`)."""
+        return await query.page(self.api.db, "mam_messages", "owner", owner, _with_peer, form,
+                                max_n, after, before)
 
     # -- preferences ----------------------------------------------------------------------------
     def _prefs_element(self, username: str) -> Element:

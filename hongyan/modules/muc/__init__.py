@@ -7,8 +7,12 @@ on join is kept in memory per room (``[muc] history_size``). Also: XEP-0421 occu
 XEP-0410 self-ping answered by the service, XEP-0249 direct invitations (plain messages between
 users, routed as any other), mediated invitations and declines.
 
-Not built yet (designed for): the room archive (XEP-0313 on the room: ``Room.add_history`` is
-where a message would be written) and notifications for offline members.
+Room archives (XEP-0313 on the room, XEP-0359 stanza ids): :mod:`.archive`. Registration with a
+room (§7.10) and voice requests (§7.13, §8.6): :mod:`.admin`. Members of a persistent
+members-only room who have no resource in it when a message is broadcast are reported through
+the sync ``MucMemberMissedMessage`` hook (what a push service subscribes to); they read what
+they missed from the room's archive. A recipient's blocklist (XEP-0191) is applied to the
+fan-out, which does not pass through the router's ``StanzaInbound`` hook.
 """
 
 from __future__ import annotations
@@ -21,19 +25,26 @@ import secrets
 from collections.abc import Awaitable
 from typing import Any
 
+from hongyan.modules.blocking import Blocking
 from hongyan.modules.muc import admin
+from hongyan.modules.muc.archive import MIGRATION as ARCHIVE_MIGRATION
+from hongyan.modules.muc.archive import RoomArchive
 from hongyan.modules.muc.forms import (
+    IQ_REGISTER,
+    MAM,
     MUC,
     MUC_ADMIN,
     MUC_OWNER,
     MUC_USER,
     OCCUPANT_ID,
+    REQUEST,
+    SID,
     RoomConfig,
     roominfo_form,
 )
 from hongyan.modules.muc.room import ROLE_RANK, Occupant, Room, spliced
 from hongyan.modules.muc.store import MIGRATIONS, Affiliation, RoomStore
-from hongyan.server.hooks import AccountDeleted, SessionClosed
+from hongyan.server.hooks import AccountDeleted, MucMemberMissedMessage, SessionClosed
 from hongyan.server.module import Module, hook
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
@@ -41,12 +52,20 @@ from hongyan.xmpp.errors import StanzaError, error_reply
 from hongyan.xmpp.jid import JID
 
 _SECRET_NS = "hongyan:muc"
+HINTS = "urn:xmpp:hints"
+#: body-less payloads a room archives (XEP-0444 reactions, XEP-0424 retractions, OMEMO,
+#: out-of-band data); chat states and markers are not kept
+ROOM_ARCHIVABLE = frozenset({
+    "urn:xmpp:reactions:0", "urn:xmpp:message-retract:1", "urn:xmpp:message-retract:0",
+    "eu.siacs.conversations.axolotl", "urn:xmpp:omemo:2", "jabber:x:oob",
+})
 
 
 class Muc(Module):
     name = "muc"
-    xeps = {"0045": "1.35", "0249": "1.2", "0410": "1.1.0", "0421": "1.0.1"}
-    migrations = MIGRATIONS
+    xeps = {"0045": "1.35", "0249": "1.2", "0410": "1.1.0", "0421": "1.0.1", "0313": "1.1.1",
+            "0359": "0.7.0"}
+    migrations = (*MIGRATIONS, ARCHIVE_MIGRATION)
 
     async def start(self) -> None:
         cfg = self.api.config.muc
@@ -54,6 +73,10 @@ class Muc(Module):
         self.history_size = cfg.history_size
         self.max_users = cfg.max_users
         self.store = RoomStore(self.api.db)
+        self.archive = RoomArchive(self)
+        await self.archive.start()
+        # Optional: the blocking module, when loaded (a recipient's blocklist on the fan-out).
+        self._blocking = self.api.module(Blocking) if self.api.has_module("blocking") else None
         self.rooms: dict[str, Room] = {}
         #: a user's full JID -> rooms it is in (to leave them when its session ends)
         self.joined: dict[str, set[str]] = {}
@@ -72,6 +95,9 @@ class Muc(Module):
             room.affiliations = stored.affiliations
             self.rooms[stored.name] = room
         self.api.component(self.host, self.on_stanza)
+
+    async def stop(self) -> None:
+        await self.archive.flush()
 
     # -- helpers --------------------------------------------------------------------------------
     def occupant_id(self, room: str, bare: str) -> str:
@@ -105,7 +131,10 @@ class Muc(Module):
                                     room.subject_by, room.created)
 
     def remove_room(self, room: Room) -> None:
-        self.rooms.pop(room.name, None)
+        if self.rooms.get(room.name) is room:
+            del self.rooms[room.name]
+            # Its archive goes with it (destroyed, or temporary and empty).
+            self.archive.forget(room.name)
         for occ in room.occupants.values():
             for full in occ.resources:
                 self._unjoin(full, room.name)
@@ -194,7 +223,9 @@ class Muc(Module):
                 self.leave(room, occ, sender, codes=("333",))
             return None
         if ptype == "unavailable":
-            if room is not None and occ is not None:
+            # Leaving is an unavailable presence to one's own occupant JID (or to the room);
+            # one to another occupant (a blocking client's, XEP-0191 §3.3) changes nothing.
+            if room is not None and occ is not None and to.resource in ("", occ.nick):
                 if el.children:
                     occ.presence = el
                 self.leave(room, occ, sender)
@@ -231,7 +262,9 @@ class Muc(Module):
             owned = sum(1 for r in self.rooms.values() if r.affiliation(bare) == "owner")
             if owned >= self.api.config.muc.max_rooms_per_user:
                 raise StanzaError("not-allowed", "you own too many rooms")
-            room = Room(self, to.local, RoomConfig(max_users=self.max_users), int(now))
+            room = Room(self, to.local, RoomConfig(max_users=self.max_users,
+                                                   archive=self.api.config.muc.archive),
+                        int(now))
             room.affiliations[bare] = Affiliation("owner")
             # A client that speaks MUC gets a locked room to configure (or accept as is);
             # a groupchat 1.0 client gets an instant room (XEP-0045 §10.1.1).
@@ -361,6 +394,10 @@ class Muc(Module):
                               x.find("decline", MUC_USER) is not None):
             admin.invitations(self, room, occ, el, sender, x)
             return None
+        form = el.find("x", NS.DATA_FORMS)
+        if form is not None and admin.form_type(form) == REQUEST:
+            admin.voice_request(self, room, occ, form)
+            return None
         raise StanzaError("bad-request", "a message to a room is of type groupchat")
 
     def groupchat(self, room: Room, occ: Occupant, el: Element) -> Awaitable[object] | None:
@@ -374,8 +411,11 @@ class Muc(Module):
             v = el.attrs.get(k)
             if v is not None:
                 out.attrs[k] = v
+        # A client's muc#user (forged status codes), occupant id and stanza-id claiming the
+        # room (XEP-0359 §5) are not passed on.
         out.children = [c for c in el.children
-                        if isinstance(c, Element) and c.xmlns not in (MUC_USER, OCCUPANT_ID)]
+                        if isinstance(c, Element) and c.xmlns not in (MUC_USER, OCCUPANT_ID)
+                        and not (c.xmlns == SID and c.attrs.get("by") == room.jid_str)]
         out.children.append(Element("occupant-id", OCCUPANT_ID, {"id": occ.occupant_id}))
         if subject is not None and not has_body:
             if occ.role != "moderator" and not room.config.change_subject:
@@ -384,14 +424,66 @@ class Muc(Module):
             room.subject_by = occ.nick
             room.broadcast(out)
             return self.persist(room)
+        mid = 0
+        if room.config.archive and _archivable(out, has_body):
+            mid = self.archive.ids.next()
+            out.children.append(Element("stanza-id", SID, {"by": room.jid_str, "id": str(mid)}))
         head, tail = spliced(out)
+        blocking = self._blocking
+        if blocking is not None and blocking.active:
+            self._fan_out_unblocked(room, occ, head, tail, blocking)
+        else:
+            for o in room.occupants.values():
+                for _, esc, s in o.resources.values():
+                    if s is not None:
+                        s.send_bytes(head + esc + tail)
+        if mid:
+            self.archive.add(room.name, mid, occ.nick, occ.bare, tail)
+        if has_body:
+            if room.history.maxlen:
+                room.add_history(out, self.api.now(), len(head) + len(tail))
+            if room.config.members_only and room.config.persistent and \
+                    self.api.hooks.has(MucMemberMissedMessage):
+                self._missed(room, occ, out)
+        return None
+
+    def _fan_out_unblocked(self, room: Room, occ: Occupant, head: bytes, tail: bytes,
+                           blocking: Blocking) -> None:
+        """The fan-out when some user has a blocklist: a local recipient who blocks the
+        occupant JID (or the room, or the service) or the sender's real JID does not get it."""
+        senders = (JID.parse(room.occupant_jid(occ.nick)), JID.parse(occ.bare))
         for o in room.occupants.values():
+            if o is not occ and self._blocks(blocking, o, senders):
+                continue
             for _, esc, s in o.resources.values():
                 if s is not None:
                     s.send_bytes(head + esc + tail)
-        if has_body and room.history.maxlen:
-            room.add_history(out, self.api.now(), len(head) + len(tail))
-        return None
+
+    def _blocks(self, blocking: Blocking, recipient: Occupant, senders: tuple[JID, JID]
+                ) -> bool:
+        """Whether ``recipient`` (a local user) blocks one of ``senders`` (the occupant JID
+        and the real JID of who speaks)."""
+        local, _, domain = recipient.bare.partition("@")
+        return domain == self.api.domain and any(blocking.blocks(local, j) for j in senders)
+
+    def _blocked_by(self, recipient: Occupant, room: Room, sender: Occupant) -> bool:
+        blocking = self._blocking
+        if blocking is None or not blocking.active:
+            return False
+        return self._blocks(blocking, recipient, (JID.parse(room.occupant_jid(sender.nick)),
+                                                  JID.parse(sender.bare)))
+
+    def _missed(self, room: Room, occ: Occupant, out: Element) -> None:
+        """``MucMemberMissedMessage`` for each local member with no resource in the room."""
+        present = {o.bare for o in room.occupants.values()}
+        suffix = "@" + self.api.domain
+        room_jid = JID.parse(room.jid_str)
+        body = out.find_text("body") or ""
+        fire = self.api.hooks.fire_sync
+        for bare, a in room.affiliations.items():
+            if a.affiliation in ("member", "admin", "owner") and bare not in present and \
+                    bare.endswith(suffix):
+                fire(MucMemberMissedMessage(room_jid, JID.parse(bare), occ.nick, body, out))
 
     def private_message(self, room: Room, occ: Occupant | None, el: Element, nick: str,
                         mtype: str) -> None:
@@ -406,6 +498,9 @@ class Muc(Module):
         if pm == "none" or (pm == "participants" and ROLE_RANK[occ.role] < 2) or \
                 (pm == "moderators" and occ.role != "moderator"):
             raise StanzaError("forbidden", "private messages are not allowed here")
+        if self._blocked_by(target, room, occ):
+            # As the blocking module answers a blocked sender (the block is not revealed).
+            raise StanzaError("service-unavailable")
         out = Element("message", el.xmlns, dict(el.attrs))
         out.attrs.pop("to", None)
         out.attrs["from"] = room.occupant_jid(occ.nick)
@@ -437,6 +532,12 @@ class Muc(Module):
             return None
         if xmlns == MUC_ADMIN:
             return self._guarded(el, admin.admin_iq(self, room, el, payload, sender, itype))
+        if xmlns in (MAM, IQ_REGISTER) and payload.name == "query":
+            if room.locked and room.affiliation(sender.bare_str) != "owner":
+                raise StanzaError("item-not-found", "this room is not configured yet")
+            if xmlns == MAM:
+                return self._guarded(el, self.archive.on_query(room, payload, sender, itype))
+            return self._guarded(el, admin.register_iq(self, room, payload, sender, itype))
         if xmlns == MUC_OWNER:
             return self._guarded(el, admin.owner_iq(self, room, el, payload, sender, itype))
         raise StanzaError("service-unavailable")
@@ -513,6 +614,20 @@ class Muc(Module):
 
 async def _wait(pending: Awaitable[Any]) -> None:
     await pending
+
+
+def _archivable(el: Element, has_body: bool) -> bool:
+    """A groupchat message kept in the room's archive: one with a body or a payload clients
+    read from the archive when they catch up (reactions, retractions, encrypted or
+    out-of-band content), unless a XEP-0334 hint says not to."""
+    keep = has_body
+    for c in el.children:
+        if isinstance(c, Element):
+            if c.xmlns == HINTS and c.name in ("no-store", "no-permanent-store"):
+                return False
+            if c.xmlns in ROOM_ARCHIVABLE:
+                keep = True
+    return keep
 
 
 __all__ = ["Muc"]

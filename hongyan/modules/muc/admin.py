@@ -1,12 +1,22 @@
 """Moderation and administration: roles and affiliations (XEP-0045 §8-9, ``muc#admin``), room
-configuration and destruction (§10, ``muc#owner``), and mediated invitations (§7.8.2)."""
+configuration and destruction (§10, ``muc#owner``), mediated invitations (§7.8.2), registration
+with a room (§7.10) and voice requests (§7.13, §8.6)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hongyan.modules.muc.forms import MUC_ADMIN, MUC_OWNER, MUC_USER, apply_form, config_form
-from hongyan.modules.muc.room import AFF_RANK, ROLE_RANK, Occupant, Room
+from hongyan.modules.muc.forms import (
+    IQ_REGISTER,
+    MUC_ADMIN,
+    MUC_OWNER,
+    MUC_USER,
+    REGISTER,
+    REQUEST,
+    apply_form,
+    config_form,
+)
+from hongyan.modules.muc.room import AFF_RANK, ROLE_RANK, Occupant, Room, spliced
 from hongyan.modules.muc.store import Affiliation
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
@@ -208,6 +218,8 @@ async def owner_iq(muc: Muc, room: Room, el: Element, query: Element, sender: JI
         codes = ["104"]
         if new.non_anonymous != old.non_anonymous:
             codes.append("172" if new.non_anonymous else "173")
+        if new.archive != old.archive:
+            codes.append("170" if new.archive else "171")
         room.status_message(codes)
     muc.maybe_vanish(room)
     return None
@@ -279,3 +291,149 @@ def invitations(muc: Muc, room: Room, occ: Occupant | None, el: Element, sender:
         out.add("body", text=f"{sender.bare_str} invites you to the room {room.jid_str}"
                 + (f": {reason}" if reason else ""))
         muc.send(out)
+
+
+# -- registration (§7.10) -----------------------------------------------------------------------
+def _may_register(room: Room, aff: str) -> bool:
+    """Who may become a member by registering: anyone in an open, unmoderated room (membership
+    then only reserves a nick), anyone where the owner allowed it (Hongyan's own room option
+    ``hongyan#roomconfig_allowregister``); a member, admin or owner may always change the nick
+    it reserved."""
+    if AFF_RANK[aff] >= AFF_RANK["member"]:
+        return True
+    c = room.config
+    return c.allow_register or not (c.members_only or c.moderated)
+
+
+def _register_form() -> Element:
+    form = Element("x", NS.DATA_FORMS, {"type": "form"})
+    form.add("title", text="Register with the room")
+    form.add("instructions", text="Reserve a nickname in this room; you become a member.")
+    f = form.add("field", attrs={"var": "FORM_TYPE", "type": "hidden"})
+    f.add("value", text=REGISTER)
+    f = form.add("field", attrs={"var": "muc#register_roomnick", "type": "text-single",
+                                 "label": "Nickname"})
+    f.add("required")
+    return form
+
+
+async def register_iq(muc: Muc, room: Room, query: Element, sender: JID, itype: str
+                      ) -> Element | None:
+    bare = sender.bare_str
+    aff = room.affiliation(bare)
+    if aff == "outcast":
+        raise StanzaError("forbidden", "you are banned from this room")
+    if itype == "get":
+        q = Element("query", IQ_REGISTER)
+        nick = room.nick_of(bare)
+        if nick and AFF_RANK[aff] >= AFF_RANK["member"]:
+            q.add("registered")
+            q.add("username", text=nick)
+            return q
+        if not _may_register(room, aff):
+            raise StanzaError("not-allowed", "registration with this room is closed")
+        q.add("instructions", text="Reserve a nickname in this room.")
+        q.children.append(_register_form())
+        return q
+    if query.find("remove", IQ_REGISTER) is not None:
+        # Unregister: a member becomes none again (admins and owners keep their rank, only
+        # the reserved nick goes).
+        a = room.affiliations.get(bare)
+        if a is None or AFF_RANK[aff] < AFF_RANK["member"]:
+            raise StanzaError("item-not-found", "you are not registered with this room")
+        new = None if aff == "member" else Affiliation(aff, "", a.reason)
+        await _set_affiliation(muc, room, bare, new)
+        return None
+    form = query.find("x", NS.DATA_FORMS)
+    if form is None:
+        raise StanzaError("bad-request", "submit the registration form")
+    if form.attrs.get("type") == "cancel":
+        return None
+    values = _form_values(form)
+    if values.get("FORM_TYPE", REGISTER) != REGISTER:
+        raise StanzaError("bad-request", "not a muc#register form")
+    nick = values.get("muc#register_roomnick", "").strip()
+    if not nick:
+        raise StanzaError("not-acceptable", "a nickname is required")
+    try:
+        nick = JID.parse(room.occupant_jid(nick)).resource
+    except JIDError:
+        raise StanzaError("jid-malformed", "not a valid nickname") from None
+    holder = room.reserved_by(nick)
+    present = room.occupants.get(nick)
+    if (holder is not None and holder != bare) or (present is not None and present.bare != bare):
+        raise StanzaError("conflict", "this nickname is taken")
+    if not _may_register(room, aff):
+        raise StanzaError("not-allowed", "registration with this room is closed")
+    a = room.affiliations.get(bare)
+    await _set_affiliation(muc, room, bare, Affiliation(
+        aff if AFF_RANK[aff] >= AFF_RANK["member"] else "member", nick,
+        a.reason if a is not None else ""))
+    return None
+
+
+async def _set_affiliation(muc: Muc, room: Room, bare: str, a: Affiliation | None) -> None:
+    before = room.affiliation(bare)
+    if a is None:
+        room.affiliations.pop(bare, None)
+    else:
+        room.affiliations[bare] = a
+    if room.affiliation(bare) != before:
+        _affiliation_changed(muc, room, bare, "", "")
+    if room.config.persistent:
+        await muc.store.set_affiliations(room.name, {bare: a})
+
+
+def _form_values(form: Element) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for f in form.find_all("field", NS.DATA_FORMS):
+        out[f.attrs.get("var", "")] = f.find_text("value", NS.DATA_FORMS) or ""
+    return out
+
+
+def form_type(form: Element) -> str:
+    return _form_values(form).get("FORM_TYPE", "")
+
+
+# -- voice requests (§7.13, §8.6) ---------------------------------------------------------------
+def voice_request(muc: Muc, room: Room, occ: Occupant | None, form: Element) -> None:
+    """A visitor's request (a submitted ``muc#request`` form) goes to the moderators as a form;
+    a moderator's submitted form with ``muc#request_allow`` true gives the occupant voice."""
+    if occ is None:
+        raise StanzaError("not-acceptable", "you are not in this room")
+    values = _form_values(form)
+    if "muc#request_allow" in values:
+        if occ.role != "moderator":
+            raise StanzaError("forbidden", "only moderators grant voice")
+        if values["muc#request_allow"] not in ("1", "true"):
+            return
+        target = room.occupants.get(values.get("muc#roomnick", ""))
+        if target is None:
+            raise StanzaError("item-not-found", "no such occupant")
+        if target.role == "visitor":
+            target.role = "participant"
+            room.broadcast_presence(target, actor=occ.nick)
+        return
+    if values.get("muc#role", "participant") != "participant":
+        raise StanzaError("bad-request", "only voice (participant) can be requested")
+    if occ.role != "visitor":
+        return  # it has voice already
+    out = Element("message", attrs={"from": room.jid_str})
+    x = out.add("x", NS.DATA_FORMS, {"type": "form"})
+    x.add("title", text="Voice request")
+    x.add("instructions", text="To grant voice to this person, set muc#request_allow to true "
+                               "and submit the form; to skip the request, do nothing.")
+    for var, ftype, label, value in (
+            ("FORM_TYPE", "hidden", "", REQUEST),
+            ("muc#role", "list-single", "Requested role", "participant"),
+            ("muc#jid", "jid-single", "User ID", occ.first_jid),
+            ("muc#roomnick", "text-single", "Room nickname", occ.nick),
+            ("muc#request_allow", "boolean", "Grant voice to this person?", "false")):
+        f = x.add("field", attrs={"var": var, "type": ftype})
+        if label:
+            f.attrs["label"] = label
+        f.add("value", text=value)
+    head, tail = spliced(out)
+    for o in room.occupants.values():
+        if o.role == "moderator":
+            room.write(head, tail, o)

@@ -17,7 +17,19 @@ MUC_OWNER = MUC + "#owner"
 ROOMCONFIG = MUC + "#roomconfig"
 ROOMINFO = MUC + "#roominfo"
 SELF_PING = MUC + "#self-ping-optimization"
+REQUEST = MUC + "#request"
+REGISTER = MUC + "#register"
 OCCUPANT_ID = "urn:xmpp:occupant-id:0"
+IQ_REGISTER = "jabber:iq:register"
+MAM = "urn:xmpp:mam:2"
+MAM_EXTENDED = "urn:xmpp:mam:2#extended"
+SID = "urn:xmpp:sid:0"
+#: the room configuration field that switches the archive (Prosody's name; ejabberd's ``mam``
+#: is accepted too)
+ARCHIVING = "muc#roomconfig_enablearchiving"
+#: Hongyan's own field: users may register with a members-only or moderated room (§7.10) and
+#: so become members
+ALLOW_REGISTER = "hongyan#roomconfig_allowregister"
 CONFERENCE = "jabber:x:conference"
 
 WHOIS = ("moderators", "anyone")
@@ -40,6 +52,8 @@ class RoomConfig:
     allow_pm: str = "anyone"
     change_subject: bool = False
     allow_invites: bool = False
+    archive: bool = True
+    allow_register: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -57,7 +71,11 @@ class RoomConfig:
     def features(self) -> list[str]:
         """The room's disco#info features: each one exactly what the configuration says."""
         c = self
+        archive = [MAM, MAM_EXTENDED, SID] if c.archive else []
         return [
+            *archive,
+            IQ_REGISTER,
+            REQUEST,
             MUC,
             NS.DISCO_INFO,
             NS.DISCO_ITEMS,
@@ -114,6 +132,9 @@ def config_form(c: RoomConfig, max_users: int) -> Element:
            _bool(c.change_subject))
     _field(form, "muc#roomconfig_allowinvites", "boolean", "Occupants may invite others",
            _bool(c.allow_invites))
+    _field(form, ARCHIVING, "boolean", "Archive messages (XEP-0313)", _bool(c.archive))
+    _field(form, ALLOW_REGISTER, "boolean",
+           "Users may register with the room and so become members", _bool(c.allow_register))
     return form
 
 
@@ -180,6 +201,10 @@ def apply_form(current: RoomConfig, form: Element, max_users: int) -> RoomConfig
             c.change_subject = _parse_bool(var, value)
         elif key == "allowinvites":
             c.allow_invites = _parse_bool(var, value)
+        elif var in (ARCHIVING, "mam", "muc#roomconfig_mam"):
+            c.archive = _parse_bool(var, value)
+        elif var == ALLOW_REGISTER:
+            c.allow_register = _parse_bool(var, value)
     if "muc#roomconfig_roomsecret" in values and "muc#roomconfig_passwordprotectedroom" \
             not in values:
         c.password_protected = bool(c.password)

@@ -202,6 +202,8 @@ class Room:
         self_codes: tuple[str, ...] = ()
         if self.config.non_anonymous:
             self_codes += ("100",)
+        if self.config.archive:
+            self_codes += ("170",)  # §7.2.12: the room is logged (here: its XEP-0313 archive)
         if created:
             self_codes += ("201",)
         if new_occupant:

@@ -46,7 +46,11 @@ Cost: the hooks are registered only while at least one account has a registratio
 (:class:`HookSet`); otherwise no message pays anything for this module. With registrations, a
 hook starts with one dict lookup of the recipient.
 
-API for other modules (MUC will notify offline room members)::
+Members of private groups: the MUC module fires :class:`MucMemberMissedMessage` for each
+message of a persistent members-only room that a local member has no client in; this module
+notifies it like a chat message from the occupant's JID (no dependency between the two).
+
+API for other modules::
 
     push = self.api.module(Push)          # with "push" in the module's ``depends``
     push.notify(username, sender_jid, body_or_none)
@@ -65,6 +69,7 @@ from hongyan.server.hooks import (
     AccountDeleted,
     HookSet,
     InitialPresence,
+    MucMemberMissedMessage,
     OfflineStored,
     QueuedForResumption,
     SubscriptionStored,
@@ -206,6 +211,7 @@ class Push(Module):
         self._hooks = HookSet(api.hooks, (OfflineStored, self.on_offline_stored, 0),
                               (QueuedForResumption, self.on_queued, 0),
                               (SubscriptionStored, self.on_subscription_stored, 0),
+                              (MucMemberMissedMessage, self.on_muc_missed, 0),
                               (InitialPresence, self.on_initial, 0))
 
     async def start(self) -> None:
@@ -313,6 +319,15 @@ class Push(Module):
         await self.api.db.execute("DELETE FROM push_registrations WHERE username=?", ev.username)
 
     # -- triggers (registered only while some account has a registration) --------------------
+    def on_muc_missed(self, ev: MucMemberMissedMessage) -> None:
+        """A message in a private group (a persistent members-only room) the user is a member
+        of and has no client in: notified like a chat message, from the occupant's JID."""
+        username = ev.member_bare_jid.local
+        if username in self.users:
+            encrypted = any(c.xmlns in ENCRYPTED_NS for c in ev.stanza.elements)
+            self.notify(username, f"{ev.room_jid}/{ev.sender_nick}",
+                        None if encrypted else ev.body)
+
     def on_offline_stored(self, ev: OfflineStored) -> None:
         if ev.username in self.users:
             notify, body = worth_notifying(ev.stanza)

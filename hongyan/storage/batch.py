@@ -1,0 +1,76 @@
+"""Writes that the message path never waits for: rows queued in memory and written together.
+
+:class:`BatchWriter` keeps rows in a list and hands them to its ``write`` coroutine in one call
+(one ``executemany``, one transaction) ``interval`` seconds after the first row was queued, or at
+once when ``max_rows`` are queued; :meth:`BatchWriter.flush` writes whatever is queued and
+returns when it is committed (before a query, a deletion, shutdown). One write runs at a time,
+in order. :class:`IdClock` makes ids that are also times (microseconds since the epoch, strictly
+increasing), as archives use them.
+
+Used by room archives; it is the same rule user archives (``hongyan.modules.mam``) follow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class IdClock:
+    """Integer ids: microseconds since the epoch, made strictly increasing
+    (``max(now_us, last + 1)``), so that an id also says when."""
+
+    __slots__ = ("_now", "last")
+
+    def __init__(self, now: Callable[[], float], last: int = 0) -> None:
+        self._now = now
+        self.last = last
+
+    def next(self) -> int:
+        nid = int(self._now() * 1_000_000)
+        if nid <= self.last:
+            nid = self.last + 1
+        self.last = nid
+        return nid
+
+
+class BatchWriter(Generic[T]):
+    def __init__(self, write: Callable[[list[T]], Awaitable[None]], interval: float,
+                 max_rows: int, call_later: Callable[[float, Callable[[], None]],
+                                                     asyncio.TimerHandle],
+                 spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[Any]]) -> None:
+        self._write = write
+        self._interval = interval
+        self._max_rows = max_rows
+        self._call_later = call_later
+        self._spawn = spawn
+        self._queue: list[T] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._lock = asyncio.Lock()
+        self._flushing: asyncio.Task[Any] | None = None
+
+    def add(self, row: T) -> None:
+        """Queue a row (no I/O, no task unless a write is due)."""
+        self._queue.append(row)
+        if len(self._queue) >= self._max_rows:
+            self._start()
+        elif self._timer is None:
+            self._timer = self._call_later(self._interval, self._start)
+
+    def _start(self) -> None:
+        self._timer = None
+        if self._flushing is None or self._flushing.done():
+            self._flushing = self._spawn(self.flush())
+
+    async def flush(self) -> None:
+        """Write every queued row; returns when they are committed."""
+        async with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            while self._queue:
+                rows, self._queue = self._queue, []
+                await self._write(rows)
