@@ -772,3 +772,36 @@ async def test_host_is_configurable_and_muc_can_be_switched_off(harness: Harness
     assert list(items.iter(f"{{{DISCO_ITEMS}}}item")) == []
     res = await crone.iq(SERVICE, f"<query xmlns='{DISCO_INFO}'/>")
     assert condition(res) == "remote-server-not-found"
+
+
+async def test_occupant_keeps_receiving_after_stream_resumption(harness: Harness) -> None:
+    """XEP-0198: an occupant whose connection was cut and who resumed gets the room's
+    messages on the resumed stream (the fan-out used to write to the dead session)."""
+    from tests.integration.netcut import NetCut
+    from tests.integration.test_sm_resume import phone, resume
+
+    hag = await witch(harness, "hag")
+    await hag.create(ROOM, "Hag")
+    await harness.user("crone")
+    relay = NetCut(harness.port)
+    await relay.start()
+    try:
+        crone = Witch(await phone(harness, relay, "crone@localhost/mobile",
+                                  ("xep_0045", "xep_0004")))
+        await crone.join(ROOM, "Crone")
+        hag.send(f"<message to='{ROOM}' type='groupchat'><body>before</body></message>")
+        await crone.expect(is_message(f"{ROOM}/Hag", "before", "groupchat"))
+        assert relay.last is not None
+        relay.last.cut()  # the server does not notice: the next message is lost on the way
+        await asyncio.wait_for(crone.c.gone.wait(), 10)
+        hag.send(f"<message to='{ROOM}' type='groupchat'><body>while cut</body></message>")
+        await hag.expect(is_message(f"{ROOM}/Hag", "while cut", "groupchat"))
+        await resume(crone.c, relay)
+        await crone.expect(is_message(f"{ROOM}/Hag", "while cut", "groupchat"))
+        hag.send(f"<message to='{ROOM}' type='groupchat'><body>after</body></message>")
+        await crone.expect(is_message(f"{ROOM}/Hag", "after", "groupchat"))
+        # and it still speaks in the room as the same occupant
+        crone.send(f"<message to='{ROOM}' type='groupchat'><body>back</body></message>")
+        await hag.expect(is_message(f"{ROOM}/Crone", "back", "groupchat"))
+    finally:
+        await relay.close()

@@ -44,7 +44,12 @@ from hongyan.modules.muc.forms import (
 )
 from hongyan.modules.muc.room import ROLE_RANK, Occupant, Room, spliced
 from hongyan.modules.muc.store import MIGRATIONS, Affiliation, RoomStore
-from hongyan.server.hooks import AccountDeleted, MucMemberMissedMessage, SessionClosed
+from hongyan.server.hooks import (
+    AccountDeleted,
+    MucMemberMissedMessage,
+    SessionClosed,
+    SessionResumed,
+)
 from hongyan.server.module import Module, hook
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
@@ -364,6 +369,20 @@ class Muc(Module):
             # joined already).
             if occ is not None and occ.resources[full][2] is session:
                 self.leave(room, occ, jid)
+
+    @hook(SessionResumed)
+    def on_session_resumed(self, ev: SessionResumed) -> None:
+        """XEP-0198 resumption: the occupant's resource now lives on the new session object
+        (the fan-out writes to the session it looked up at join, which is dead now)."""
+        jid = ev.session.jid
+        if jid is None:
+            return
+        full = str(jid)
+        for name in self.joined.get(full, ()):
+            room = self.rooms.get(name)
+            occ = room.by_jid.get(full) if room is not None else None
+            if occ is not None and occ.resources[full][2] is ev.old:
+                occ.add_resource(jid, ev.session)
 
     @hook(AccountDeleted)
     async def on_account_deleted(self, ev: AccountDeleted) -> None:
