@@ -156,6 +156,16 @@ class SubscriptionStored:
 
 
 @dataclass(slots=True)
+class SubscriptionApproved:
+    """``username`` now has a presence subscription to bare JID ``contact``: the contact
+    approved it (PEP sends the contact's last items). Async hook; fired only while a handler is
+    registered."""
+
+    username: str
+    contact: str
+
+
+@dataclass(slots=True)
 class QueuedForResumption:
     """A stanza (serialized) was queued to a XEP-0198 session that is hibernated: its
     connection dropped and it waits to be resumed (push notifications). Sync hook."""

@@ -133,6 +133,24 @@ async def test_last_item_on_coming_online(harness: Harness) -> None:
     del juliet
 
 
+async def test_last_item_when_a_subscription_is_approved(harness: Harness) -> None:
+    """XEP-0163 §4.3.3: the last item goes out on subscription, not only on presence."""
+    await harness.user("romeo")
+    await harness.user("juliet")
+    romeo, _ = await pep_client(harness, "romeo", create=False)
+    await romeo.plugin["xep_0060"].publish(None, TUNE, id="t1", payload=tune("latest"))
+    juliet, juliet_ev = await pep_client(harness, "juliet", (TUNE,), create=False)
+    await caps_known(harness, "juliet@localhost/test")
+    await juliet_ev.none()  # not subscribed to romeo yet
+    juliet.send_presence(pto="romeo@localhost", ptype="subscribe")
+    # romeo's slixmpp approves by itself (auto_authorize); his presence and tune follow
+    msg = await juliet_ev.next()
+    assert msg.get("from") == "romeo@localhost"
+    assert msg.find(f".//{{{EVENT}}}item").get("id") == "t1"
+    await juliet_ev.none()
+    del romeo
+
+
 async def test_explicit_subscription_to_open_node(harness: Harness) -> None:
     romeo, _ = await pep_client(harness, "romeo")
     stranger, stranger_ev = await pep_client(harness, "stranger")

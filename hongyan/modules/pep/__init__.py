@@ -10,7 +10,8 @@ engine of the ``pubsub`` module (one implementation, two front ends).
   (XEP-0115) list ``<node>+notify``. Capabilities are read from the ``<c/>`` of each
   session's broadcast presence; an unknown ``ver`` is asked of the client (disco#info), and
   cached only when the hash verifies. When a session's interests become known (it came online,
-  or its capabilities changed) it gets the last item of each node it may read and asked for.
+  or its capabilities changed), and when a contact approves the user's subscription, it gets
+  the last item of each node it may read and asked for.
 * Cost when nobody uses PEP: one hook call per broadcast presence that looks for ``<c/>`` and
   compares it with the session's last one; nothing on the message path.
 """
@@ -27,7 +28,12 @@ from hongyan.modules.pubsub.engine import Node
 from hongyan.modules.pubsub.protocol import PEP_FEATURES, PUBSUB_OWNER
 from hongyan.modules.roster import Roster
 from hongyan.server.c2s import C2SSession
-from hongyan.server.hooks import AccountDeleted, InitialPresence, PresenceOutbound
+from hongyan.server.hooks import (
+    AccountDeleted,
+    InitialPresence,
+    PresenceOutbound,
+    SubscriptionApproved,
+)
 from hongyan.server.module import Iq, Module, hook, iq_handler
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
@@ -170,14 +176,34 @@ class Pep(Module):
             if item.has_to and contact in engine.known:
                 services.append(contact)
         for sj in services:
-            svc = await engine.service(sj, pep=True)
-            for name in sorted(wanted & svc.nodes.keys()):
-                node = svc.nodes[name]
-                if node.last is None or \
-                        node.config.send_last_published_item != "on_sub_and_presence":
-                    continue
-                if await engine.may_access(svc, node, user) is None:
-                    engine.send_last(svc, node, [str(session.jid)])
+            await self._last_of(sj, session, wanted)
+
+    async def _last_of(self, service: str, session: C2SSession, wanted: frozenset[str]) -> None:
+        """The last item of each node of PEP ``service`` in ``wanted`` that the session's user
+        may read and whose configuration sends it on presence."""
+        assert session.jid is not None
+        engine = self.engine
+        user = session.jid.bare_str
+        svc = await engine.service(service, pep=True)
+        for name in sorted(wanted & svc.nodes.keys()):
+            node = svc.nodes[name]
+            if node.last is None or \
+                    node.config.send_last_published_item != "on_sub_and_presence":
+                continue
+            if await engine.may_access(svc, node, user) is None:
+                engine.send_last(svc, node, [str(session.jid)])
+
+    @hook(SubscriptionApproved)
+    async def on_approved(self, ev: SubscriptionApproved) -> None:
+        """A contact approved the user's presence subscription: its last items, to each of the
+        user's available resources whose capabilities ask for them (XEP-0163 §4.3.3, "on
+        subscription")."""
+        if ev.contact not in self.engine.known:
+            return
+        for session in self.api.sessions.available(JID(ev.username, self.api.domain)):
+            wanted = _interests(session)
+            if wanted and session.jid is not None:
+                await self._last_of(ev.contact, session, wanted)
 
     @hook(InitialPresence)
     async def on_online(self, ev: InitialPresence) -> None:

@@ -17,6 +17,7 @@ from hongyan.server.hooks import (
     PresenceInbound,
     PresenceOutbound,
     SessionClosed,
+    SubscriptionApproved,
     SubscriptionStored,
 )
 from hongyan.server.module import Module, hook
@@ -299,6 +300,8 @@ class Presence(Module):
             await roster.change(username, contact, lambda c: (c or cur).evolve(
                 subscription="both" if (c or cur).has_from else "to", ask=False))
             self._deliver_all(clean, user)
+            if self.api.hooks.has(SubscriptionApproved):
+                await self.api.hooks.fire(SubscriptionApproved(username, contact))
         elif ptype == "unsubscribe":
             had_request = await roster.store.remove_request(username, contact)
             if cur is not None and cur.has_from:
