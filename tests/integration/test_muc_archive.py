@@ -3,6 +3,7 @@ real sockets with slixmpp clients, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from slixmpp import JID
@@ -246,3 +247,43 @@ async def test_offline_member_gets_a_push_notification(harness: Harness) -> None
     assert n.summary is not None
     assert n.summary["last-message-sender"] == f"{ROOM}/firstwitch"
     assert n.summary["message-count"] == "1"
+
+
+async def test_member_with_a_dropped_connection_gets_a_push_notification(
+        harness: Harness) -> None:
+    """A member whose phone lost its connection (its stream waits for XEP-0198 resumption,
+    still an occupant) is notified by push, and gets the message when it resumes."""
+    from hongyan.xmpp.jid import JID
+    from tests.integration.netcut import NetCut
+    from tests.integration.test_sm_resume import phone, resume, until
+
+    app = await app_server(harness)
+    crone = await witch(harness, "crone")
+    await crone.create(ROOM, "firstwitch", persistentroom="1", membersonly="1")
+    await harness.user("wiccan")
+    await crone.muc.set_affiliation(ROOM, "member", jid="wiccan@localhost")
+    relay = NetCut(harness.port)
+    await relay.start()
+    try:
+        wiccan = Witch(await phone(harness, relay, "wiccan@localhost/mobile",
+                                   ("xep_0045", "xep_0004")))
+        res = await iq_set(wiccan.c, enable_xml())
+        assert res["type"] == "result"
+        await wiccan.join(ROOM, "secondwitch")
+        await say(crone, "present")
+        await wiccan.expect(is_message(body="present"))
+        await app.nothing(0.3)  # connected: no notification
+        relay.last.cut(server_notices=True)
+        await asyncio.wait_for(wiccan.c.gone.wait(), 10)
+        assert harness.node is not None
+        session = harness.node.sessions.resources(JID("wiccan", "localhost"))[0]
+        await until(lambda: session.sm is not None and session.sm.timer is not None)
+        await say(crone, "wake up")  # queued to the hibernated stream
+        n = await app.next()
+        assert n.sender == "wiccan@localhost" and n.summary is not None
+        assert n.summary["last-message-sender"] == f"{ROOM}/firstwitch"
+        assert n.summary["message-count"] == "1"
+        await resume(wiccan.c, relay)
+        await wiccan.expect(is_message(body="wake up"))
+    finally:
+        await relay.close()

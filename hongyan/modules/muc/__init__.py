@@ -493,8 +493,12 @@ class Muc(Module):
                                                   JID.parse(sender.bare)))
 
     def _missed(self, room: Room, occ: Occupant, out: Element) -> None:
-        """``MucMemberMissedMessage`` for each local member with no resource in the room."""
-        present = {o.bare for o in room.occupants.values()}
+        """``MucMemberMissedMessage`` for each local member with no resource in the room, or
+        whose resources all wait for XEP-0198 resumption (a phone whose connection dropped:
+        the message waits in its stream's queue, and the user is told by push)."""
+        present = {o.bare for o in room.occupants.values()
+                   if any(s is None or s.sm is None or s.sm.timer is None
+                          for _, _, s in o.resources.values())}
         suffix = "@" + self.api.domain
         room_jid = JID.parse(room.jid_str)
         body = out.find_text("body") or ""
