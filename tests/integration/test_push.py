@@ -273,8 +273,15 @@ async def test_app_server_error_removes_registration(harness: Harness) -> None:
     push = push_module(harness)
     await until(lambda: list(push.users.get("alice", {})) == [("pushsvc2@localhost/app", "c")])
     assert harness.node is not None
-    rows = await harness.node.db.fetchall("SELECT jid, node FROM push_registrations")
-    assert [tuple(r) for r in rows] == [("pushsvc2@localhost/app", "c")]
+    # the row goes right after the in-memory entry (its DELETE is awaited after it): wait for it
+    rows: list[tuple[Any, ...]] = []
+    for _ in range(100):
+        rows = [tuple(r) for r in
+                await harness.node.db.fetchall("SELECT jid, node FROM push_registrations")]
+        if rows == [("pushsvc2@localhost/app", "c")]:
+            break
+        await asyncio.sleep(0.05)
+    assert rows == [("pushsvc2@localhost/app", "c")]
     bob.send_message(mto="alice@localhost", mbody="two", mtype="chat")
     await sentinel.next()
     await app.nothing()
