@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _DNS = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}"
                   r"[a-z0-9])?)*$")
+
+
+def _service_host(v: str) -> str:
+    """A component's domain (MUC, PubSub): lower-cased, empty for the default."""
+    v = v.strip().lower()
+    if v and not _DNS.match(v):
+        raise ValueError(f"not a valid domain name: {v!r}")
+    return v
+
+
+ServiceHost = Annotated[str, AfterValidator(_service_host)]
 
 
 class Section(BaseModel):
@@ -118,7 +129,7 @@ class SMSection(Section):
 
 
 class MucSection(Section):
-    host: str = Field("", description="the MUC service's domain (XEP-0045); "
+    host: ServiceHost = Field("", description="the MUC service's domain (XEP-0045); "
                       "empty = conference.<server.domain>. Switch MUC off with "
                       "[modules] disabled = [\"muc\"]")
     history_size: int = Field(20, ge=0, le=1000, description="messages per room kept in "
@@ -129,14 +140,6 @@ class MucSection(Section):
     archive: bool = Field(True, description="whether a new room archives its messages "
                           "(XEP-0313 on the room; its owner may change it). Writes are "
                           "batched with the [mam] flush settings")
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, v: str) -> str:
-        v = v.strip().lower()
-        if v and not _DNS.match(v):
-            raise ValueError(f"not a valid domain name: {v!r}")
-        return v
 
 
 class MamSection(Section):
@@ -170,7 +173,7 @@ class PushSection(Section):
 
 
 class PubSubSection(Section):
-    host: str = Field("", description="the XEP-0060 service's domain; empty = "
+    host: ServiceHost = Field("", description="the XEP-0060 service's domain; empty = "
                       "pubsub.<server.domain>")
     service: bool = Field(True, description="run the pubsub.<domain> service (PEP on "
                           "accounts runs whenever the pep module is loaded)")
@@ -180,14 +183,6 @@ class PubSubSection(Section):
                            "pubsub#max_items (and what 'max' means)")
     max_nodes: int = Field(1000, ge=1, description="nodes one service (one account's PEP) "
                            "may hold")
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, v: str) -> str:
-        v = v.strip().lower()
-        if v and not _DNS.match(v):
-            raise ValueError(f"not a valid domain name: {v!r}")
-        return v
 
 
 class ClusterSection(Section):
