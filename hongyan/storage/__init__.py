@@ -2,7 +2,8 @@
 
 The same schema and the same queries run on both engines, behind one small interface
 (:class:`hongyan.storage.db.Database`): ``execute``, ``executemany``, ``fetchall``, ``fetchone``,
-``fetchval``, ``transaction()`` and ``close``.
+``fetchval``, ``transaction()``, ``bulk_insert`` (archives' appends; on an SQLite file, in a
+writer process: :mod:`hongyan.storage.writer`) and ``close``.
 
 Why the drivers (the stdlib ``sqlite3``, asyncpg) directly rather than SQLAlchemy:
 

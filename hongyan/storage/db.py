@@ -21,6 +21,8 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from hongyan.storage.writer import WriterProcess
+
 Row = tuple[Any, ...]
 
 
@@ -56,6 +58,13 @@ class Database(Executor):
     """A database: statements outside :meth:`transaction` autocommit one by one."""
 
     dialect: str  # "sqlite" | "postgresql"
+
+    async def bulk_insert(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """``executemany`` for appends that nothing on the event loop waits for but their
+        owner (archives): atomically, like :meth:`executemany`. An SQLite file runs them in a
+        writer process (:mod:`hongyan.storage.writer`) so that the loop never does that I/O;
+        elsewhere they are an ``executemany``."""
+        await self.executemany(sql, rows)
 
     @abc.abstractmethod
     def transaction(self) -> contextlib.AbstractAsyncContextManager[Executor]:
@@ -136,13 +145,15 @@ class SqliteDatabase(Database):
 
     dialect = "sqlite"
 
-    def __init__(self, writer: sqlite3.Connection, reader: sqlite3.Connection | None) -> None:
+    def __init__(self, writer: sqlite3.Connection, reader: sqlite3.Connection | None,
+                 bulk: WriterProcess | None = None) -> None:
         self._wconn = writer
         self._rconn = reader
         self._writer = _SqliteExec(writer)
         self._reader = _SqliteExec(reader) if reader is not None else None
         self._lock = asyncio.Lock()
         self._owner: asyncio.Task[Any] | None = None
+        self._bulk = bulk
 
     @classmethod
     async def open(cls, path: str, *, busy_timeout_ms: int = 5000) -> SqliteDatabase:
@@ -163,7 +174,7 @@ class SqliteDatabase(Database):
             raise
         for pragma in pragmas:
             reader.execute(f"PRAGMA {pragma}")
-        return cls(writer, reader)
+        return cls(writer, reader, WriterProcess(path, busy_timeout_ms))
 
     @contextlib.asynccontextmanager
     async def _exclusive(self) -> AsyncIterator[None]:
@@ -186,6 +197,18 @@ class SqliteDatabase(Database):
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         async with self.transaction() as tx:
             await tx.executemany(sql, rows)
+
+    async def bulk_insert(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        bulk = self._bulk
+        if bulk is None:  # :memory: is private to this connection
+            await self.executemany(sql, rows)
+            return
+        if not bulk.running:
+            # The writer process checkpoints the WAL from now on: a checkpoint (copying pages
+            # back and an fdatasync) is I/O the loop should not wait for either.
+            async with self._exclusive():
+                self._wconn.execute("PRAGMA wal_autocheckpoint=0")
+        await bulk.run(sql, rows)
 
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
         if self._reader is not None and _is_read_only(sql):
@@ -222,6 +245,8 @@ class SqliteDatabase(Database):
                 raise
 
     async def close(self) -> None:
+        if self._bulk is not None:
+            await self._bulk.close()
         async with self._lock:
             if self._rconn is not None:
                 self._rconn.close()

@@ -64,10 +64,13 @@ class Server:
         self.config = config
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def start(self) -> None:
+    async def start(self, own_group: bool = False) -> None:
+        """``own_group``: in a process group of its own, as a shell starts a job (so that a
+        signal to the group reaches the server and its children, not pytest)."""
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "hongyan", "serve", "--config", str(self.config),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            start_new_session=own_group)
         assert self.proc.stdout is not None
         while True:
             line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
@@ -125,6 +128,35 @@ async def test_graceful_stop_on_sigterm(config: Path, server: Server) -> None:
     assert server.proc is not None
     server.proc.terminate()
     assert await server.wait() == 0
+
+
+async def test_archive_written_when_ctrl_c_hits_the_process_group(config: Path,
+                                                                 server: Server) -> None:
+    """A Ctrl-C in a terminal signals the server and its archive writer process alike: the
+    writer must outlive the server's flush, so that nothing archived is lost."""
+    from tests.integration.test_mam import bodies
+    from tests.integration.test_mam import query as mam_query
+
+    for user in ("romeo", "juliet"):
+        assert hongyan("adduser", f"{user}@localhost", stdin=PW + "\n",
+                       config=config).returncode == 0
+    await server.start(own_group=True)
+    assert server.proc is not None
+    romeo = await login(config, "romeo@localhost/r")
+    juliet = await login(config, "juliet@localhost/j")
+    for i in range(50):
+        romeo.send_message(mto="juliet@localhost", mbody=f"m{i}", mtype="chat")
+    for _ in range(50):
+        await juliet.next_message()
+    os.killpg(server.proc.pid, signal.SIGINT)
+    assert await server.wait() == 0
+    await romeo.close()
+    await juliet.close()
+    await server.start()
+    juliet = await login(config, "juliet@localhost/j")
+    _, results = await mam_query(juliet, rsm="<max>100</max>")
+    assert bodies(results) == [f"m{i}" for i in range(50)]
+    await juliet.close()
 
 
 async def test_account_commands(config: Path) -> None:

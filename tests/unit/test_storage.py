@@ -4,6 +4,7 @@ database, dropped afterwards)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -412,3 +413,66 @@ async def test_bad_urls_are_named(url: str) -> None:
     with pytest.raises(ValueError, match="URL") as info:
         await open_database(url)
     assert repr(url) in str(info.value)
+
+
+async def test_bulk_insert(db: Database) -> None:
+    """Archives' appends: committed when the call returns, atomically; a bad batch fails with
+    the engine's error and nothing of it is kept; the next batch still goes in."""
+    await db.execute("CREATE TABLE log (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    await db.bulk_insert("INSERT INTO log (id, v) VALUES (?,?)", [(i, f"v{i}") for i in range(500)])
+    assert await db.fetchval("SELECT COUNT(*) FROM log") == 500
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        await db.bulk_insert("INSERT INTO log (id, v) VALUES (?,?)", [(1000, "x"), (0, "dup")])
+    assert await db.fetchval("SELECT COUNT(*) FROM log WHERE id=1000") == 0
+    await db.bulk_insert("INSERT INTO log (id, v) VALUES (?,?)", [(1001, "y")])
+    assert await db.fetchval("SELECT v FROM log WHERE id=1001") == "y"
+
+
+async def test_sqlite_bulk_insert_runs_in_a_writer_process(tmp_path: Path) -> None:
+    """On an SQLite file the appends are written by a process of their own: concurrent
+    batches are grouped, each caller learns of its own commit, the loop's connection stops
+    checkpointing, a clean close writes what was sent, and a writer that died is replaced
+    (what it had not committed fails loudly, nothing is acknowledged that was not written)."""
+    path = tmp_path / "w.db"
+    db = await SqliteDatabase.open(str(path))
+    try:
+        await db.execute("CREATE TABLE log (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+        batches = [[(b * 100 + i, f"b{b}") for i in range(100)] for b in range(20)]
+        await asyncio.gather(*(db.bulk_insert("INSERT INTO log (id, v) VALUES (?,?)", rows)
+                               for rows in batches))
+        assert await db.fetchval("SELECT COUNT(*) FROM log") == 2000
+        bulk = db._bulk
+        assert bulk is not None and bulk.running
+        proc = bulk._proc
+        assert proc is not None and proc.pid != os.getpid()
+        assert db._wconn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        # the writer dies: the next call starts a new one
+        proc.kill()
+        await proc.wait()
+        await asyncio.sleep(0.05)
+        await db.bulk_insert("INSERT INTO log (id, v) VALUES (?,?)", [(5000, "after")])
+        assert await db.fetchval("SELECT v FROM log WHERE id=5000") == "after"
+        assert bulk._proc is not None and bulk._proc is not proc
+        # sent, then closed at once: close waits for the commit
+        task = asyncio.ensure_future(
+            db.bulk_insert("INSERT INTO log (id, v) VALUES (?,?)", [(6000, "last")]))
+        await asyncio.sleep(0.01)
+    finally:
+        await db.close()
+    await task
+    db = await SqliteDatabase.open(str(path))
+    try:
+        assert await db.fetchval("SELECT v FROM log WHERE id=6000") == "last"
+    finally:
+        await db.close()
+
+
+async def test_sqlite_writer_failure_is_reported(tmp_path: Path) -> None:
+    from hongyan.storage.writer import WriterError
+
+    db = await SqliteDatabase.open(str(tmp_path / "w.db"))
+    try:
+        with pytest.raises(WriterError, match="no such table"):
+            await db.bulk_insert("INSERT INTO missing (id) VALUES (?)", [(1,)])
+    finally:
+        await db.close()

@@ -78,7 +78,7 @@ class RoomArchive:
     async def _write(self, queued: list[QueuedRow]) -> None:
         rows = [(room, mid, nick, sender, (_HEAD + tail[1:]).decode())
                 for room, mid, nick, sender, tail in queued]
-        await self.api.db.executemany(
+        await self.api.db.bulk_insert(
             "INSERT INTO muc_archive (room, id, nick, sender, stanza) VALUES (?,?,?,?,?)", rows)
 
     async def flush(self) -> None:
