@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hongyan.config.loader import load_config
-from hongyan.modules.mam import Mam
+from hongyan.modules.mam import Mam, conversation
 from hongyan.server.node import Node
 from hongyan.xmpp.stamps import xmpp_datetime
 
@@ -48,13 +48,19 @@ async def fill(node: Node, rows: int, batch: int = 20000) -> tuple[int, int, flo
         for i in range(start, min(rows, start + batch)):
             mid = first + i * 1_000_000
             peer = f"peer{i % PEERS}@localhost"
-            chunk.append(("alice", mid, peer, "phone",
+            # alice receives even messages and sends odd ones; the peers archive nothing
+            # (remote, or archiving off), as in an archive of one user.
+            received = i % 2 == 0
+            chunk.append((mid, None if received else "alice", "alice" if received else None,
+                          peer if received else "alice@localhost", "phone",
+                          "alice@localhost" if received else peer, "phone",
+                          conversation("alice@localhost", peer),
                           STANZA.format(peer=peer, i=i, id=mid)))
         await node.db.executemany(
-            "INSERT INTO mam_messages (owner, id, peer, peer_res, stanza) VALUES (?,?,?,?,?)",
-            chunk)
-    if node.db.dialect == "postgresql":
-        await node.db.execute("VACUUM ANALYZE mam_messages")  # as autovacuum would
+            "INSERT INTO mam_log (id, sender, recipient, from_jid, from_res, to_jid, to_res, "
+            "conv, stanza) VALUES (?,?,?,?,?,?,?,?,?)", chunk)
+    await node.db.execute("VACUUM ANALYZE mam_log" if node.db.dialect == "postgresql"
+                          else "ANALYZE")  # as autovacuum would; SQLite: stats for the planner
     return first, first + (rows - 1) * 1_000_000, time.perf_counter() - t0
 
 

@@ -115,8 +115,9 @@ class StanzaInbound:
 
     A handler that needs a message as it is finally delivered (the archive) sets
     ``serialized``: when no handler stopped the message, the router serializes it once after
-    every handler ran (``Element.to_str("")``, with its ``xmlns``), passes the text to that
-    callback and delivers the same serialization, so the message is written once for both."""
+    every handler ran, as written on a client stream (``Element.to_str(NS.CLIENT)``: no
+    ``xmlns`` on the root, ``jabber:client`` is implied), passes the text to that callback and
+    delivers the same serialization, so the message is written once for both."""
 
     SYNC: ClassVar[bool] = True
 

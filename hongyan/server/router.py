@@ -326,14 +326,9 @@ class IqTracker:
 __all__ = ["NS", "IqTracker", "Router"]
 
 
-_CLIENT_HEAD = "<message xmlns='" + NS.CLIENT + "'"
-
-
 def _serialize_once(el: Element, consumer: Callable[[str], None]) -> bytes:
-    """Serialize a message once for a hook that keeps it (with its ``xmlns``) and for delivery
-    on a client stream (where ``jabber:client`` is the default namespace and not repeated)."""
-    xml = el.to_str("")
+    """Serialize a message once for a hook that keeps it and for delivery, as written on a
+    client stream (``jabber:client`` is the default namespace there, and not repeated)."""
+    xml = el.to_str(NS.CLIENT)
     consumer(xml)
-    if xml.startswith(_CLIENT_HEAD):
-        return ("<message" + xml[len(_CLIENT_HEAD):]).encode()
-    return el.to_bytes(NS.CLIENT)
+    return xml.encode()

@@ -164,6 +164,7 @@ class Element:
         if self.attrs:
             attrs = []
             extra = 0
+            special = _ATTR_SPECIAL  # escape_attr, inlined: this runs for every attribute sent
             for k, v in self.attrs.items():
                 if k[0] == "{":
                     if k.startswith(_XML_PREFIX):
@@ -173,7 +174,7 @@ class Element:
                         extra += 1
                         attrs.append(f" xmlns:a{extra}='{escape_attr(uri)}'")
                         k = f"a{extra}:{local}"
-                attrs.append(f" {k}='{escape_attr(v)}'")
+                attrs.append(f" {k}='{v.translate(_ATTR_ESCAPES) if special(v) else v}'")
             head += "".join(attrs)
         children = self.children
         if not children:
@@ -186,3 +187,24 @@ class Element:
             else:
                 c._write(out, default_ns)  # type: ignore[union-attr]
         out.append(f"</{name}>")
+
+
+class Rendered(Element):
+    """An element whose serialization is written once, when it is made: for a child added to
+    every routed message (the archive's ``<stanza-id/>``), where the generic serializer would
+    cost more than the rest of the message. It declares its namespace itself, so it reads the
+    same under any parent. Do not change it after making it (its text would not follow)."""
+
+    __slots__ = ("_xml",)
+
+    def __init__(self, name: str, xmlns: str, attrs: dict[str, str], xml: str) -> None:
+        """``xml`` is the element as the serializer would write it with its ``xmlns``
+        (attribute values escaped): the caller, who knows its values, writes it cheaply."""
+        self.name = name
+        self.xmlns = xmlns
+        self.attrs = attrs
+        self.children = []
+        self._xml = xml
+
+    def _write(self, out: list[str], parent_ns: str) -> None:
+        out.append(self._xml)

@@ -367,3 +367,76 @@ async def test_retention(harness: Harness) -> None:
     await mod.cleanup()  # the manual trigger (the periodic one may have been first)
     _, results = await query(juliet)
     assert results == []
+
+
+async def test_both_accounts_deleted_leaves_no_row(harness: Harness) -> None:
+    romeo, juliet = await pair(harness)
+    romeo.send_message(mto="juliet@localhost", mbody="secret", mtype="chat")
+    await juliet.next_message()
+    await romeo.close()
+    await juliet.close()
+    node = harness.node
+    assert node is not None
+    for user in ("juliet", "romeo"):
+        assert await node.delete_account(user)
+        # one archive left after the first deletion, none after the second
+        left = await node.db.fetchval("SELECT COUNT(*) FROM mam_log")
+        assert left == (1 if user == "juliet" else 0)
+
+
+async def test_version_1_archive_is_converted(harness: Harness) -> None:
+    """An archive written by schema version 1 (one row per archive) is moved into the
+    one-row-per-message log at start: ids, both sides, `with` and resources are kept."""
+    await harness.user("romeo")
+    await harness.user("juliet")
+    node = harness.node
+    assert node is not None
+    db = node.db
+    # Back to version 1's table, as a server of the previous release left it.
+    await db.execute("DROP VIEW mam_messages")
+    await db.execute("DROP TABLE mam_log")
+    await db.execute("ALTER TABLE mam_legacy RENAME TO mam_messages")
+    await db.execute("DELETE FROM schema_versions WHERE component='mam' AND version=2")
+    base = int((time.time() - 100) * 1_000_000)
+
+    def msg(i: int, frm: str, to: str, by: str) -> str:
+        return (f"<message xmlns='jabber:client' from='{frm}' to='{to}' type='chat' id='v{i}'>"
+                f"<body>v1-{i}</body><stanza-id xmlns='{SID}' by='{by}' id='{base + i}'/>"
+                "</message>")
+
+    rows = [  # both copies of message 0 (one id), romeo's copy of 1, juliet's of 2 (remote)
+        ("romeo", base, "juliet@localhost", "balcony",
+         msg(0, "romeo@localhost/garden", "juliet@localhost/balcony", "juliet@localhost")),
+        ("juliet", base, "romeo@localhost", "garden",
+         msg(0, "romeo@localhost/garden", "juliet@localhost/balcony", "juliet@localhost")),
+        ("romeo", base + 1, "nurse@example.org", "",
+         msg(1, "romeo@localhost/garden", "nurse@example.org", "romeo@localhost")),
+        ("juliet", base + 2, "nurse@example.org", "home",
+         msg(2, "nurse@example.org/home", "juliet@localhost", "juliet@localhost")),
+    ]
+    await db.executemany("INSERT INTO mam_messages (owner, id, peer, peer_res, stanza) "
+                         "VALUES (?,?,?,?,?)", rows)
+    await harness.restart()
+    assert harness.node is not None
+    assert await harness.node.db.fetchval("SELECT COUNT(*) FROM mam_legacy") == 0
+    assert await harness.node.db.fetchval("SELECT COUNT(*) FROM mam_log") == 3
+    romeo = await harness.client("romeo@localhost/test", plugins=PLUGINS)
+    juliet = await harness.client("juliet@localhost/test", plugins=PLUGINS)
+    _, results = await query(romeo)
+    assert bodies(results) == ["v1-0", "v1-1"]
+    assert [r.get("id") for r in results] == [str(base), str(base + 1)]
+    _, results = await query(juliet)
+    assert bodies(results) == ["v1-0", "v1-2"]
+    _, results = await query(juliet, field("with", "romeo@localhost"))
+    assert bodies(results) == ["v1-0"]
+    _, results = await query(juliet, field("with", "romeo@localhost/garden"))
+    assert bodies(results) == ["v1-0"]
+    _, results = await query(juliet, field("with", "romeo@localhost/elsewhere"))
+    assert results == []
+    _, results = await query(romeo, field("with", "nurse@example.org"))
+    assert bodies(results) == ["v1-1"]
+    # new messages get ids above the converted ones and share the log
+    romeo.send_message(mto="juliet@localhost", mbody="new", mtype="chat")
+    await juliet.next_message()
+    _, results = await query(juliet, field("with", "romeo@localhost"))
+    assert bodies(results) == ["v1-0", "new"] and int(results[1].get("id")) > base + 2

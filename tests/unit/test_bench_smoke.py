@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.micro import BENCHES, run
 
 
@@ -10,3 +12,12 @@ def test_every_micro_benchmark_runs() -> None:
     assert [r["bench"] for r in results] == list(BENCHES)
     for r in results:
         assert r["n"] > 0 and r["seconds"] > 0
+
+
+def test_archive_layout_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.archive_layout import LAYOUTS, main
+
+    assert main(["--smoke"]) == 0
+    out = capsys.readouterr().out
+    for layout in LAYOUTS:
+        assert f"{layout} batch" in out

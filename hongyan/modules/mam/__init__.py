@@ -9,21 +9,34 @@ that claims one of our JIDs is removed first (XEP-0359 §5), archived or not.
 Routing never waits for the database: the sync ``StanzaInbound`` hook decides, adds the
 stanza-id and asks the router for the message's serialization (``StanzaInbound.serialized``):
 the router serializes it once, after every hook ran, for the archive and for delivery alike.
-The rows (one per archive, both with the same id) go to an in-memory queue, which is written
-with one ``executemany`` in one transaction every ``mam.flush_interval`` seconds or every
-``mam.flush_rows`` rows. A query (and shutdown) flushes the queue first, so it sees every
+One row per message (``mam_log``), whichever archives hold it: ``sender`` and ``recipient``
+name the archives (usernames; NULL for a side that does not archive it, or is not local), and
+the stanza is stored once. Rows go to an in-memory queue, which is written with one
+``executemany`` in one transaction every ``mam.flush_interval`` seconds or every
+``mam.flush_rows`` messages. A query (and shutdown) flushes the queue first, so it sees every
 message routed before it.
+
+Why one row (version 2 of the schema; version 1 had a row per archive, keyed (owner, id), with
+a second index on (owner, peer, id)): with 100 users chatting, every archive's index entries
+land on different pages, and SQLite spent ~31 µs of CPU per message writing 2 rows into 3
+B-trees each; one row in a table appended in id order plus 2 small indexes costs ~9 µs
+(docs/performance.md, "Archiving"). Queries read the view ``mam_messages`` (owner, id, peer,
+peer_res, stanza): the union of the sender's and the recipient's side and the rows of version 1
+(``mam_legacy``); SQLite and PostgreSQL merge the arms in id order on their indexes. The price:
+``with`` has no index of its own — it walks the owner's index in id order and skips other
+conversations.
 
 Ids are integers: microseconds since the epoch, made strictly increasing per node
 (``max(now_us, last + 1)``), so an id is also the archive time: ``start``/``end`` become an id
-range on the ``(owner, id)`` index, and no clock column or second index is needed. The
-stanza-id is the integer in decimal.
+range on the ``(owner, id)`` indexes, and no clock column is needed. Both sides' archives use
+the same id. The stanza-id is the integer in decimal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -34,11 +47,14 @@ from hongyan.server.hooks import AccountDeleted, StanzaInbound
 from hongyan.server.module import Iq, Module, ModuleAPI, hook, iq_handler
 from hongyan.storage.migrations import Migration
 from hongyan.xmpp import ns as NS
-from hongyan.xmpp.element import Element
+from hongyan.xmpp.element import Element, Rendered, escape_attr
 from hongyan.xmpp.errors import StanzaError
 from hongyan.xmpp.jid import JID, JIDError
 
+log = logging.getLogger(__name__)
 SID = "urn:xmpp:sid:0"
+_WITH_NS = "<message xmlns='" + NS.CLIENT + "'"
+_SID_XML = "<stanza-id xmlns='" + SID + "' by='{}' id='{}'/>"
 HINTS = "urn:xmpp:hints"
 CHATSTATES = "http://jabber.org/protocol/chatstates"
 
@@ -71,9 +87,36 @@ MIGRATIONS = (
             never_json TEXT NOT NULL
         )""",
     )),
+    # One row per message instead of one per archive (see the module docstring); version 1's
+    # rows are converted when the module starts (it knows the domain their keys need).
+    Migration("mam", 2, (
+        "ALTER TABLE mam_messages RENAME TO mam_legacy",
+        """CREATE TABLE mam_log (
+            id {bigint} PRIMARY KEY,
+            sender TEXT,
+            recipient TEXT,
+            from_jid TEXT NOT NULL,
+            from_res TEXT NOT NULL,
+            to_jid TEXT NOT NULL,
+            to_res TEXT NOT NULL,
+            conv TEXT NOT NULL,
+            stanza TEXT NOT NULL
+        )""",
+        "CREATE INDEX mam_log_sender ON mam_log (sender, id)",
+        "CREATE INDEX mam_log_recipient ON mam_log (recipient, id)",
+        "CREATE INDEX mam_log_conv ON mam_log (conv, id, sender, recipient)",
+        """CREATE VIEW mam_messages AS
+            SELECT sender AS owner, id, to_jid AS peer, to_res AS peer_res, conv, stanza
+              FROM mam_log WHERE sender IS NOT NULL
+            UNION ALL
+            SELECT recipient AS owner, id, from_jid AS peer, from_res AS peer_res, conv, stanza
+              FROM mam_log WHERE recipient IS NOT NULL""",
+    )),
 )
 
-Row = tuple[str, int, str, str, str]
+#: (id, sender's archive, recipient's archive, from, from resource, to, to resource,
+#: conversation, stanza); an archive is a username, or None when that side does not archive it
+Row = tuple[int, str | None, str | None, str, str, str, str, str, str]
 YES, NO, ROSTER = "yes", "no", "roster"
 _MODES = {"always": YES, "never": NO, "roster": ROSTER}
 
@@ -85,9 +128,15 @@ class Prefs:
     never: set[str] = field(default_factory=set)
 
 
-def _with_peer(peer: JID) -> list[tuple[str, object]]:
-    """``with`` on a user archive: a bare JID is every resource, a full JID only that one."""
-    conds: list[tuple[str, object]] = [("peer=?", peer.bare_str)]
+def conversation(a: str, b: str) -> str:
+    """The key of the conversation between bare JIDs ``a`` and ``b`` (the same both ways)."""
+    return f"{a} {b}" if a < b else f"{b} {a}"
+
+
+def _with_peer(owner: str, peer: JID) -> list[tuple[str, object]]:
+    """``with`` on ``owner``'s archive: a bare JID is every resource, a full JID only that one
+    (the conversation's index finds the rows; the owner's side of it is the other JID)."""
+    conds: list[tuple[str, object]] = [("conv=?", conversation(owner, peer.bare_str))]
     if peer.resource:
         conds.append(("peer_res=?", peer.resource))
     return conds
@@ -124,7 +173,8 @@ class Mam(Module):
         self.prefs: dict[str, Prefs] = {}
 
     async def start(self) -> None:
-        last = await self.api.db.fetchval("SELECT MAX(id) FROM mam_messages")
+        await self._convert_legacy()
+        last = await self.api.db.fetchval("SELECT MAX(id) FROM mam_log")
         self._last_id = int(last or 0)
         for user, mode, always, never in await self.api.db.fetchall(
                 "SELECT username, default_mode, always_json, never_json FROM mam_prefs"):
@@ -134,6 +184,33 @@ class Mam(Module):
 
     async def stop(self) -> None:
         await self.flush()
+
+    async def _convert_legacy(self) -> None:
+        """Move version 1's rows (one per archive, in ``mam_legacy``) into ``mam_log``, in one
+        transaction. The two copies of a message share an id: they become one row with both
+        archives; a row alone becomes a row of one archive, its owner as the recipient (the
+        direction does not matter to queries: each side reads its own peer columns)."""
+        db = self.api.db
+        if await db.fetchone("SELECT 1 FROM mam_legacy LIMIT 1") is None:
+            return
+        c = ' COLLATE "C"' if db.dialect == "postgresql" else ""  # code point order, as Python
+        me = "owner || '@' || ?"
+        async with db.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO mam_log (id, sender, recipient, from_jid, from_res, to_jid, to_res, "
+                "conv, stanza) SELECT a.id, a.owner, b.owner, b.peer, b.peer_res, a.peer, "
+                f"a.peer_res, CASE WHEN a.peer{c} < b.peer{c} THEN a.peer || ' ' || b.peer "
+                "ELSE b.peer || ' ' || a.peer END, a.stanza "
+                "FROM mam_legacy a JOIN mam_legacy b ON b.id = a.id AND b.owner > a.owner")
+            await tx.execute(
+                "INSERT INTO mam_log (id, sender, recipient, from_jid, from_res, to_jid, to_res, "
+                f"conv, stanza) SELECT id, NULL, owner, peer, peer_res, {me}, '', "
+                f"CASE WHEN peer{c} < ({me}){c} THEN peer || ' ' || {me} "
+                f"ELSE {me} || ' ' || peer END, stanza FROM mam_legacy l WHERE NOT EXISTS "
+                "(SELECT 1 FROM mam_legacy m WHERE m.id = l.id AND m.owner <> l.owner)",
+                *[self._domain] * 4)
+            n = await tx.execute("DELETE FROM mam_legacy")
+        log.info("mam: converted %d archived messages of schema version 1", n)
 
     # -- archiving (hot path) -------------------------------------------------------------------
     def next_id(self) -> int:
@@ -200,10 +277,12 @@ class Mam(Module):
             if mine is NO:
                 return
             theirs = mine if local_sender else NO
-        # One id for both copies: ids are unique per node, rows are keyed by (owner, id).
+        # One id for both sides: one row, keyed by the id (unique per node).
         mid = self.next_id()
         if mine is not NO:
-            el.children.append(Element("stanza-id", SID, {"by": to.bare_str, "id": str(mid)}))
+            by, sid = to.bare_str, str(mid)  # (a localpart may hold ' and &)
+            el.children.append(Rendered("stanza-id", SID, {"by": by, "id": sid}, _SID_XML.format(
+                escape_attr(by), sid)))
         # The router serializes the message once, after every hook ran (carbons may still
         # remove <private/>), and hands the text here and the bytes to the recipient.
         ev.serialized = partial(self._queue_rows, mid, mine, theirs, to, sender)
@@ -211,14 +290,15 @@ class Mam(Module):
     def _queue_rows(self, mid: int, mine: str, theirs: str, to: JID, sender: JID,
                     xml: str) -> None:
         queue = self._queue
-        if mine is not NO:
-            queue.append((to.local, mid, sender.bare_str, sender.resource, xml))
-            if mine is ROSTER:
-                self._roster_check.add((to.local, mid))
-        if theirs is not NO:
-            queue.append((sender.local, mid, to.bare_str, to.resource, xml))
-            if theirs is ROSTER:
-                self._roster_check.add((sender.local, mid))
+        a, b = sender.bare_str, to.bare_str
+        queue.append((mid, None if theirs is NO else sender.local,
+                      None if mine is NO else to.local,
+                      a, sender.resource, b, to.resource, f"{a} {b}" if a < b else f"{b} {a}",
+                      xml))
+        if mine is ROSTER:
+            self._roster_check.add((to.local, mid))
+        if theirs is ROSTER:
+            self._roster_check.add((sender.local, mid))
         if len(queue) >= self._flush_rows:
             self._start_flush()
         elif self._timer is None:
@@ -244,29 +324,43 @@ class Mam(Module):
                 check, self._roster_check = self._roster_check, set()
                 rows = await self._filter(queued, check)
                 if rows:
-                    await self.api.db.executemany(
-                        "INSERT INTO mam_messages (owner, id, peer, peer_res, stanza) "
-                        "VALUES (?,?,?,?,?)", rows)
+                    await self.api.db.bulk_insert(
+                        "INSERT INTO mam_log (id, sender, recipient, from_jid, from_res, "
+                        "to_jid, to_res, conv, stanza) VALUES (?,?,?,?,?,?,?,?,?)", rows)
 
     async def _filter(self, rows: list[Row], check: set[tuple[str, int]]) -> list[Row]:
-        """Drop rows of accounts that do not exist (a message to a nonexistent user is bounced
-        after the hook ran) and rows whose owner archives only roster contacts."""
+        """Take out of each row the archives of accounts that do not exist (a message to a
+        nonexistent user is bounced after the hook ran) and of owners who archive only roster
+        contacts when the peer is not one; drop rows left with no archive."""
         out: list[Row] = []
-        accounts = self.api.accounts
-        missing: set[str] = set()
+        known = self._known
         for row in rows:
-            owner, mid, peer = row[0], row[1], row[2]
-            if owner not in self._known:
-                if owner in missing or not await accounts.exists(owner):
-                    missing.add(owner)
+            mid, s_owner, r_owner = row[0], row[1], row[2]
+            s_keep = s_owner is None or (s_owner in known
+                                            and (s_owner, mid) not in check)
+            r_keep = r_owner is None or (r_owner in known
+                                            and (r_owner, mid) not in check)
+            if not (s_keep and r_keep):
+                if not s_keep:
+                    s_owner = await self._keeps(s_owner, mid, row[5], check)  # type: ignore[arg-type]
+                if not r_keep:
+                    r_owner = await self._keeps(r_owner, mid, row[3], check)  # type: ignore[arg-type]
+                if s_owner is None and r_owner is None:
                     continue
-                self._known.add(owner)
-            if (owner, mid) in check:
-                items = await self.api.module(Roster).items(owner)
-                if peer not in items:
-                    continue
+                row = (mid, s_owner, r_owner, row[3], row[4], row[5], row[6], row[7], row[8])
             out.append(row)
         return out
+
+    async def _keeps(self, owner: str, mid: int, peer: str,
+                     check: set[tuple[str, int]]) -> str | None:
+        """``owner`` if its archive keeps message ``mid`` with ``peer``, else None."""
+        if owner not in self._known:
+            if not await self.api.accounts.exists(owner):
+                return None
+            self._known.add(owner)
+        if (owner, mid) in check and peer not in await self.api.module(Roster).items(owner):
+            return None
+        return owner
 
     # -- retention ------------------------------------------------------------------------------
     async def _retention_loop(self) -> None:
@@ -282,12 +376,7 @@ class Mam(Module):
             return 0
         await self.flush()
         cutoff = int((self.api.now() - days * 86400) * 1_000_000)
-        # Per account, on the (owner, id) key: no index on id alone to keep up on every write.
-        removed = 0
-        for username in await self.api.accounts.list():
-            removed += await self.api.db.execute(
-                "DELETE FROM mam_messages WHERE owner=? AND id<?", username, cutoff)
-        return removed
+        return await self.api.db.execute("DELETE FROM mam_log WHERE id<?", cutoff)
 
     # -- queries (parsing, paging and results: :mod:`.query`, shared with room archives) -------
     @iq_handler(MAM, "query", "get", scope=("self", "bare"))
@@ -310,13 +399,17 @@ class Mam(Module):
         await self.flush()
         rows, complete, count = await self.page(owner, form, max_n, after, before)
         flip = q.find("flip-page", MAM) is not None
+        # Stored as written on the client stream; inside <forwarded/> it needs its namespace.
+        rows = [(mid, xml if xml.startswith("<message xmlns=")
+                 else _WITH_NS + xml[len("<message"):]) for mid, xml in rows]
         query.send_results(iq.session, q, rows, flip)
         return iq.result(query.fin_element(rows, complete, count, flip))
 
     async def page(self, owner: str, form: dict[str, list[str]], max_n: int,
                    after: str | None = None, before: str | None = None) -> query.Page:
         """One page of ``owner``'s archive (see :func:`.query.page`)."""
-        return await query.page(self.api.db, "mam_messages", "owner", owner, _with_peer, form,
+        return await query.page(self.api.db, "mam_messages", "owner", owner,
+                                partial(_with_peer, f"{owner}@{self._domain}"), form,
                                 max_n, after, before)
 
     # -- preferences ----------------------------------------------------------------------------
@@ -363,8 +456,14 @@ class Mam(Module):
         await self.flush()
         self._known.discard(ev.username)
         self.prefs.pop(ev.username, None)
-        await self.api.db.execute("DELETE FROM mam_messages WHERE owner=?", ev.username)
-        await self.api.db.execute("DELETE FROM mam_prefs WHERE username=?", ev.username)
+        user = ev.username
+        async with self.api.db.transaction() as tx:
+            # A message stays while the other side's archive holds it.
+            await tx.execute("DELETE FROM mam_log WHERE sender=? AND recipient IS NULL", user)
+            await tx.execute("DELETE FROM mam_log WHERE recipient=? AND sender IS NULL", user)
+            await tx.execute("UPDATE mam_log SET sender=NULL WHERE sender=?", user)
+            await tx.execute("UPDATE mam_log SET recipient=NULL WHERE recipient=?", user)
+            await tx.execute("DELETE FROM mam_prefs WHERE username=?", user)
 
 
 MODULE = Mam
