@@ -11,24 +11,24 @@ stanza-id and asks the router for the message's serialization (``StanzaInbound.s
 the router serializes it once, after every hook ran, for the archive and for delivery alike.
 One row per message (``mam_log``), whichever archives hold it: ``sender`` and ``recipient``
 name the archives (usernames; NULL for a side that does not archive it, or is not local), and
-the stanza is stored once. Rows go to an in-memory queue, which is written with one
-``executemany`` in one transaction every ``mam.flush_interval`` seconds or every
-``mam.flush_rows`` messages. A query (and shutdown) flushes the queue first, so it sees every
-message routed before it.
+the stanza is stored once. Rows go to an in-memory queue, which is handed to
+``Database.bulk_insert`` (on SQLite, a writer process) as one batch every
+``mam.flush_interval`` seconds or every ``mam.flush_rows`` messages. A query (and shutdown)
+flushes the queue first, so it sees every message routed before it.
 
 Why one row (version 2 of the schema; version 1 had a row per archive, keyed (owner, id), with
-a second index on (owner, peer, id)): with 100 users chatting, every archive's index entries
-land on different pages, and SQLite spent ~31 µs of CPU per message writing 2 rows into 3
-B-trees each; one row in a table appended in id order plus 2 small indexes costs ~9 µs
-(docs/performance.md, "Archiving"). Queries read the view ``mam_messages`` (owner, id, peer,
-peer_res, stanza): the union of the sender's and the recipient's side and the rows of version 1
-(``mam_legacy``); SQLite and PostgreSQL merge the arms in id order on their indexes. The price:
-``with`` has no index of its own — it walks the owner's index in id order and skips other
-conversations.
+a second index on (owner, peer, id)): with 100 users chatting, SQLite spent 31-42 µs of CPU per
+message on version 1 and 24-31 µs on version 2 (``bench/archive_layout.py``, 500 messages a
+commit). Queries read the view ``mam_messages`` (owner, id, peer, peer_res, conv, stanza): the
+union of the sender's and the recipient's side, which SQLite and PostgreSQL merge in id order on
+the ``(sender, id)`` and ``(recipient, id)`` indexes. ``with`` uses the conversation index
+``(conv, id, sender, recipient)`` (~10 µs of the writer's time per message, for pages of ~1 ms
+instead of a walk through the owner's whole history). Version 1's rows (``mam_legacy``) are
+converted at start.
 
 Ids are integers: microseconds since the epoch, made strictly increasing per node
 (``max(now_us, last + 1)``), so an id is also the archive time: ``start``/``end`` become an id
-range on the ``(owner, id)`` indexes, and no clock column is needed. Both sides' archives use
+range on the owner indexes, and no clock column is needed. Both sides' archives use
 the same id. The stanza-id is the integer in decimal.
 """
 
@@ -293,8 +293,7 @@ class Mam(Module):
         a, b = sender.bare_str, to.bare_str
         queue.append((mid, None if theirs is NO else sender.local,
                       None if mine is NO else to.local,
-                      a, sender.resource, b, to.resource, f"{a} {b}" if a < b else f"{b} {a}",
-                      xml))
+                      a, sender.resource, b, to.resource, conversation(a, b), xml))
         if mine is ROSTER:
             self._roster_check.add((to.local, mid))
         if theirs is ROSTER:

@@ -3,7 +3,7 @@
 Every groupchat message with a body that a room with archiving on broadcasts gets
 ``<stanza-id by='room@service' id=.../>`` before the fan-out serializes it once; the same bytes
 go into the archive (no second serialization). Writes never happen on the fan-out path: rows are
-queued in memory and written with one ``executemany`` in one transaction every
+queued in memory and handed to ``Database.bulk_insert`` (on SQLite, a writer process) every
 ``[mam] flush_interval`` seconds or ``[mam] flush_rows`` rows (:class:`~hongyan.storage.batch.
 BatchWriter`, with the user archive's settings). A query, a room's deletion and shutdown flush
 first.
