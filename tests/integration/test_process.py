@@ -150,12 +150,14 @@ async def test_archive_written_when_ctrl_c_hits_the_process_group(config: Path,
         await juliet.next_message()
     os.killpg(server.proc.pid, signal.SIGINT)
     assert await server.wait() == 0
+    assert server.proc.stdout is not None
+    stopped = (await server.proc.stdout.read()).decode(errors="replace")  # for a failure
     await romeo.close()
     await juliet.close()
     await server.start()
     juliet = await login(config, "juliet@localhost/j")
     _, results = await mam_query(juliet, rsm="<max>100</max>")
-    assert bodies(results) == [f"m{i}" for i in range(50)]
+    assert bodies(results) == [f"m{i}" for i in range(50)], stopped
     await juliet.close()
 
 
