@@ -23,7 +23,6 @@ it; a clean stop writes everything first.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import os
@@ -32,6 +31,7 @@ import select
 import signal
 import sqlite3
 import struct
+import subprocess
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -55,32 +55,28 @@ class WriterProcess:
     def __init__(self, path: str, busy_timeout_ms: int) -> None:
         self._path = path
         self._busy = busy_timeout_ms
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: _Child | None = None
         self._reader: asyncio.Task[None] | None = None
         self._pending: dict[int, asyncio.Future[None]] = {}
         self._tokens = itertools.count(1)
         self._starting: asyncio.Lock = asyncio.Lock()
+        self._last_code: int | None = None  # how the last process ended
 
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.returncode is None
 
-    async def _ensure(self) -> asyncio.subprocess.Process:
+    async def _ensure(self) -> _Child:
         async with self._starting:
             if self._proc is None or self._proc.returncode is not None:
-                self._proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "hongyan.storage.writer", self._path, str(self._busy),
-                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                    # its own process group: a Ctrl-C meant for the server must not kill it
-                    # before it has set itself to ignore signals (see main)
-                    start_new_session=True)
+                self._proc = await _Child.start(
+                    [sys.executable, "-m", "hongyan.storage.writer", self._path, str(self._busy)])
                 self._reader = asyncio.get_running_loop().create_task(
                     self._read(self._proc), name="sqlite-writer-answers")
             return self._proc
 
     async def run(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         proc = await self._ensure()
-        assert proc.stdin is not None
         token = next(self._tokens)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending[token] = fut
@@ -88,9 +84,8 @@ class WriterProcess:
         proc.stdin.write(_LEN.pack(len(data)) + data)
         await fut
 
-    async def _read(self, proc: asyncio.subprocess.Process) -> None:
+    async def _read(self, proc: _Child) -> None:
         out = proc.stdout
-        assert out is not None
         try:
             while True:
                 head = await out.readexactly(_LEN.size)
@@ -104,7 +99,7 @@ class WriterProcess:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
-            code = await proc.wait()
+            code = self._last_code = await proc.wait()
             lost = list(self._pending.values())
             self._pending.clear()
             for fut in lost:
@@ -120,13 +115,61 @@ class WriterProcess:
         proc = self._proc
         if proc is None:
             return
-        if proc.stdin is not None and not proc.stdin.is_closing():
-            proc.stdin.close()
-            with contextlib.suppress(ConnectionError):
-                await proc.stdin.wait_closed()
+        proc.stdin.close()  # after what is buffered is written
         if self._reader is not None:
             await self._reader
         self._proc = None
+
+
+class _Child:
+    """The writer process as the event loop sees it: its stdin a transport, its stdout a stream.
+
+    It is started by :class:`subprocess.Popen` with SIGINT and SIGTERM blocked, not by the
+    loop's ``subprocess_exec``: a Ctrl-C sent to the server's process group while the child is
+    between ``fork`` and ``setsid`` would otherwise be delivered the moment the child's signal
+    mask is reset before ``exec`` (libuv, under uvloop, resets it, and every disposition to the
+    default: the child died of the SIGINT meant for the server, losing its first batch). Blocked,
+    the signals stay pending across ``exec`` until :func:`main` has set them to be ignored
+    (which discards them) and unblocks them."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], stdin: asyncio.WriteTransport,
+                 stdout: asyncio.StreamReader) -> None:
+        self.popen = popen
+        self.stdin = stdin
+        self.stdout = stdout
+
+    @classmethod
+    async def start(cls, argv: list[str]) -> _Child:
+        loop = asyncio.get_running_loop()
+        shielded = {signal.SIGINT, signal.SIGTERM}
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, shielded)
+        try:
+            # its own session too: once it runs, a signal to the server's group passes it by
+            popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     start_new_session=True)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # pending ones arrive here
+        assert popen.stdin is not None and popen.stdout is not None
+        reader = asyncio.StreamReader(limit=1 << 20)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), popen.stdout)
+        stdin, _ = await loop.connect_write_pipe(asyncio.Protocol, popen.stdin)
+        return cls(popen, stdin, reader)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    def kill(self) -> None:
+        self.popen.kill()
+
+    async def wait(self) -> int:
+        if (code := self.popen.poll()) is not None:
+            return code
+        return await asyncio.get_running_loop().run_in_executor(None, self.popen.wait)
 
 
 # -- the process --------------------------------------------------------------------------------
@@ -201,6 +244,8 @@ def main(argv: list[str]) -> int:
     # cut it short while the server is still flushing its archives into it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # started with them blocked (see _Child): ignored now, the pending ones are discarded
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
     conn = sqlite3.connect(path, isolation_level=None)
     for pragma in (f"busy_timeout={busy}", "journal_mode=WAL", "synchronous=NORMAL",
                    "cache_size=-65536"):

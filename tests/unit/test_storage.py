@@ -476,3 +476,50 @@ async def test_sqlite_writer_failure_is_reported(tmp_path: Path) -> None:
             await db.bulk_insert("INSERT INTO missing (id) VALUES (?)", [(1,)])
     finally:
         await db.close()
+
+
+_SIGNAL_STORM = r"""
+import asyncio, os, signal, subprocess, sys
+import uvloop
+from hongyan.storage.writer import WriterProcess
+
+# a terminal's Ctrl-C, again and again, to this whole process group, from outside it (a thread
+# here would wait for the GIL while the loop forks, and never hit the moment that matters)
+STORM = "import os, signal, sys, time\n" \
+        "while True:\n    os.killpg(int(sys.argv[1]), signal.SIGINT); time.sleep(0.0001)\n"
+
+async def main(path: str, spawns: int) -> None:
+    loop = asyncio.get_running_loop()
+    seen = []
+    loop.add_signal_handler(signal.SIGINT, seen.append, 1)  # as the server handles Ctrl-C
+    import sqlite3
+    sqlite3.connect(path).execute("CREATE TABLE log (id INTEGER PRIMARY KEY)").connection.close()
+    storm = subprocess.Popen([sys.executable, "-c", STORM, str(os.getpgrp())],
+                             start_new_session=True)
+    try:
+        await asyncio.sleep(0.2)
+        for i in range(spawns):
+            w = WriterProcess(path, 5000)
+            await w.run("INSERT INTO log (id) VALUES (?)", [(i,)])
+            await w.close()
+            assert w._last_code == 0, (i, w._last_code)
+    finally:
+        storm.kill()
+        storm.wait()
+    print("ok", len(seen) > 0)
+
+uvloop.run(main(sys.argv[1], int(sys.argv[2])))
+"""
+
+
+def test_writer_process_survives_ctrl_c_while_it_starts(tmp_path: Path) -> None:
+    """A Ctrl-C to the server's process group while a writer is being started (between fork
+    and its leaving the group) must not kill it: it would lose its first batch. Started under
+    uvloop, as the server runs, with SIGINT sent to the group every 0.1 ms."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", _SIGNAL_STORM, str(tmp_path / "s.db"), "40"],
+                       capture_output=True, text=True, timeout=120, start_new_session=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["ok", "True"]
