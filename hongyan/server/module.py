@@ -179,6 +179,11 @@ class ModuleAPI:
         """Wall-clock time (seconds since the epoch) from the node's injectable clock."""
         return self._node.clock()
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The node's clock itself (what :meth:`now` calls), for a hot path to keep."""
+        return self._node.clock
+
     def module(self, cls: type[M]) -> M:
         """A module this module declared in ``depends`` (its public methods only)."""
         mod = self._node.modules.get(cls.name)

@@ -17,7 +17,7 @@ import contextlib
 import functools
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,12 +59,15 @@ class Database(Executor):
 
     dialect: str  # "sqlite" | "postgresql"
 
-    async def bulk_insert(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    async def bulk_insert(self, sql: str, rows: Sequence[Sequence[Any]],
+                          expand: Callable[[Any], Sequence[Any]] | None = None) -> None:
         """``executemany`` for appends that nothing on the event loop waits for but their
         owner (archives): atomically, like :meth:`executemany`. An SQLite file runs them in a
         writer process (:mod:`hongyan.storage.writer`) so that the loop never does that I/O;
-        elsewhere they are an ``executemany``."""
-        await self.executemany(sql, rows)
+        elsewhere they are an ``executemany``. ``expand`` (a module-level function: it is
+        pickled by name) makes each statement's parameters of a row where the rows are
+        written, so that the event loop queues only what it must."""
+        await self.executemany(sql, rows if expand is None else [expand(r) for r in rows])
 
     @abc.abstractmethod
     def transaction(self) -> contextlib.AbstractAsyncContextManager[Executor]:
@@ -198,17 +201,18 @@ class SqliteDatabase(Database):
         async with self.transaction() as tx:
             await tx.executemany(sql, rows)
 
-    async def bulk_insert(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    async def bulk_insert(self, sql: str, rows: Sequence[Sequence[Any]],
+                          expand: Callable[[Any], Sequence[Any]] | None = None) -> None:
         bulk = self._bulk
         if bulk is None:  # :memory: is private to this connection
-            await self.executemany(sql, rows)
+            await super().bulk_insert(sql, rows, expand)
             return
         if not bulk.running:
             # The writer process checkpoints the WAL from now on: a checkpoint (copying pages
             # back and an fdatasync) is I/O the loop should not wait for either.
             async with self._exclusive():
                 self._wconn.execute("PRAGMA wal_autocheckpoint=0")
-        await bulk.run(sql, rows)
+        await bulk.run(sql, rows, expand)
 
     async def fetchall(self, sql: str, *args: Any) -> list[Row]:
         if self._reader is not None and _is_read_only(sql):

@@ -10,7 +10,8 @@ writer turns, and the loop waits for each of the writer's turns.
 :class:`WriterProcess` (the event loop's side) starts ``python -m hongyan.storage.writer PATH``
 and sends it frames on its stdin; :func:`main` (the process) answers each frame on its stdout
 once it is committed. A frame is a 4-byte big-endian length and a pickle of ``(token, sql,
-rows)``; an answer is the same framing around ``(token, error)`` with ``error`` None on success.
+rows, expand)`` (see :data:`Frame`); an answer is the same framing around ``(token, error)``
+with ``error`` None on success.
 The process commits in one transaction every frame that has arrived while it was busy (group
 commit: the busier the server, the bigger the batches) and runs the WAL checkpoints (the
 loop's connections stop checkpointing while it runs). It exits when its stdin closes, after
@@ -33,11 +34,14 @@ import sqlite3
 import struct
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 log = logging.getLogger(__name__)
 _LEN = struct.Struct(">I")
+#: (token, sql, rows, expand): ``expand`` (None, or a module-level function, pickled by name)
+#: makes the statement's parameters of each row
+Frame = tuple[int, str, list[Any], Callable[[Any], Sequence[Any]] | None]
 #: a transaction takes more frames only while it has fewer rows than this (bounds how long a
 #: write on the event loop may wait for the file's lock: ~10 µs a row)
 MAX_GROUP_ROWS = 1000
@@ -75,12 +79,13 @@ class WriterProcess:
                     self._read(self._proc), name="sqlite-writer-answers")
             return self._proc
 
-    async def run(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    async def run(self, sql: str, rows: Sequence[Sequence[Any]],
+                  expand: Callable[[Any], Sequence[Any]] | None = None) -> None:
         proc = await self._ensure()
         token = next(self._tokens)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending[token] = fut
-        data = pickle.dumps((token, sql, rows), pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps((token, sql, rows, expand), pickle.HIGHEST_PROTOCOL)
         proc.stdin.write(_LEN.pack(len(data)) + data)
         await fut
 
@@ -194,14 +199,14 @@ class _Frames:
             self.eof = True
         return True
 
-    def next(self) -> tuple[int, str, list[Any]] | None:
+    def next(self) -> Frame | None:
         buf = self.buf
         if len(buf) < _LEN.size:
             return None
         end = _LEN.size + _LEN.unpack_from(buf)[0]
         if len(buf) < end:
             return None
-        frame: tuple[int, str, list[Any]] = pickle.loads(memoryview(buf)[_LEN.size:end])
+        frame: Frame = pickle.loads(memoryview(buf)[_LEN.size:end])
         del buf[:end]
         return frame
 
@@ -216,17 +221,16 @@ def _answer(fd: int, answers: list[tuple[int, str | None]]) -> None:
         view = view[os.write(fd, view):]
 
 
-def _commit(conn: sqlite3.Connection, frames: list[tuple[int, str, list[Any]]]
-            ) -> list[tuple[int, str | None]]:
+def _commit(conn: sqlite3.Connection, frames: list[Frame]) -> list[tuple[int, str | None]]:
     """All frames in one transaction; if that fails, each in its own, so that one bad batch
     fails alone."""
     try:
         conn.execute("BEGIN IMMEDIATE")
-        for _token, sql, rows in frames:
-            conn.executemany(sql, rows)
+        for _token, sql, rows, expand in frames:
+            conn.executemany(sql, rows if expand is None else map(expand, rows))
         conn.execute("COMMIT")
-        return [(token, None) for token, _, _ in frames]
-    except sqlite3.Error as exc:
+        return [(frame[0], None) for frame in frames]
+    except Exception as exc:  # SQLite's, or a row expand could not read: that batch fails
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         if len(frames) == 1:

@@ -117,12 +117,13 @@ def _u_label(label: str, domain: str) -> str:
 class JID:
     """An immutable, hashable JID; parts are prepared strings, ``""`` when absent."""
 
-    __slots__ = ("_hash", "_str", "domain", "local", "resource")
+    __slots__ = ("_hash", "domain", "local", "resource", "text")
 
     local: str
     domain: str
     resource: str
-    _str: str
+    #: the JID as a string (``str(jid)``, without the method call: for hot paths)
+    text: str
     _hash: int
 
     def __init__(self, local: str, domain: str, resource: str = "") -> None:
@@ -134,7 +135,7 @@ class JID:
         text = f"{local}@{domain}" if local else domain
         if resource:
             text += "/" + resource
-        self._str = text
+        self.text = text
         self._hash = hash(text)
 
     @classmethod
@@ -167,15 +168,15 @@ class JID:
         return JID(self.local, self.domain, prepare_resource(resource))
 
     def __str__(self) -> str:
-        return self._str
+        return self.text
 
     def __repr__(self) -> str:
-        return f"JID({self._str!r})"
+        return f"JID({self.text!r})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, JID):
             return NotImplemented
-        return self._str == other._str
+        return self.text == other.text
 
     def __hash__(self) -> int:
         return self._hash

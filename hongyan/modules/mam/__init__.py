@@ -11,10 +11,12 @@ stanza-id and asks the router for the message's serialization (``StanzaInbound.s
 the router serializes it once, after every hook ran, for the archive and for delivery alike.
 One row per message (``mam_log``), whichever archives hold it: ``sender`` and ``recipient``
 name the archives (usernames; NULL for a side that does not archive it, or is not local), and
-the stanza is stored once. Rows go to an in-memory queue, which is handed to
-``Database.bulk_insert`` (on SQLite, a writer process) as one batch every
-``mam.flush_interval`` seconds or every ``mam.flush_rows`` messages. A query (and shutdown)
-flushes the queue first, so it sees every message routed before it.
+the stanza is stored once. The event loop queues as little as it can per message (id,
+archives, the two full JIDs, the stanza: :data:`Queued`); the table's columns (bare JIDs,
+resources, conversation key) are made of that by :func:`expand` in the process that writes the
+rows. The queue is handed to ``Database.bulk_insert`` (on SQLite, a writer process) as one
+batch every ``mam.flush_interval`` seconds or every ``mam.flush_rows`` messages. A query (and
+shutdown) flushes the queue first, so it sees every message routed before it.
 
 Why one row (version 2 of the schema; version 1 had a row per archive, keyed (owner, id), with
 a second index on (owner, peer, id)): with 100 users chatting, SQLite spent 31-42 µs of CPU per
@@ -39,6 +41,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from hongyan.modules.mam import query
 from hongyan.modules.mam.query import MAM, MAM_EXTENDED
@@ -54,7 +57,7 @@ from hongyan.xmpp.jid import JID, JIDError
 log = logging.getLogger(__name__)
 SID = "urn:xmpp:sid:0"
 _WITH_NS = "<message xmlns='" + NS.CLIENT + "'"
-_SID_XML = "<stanza-id xmlns='" + SID + "' by='{}' id='{}'/>"
+_SID_XML_HEAD = "<stanza-id xmlns='" + SID + "' by='{}' id='"  # + id + "'/>"
 HINTS = "urn:xmpp:hints"
 CHATSTATES = "http://jabber.org/protocol/chatstates"
 
@@ -114,9 +117,18 @@ MIGRATIONS = (
     )),
 )
 
-#: (id, sender's archive, recipient's archive, from, from resource, to, to resource,
-#: conversation, stanza); an archive is a username, or None when that side does not archive it
+#: A message as queued on the event loop: [id, sender's archive, recipient's archive, from (full
+#: JID), to (full JID), stanza]; an archive is a username, or None when that side does not
+#: archive it; the stanza is None until the router has serialized the message (and stays None
+#: if a later hook stopped it). :func:`expand` makes the table's row of it where the rows are
+#: written (the SQLite writer process), not on the event loop.
+Queued = list[Any]
+#: (id, sender, recipient, from_jid, from_res, to_jid, to_res, conv, stanza): a mam_log row
 Row = tuple[int, str | None, str | None, str, str, str, str, str, str]
+INSERT = ("INSERT INTO mam_log (id, sender, recipient, from_jid, from_res, to_jid, to_res, "
+          "conv, stanza) VALUES (?,?,?,?,?,?,?,?,?)")
+#: per recipient JID: its stanza-id's ``by`` and the stanza-id's text up to the id (bounded)
+_SID_CACHE = 4096
 YES, NO, ROSTER = "yes", "no", "roster"
 _MODES = {"always": YES, "never": NO, "roster": ROSTER}
 
@@ -131,6 +143,15 @@ class Prefs:
 def conversation(a: str, b: str) -> str:
     """The key of the conversation between bare JIDs ``a`` and ``b`` (the same both ways)."""
     return f"{a} {b}" if a < b else f"{b} {a}"
+
+
+def expand(q: Queued) -> Row:
+    """The ``mam_log`` row of a queued message (run by the process that writes the rows)."""
+    mid, sender, recipient, frm, to, stanza = q
+    a, _, a_res = frm.partition("/")  # a bare JID holds no '/'
+    b, _, b_res = to.partition("/")
+    return (mid, sender, recipient, a, a_res, b, b_res, f"{a} {b}" if a < b else f"{b} {a}",
+            stanza)
 
 
 def _with_peer(owner: str, peer: JID) -> list[tuple[str, object]]:
@@ -163,7 +184,9 @@ class Mam(Module):
         self._flush_rows = cfg.flush_rows
         self._max_page = cfg.max_page
         self._last_id = 0
-        self._queue: list[Row] = []
+        self._queue: list[Queued] = []
+        self._clock = api.clock
+        self._sid_heads: dict[JID, tuple[str, str]] = {}
         self._domain = api.domain
         self._roster_check: set[tuple[str, int]] = set()
         self._timer: asyncio.TimerHandle | None = None
@@ -214,7 +237,7 @@ class Mam(Module):
 
     # -- archiving (hot path) -------------------------------------------------------------------
     def next_id(self) -> int:
-        nid = int(self.api.now() * 1_000_000)
+        nid = int(self._clock() * 1_000_000)
         if nid <= self._last_id:
             nid = self._last_id + 1
         self._last_id = nid
@@ -277,23 +300,21 @@ class Mam(Module):
             if mine is NO:
                 return
             theirs = mine if local_sender else NO
-        # One id for both sides: one row, keyed by the id (unique per node).
-        mid = self.next_id()
+        # One id for both sides: one row, keyed by the id (unique per node); next_id, inlined.
+        mid = int(self._clock() * 1_000_000)
+        if mid <= self._last_id:
+            mid = self._last_id + 1
+        self._last_id = mid
         if mine is not NO:
-            by, sid = to.bare_str, str(mid)  # (a localpart may hold ' and &)
-            el.children.append(Rendered("stanza-id", SID, {"by": by, "id": sid}, _SID_XML.format(
-                escape_attr(by), sid)))
-        # The router serializes the message once, after every hook ran (carbons may still
-        # remove <private/>), and hands the text here and the bytes to the recipient.
-        ev.serialized = partial(self._queue_rows, mid, mine, theirs, to, sender)
-
-    def _queue_rows(self, mid: int, mine: str, theirs: str, to: JID, sender: JID,
-                    xml: str) -> None:
+            sid = str(mid)
+            cached = self._sid_heads.get(to)
+            if cached is None:
+                cached = self._sid_head(to)
+            el.children.append(Rendered("stanza-id", SID, {"by": cached[0], "id": sid},
+                                        cached[1] + sid + "'/>"))
         queue = self._queue
-        a, b = sender.bare_str, to.bare_str
-        queue.append((mid, None if theirs is NO else sender.local,
-                      None if mine is NO else to.local,
-                      a, sender.resource, b, to.resource, conversation(a, b), xml))
+        queue.append([mid, None if theirs is NO else sender.local,
+                      None if mine is NO else to.local, sender.text, to.text, None])
         if mine is ROSTER:
             self._roster_check.add((to.local, mid))
         if theirs is ROSTER:
@@ -302,6 +323,24 @@ class Mam(Module):
             self._start_flush()
         elif self._timer is None:
             self._timer = self.api.call_later(self._flush_interval, self._start_flush)
+        # The router serializes the message once, after every hook ran (carbons may still
+        # remove <private/>), and hands the text here and the bytes to the recipient.
+        ev.serialized = self._serialized
+
+    def _serialized(self, xml: str) -> None:
+        """The message just queued, as delivered (the router calls this before routing
+        anything else, so it is the last queued)."""
+        queue = self._queue
+        if queue:
+            queue[-1][5] = xml
+
+    def _sid_head(self, to: JID) -> tuple[str, str]:
+        heads = self._sid_heads
+        if len(heads) >= _SID_CACHE:
+            heads.clear()
+        by = to.bare_str  # (a localpart may hold ' and &)
+        head = heads[to] = (by, _SID_XML_HEAD.format(escape_attr(by)))
+        return head
 
     def _ours(self, by: str) -> bool:
         domain = self._domain
@@ -323,41 +362,46 @@ class Mam(Module):
                 check, self._roster_check = self._roster_check, set()
                 rows = await self._filter(queued, check)
                 if rows:
-                    await self.api.db.bulk_insert(
-                        "INSERT INTO mam_log (id, sender, recipient, from_jid, from_res, "
-                        "to_jid, to_res, conv, stanza) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+                    await self.api.db.bulk_insert(INSERT, rows, expand)
 
-    async def _filter(self, rows: list[Row], check: set[tuple[str, int]]) -> list[Row]:
-        """Take out of each row the archives of accounts that do not exist (a message to a
-        nonexistent user is bounced after the hook ran) and of owners who archive only roster
-        contacts when the peer is not one; drop rows left with no archive."""
-        out: list[Row] = []
+    async def _filter(self, queued: list[Queued], check: set[tuple[str, int]]
+                      ) -> list[Queued]:
+        """The queued messages to write: without a stanza (stopped after the archive's hook),
+        without the archives of accounts that do not exist (a message to a nonexistent user is
+        bounced after the hook ran) and of owners who archive only roster contacts when the
+        peer is not one; none left with no archive."""
+        out: list[Queued] = []
         known = self._known
-        for row in rows:
-            mid, s_owner, r_owner = row[0], row[1], row[2]
-            s_keep = s_owner is None or (s_owner in known
-                                            and (s_owner, mid) not in check)
-            r_keep = r_owner is None or (r_owner in known
-                                            and (r_owner, mid) not in check)
-            if not (s_keep and r_keep):
-                if not s_keep:
-                    s_owner = await self._keeps(s_owner, mid, row[5], check)  # type: ignore[arg-type]
-                if not r_keep:
-                    r_owner = await self._keeps(r_owner, mid, row[3], check)  # type: ignore[arg-type]
-                if s_owner is None and r_owner is None:
-                    continue
-                row = (mid, s_owner, r_owner, row[3], row[4], row[5], row[6], row[7], row[8])
-            out.append(row)
+        for q in queued:
+            if q[5] is None:
+                continue
+            s_owner, r_owner = q[1], q[2]
+            if not check and (s_owner is None or s_owner in known) \
+                    and (r_owner is None or r_owner in known):
+                out.append(q)  # the common case: both archives are known accounts'
+                continue
+            mid, frm, to = q[0], q[3], q[4]
+            s_keep = s_owner is None or (s_owner in known and (s_owner, mid) not in check)
+            r_keep = r_owner is None or (r_owner in known and (r_owner, mid) not in check)
+            if not s_keep:
+                s_owner = await self._keeps(s_owner, mid, to, check)
+            if not r_keep:
+                r_owner = await self._keeps(r_owner, mid, frm, check)
+            if s_owner is None and r_owner is None:
+                continue
+            out.append([mid, s_owner, r_owner, frm, to, q[5]])
         return out
 
     async def _keeps(self, owner: str, mid: int, peer: str,
                      check: set[tuple[str, int]]) -> str | None:
-        """``owner`` if its archive keeps message ``mid`` with ``peer``, else None."""
+        """``owner`` if its archive keeps message ``mid`` with ``peer`` (a JID, full or
+        bare), else None."""
         if owner not in self._known:
             if not await self.api.accounts.exists(owner):
                 return None
             self._known.add(owner)
-        if (owner, mid) in check and peer not in await self.api.module(Roster).items(owner):
+        if (owner, mid) in check and peer.partition("/")[0] not in \
+                await self.api.module(Roster).items(owner):
             return None
         return owner
 
