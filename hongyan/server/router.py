@@ -43,6 +43,9 @@ class Router:
         self._domain = node.domain
         self._sessions = node.sessions
         self._hooks = node.hooks
+        # the 1:1 message path's sync hooks, kept (HookBus.chain): no has()/fire_sync() calls
+        self._outbound = node.hooks.chain(StanzaOutbound)
+        self._inbound = node.hooks.chain(StanzaInbound)
         self._iq: dict[tuple[str, str, str, str], IqHandlerFn] = {}
         self.components: dict[str, ComponentHandler] = {}
 
@@ -73,14 +76,16 @@ class Router:
         """A stanza from a bound local session; ``from`` is already stamped."""
         sender = session.jid
         assert sender is not None
-        hooks = self._hooks
-        if hooks.has(StanzaOutbound) and hooks.fire_sync(StanzaOutbound(el, sender, to, session)):
-            return None
+        if self._outbound:
+            ev_out = StanzaOutbound(el, sender, to, session)
+            for _, _, handler in self._outbound:
+                if handler(ev_out) is True:
+                    return None
         name = el.name
         if name == "message":
             return self.message(el, sender, to if to is not None else sender.bare)
         if name == "presence":
-            return hooks.fire(PresenceOutbound(el, session, to))
+            return self._hooks.fire(PresenceOutbound(el, session, to))
         return self.iq(el, sender, to, session)
 
     def route_from_server(self, el: Element) -> Awaitable[object] | None:
@@ -128,12 +133,12 @@ class Router:
             if el.attrs.get("type") not in ("error", "groupchat", "headline"):
                 self.bounce(el, StanzaError("service-unavailable"))
             return None
-        hooks = self._hooks
         wire: bytes | None = None
-        if hooks.has(StanzaInbound):
+        if self._inbound:
             ev = StanzaInbound(el, sender, to)
-            if hooks.fire_sync(ev):
-                return None
+            for _, _, handler in self._inbound:
+                if handler(ev) is True:
+                    return None
             if ev.serialized is not None:
                 wire = _serialize_once(el, ev.serialized)
         mtype = el.attrs.get("type", "normal")
