@@ -643,7 +643,7 @@ class C2SSession:
         attrs = el.attrs
         jid = self.jid
         assert jid is not None
-        attrs["from"] = str(jid)
+        attrs["from"] = jid.text
         to_text = attrs.get("to")
         to: JID | None = None
         if name == "iq" and attrs.get("type") == "set" and (

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from hongyan.xmpp import ns as NS
 
 _XML_PREFIX = "{" + NS.XML + "}"
+_STREAM_NS = NS.STREAM
 
 _TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _ATTR_ESCAPES = str.maketrans(
@@ -154,7 +155,7 @@ class Element:
     def _write(self, out: list[str], parent_ns: str) -> None:
         name = self.name
         default_ns = self.xmlns
-        if default_ns == NS.STREAM:
+        if default_ns == _STREAM_NS:
             # The stream header binds the ``stream`` prefix; the default namespace inside
             # stream-level elements stays the parent's.
             name = "stream:" + name
@@ -183,7 +184,8 @@ class Element:
         out.append(head + ">")
         for c in children:
             if c.__class__ is str:
-                out.append(escape_text(c))
+                # escape_text, inlined: this runs for every text node sent
+                out.append(c.translate(_TEXT_ESCAPES) if _TEXT_SPECIAL(c) else c)
             else:
                 c._write(out, default_ns)  # type: ignore[union-attr]
         out.append(f"</{name}>")
