@@ -153,6 +153,10 @@ class MamSection(Section):
                                   "wait in memory before one batched write")
     flush_rows: int = Field(500, ge=1, description="queued messages that trigger a write "
                             "before flush_interval")
+    max_queued: int = Field(10000, ge=1, description="queued messages beyond which a sender "
+                            "waits (its next stanzas are read once the queue was handed to "
+                            "the database): bounds the archive's memory when writes fall "
+                            "behind")
     max_page: int = Field(250, ge=1, le=10000, description="most messages one query returns")
 
 

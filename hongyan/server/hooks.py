@@ -131,6 +131,10 @@ class StanzaInbound:
     sender: JID
     to: JID
     serialized: Callable[[str], None] | None = None
+    #: set by a handler that needs the sender to slow down (the archive, when its queue is
+    #: full): the router delivers the message, then returns this, and the sender's session
+    #: handles its next stanzas once it is done. It must not raise.
+    wait: Awaitable[None] | None = None
 
 
 @dataclass(slots=True)

@@ -134,6 +134,7 @@ class Router:
                 self.bounce(el, StanzaError("service-unavailable"))
             return None
         wire: bytes | None = None
+        wait: Awaitable[None] | None = None
         if self._inbound:
             ev = StanzaInbound(el, sender, to)
             for _, _, handler in self._inbound:
@@ -141,6 +142,7 @@ class Router:
                     return None
             if ev.serialized is not None:
                 wire = _serialize_once(el, ev.serialized)
+            wait = ev.wait
         mtype = el.attrs.get("type", "normal")
         if to.resource:
             target = self._sessions.get(to)
@@ -149,7 +151,7 @@ class Router:
                     target.send(el)
                 else:
                     target.send_bytes(wire)
-                return None
+                return wait
             if mtype == "groupchat":
                 self.bounce(el, StanzaError("service-unavailable"))
                 return None
@@ -167,9 +169,9 @@ class Router:
                     s.send(el)
                 else:
                     s.send_bytes(wire)
-            return None
+            return wait
         if mtype == "headline":
-            return None
+            return wait
         return self._undeliverable(el, to.bare)
 
     async def _undeliverable(self, el: Element, to: JID) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -53,5 +54,47 @@ async def test_message_stopped_after_the_archive_hook_is_not_archived(tmp_path: 
         for (mid, *_), body in zip(rows, ("one", "two"), strict=True):
             assert (f"<body>{body}</body><stanza-id xmlns='urn:xmpp:sid:0' "
                     f"by='user2@localhost' id='{mid}'/></message>") in wire
+    finally:
+        await node.stop()
+
+
+async def test_a_full_queue_makes_the_sender_wait(tmp_path: Path) -> None:
+    """Writes falling behind must not grow the archive's queue without bound: past
+    ``mam.max_queued`` the message is still delivered, and the sender's next stanzas wait
+    until the queue was handed to the database; nothing is lost."""
+    from hongyan.config.loader import load_config
+    from hongyan.server.node import Node
+
+    cfg = tmp_path / "h.toml"
+    cfg.write_text(f"[server]\ndata_dir = '{tmp_path}'\nlog_level = 'error'\n"
+                   f"[storage]\nurl = 'sqlite:///{tmp_path}/h.db'\n"
+                   "[mam]\nflush_rows = 10\nmax_queued = 40\nflush_interval = 5\n")
+    node = Node(load_config(cfg))
+    await node.start(listen_c2s=False)
+    try:
+        await _accounts(node, "user1", "user2")
+        sender, _ = _bound_session(node, "user1")
+        _, sink = _bound_session(node, "user2")
+        delivered: list[bytes] = []
+        sink.write = delivered.append  # type: ignore[method-assign]
+        mam = node.modules["mam"]
+        assert isinstance(mam, Mam)
+        n = 300
+        sender.data_received(b"".join(
+            f"<message to='user2@localhost/r' type='chat' id='m{i}'><body>{i}</body></message>"
+            .encode() for i in range(n)))
+        # the loop has not run: the first 40 were queued, the rest wait in the session
+        assert len(mam._queue) == 40
+        assert sender._pending is not None and len(sender._pending) == n - 40
+        for _ in range(500):
+            if sender._pending is None and sender._task is None:
+                break
+            assert len(mam._queue) <= 40
+            await asyncio.sleep(0.01)
+        await mam.flush()
+        assert await node.db.fetchval("SELECT COUNT(*) FROM mam_log") == n
+        node.flush_dirty()
+        wire = b"".join(delivered).decode()
+        assert [f"id='m{i}'" in wire for i in range(n)] == [True] * n
     finally:
         await node.stop()

@@ -182,6 +182,8 @@ class Mam(Module):
         self._default_mode = _MODES[cfg.default]
         self._flush_interval = cfg.flush_interval
         self._flush_rows = cfg.flush_rows
+        self._max_queued = cfg.max_queued
+        self._room: asyncio.Future[None] | None = None  # senders waiting for the queue
         self._max_page = cfg.max_page
         self._last_id = 0
         self._queue: list[Queued] = []
@@ -321,6 +323,11 @@ class Mam(Module):
             self._roster_check.add((sender.local, mid))
         if len(queue) >= self._flush_rows:
             self._start_flush()
+            if len(queue) >= self._max_queued:
+                # writes fall behind: the sender waits until this queue is handed over
+                if self._room is None:
+                    self._room = asyncio.get_running_loop().create_future()
+                ev.wait = self._room
         elif self._timer is None:
             self._timer = self.api.call_later(self._flush_interval, self._start_flush)
         # The router serializes the message once, after every hook ran (carbons may still
@@ -360,6 +367,9 @@ class Mam(Module):
             while self._queue:
                 queued, self._queue = self._queue, []
                 check, self._roster_check = self._roster_check, set()
+                room, self._room = self._room, None
+                if room is not None and not room.done():
+                    room.set_result(None)
                 rows = await self._filter(queued, check)
                 if rows:
                     await self.api.db.bulk_insert(INSERT, rows, expand)
