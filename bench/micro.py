@@ -95,10 +95,11 @@ class SinkTransport:
         return None
 
 
-async def _node(tmp: Path) -> Node:
+async def _node(tmp: Path, extra: str = "") -> Node:
+    """A started node on an SQLite file in ``tmp``; ``extra`` is appended to its config."""
     cfg_path = tmp / "bench.toml"
     cfg_path.write_text(f"[server]\ndata_dir = '{tmp}'\nlog_level = 'error'\n"
-                        f"[storage]\nurl = 'sqlite:///{tmp}/bench.db'\n")
+                        f"[storage]\nurl = 'sqlite:///{tmp}/bench.db'\n" + extra)
     node = Node(load_config(cfg_path))
     await node.start(listen_c2s=False)
     tune_gc()  # the collector settings `hongyan serve` runs with

@@ -9,7 +9,9 @@ import pytest
 
 from bench.micro import _accounts, _bound_session, _node
 from hongyan.modules.mam import Mam, conversation, expand
+from hongyan.server.c2s import C2SSession
 from hongyan.server.hooks import StanzaInbound
+from hongyan.server.node import Node
 
 
 @pytest.mark.parametrize(("queued", "row"), [
@@ -25,23 +27,30 @@ def test_expand_makes_the_table_row(queued: list[object], row: tuple[object, ...
     assert row[7] == conversation(str(row[3]), str(row[5]))
 
 
+async def _chat(node: Node) -> tuple[C2SSession, list[bytes], Mam]:
+    """user1 and user2 bound (real accounts): user1's session, what user2's transport was
+    given, the archive."""
+    await _accounts(node, "user1", "user2")
+    sender, _ = _bound_session(node, "user1")
+    _, sink = _bound_session(node, "user2")
+    delivered: list[bytes] = []
+    sink.write = delivered.append  # type: ignore[method-assign]
+    mam = node.modules["mam"]
+    assert isinstance(mam, Mam)
+    return sender, delivered, mam
+
+
 async def test_message_stopped_after_the_archive_hook_is_not_archived(tmp_path: Path) -> None:
     """A hook after the archive's may still stop a message: it was queued without its
     stanza; it is neither delivered nor written (and the next message gets its own row)."""
     node = await _node(tmp_path)
     try:
-        await _accounts(node, "user1", "user2")
-        sender, _ = _bound_session(node, "user1")
-        _, sink = _bound_session(node, "user2")
-        delivered: list[bytes] = []
-        sink.write = delivered.append  # type: ignore[method-assign]
+        sender, delivered, mam = await _chat(node)
         node.hooks.on(StanzaInbound, lambda ev: ev.stanza.find_text("body") == "stop",
                       priority=-100)
         for body in ("one", "stop", "two"):
             sender.data_received(f"<message to='user2@localhost/r' type='chat' id='{body}'>"
                                  f"<body>{body}</body></message>".encode())
-        mam = node.modules["mam"]
-        assert isinstance(mam, Mam)
         await mam.flush()
         rows = await node.db.fetchall("SELECT id, sender, recipient, stanza FROM mam_log "
                                       "ORDER BY id")
@@ -62,23 +71,9 @@ async def test_a_full_queue_makes_the_sender_wait(tmp_path: Path) -> None:
     """Writes falling behind must not grow the archive's queue without bound: past
     ``mam.max_queued`` the message is still delivered, and the sender's next stanzas wait
     until the queue was handed to the database; nothing is lost."""
-    from hongyan.config.loader import load_config
-    from hongyan.server.node import Node
-
-    cfg = tmp_path / "h.toml"
-    cfg.write_text(f"[server]\ndata_dir = '{tmp_path}'\nlog_level = 'error'\n"
-                   f"[storage]\nurl = 'sqlite:///{tmp_path}/h.db'\n"
-                   "[mam]\nflush_rows = 10\nmax_queued = 40\nflush_interval = 5\n")
-    node = Node(load_config(cfg))
-    await node.start(listen_c2s=False)
+    node = await _node(tmp_path, "[mam]\nflush_rows = 10\nmax_queued = 40\nflush_interval = 5\n")
     try:
-        await _accounts(node, "user1", "user2")
-        sender, _ = _bound_session(node, "user1")
-        _, sink = _bound_session(node, "user2")
-        delivered: list[bytes] = []
-        sink.write = delivered.append  # type: ignore[method-assign]
-        mam = node.modules["mam"]
-        assert isinstance(mam, Mam)
+        sender, delivered, mam = await _chat(node)
         n = 300
         sender.data_received(b"".join(
             f"<message to='user2@localhost/r' type='chat' id='m{i}'><body>{i}</body></message>"

@@ -150,8 +150,7 @@ def expand(q: Queued) -> Row:
     mid, sender, recipient, frm, to, stanza = q
     a, _, a_res = frm.partition("/")  # a bare JID holds no '/'
     b, _, b_res = to.partition("/")
-    return (mid, sender, recipient, a, a_res, b, b_res, f"{a} {b}" if a < b else f"{b} {a}",
-            stanza)
+    return (mid, sender, recipient, a, a_res, b, b_res, conversation(a, b), stanza)
 
 
 def _with_peer(owner: str, peer: JID) -> list[tuple[str, object]]:
@@ -238,13 +237,6 @@ class Mam(Module):
         log.info("mam: converted %d archived messages of schema version 1", n)
 
     # -- archiving (hot path) -------------------------------------------------------------------
-    def next_id(self) -> int:
-        nid = int(self._clock() * 1_000_000)
-        if nid <= self._last_id:
-            nid = self._last_id + 1
-        self._last_id = nid
-        return nid
-
     def _decide(self, owner: str, peer: JID) -> str:
         """YES, NO or ROSTER (decided at flush, off the message path)."""
         p = self.prefs.get(owner)
@@ -302,7 +294,8 @@ class Mam(Module):
             if mine is NO:
                 return
             theirs = mine if local_sender else NO
-        # One id for both sides: one row, keyed by the id (unique per node); next_id, inlined.
+        # One id for both sides: one row, keyed by the id (unique per node): now in µs,
+        # strictly increasing (written here, not in a method: this runs per message).
         mid = int(self._clock() * 1_000_000)
         if mid <= self._last_id:
             mid = self._last_id + 1
