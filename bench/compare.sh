@@ -39,6 +39,7 @@ hy_config() {
 [server]
 data_dir = "$HYRUN/data"
 log_level = "warning"
+workers = ${HY_WORKERS:-1}
 [c2s]
 bind = ["127.0.0.1"]
 port = $HYPORT
@@ -189,6 +190,19 @@ archive() { # Hongyan only: throughput without and with the message archive (MAM
   HY_OFF=$saved
 }
 
+tput() { # throughput only, unpinned (HY_WORKERS=1,2 to compare worker counts)
+  for ((r = 1; r <= REPS; r++)); do
+    for s in $SERVERS; do
+      for w in ${HY_WORKER_COUNTS:-${HY_WORKERS:-1}}; do
+        [ $s = hongyan ] && HY_WORKERS=$w
+        start $s && gen $s "tput-w$w r$r" -- throughput --pairs 50 --window 10 --duration "$DUR" --warmup 3
+        stop $s
+        [ $s = hongyan ] || break
+      done
+    done
+  done
+}
+
 quick() { # one short pass of the main figures, for a development check
   for s in $SERVERS; do
     start $s && gen $s "mem1000 r1" -- login --clients 1000 --settle 3
@@ -203,6 +217,7 @@ echo "results -> $OUT" >&2
 [[ " $SERVERS " == *" hongyan "* ]] && hy_accounts
 case "${1:-main}" in
   quick) quick ;;
+  tput) tput ;;
   main) main ;;
   pinned) pinned ;;
   scram) scram ;;
@@ -210,7 +225,7 @@ case "${1:-main}" in
   archive) archive ;;
   tls) tls ;;
   all) main; pinned; scram; tls; archive; idle ;;
-  *) echo "usage: $0 [quick|main|pinned|scram|tls|archive|idle|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [quick|tput|main|pinned|scram|tls|archive|idle|all]" >&2; exit 2 ;;
 esac
 "$PY" "$SHARED/summarize.py" "$OUT" --names "15222=prosody,25222=ejabberd,$HYPORT=hongyan" \
   > "${OUT%.jsonl}.md" && echo "summary: ${OUT%.jsonl}.md" >&2

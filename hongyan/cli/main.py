@@ -190,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=config.server.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
+        if config.server.workers > 1:
+            from hongyan.cluster.supervisor import serve_workers
+
+            _install_uvloop()
+            return serve_workers(config, _config_path(cfg_arg))
         _install_uvloop()
         asyncio.run(_serve(config))
         return 0

@@ -33,6 +33,8 @@ class ServerSection(Section):
                           "self-signed certificate live")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     admins: list[str] = Field(default_factory=list, description="bare JIDs of administrators")
+    workers: int = Field(1, ge=1, le=64, description="worker processes (one event loop each; "
+                         "more than one uses more cores, see docs/design.md, Workers)")
 
     @field_validator("domain")
     @classmethod

@@ -335,6 +335,23 @@ class C2SSession:
             if self.sm is not None:
                 self.sm.sent(self, data)
 
+    def write_now(self, data: bytes) -> None:
+        """Write ``data`` now, with whatever was queued before it."""
+        self._write(data)
+        self.flush()
+
+    def abandon(self) -> None:
+        """This process lets go of an authenticated, unbound connection (it moved to the
+        account's home worker): no hooks, no output, the timers stopped."""
+        self.state = CLOSED
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        if self.parser is not None:
+            self.parser.close()
+            self.parser = None
+        self._out = None
+
     def emit(self, data: bytes) -> None:
         """Write a serialized stanza past client state indication (counted by XEP-0198)."""
         if self.state != CLOSED:
@@ -578,9 +595,19 @@ class C2SSession:
         self.node.auth_succeeded(self.transport.peer_host)
         self.username = username
         self.state = AUTHENTICATED
-        self.restart()
         payload = base64.b64encode(final) if final else b""
-        self._write(f"<success xmlns='{NS.SASL}'>".encode() + payload + b"</success>")
+        success = f"<success xmlns='{NS.SASL}'>".encode() + payload + b"</success>"
+        workers = self.node.workers
+        if workers is not None:
+            home = workers.home(username)
+            if home != workers.index:
+                if self._pending:
+                    # an honest client waits for <success/> before it sends more
+                    raise StreamError("policy-violation", "data pipelined after SASL")
+                await workers.hand_over(self, home, success)
+                return
+        self.restart()
+        self._write(success)
 
     async def _sasl_fail(self, exc: SaslFailure) -> None:
         self._sasl = None

@@ -20,6 +20,7 @@ from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID
 
 if TYPE_CHECKING:
+    from hongyan.cluster.workers import Workers
     from hongyan.config.schema import Config
     from hongyan.server.accounts import Accounts
     from hongyan.server.c2s import C2SSession
@@ -128,6 +129,11 @@ class Module:
     async def stop(self) -> None:
         """Called at shutdown, after listeners closed."""
 
+    def workers_ready(self, workers: Workers) -> None:
+        """The node runs several worker processes (``server.workers``) and this is one of them:
+        called after :meth:`start`, before the links to the others open. A module that keeps
+        copies of data another worker may change registers its notices here."""
+
 
 class ModuleAPI:
     """What a module may use. Registrations are tracked and undone by :meth:`release`."""
@@ -162,6 +168,11 @@ class ModuleAPI:
     @property
     def sessions(self) -> SessionManager:
         return self._node.sessions
+
+    @property
+    def workers(self) -> Workers | None:
+        """The node's other worker processes, or None when this process is the whole node."""
+        return self._node.workers
 
     @property
     def accounts(self) -> Accounts:

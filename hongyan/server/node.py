@@ -14,16 +14,18 @@ import hmac
 import importlib
 import logging
 import secrets
+import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+from hongyan.cluster.workers import Workers
 from hongyan.config.schema import Config
 from hongyan.server import accounts as accounts_mod
 from hongyan.server.accounts import Accounts
-from hongyan.server.c2s import C2SSession
+from hongyan.server.c2s import AUTHENTICATED, C2SSession
 from hongyan.server.hooks import AccountDeleted, HookBus
 from hongyan.server.module import Iq, Module, ModuleAPI
 from hongyan.server.router import IqTracker, Router
@@ -37,12 +39,30 @@ from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
 from hongyan.xmpp.jid import JID
-from hongyan.xmpp.parser import StreamParser
+from hongyan.xmpp.parser import StreamParser, parse_element
 from hongyan.xmpp.sasl import tls_server_end_point, verify_password
 
 log = logging.getLogger("hongyan.node")
 
 NonzaHandler = Callable[[C2SSession, Element], "Awaitable[object] | None"]
+
+
+class Flushable(Protocol):
+    def flush(self) -> None: ...
+
+
+class WorkerSpec:
+    """What a worker process of a multi-worker node gets from the supervisor."""
+
+    __slots__ = ("count", "index", "listeners", "run_dir")
+
+    def __init__(self, index: int, count: int, run_dir: str,
+                 listeners: dict[str, socket.socket]) -> None:
+        self.index = index
+        self.count = count
+        self.run_dir = run_dir
+        #: "c2s" and "tls": listening sockets made by the supervisor
+        self.listeners = listeners
 
 
 def load_module_classes(disabled: list[str] | tuple[str, ...] = ()) -> list[type[Module]]:
@@ -73,8 +93,12 @@ _SECRET_NS = "hongyan:server"
 
 
 class Node:
-    def __init__(self, config: Config, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: Config, clock: Callable[[], float] = time.time,
+                 worker: WorkerSpec | None = None) -> None:
         self.config = config
+        self._worker = worker
+        #: the other worker processes of this node (None: this process is the whole node)
+        self.workers: Workers | None = None
         self.clock = clock
         self.domain = config.server.domain
         self.domain_jid = JID("", self.domain, "")
@@ -100,7 +124,7 @@ class Node:
         self._auth_failures: dict[str, tuple[int, float]] = {}
         self._plain_ok: dict[str, bytes] = {}
         self._rest_task: asyncio.Task[None] | None = None
-        self._dirty: list[C2SSession] = []
+        self._dirty: list[Flushable] = []
         self._flush_scheduled = False
         self.in_batch = False
         self._ns_tuples: dict[tuple[tuple[str | None, str], ...],
@@ -128,7 +152,7 @@ class Node:
         return StreamParser(max_stanza_size=self.config.c2s.max_stanza_size,
                             max_depth=self.config.c2s.max_depth)
 
-    def schedule_flush(self, session: C2SSession) -> None:
+    def schedule_flush(self, session: Flushable) -> None:
         """Write ``session``'s queued output soon: at the end of the input batch being handled
         (see :meth:`end_batch`), or else at the end of this pass of the event loop."""
         self._dirty.append(session)
@@ -220,6 +244,15 @@ class Node:
             self._apis.append(api)
         for module in self.modules.values():
             await module.start()
+        if self._worker is not None:
+            w = self._worker
+            self.workers = Workers(self, w.index, w.count, w.run_dir)
+            self.workers.on("iq", self._peer_iq_result)
+            # the router and the modules look the workers up as they start routing
+            self.router.workers = self.workers
+            for module in self.modules.values():
+                module.workers_ready(self.workers)
+            await self.workers.start()
         if listen_c2s:
             await self._listen()
         if self.config.c2s.idle_parser_release > 0:
@@ -236,14 +269,16 @@ class Node:
 
     async def _listen(self) -> None:
         c2s = self.config.c2s
+        socks = self._worker.listeners if self._worker is not None else {}
         server = await listen(c2s.bind, c2s.port, lambda: StreamTransport(
-            self._new_session, self._tls, False))
+            self._new_session, self._tls, False), sock=socks.get("c2s"))
         self._servers.append(server)
         self.c2s_port = server.sockets[0].getsockname()[1]
         if c2s.direct_tls:
             assert self._tls is not None
             server = await listen(c2s.bind, c2s.direct_tls_port, lambda: StreamTransport(
-                self._new_session, self._tls, True), ssl_context=self._tls.context)
+                self._new_session, self._tls, True), ssl_context=self._tls.context,
+                sock=socks.get("tls"))
             self._servers.append(server)
             self.direct_tls_port = server.sockets[0].getsockname()[1]
         log.info("%s: c2s on %s (STARTTLS) and %s (direct TLS)", self.domain, self.c2s_port,
@@ -251,6 +286,21 @@ class Node:
 
     def _new_session(self, transport: StreamTransport) -> C2SSession:
         return C2SSession(self, transport)
+
+    def _peer_iq_result(self, body: bytes) -> None:
+        self.iq_tracker.resolve(parse_element(body))
+
+    @property
+    def tls_config(self) -> TLSConfig | None:
+        return self._tls
+
+    def adopted_session(self, transport: StreamTransport, username: str) -> C2SSession:
+        """A connection another worker authenticated for ``username`` (homed here): the next
+        thing on it is the client's stream restart."""
+        session = C2SSession(self, transport)
+        session.username = username
+        session.state = AUTHENTICATED
+        return session
 
     async def stop(self) -> None:
         if self._rest_task is not None:
@@ -267,6 +317,8 @@ class Node:
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
+        if self.workers is not None:
+            await self.workers.stop()
         for module in reversed(list(self.modules.values())):
             try:
                 await module.stop()

@@ -28,6 +28,7 @@ from hongyan.xmpp.errors import StanzaError, error_reply
 from hongyan.xmpp.jid import JID, JIDError
 
 if TYPE_CHECKING:
+    from hongyan.cluster.workers import Workers
     from hongyan.server.c2s import C2SSession
     from hongyan.server.node import Node
 
@@ -48,6 +49,9 @@ class Router:
         self._inbound = node.hooks.chain(StanzaInbound)
         self._iq: dict[tuple[str, str, str, str], IqHandlerFn] = {}
         self.components: dict[str, ComponentHandler] = {}
+        #: the node's other worker processes (None: this process is the whole node). An
+        #: account's stanzas are handled on its home worker (hongyan.cluster.workers).
+        self.workers: Workers | None = None
 
     # -- registration ---------------------------------------------------------------------------
     def register_iq(self, spec: IqSpec, handler: IqHandlerFn) -> Callable[[], None]:
@@ -133,6 +137,12 @@ class Router:
             if el.attrs.get("type") not in ("error", "groupchat", "headline"):
                 self.bounce(el, StanzaError("service-unavailable"))
             return None
+        workers = self.workers
+        if workers is not None:
+            home = workers.home(to.local)
+            if home != workers.index:
+                workers.route_message(home, el, sender, to)
+                return None
         wire: bytes | None = None
         wait: Awaitable[None] | None = None
         if self._inbound:
@@ -174,6 +184,25 @@ class Router:
             return wait
         return self._undeliverable(el, to.bare)
 
+    def deliver_wire(self, data: bytes, to: JID, mtype: str) -> bool:
+        """A message another worker forwarded, still serialized: write it as it is when that is
+        all :meth:`message` would do (no inbound hook, a chat or normal message, a session to
+        take it). False: it must be parsed and routed."""
+        if self._inbound or (mtype != "chat" and mtype != "normal"):
+            return False
+        if to.resource:
+            target = self._sessions.get(to)
+            if target is None:
+                return False
+            target.send_bytes(data)
+            return True
+        targets = [s for s in self._sessions.resources(to) if s.available and s.priority >= 0]
+        if not targets:
+            return False
+        for s in targets:
+            s.send_bytes(data)
+        return True
+
     async def _undeliverable(self, el: Element, to: JID) -> None:
         if not await self._node.accounts.exists(to.local):
             self.bounce(el, StanzaError("service-unavailable"))
@@ -188,6 +217,12 @@ class Router:
             return self._elsewhere(el, sender, to)
         if not to.local:
             return None
+        workers = self.workers
+        if workers is not None:
+            home = workers.home(to.local)
+            if home != workers.index:
+                workers.route(home, el, sender, to)
+                return None
         hooks = self._hooks
         if hooks.has(StanzaInbound) and hooks.fire_sync(StanzaInbound(el, sender, to)):
             return None
@@ -215,6 +250,12 @@ class Router:
             return None
         if to is not None and to.domain != self._domain:
             return self._elsewhere(el, sender, to)
+        workers = self.workers
+        if workers is not None and to is not None and to.local:
+            home = workers.home(to.local)
+            if home != workers.index:
+                workers.route(home, el, sender, to)
+                return None
         if to is not None and to.resource:
             if itype in ("get", "set") and to.local and self._hooks.has(StanzaInbound) and \
                     self._hooks.fire_sync(StanzaInbound(el, sender, to)):
@@ -226,7 +267,9 @@ class Router:
                 self.bounce(el, StanzaError("service-unavailable"))
             return None
         if itype in ("result", "error"):
-            self._node.iq_tracker.resolve(el)
+            if not self._node.iq_tracker.resolve(el) and self.workers is not None:
+                # the answer to an IQ another worker sent from the server's JID
+                self.workers.notify("iq", el.to_bytes(""))
             return None
         payloads = [c for c in el.children if isinstance(c, Element)]
         if len(payloads) != 1:
@@ -305,6 +348,12 @@ class Router:
     def _elsewhere(self, el: Element, sender: JID, to: JID) -> Awaitable[object] | None:
         handler = self.components.get(to.domain)
         if handler is not None:
+            workers = self.workers
+            if workers is not None:
+                home = workers.service_home(to.domain)
+                if home != workers.index:
+                    workers.route(home, el, sender, to)
+                    return None
             return handler(el, sender, to)
         # No server-to-server yet: every remote domain is unreachable.
         self.bounce(el, StanzaError("remote-server-not-found",
@@ -324,10 +373,12 @@ class IqTracker:
     def cancel(self, iq_id: str) -> None:
         self._pending.pop(iq_id, None)
 
-    def resolve(self, el: Element) -> None:
+    def resolve(self, el: Element) -> bool:
         cb = self._pending.pop(el.attrs.get("id", ""), None)
-        if cb is not None:
-            cb(el)
+        if cb is None:
+            return False
+        cb(el)
+        return True
 
 
 __all__ = ["NS", "IqTracker", "Router"]

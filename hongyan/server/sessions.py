@@ -41,6 +41,10 @@ class SessionManager:
         resources = self._by_bare.get(jid.bare_str)
         return None if resources is None else resources.get(jid.resource)
 
+    def get_str(self, bare: str, resource: str) -> C2SSession | None:
+        resources = self._by_bare.get(bare)
+        return None if resources is None else resources.get(resource)
+
     def resources(self, bare: JID | str) -> list[C2SSession]:
         resources = self._by_bare.get(bare if isinstance(bare, str) else bare.bare_str)
         return [] if resources is None else list(resources.values())

@@ -75,6 +75,30 @@ class StreamTransport(asyncio.Protocol):
         if session is not None:
             session.connection_lost()
 
+    def pause_writing(self) -> None:
+        pause = getattr(self.session, "pause_writing", None)
+        if pause is not None:
+            pause()
+
+    def resume_writing(self) -> None:
+        resume = getattr(self.session, "resume_writing", None)
+        if resume is not None:
+            resume()
+
+    @property
+    def raw(self) -> asyncio.Transport | None:
+        """The event loop's transport (to hand its socket to another worker)."""
+        return self._transport
+
+    def detach(self) -> None:
+        """Close this process's handle on the connection without telling the session (its
+        socket was duplicated and handed to another worker, which goes on with it)."""
+        t = self._transport
+        self.session = None
+        if t is not None and not self._closing:
+            self._closing = True
+            t.close()
+
     # what a session uses
     @property
     def secure(self) -> bool:
@@ -126,7 +150,12 @@ class StreamTransport(asyncio.Protocol):
 
 async def listen(host: str | list[str], port: int,
                  factory: Callable[[], asyncio.Protocol],
-                 ssl_context: ssl.SSLContext | None = None, backlog: int = 1024) -> Any:
+                 ssl_context: ssl.SSLContext | None = None, backlog: int = 1024,
+                 sock: socket.socket | None = None) -> Any:
+    """Listen on ``host``:``port``, or on ``sock``, a listening socket made elsewhere (the
+    supervisor of a multi-worker node shares one with every worker)."""
     loop = asyncio.get_running_loop()
+    if sock is not None:
+        return await loop.create_server(factory, sock=sock, ssl=ssl_context, backlog=backlog)
     return await loop.create_server(factory, host, port, ssl=ssl_context, backlog=backlog,
                                     reuse_address=True)

@@ -1,0 +1,120 @@
+"""The supervisor of a multi-worker node (``server.workers`` > 1).
+
+It prepares what must happen once (the schema migrations, the server's secrets, the self-signed
+certificate: one :meth:`Node.start` without listeners), opens the listening sockets, starts the
+workers with those sockets inherited, and prints the serving line once every worker is ready.
+A worker that dies takes the node down (the others stop, the supervisor exits non-zero) rather
+than leave its accounts' sessions in a half-known state; a service manager restarts the node.
+SIGINT and SIGTERM stop the workers and then the supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+
+from hongyan.config.schema import Config
+
+log = logging.getLogger("hongyan.supervisor")
+
+
+def _listener(hosts: list[str], port: int) -> socket.socket:
+    """One listening socket (the first address; a worker node listens on one address)."""
+    host = hosts[0] if hosts else "0.0.0.0"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def _prepare(config: Config) -> None:
+    from hongyan.server.node import Node
+
+    node = Node(config)
+    await node.start(listen_c2s=False)
+    await node.stop()
+
+
+async def _supervise(config: Config, config_path: str | None) -> int:
+    c2s = config.c2s
+    if len(c2s.bind) > 1:
+        log.warning("with several workers only the first c2s.bind address is used (%s)",
+                    c2s.bind[0])
+    socks = {"c2s": _listener(c2s.bind, c2s.port)}
+    if c2s.direct_tls:
+        socks["tls"] = _listener(c2s.bind, c2s.direct_tls_port)
+    run_dir = tempfile.mkdtemp(prefix="hongyan-workers-")
+    ready_r, ready_w = os.pipe()
+    count = config.server.workers
+    procs: list[asyncio.subprocess.Process] = []
+    env = dict(os.environ)
+    if config_path:
+        env["HONGYAN_CONFIG"] = config_path
+    try:
+        for index in range(count):
+            args = [sys.executable, "-m", "hongyan.cluster.worker", str(index), str(count),
+                    run_dir, str(ready_w)]
+            for name, sock in socks.items():
+                args.append(f"{name}={sock.fileno()}")
+            procs.append(await asyncio.create_subprocess_exec(
+                *args, env=env, pass_fds=[ready_w, *(s.fileno() for s in socks.values())]))
+        os.close(ready_w)
+        ready_w = -1
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                     os.fdopen(ready_r, "rb", buffering=0))
+        ready_r = -1
+        waits = [asyncio.ensure_future(p.wait()) for p in procs]
+        try:
+            got = await asyncio.wait_for(reader.readexactly(count), 120)
+        except (asyncio.IncompleteReadError, TimeoutError):
+            got = b""
+        if len(got) != count:
+            log.error("the workers did not all start")
+            return 1
+        port = socks["c2s"].getsockname()[1]
+        tls = socks["tls"].getsockname()[1] if "tls" in socks else "off"
+        print(f"hongyan: serving {config.server.domain} on c2s port {port} and direct TLS "
+              f"port {tls} ({count} workers)", flush=True)
+        stopped = asyncio.ensure_future(stop.wait())
+        done, _ = await asyncio.wait([stopped, *waits], return_when=asyncio.FIRST_COMPLETED)
+        if stopped not in done:
+            dead = [i for i, w in enumerate(waits) if w in done]
+            log.error("worker %s exited (status %s): stopping the node", dead,
+                      [procs[i].returncode for i in dead])
+        for p in procs:
+            if p.returncode is None:
+                p.send_signal(signal.SIGTERM)
+        await asyncio.wait(waits, timeout=30)
+        for p in procs:
+            if p.returncode is None:
+                p.kill()
+        return 0 if stopped in done else 1
+    finally:
+        for sock in socks.values():
+            sock.close()
+        for fd in (ready_r, ready_w):
+            if fd >= 0:
+                os.close(fd)
+        for p in procs:
+            if p.returncode is None:
+                p.kill()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def serve_workers(config: Config, config_path: str | None) -> int:
+    asyncio.run(_prepare(config))
+    return asyncio.run(_supervise(config, config_path))

@@ -1,0 +1,53 @@
+"""A worker process of a multi-worker node: ``python -m hongyan.cluster.worker INDEX COUNT RUN_DIR
+READY_FD c2s=FD [tls=FD]``, started by :mod:`hongyan.cluster.supervisor` with the config in
+``$HONGYAN_CONFIG`` and the listening sockets inherited."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+
+
+async def _run(argv: list[str]) -> int:
+    from hongyan.cli.main import _load, raise_fd_limit, tune_gc
+    from hongyan.server.node import Node, WorkerSpec
+
+    index, count, run_dir, ready_fd = int(argv[0]), int(argv[1]), argv[2], int(argv[3])
+    listeners = {}
+    for arg in argv[4:]:
+        name, _, fd = arg.partition("=")
+        listeners[name] = socket.socket(fileno=int(fd))
+    config = _load(None)
+    logging.basicConfig(level=config.server.log_level.upper(),
+                        format=f"%(asctime)s %(levelname)s w{index} %(name)s: %(message)s")
+    raise_fd_limit()
+    node = Node(config, worker=WorkerSpec(index, count, run_dir, listeners))
+    await node.start()
+    tune_gc()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    workers = node.workers
+    assert workers is not None
+    workers.on_peer_lost = lambda _index: stop.set()
+    os.write(ready_fd, b"r")
+    os.close(ready_fd)
+    await stop.wait()
+    await node.stop()
+    return 0
+
+
+def main() -> int:
+    from hongyan.cli.main import _install_uvloop
+
+    _install_uvloop()
+    return asyncio.run(_run(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,470 @@
+"""Several worker processes in one node (config ``server.workers``).
+
+One event loop is one core. To use more cores a node runs several worker processes that share
+the listening sockets (the kernel hands each new connection to one of them) and talk over Unix
+sockets. The rule that keeps the design correct: **every account has a home worker**
+(``crc32(username) % workers``), and all of an account's sessions live there. A connection
+accepted by another worker is moved to the home right after SASL succeeds:
+
+* plain TCP: the socket itself is passed (``SCM_RIGHTS``); the accepting worker keeps nothing;
+* TLS: the TLS state cannot move between processes, so the accepting worker keeps the TLS
+  connection and relays its bytes over a socket pair whose other end the home adopts.
+
+So everything about one user — its sessions and resource conflicts, XEP-0198 resumption,
+rosters, blocklists, carbons, offline storage, its archive writes — is handled by one process,
+exactly as with a single worker. What crosses workers is what would cross servers: a stanza for
+another user is handed to that user's home (``R`` frame) after the sender's side ran, and the home
+runs the recipient's side (the server-to-server model of RFC 6120 inside one node). A service
+(MUC, pubsub) lives on the home of its domain. Peers also exchange small notices (``N``: cache
+invalidations, a session that ended) and direct deliveries to a session (``D``: a room's
+fan-out to an occupant homed elsewhere).
+
+Links are ordered byte streams, one per direction and pair, so a sender's stanzas to a
+recipient keep their order. Frames are ``[4-byte length][kind][body]``; a ``R`` frame's body is
+``sender\\0to\\0stanza`` with the stanza serialized inside a ``jabber:client`` stream that the
+receiving side parses with one long-lived parser per link. A message travels in a ``M`` frame
+(the same, with its type): when no hook needs to see it on the recipient's side (the router's
+inbound chain is empty: no archive, no blocklist, no carbons in use) the home writes its bytes
+to the recipient's sessions without parsing them again.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import collections
+import json
+import logging
+import os
+import socket
+import zlib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from hongyan.xmpp import ns as NS
+from hongyan.xmpp.element import Element
+from hongyan.xmpp.jid import JID
+from hongyan.xmpp.parser import StreamParser
+
+if TYPE_CHECKING:
+    from hongyan.server.c2s import C2SSession
+    from hongyan.server.node import Node
+    from hongyan.transport.tcp import StreamTransport
+
+log = logging.getLogger("hongyan.workers")
+
+#: how long a starting worker waits for its peers' sockets
+CONNECT_TIMEOUT = 30.0
+_LINK_OPEN = ("<stream:stream xmlns='jabber:client' "
+              "xmlns:stream='" + NS.STREAM + "'>").encode()
+NoticeHandler = Callable[[bytes], "Awaitable[object] | None"]
+
+
+def home_of(key: str, count: int) -> int:
+    """The worker that owns ``key`` (a username, or a service's domain)."""
+    return zlib.crc32(key.encode()) % count
+
+
+def _jid(text: str) -> JID:
+    """A JID a peer sent (it was prepared where the stanza entered the node)."""
+    local, at, rest = text.partition("@")
+    if not at:
+        local, rest = "", text
+    domain, _, resource = rest.partition("/")
+    return JID(local, domain, resource)
+
+
+class Peer:
+    """The link to another worker, for sending. What is sent during one input batch goes out in
+    one write at its end (the node flushes it with the sessions)."""
+
+    __slots__ = ("_node", "_out", "_transport", "index")
+
+    def __init__(self, node: Node, index: int, transport: asyncio.Transport) -> None:
+        self._node = node
+        self.index = index
+        self._transport = transport
+        self._out: list[bytes] | None = None
+
+    def send(self, kind: bytes, body: bytes) -> None:
+        frame = (len(body) + 1).to_bytes(4, "big") + kind + body
+        out = self._out
+        if out is None:
+            self._out = [frame]
+            self._node.schedule_flush(self)
+        else:
+            out.append(frame)
+
+    def flush(self) -> None:
+        out = self._out
+        if out is not None:
+            self._out = None
+            self._transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+
+class _Outbound(asyncio.Protocol):
+    def __init__(self, workers: Workers, index: int) -> None:
+        self._workers = workers
+        self._index = index
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._workers.peer_lost(self._index)
+
+
+class _Inbound(asyncio.Protocol):
+    """Frames from one peer, handled in order: a frame whose handling must wait (offline
+    storage) holds the ones after it, as a client's session does."""
+
+    def __init__(self, workers: Workers) -> None:
+        self._workers = workers
+        self._node = workers.node
+        self._buf = b""
+        self._parser = StreamParser(max_stanza_size=1 << 26, max_depth=1024)
+        self._parser.feed(_LINK_OPEN)
+        self._pending: collections.deque[bytes] | None = None
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf + data if self._buf else data
+        off, end = 0, len(buf)
+        node = self._node
+        node.in_batch = True
+        try:
+            while end - off >= 4:
+                n = int.from_bytes(buf[off:off + 4], "big")
+                if end - off - 4 < n:
+                    break
+                frame = buf[off + 4:off + 4 + n]
+                off += 4 + n
+                if self._pending is not None:
+                    self._pending.append(frame)
+                    continue
+                pending = self._handle(frame)
+                if pending is not None:
+                    self._pending = collections.deque()
+                    node.spawn(self._drain(pending))
+        finally:
+            node.end_batch()
+        self._buf = buf[off:]
+
+    async def _drain(self, first: Awaitable[object]) -> None:
+        pending = self._pending
+        assert pending is not None
+        try:
+            await first
+            while pending:
+                nxt = self._handle(pending.popleft())
+                if nxt is not None:
+                    await nxt
+        finally:
+            self._pending = None
+
+    def _handle(self, frame: bytes) -> Awaitable[object] | None:
+        kind = frame[:1]
+        try:
+            if kind == b"R":
+                sender, to, xml = frame[1:].split(b"\0", 2)
+                events = self._parser.feed(xml)
+                el = events[0]
+                assert isinstance(el, Element) and len(events) == 1
+                return self._node.router.route(el, _jid(sender.decode()), _jid(to.decode()))
+            if kind == b"M":
+                sender, to, mtype, xml = frame[1:].split(b"\0", 3)
+                sj, tj = _jid(sender.decode()), _jid(to.decode())
+                router = self._node.router
+                if router.deliver_wire(xml, tj, mtype.decode()):
+                    return None
+                events = self._parser.feed(xml)
+                el = events[0]
+                assert isinstance(el, Element) and len(events) == 1
+                return router.message(el, sj, tj)
+            if kind == b"D":
+                full, data = frame[1:].split(b"\0", 1)
+                self._workers.deliver_here(full.decode(), data)
+                return None
+            if kind == b"N":
+                topic, body = frame[1:].split(b"\0", 1)
+                return self._workers.notice(topic.decode(), body)
+        except Exception:
+            log.exception("bad frame from a peer worker: %r", frame[:200])
+            return None
+        log.error("unknown frame kind from a peer worker: %r", kind)
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._parser.close()
+
+
+class Workers:
+    """This process's place among the node's workers: the links to its peers, who is home
+    where, and moving a freshly authenticated connection to its home."""
+
+    def __init__(self, node: Node, index: int, count: int, run_dir: str) -> None:
+        self.node = node
+        self.index = index
+        self.count = count
+        self._run = Path(run_dir)
+        self.peers: dict[int, Peer] = {}
+        self._homes: dict[str, int] = {}
+        self._handlers: dict[str, NoticeHandler] = {}
+        self._server: asyncio.AbstractServer | None = None
+        self._fd_in: socket.socket | None = None
+        self._fd_out: dict[int, socket.socket] = {}
+        self._fd_queue: dict[int, collections.deque[tuple[bytes, int]]] = {}
+        self._stopping = False
+        self.on_peer_lost: Callable[[int], None] | None = None
+
+    # -- where things live ----------------------------------------------------------------------
+    def home(self, username: str) -> int:
+        k = self._homes.get(username)
+        if k is None:
+            if len(self._homes) >= 100_000:
+                self._homes.clear()
+            k = self._homes[username] = home_of(username, self.count)
+        return k
+
+    def service_home(self, domain: str) -> int:
+        return home_of("service:" + domain, self.count)
+
+    # -- start and stop -------------------------------------------------------------------------
+    def _path(self, index: int, what: str) -> str:
+        return str(self._run / f"w{index}.{what}")
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_unix_server(lambda: _Inbound(self),
+                                                     self._path(self.index, "link"))
+        fd_in = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        fd_in.bind(self._path(self.index, "fd"))
+        fd_in.setblocking(False)
+        self._fd_in = fd_in
+        loop.add_reader(fd_in.fileno(), self._fds_ready)
+        deadline = loop.time() + CONNECT_TIMEOUT
+        for k in range(self.count):
+            if k == self.index:
+                continue
+            while True:
+                try:
+                    transport, _ = await loop.create_unix_connection(
+                        lambda k=k: _Outbound(self, k), self._path(k, "link"))  # type: ignore[misc]
+                    out = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                    out.connect(self._path(k, "fd"))
+                    out.setblocking(False)
+                    break
+                except (FileNotFoundError, ConnectionRefusedError):
+                    if loop.time() > deadline:
+                        raise RuntimeError(f"worker {k} did not come up within "
+                                           f"{CONNECT_TIMEOUT:.0f} s") from None
+                    await asyncio.sleep(0.05)
+            self.peers[k] = Peer(self.node, k, transport)
+            self._fd_out[k] = out
+            self._fd_queue[k] = collections.deque()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        loop = asyncio.get_running_loop()
+        for peer in self.peers.values():
+            peer.flush()
+        if self._fd_in is not None:
+            loop.remove_reader(self._fd_in.fileno())
+            self._fd_in.close()
+        for k, out in self._fd_out.items():
+            for _, fd in self._fd_queue[k]:
+                os.close(fd)
+            loop.remove_writer(out.fileno())
+            out.close()
+        if self._server is not None:
+            self._server.close()
+
+    def peer_lost(self, index: int) -> None:
+        if self._stopping:
+            return
+        log.error("lost the link to worker %d", index)
+        if self.on_peer_lost is not None:
+            self.on_peer_lost(index)
+
+    # -- frames ---------------------------------------------------------------------------------
+    def route(self, index: int, el: Element, sender: JID, to: JID) -> None:
+        """Hand a stanza to worker ``index``, which routes it as if it had arrived there."""
+        self.peers[index].send(b"R", b"%s\0%s\0%s" % (sender.text.encode(), to.text.encode(),
+                                                      el.to_bytes(NS.CLIENT)))
+
+    def route_message(self, index: int, el: Element, sender: JID, to: JID) -> None:
+        """A message for an account homed on worker ``index``; its type travels beside it, so
+        that the home can often deliver the bytes as they are, without parsing them again."""
+        self.peers[index].send(b"M", b"%s\0%s\0%s\0%s" % (
+            sender.text.encode(), to.text.encode(), el.attrs.get("type", "normal").encode(),
+            el.to_bytes(NS.CLIENT)))
+
+    def deliver(self, index: int, full: str, data: bytes) -> None:
+        """Write a serialized stanza to the session ``full`` on worker ``index``."""
+        self.peers[index].send(b"D", full.encode() + b"\0" + data)
+
+    def deliver_here(self, full: str, data: bytes) -> None:
+        bare, _, resource = full.partition("/")
+        s = self.node.sessions.get_str(bare, resource)
+        if s is not None:
+            s.send_bytes(data)
+
+    def notify(self, topic: str, body: bytes = b"", index: int | None = None) -> None:
+        """A notice to one peer or (``index`` None) to all of them."""
+        payload = topic.encode() + b"\0" + body
+        for k, peer in self.peers.items():
+            if index is None or k == index:
+                peer.send(b"N", payload)
+
+    def on(self, topic: str, handler: NoticeHandler) -> None:
+        self._handlers[topic] = handler
+
+    def notice(self, topic: str, body: bytes) -> Awaitable[object] | None:
+        handler = self._handlers.get(topic)
+        if handler is None:
+            log.warning("no handler for the notice %r", topic)
+            return None
+        return handler(body)
+
+    # -- moving a connection to its home --------------------------------------------------------
+    async def hand_over(self, session: C2SSession, index: int, success: bytes) -> None:
+        """``session`` just authenticated as an account homed on worker ``index``: write SASL
+        success and move the connection there; this worker keeps at most a TLS relay."""
+        st: StreamTransport = session.transport  # type: ignore[assignment]
+        st.pause_reading()
+        session.write_now(success)
+        raw = st.raw
+        if raw is None:
+            return
+        meta = {"u": session.username, "p": st.peer_host, "s": st.secure}
+        if not st.secure:
+            # the socket itself moves: wait until SASL success has left this process
+            for _ in range(2000):
+                if raw.get_write_buffer_size() == 0:
+                    break
+                await asyncio.sleep(0.001)
+            sock = raw.get_extra_info("socket")
+            fd = os.dup(sock.fileno())
+            session.abandon()
+            st.detach()
+            self._send_fd(index, json.dumps(meta).encode(), fd)
+            return
+        here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._send_fd(index, json.dumps(meta).encode(), there.detach())
+        session.abandon()
+        relay = _Relay(st)
+        st.session = relay.client_side
+        await asyncio.get_running_loop().connect_accepted_socket(lambda: relay, here)
+        st.resume_reading()
+
+    def _send_fd(self, index: int, meta: bytes, fd: int) -> None:
+        queue = self._fd_queue[index]
+        queue.append((meta, fd))
+        if len(queue) == 1:
+            self._send_fds(index)
+
+    def _send_fds(self, index: int) -> None:
+        queue = self._fd_queue[index]
+        out = self._fd_out[index]
+        loop = asyncio.get_running_loop()
+        while queue:
+            meta, fd = queue[0]
+            try:
+                out.sendmsg([meta], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                      array.array("i", [fd]))])
+            except BlockingIOError:
+                loop.add_writer(out.fileno(), self._send_fds, index)
+                return
+            except OSError:
+                log.exception("could not hand a connection to worker %d", index)
+            queue.popleft()
+            os.close(fd)
+        loop.remove_writer(out.fileno())
+
+    def _fds_ready(self) -> None:
+        assert self._fd_in is not None
+        while True:
+            try:
+                msg, fds, _, _ = socket.recv_fds(self._fd_in, 65536, 4)
+            except BlockingIOError:
+                return
+            if not fds:
+                return
+            try:
+                meta = json.loads(msg)
+                self._adopt(meta, fds[0])
+            except Exception:
+                log.exception("could not adopt a connection")
+            for fd in fds[1:]:
+                os.close(fd)
+
+    def _adopt(self, meta: dict[str, Any], fd: int) -> None:
+        from hongyan.transport.tcp import StreamTransport
+
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        node = self.node
+        username, peer, secure = str(meta["u"]), str(meta["p"]), bool(meta["s"])
+
+        def factory(transport: StreamTransport) -> C2SSession:
+            transport.peer_host = peer
+            return node.adopted_session(transport, username)
+
+        node.spawn(asyncio.get_running_loop().connect_accepted_socket(
+            lambda: StreamTransport(factory, node.tls_config, secure), sock))
+
+
+class _Relay(asyncio.Protocol):
+    """Bytes between a client's TLS connection (kept here) and the account's home worker: this
+    protocol is the socket pair's side; :class:`_ClientSide` stands in for the session on the
+    client's transport."""
+
+    def __init__(self, client: StreamTransport) -> None:
+        self._client = client
+        self.home: asyncio.Transport | None = None
+        self.client_side = _ClientSide(self)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.home = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._client.write(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.home = None
+        self._client.close()
+
+    def pause_writing(self) -> None:
+        self._client.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._client.resume_reading()
+
+
+class _ClientSide:
+    """What the client's transport calls (its ``session``) once its connection is relayed."""
+
+    __slots__ = ("_relay",)
+
+    def __init__(self, relay: _Relay) -> None:
+        self._relay = relay
+
+    def data_received(self, data: bytes) -> None:
+        home = self._relay.home
+        if home is not None:
+            home.write(data)
+
+    def connection_lost(self) -> None:
+        home = self._relay.home
+        if home is not None:
+            home.close()
+
+    def pause_writing(self) -> None:
+        home = self._relay.home
+        if home is not None:
+            home.pause_reading()
+
+    def resume_writing(self) -> None:
+        home = self._relay.home
+        if home is not None:
+            home.resume_reading()
+
+
+__all__ = ["Peer", "Workers", "home_of"]

@@ -1,0 +1,219 @@
+"""A node of two worker processes (``server.workers = 2``), started as a user would
+(``hongyan serve``), driven by slixmpp over real sockets, on SQLite and PostgreSQL.
+
+Accounts are picked so that their home workers differ; which worker accepts a connection is the
+kernel's choice, so each test logs in several times over STARTTLS, direct TLS and plain TCP: a
+connection accepted by the account's home stays, one accepted by the other worker is moved
+(its socket passed, or its TLS relayed). Whatever the path, the client must see one server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hongyan.cluster.workers import home_of
+from tests.integration.clients import TIMEOUT, Client
+from tests.integration.netcut import NetCut
+from tests.integration.test_process import PW, Server, free_port, hongyan
+from tests.integration.test_sm_resume import resume
+
+#: two accounts homed on worker 0 and two on worker 1 (checked below)
+A0, B0, A1, B1 = "bob", "dave", "alice", "carol"
+MODES = ("starttls", "direct", "plain")
+
+
+def test_the_accounts_have_the_homes_the_tests_assume() -> None:
+    assert [home_of(u, 2) for u in (A0, B0, A1, B1)] == [0, 0, 1, 1]
+
+
+class Node:
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        text = config.read_text()
+        self.port = int(text.split("\nport = ")[1].split("\n")[0])
+        self.tls_port = int(text.split("\ndirect_tls_port = ")[1].split("\n")[0])
+        self.clients: list[Client] = []
+
+    async def login(self, user: str, resource: str = "r", mode: str = "starttls",
+                    plugins: tuple[str, ...] = (), port: int = 0) -> Client:
+        c = Client(f"{user}@localhost/{resource}", PW, plugins)
+        self.clients.append(c)
+        if mode == "plain":
+            c.enable_starttls = False
+            c.enable_direct_tls = False
+            c.enable_plaintext = True
+            c.plugin["feature_mechanisms"].unencrypted_plain = True
+            c.connect("127.0.0.1", port or self.port)
+            assert await asyncio.wait_for(c._started, TIMEOUT)
+            c.send_presence()
+            await asyncio.wait_for(c.get_roster(), TIMEOUT)
+            return c
+        direct = mode == "direct"
+        assert await c.login(port or (self.tls_port if direct else self.port), direct_tls=direct)
+        return c
+
+
+@pytest.fixture
+async def node(tmp_path: Path, storage_url: str) -> AsyncIterator[Node]:
+    path = tmp_path / "hongyan.toml"
+    path.write_text(f"""
+[server]
+data_dir = "{tmp_path / 'data'}"
+workers = 2
+log_level = "warning"
+[c2s]
+bind = ["127.0.0.1"]
+port = {free_port()}
+direct_tls_port = {free_port()}
+require_encryption = false
+allow_plaintext_auth = true
+[storage]
+url = "{storage_url}"
+[auth]
+failure_delay = 0.05
+""")
+    for user in (A0, B0, A1, B1):
+        r = hongyan("adduser", f"{user}@localhost", stdin=PW + "\n", config=path)
+        assert r.returncode == 0, r.stderr
+    srv = Server(path)
+    await srv.start()
+    n = Node(path)
+    n.server = srv  # type: ignore[attr-defined]
+    try:
+        yield n
+    finally:
+        for c in n.clients:
+            await c.close()
+        if srv.proc is not None and srv.proc.returncode is None:
+            srv.proc.terminate()
+            await srv.wait()
+
+
+async def test_chat_across_homes_in_order_whatever_worker_accepts(node: Node) -> None:
+    for round_ in range(3):
+        for mode in MODES:
+            a = await node.login(A0, f"a{round_}{mode}", mode)
+            b = await node.login(A1, f"b{round_}{mode}", mode)
+            for i in range(20):
+                a.send_message(mto=f"{A1}@localhost", mbody=f"{mode} {i}", mtype="chat")
+            got = [(await b.next_message())["body"] for _ in range(20)]
+            assert got == [f"{mode} {i}" for i in range(20)]
+            b.send_message(mto=str(a.boundjid), mbody="back", mtype="chat")
+            m = await a.next_message()
+            assert (m["body"], str(m["from"])) == ("back", str(b.boundjid))
+            await a.close()
+            await b.close()
+
+
+async def test_offline_message_to_another_home(node: Node) -> None:
+    a = await node.login(A0)
+    for i in range(5):
+        a.send_message(mto=f"{B1}@localhost", mbody=f"while away {i}", mtype="chat")
+    await a.plugin["xep_0199"].ping(jid="localhost", timeout=TIMEOUT)
+    b = await node.login(B1)
+    got = [(await b.next_message())["body"] for _ in range(5)]
+    assert got == [f"while away {i}" for i in range(5)]
+
+
+async def seen(c: Client, seen: list[Any], pred: Any) -> Any:
+    """Wait (bounded) for a presence matching ``pred``, keeping every one received in ``seen``."""
+    while True:
+        for p in seen:
+            if pred(p):
+                return p
+        seen.append(await c.next_presence())
+
+
+async def test_subscription_presence_and_unavailable_across_homes(node: Node) -> None:
+    a = await node.login(A0, "home0")
+    b = await node.login(A1, "home1")
+    at_a: list[Any] = []
+    at_b: list[Any] = []
+    a.send_presence(pto=f"{A1}@localhost", ptype="subscribe")
+    p = await seen(b, at_b, lambda p: p["type"] == "subscribe")
+    assert p["from"].bare == f"{A0}@localhost"
+    b.send_presence(pto=f"{A0}@localhost", ptype="subscribed")
+    b.send_presence(pto=f"{A0}@localhost", ptype="subscribe")
+    await seen(a, at_a, lambda p: p["type"] == "subscribe")
+    a.send_presence(pto=f"{A1}@localhost", ptype="subscribed")
+    # each now sees the other's available presence
+    await seen(a, at_a, lambda p: str(p["from"]) == str(b.boundjid) and p["type"] == "available")
+    await seen(b, at_b, lambda p: str(p["from"]) == str(a.boundjid) and p["type"] == "available")
+    r = await a.iq("<query xmlns='jabber:iq:roster'/>")
+    item = r.xml.find("{jabber:iq:roster}query/{jabber:iq:roster}item")
+    assert (item.get("jid"), item.get("subscription")) == (b.boundjid.bare, "both")
+    await b.close()
+    await seen(a, at_a, lambda p: str(p["from"]) == str(b.boundjid) and
+               p["type"] == "unavailable")
+
+
+async def test_same_resource_twice_the_newer_wins(node: Node) -> None:
+    for mode in MODES:
+        first = await node.login(A1, "same", mode)
+        second = await node.login(A1, "same", mode)
+        await asyncio.wait_for(first.gone.wait(), TIMEOUT)
+        assert any("conflict" in str(e) for e in first.stream_errors)
+        other = await node.login(B0)
+        other.send_message(mto=f"{A1}@localhost/same", mbody=f"to the newer {mode}",
+                           mtype="chat")
+        assert (await second.next_message())["body"] == f"to the newer {mode}"
+        await second.close()
+        await other.close()
+
+
+async def test_iq_to_another_users_bare_jid_is_answered_by_its_home(node: Node) -> None:
+    a = await node.login(A0)
+    b = await node.login(B1)
+    r = await b.send_raw_iq(b.make_iq_set(), "<vCard xmlns='vcard-temp'><FN>Carol</FN></vCard>",
+                            TIMEOUT)
+    assert r["type"] == "result"
+    iq = a.make_iq_get(ito=f"{B1}@localhost")
+    r = await a.send_raw_iq(iq, "<vCard xmlns='vcard-temp'/>", TIMEOUT)
+    assert r["type"] == "result"
+    assert "Carol" in str(r)
+
+
+async def test_resumption_after_a_cut_lands_on_the_home(node: Node) -> None:
+    """XEP-0198: whichever worker accepts the new connection, the session is resumed at its
+    account's home, and what was sent meanwhile arrives once."""
+    relay = NetCut(node.port)
+    await relay.start()
+    assert relay.server is not None
+    rport = relay.server.sockets[0].getsockname()[1]
+    try:
+        for attempt in range(4):
+            phone = await node.login(A1, f"phone{attempt}", "plain", ("xep_0198",), port=rport)
+            sm = phone.plugin["xep_0198"]
+            for _ in range(100):
+                if sm.enabled_in and sm.sm_id is not None:
+                    break
+                await asyncio.sleep(0.05)
+            other = await node.login(B0)
+            relay.last.cut()
+            for i in range(3):
+                other.send_message(mto=str(phone.boundjid), mbody=f"cut {attempt} {i}",
+                                   mtype="chat")
+            await other.plugin["xep_0199"].ping(jid="localhost", timeout=TIMEOUT)
+            await resume(phone, relay)
+            got = [(await phone.next_message())["body"] for _ in range(3)]
+            assert got == [f"cut {attempt} {i}" for i in range(3)]
+            await other.close()
+            await phone.close()
+    finally:
+        await relay.close()
+
+
+async def test_a_dead_worker_stops_the_node(node: Node) -> None:
+    srv: Server = node.server  # type: ignore[attr-defined]
+    assert srv.proc is not None
+    children = Path(f"/proc/{srv.proc.pid}/task/{srv.proc.pid}/children").read_text().split()
+    assert len(children) == 2
+    os.kill(int(children[1]), signal.SIGKILL)
+    assert await srv.wait() == 1
