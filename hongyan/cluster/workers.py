@@ -42,13 +42,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from hongyan.server.c2s import BOUND, C2SSession
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID
 from hongyan.xmpp.parser import StreamParser
 
 if TYPE_CHECKING:
-    from hongyan.server.c2s import C2SSession
     from hongyan.server.node import Node
     from hongyan.transport.tcp import StreamTransport
 
@@ -213,6 +213,8 @@ class Workers:
         self._fd_queue: dict[int, collections.deque[tuple[bytes, int]]] = {}
         self._stopping = False
         self.on_peer_lost: Callable[[int], None] | None = None
+        #: sessions homed on other workers that a service here writes to (room occupants)
+        self._remote: dict[str, RemoteSession] = {}
 
     # -- where things live ----------------------------------------------------------------------
     def home(self, username: str) -> int:
@@ -225,6 +227,23 @@ class Workers:
 
     def service_home(self, domain: str) -> int:
         return home_of("service:" + domain, self.count)
+
+    def remote_session(self, jid: JID) -> RemoteSession | None:
+        """A stand-in for the session ``jid`` when it is homed on another worker (None when
+        its home is here): what a service writes to it is delivered there (``D`` frames)."""
+        if not jid.local or not jid.resource or jid.domain != self.node.domain:
+            return None
+        home = self.home(jid.local)
+        if home == self.index:
+            return None
+        s = self._remote.get(jid.text)
+        if s is None:
+            s = self._remote[jid.text] = RemoteSession(self, home, jid)
+        return s
+
+    def forget_remote(self, full: str) -> RemoteSession | None:
+        """The stand-in for ``full``, dropped (its session ended on its home)."""
+        return self._remote.pop(full, None)
 
     # -- start and stop -------------------------------------------------------------------------
     def _path(self, index: int, what: str) -> str:
@@ -411,6 +430,62 @@ class Workers:
             lambda: StreamTransport(factory, node.tls_config, secure), sock))
 
 
+class RemoteSession(C2SSession):
+    """A session bound on another worker, as a service here (a room) sees it: what is sent to
+    it is serialized and delivered by its home. It has no connection here."""
+
+    __slots__ = ("_home", "_workers")
+
+    def __init__(self, workers: Workers, home: int, jid: JID) -> None:  # no super(): no socket
+        self._workers = workers
+        self._home = home
+        self.node = workers.node
+        self.jid = jid
+        self.username = jid.local
+        self.state = BOUND
+        self.available = True
+        self.priority = 0
+        self.presence = None
+        self.interested = False
+        self.data = None
+        self.sm = None
+        self.csi = None
+        self.stream_id = ""
+        self.parser = None
+        self._out = None
+        self._pending = None
+        self._task = None
+        self._auth_timer = None
+
+    def __repr__(self) -> str:
+        return f"<RemoteSession {self.jid} on worker {self._home}>"
+
+    def send(self, el: Element) -> None:
+        self.send_bytes(el.to_bytes(NS.CLIENT))
+
+    def send_bytes(self, data: bytes) -> None:
+        assert self.jid is not None
+        self._workers.deliver(self._home, self.jid.text, data)
+
+    def emit(self, data: bytes) -> None:
+        self.send_bytes(data)
+
+    def send_nonza(self, data: bytes) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def rest(self) -> bool:
+        return False
+
+    def stream_error(self, exc: Exception) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class _Relay(asyncio.Protocol):
     """Bytes between a client's TLS connection (kept here) and the account's home worker: this
     protocol is the socket pair's side; :class:`_ClientSide` stands in for the session on the
@@ -467,4 +542,4 @@ class _ClientSide:
             home.resume_reading()
 
 
-__all__ = ["Peer", "Workers", "home_of"]
+__all__ = ["Peer", "RemoteSession", "Workers", "home_of"]

@@ -248,6 +248,8 @@ class Node:
             w = self._worker
             self.workers = Workers(self, w.index, w.count, w.run_dir)
             self.workers.on("iq", self._peer_iq_result)
+            self.workers.on("account-deleted", self._peer_account_deleted)
+            self.sessions.remote = self.workers.remote_session
             # the router and the modules look the workers up as they start routing
             self.router.workers = self.workers
             for module in self.modules.values():
@@ -286,6 +288,9 @@ class Node:
 
     def _new_session(self, transport: StreamTransport) -> C2SSession:
         return C2SSession(self, transport)
+
+    def _peer_account_deleted(self, body: bytes) -> None:
+        self.accounts.forget(body.decode())
 
     def _peer_iq_result(self, body: bytes) -> None:
         self.iq_tracker.resolve(parse_element(body))
@@ -377,6 +382,8 @@ class Node:
     async def delete_account(self, username: str) -> bool:
         """Delete an account, all its data, and close its sessions."""
         existed = await self.accounts.delete(username)
+        if self.workers is not None:
+            self.workers.notify("account-deleted", username.encode())
         await self.hooks.fire(AccountDeleted(username))
         await self.kv.delete_user(username)
         for s in self.sessions.resources(JID(username, self.domain, "")):

@@ -217,3 +217,29 @@ async def test_a_dead_worker_stops_the_node(node: Node) -> None:
     assert len(children) == 2
     os.kill(int(children[1]), signal.SIGKILL)
     assert await srv.wait() == 1
+
+
+async def test_a_room_with_occupants_from_both_homes(node: Node) -> None:
+    """The rooms live on one worker; occupants homed on the other get the room's fan-out,
+    its history and its presence, and leave it when their session ends."""
+    from tests.integration.test_muc import Witch
+
+    room = "hall@conference.localhost"
+    people = [Witch(await node.login(u, "m", mode, ("xep_0045",)))
+              for u, mode in ((A0, "starttls"), (A1, "direct"), (B1, "plain"))]
+    await people[0].create(room, "a0")
+    for w, nick in zip(people[1:], ("a1", "b1"), strict=True):
+        await w.join(room, nick)
+    people[1].c.send_message(mto=room, mbody="hello hall", mtype="groupchat")
+    for w in people:
+        el = await w.expect(lambda el: el.tag.endswith("message") and
+                            el.findtext("{jabber:client}body") == "hello hall")
+        assert el.get("from") == f"{room}/a1"
+    late = Witch(await node.login(B0, "m", "starttls", ("xep_0045",)))
+    await late.join(room, "b0")
+    await late.expect(lambda el: el.findtext("{jabber:client}body") == "hello hall")
+    await people[2].c.close()  # homed on worker 1: the room learns it from there
+    for w in (people[0], people[1], late):
+        el = await w.expect(lambda el: el.tag.endswith("presence") and
+                            el.get("from") == f"{room}/b1")
+        assert el.get("type") == "unavailable"

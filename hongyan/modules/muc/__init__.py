@@ -23,7 +23,7 @@ import hmac
 import itertools
 import secrets
 from collections.abc import Awaitable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hongyan.modules.blocking import Blocking
 from hongyan.modules.muc import admin
@@ -55,6 +55,10 @@ from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, error_reply
 from hongyan.xmpp.jid import JID
+
+if TYPE_CHECKING:
+    from hongyan.cluster.workers import Workers
+    from hongyan.server.c2s import C2SSession
 
 _SECRET_NS = "hongyan:muc"
 HINTS = "urn:xmpp:hints"
@@ -123,7 +127,7 @@ class Muc(Module):
         if el.name == "presence":
             # Presence goes straight to the session (the router's presence path is async).
             to = JID.parse(reply.attrs["to"])
-            s = self.api.sessions.get(to)
+            s = self.api.sessions.reach(to)
             if s is not None:
                 s.send(reply)
             return
@@ -247,7 +251,7 @@ class Muc(Module):
         if room is not None and occ is not None:
             if occ.nick == nick:
                 occ.presence = el
-                occ.add_resource(sender, self.api.sessions.get(sender))
+                occ.add_resource(sender, self.api.sessions.reach(sender))
                 if x is not None:
                     # A join from a resource already in: the client lost track (Conversations
                     # rejoins when a self-ping fails); give it the whole join again.
@@ -302,7 +306,7 @@ class Muc(Module):
             room.occupants[nick] = occ
         else:
             occ = same
-        occ.add_resource(sender, self.api.sessions.get(sender))
+        occ.add_resource(sender, self.api.sessions.reach(sender))
         occ.presence = el
         room.by_jid[full] = occ
         self.joined.setdefault(full, set()).add(room.name)
@@ -353,9 +357,31 @@ class Muc(Module):
         room.occupants[nick] = occ
         room.broadcast_presence(occ)
 
+    def workers_ready(self, workers: Workers) -> None:
+        workers.on("muc-gone", self._peer_session_gone)
+
+    def _peer_session_gone(self, body: bytes) -> None:
+        """A session homed on another worker ended (its stand-in here leaves its rooms)."""
+        workers = self.api.workers
+        assert workers is not None
+        gone = workers.forget_remote(body.decode())
+        if gone is not None:
+            self._session_ended(gone)
+
     @hook(SessionClosed)
     def on_session_closed(self, ev: SessionClosed) -> None:
-        session = ev.session
+        workers = self.api.workers
+        if workers is not None:
+            home = workers.service_home(self.host)
+            if home != workers.index:
+                # the rooms live on another worker: tell it (they may hold this session)
+                jid = ev.session.jid
+                if jid is not None:
+                    workers.notify("muc-gone", jid.text.encode(), home)
+                return
+        self._session_ended(ev.session)
+
+    def _session_ended(self, session: C2SSession) -> None:
         jid = session.jid
         if jid is None:
             return
@@ -398,7 +424,7 @@ class Muc(Module):
         mtype = el.attrs.get("type", "normal")
         occ = room.by_jid.get(str(sender))
         if mtype == "error":
-            if occ is not None and self.api.sessions.get(sender) is None:
+            if occ is not None and self.api.sessions.reach(sender) is None:
                 self.leave(room, occ, sender, codes=("333",))
             return None
         if to.resource:

@@ -114,7 +114,7 @@ class Room:
                 s.send_bytes(head + esc + tail)
 
     def write_to(self, el: Element, jid: JID) -> None:
-        s = self.muc.api.sessions.get(jid)
+        s = self.muc.api.sessions.reach(jid)
         if s is not None:
             el.attrs["to"] = str(jid)
             s.send(el)
