@@ -243,3 +243,76 @@ async def test_a_room_with_occupants_from_both_homes(node: Node) -> None:
         el = await w.expect(lambda el: el.tag.endswith("presence") and
                             el.get("from") == f"{room}/b1")
         assert el.get("type") == "unavailable"
+
+
+async def befriend(a: Client, b: Client) -> None:
+    """Mutual presence subscription between two logged-in clients (slixmpp approves)."""
+    a.send_presence(pto=b.boundjid.bare, ptype="subscribe")
+    b.send_presence(pto=a.boundjid.bare, ptype="subscribe")
+    for c, other in ((a, b), (b, a)):
+        for _ in range(100):
+            r = await c.iq("<query xmlns='jabber:iq:roster'/>")
+            item = r.xml.find(f"{{jabber:iq:roster}}query/{{jabber:iq:roster}}item"
+                              f"[@jid='{other.boundjid.bare}']")
+            if item is not None and item.get("subscription") == "both":
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the subscription did not complete")
+
+
+async def test_pep_events_and_last_items_reach_contacts_on_the_other_home(node: Node) -> None:
+    from tests.integration.pepkit import PLUGINS, TUNE, Events, tune
+
+    async def pep_login(user: str, resource: str) -> tuple[Client, Events]:
+        c = Client(f"{user}@localhost/{resource}", PW, PLUGINS)
+        node.clients.append(c)
+        events = Events(c)
+        c.plugin["xep_0163"].add_interest(TUNE)
+        await c.plugin["xep_0115"].update_caps(broadcast=False)
+        assert await c.login(node.port)
+        return c, events
+
+    pub, _ = await pep_login(A0, "pub")
+    fan, fan_ev = await pep_login(A1, "fan")
+    await befriend(pub, fan)
+    # the server learns the fan's +notify by asking its client (disco#info): retry until then
+    for attempt in range(20):
+        await pub.plugin["xep_0060"].publish(None, TUNE, id=f"t{attempt}",
+                                             payload=tune(f"song {attempt}"))
+        try:
+            msg = await fan_ev.next(timeout=0.5)
+            break
+        except TimeoutError:
+            continue
+    else:
+        raise AssertionError("no event reached the contact")
+    assert msg.get("from") == f"{A0}@localhost"
+    # a new session of the fan gets the last item on coming online, from the publisher's home
+    _, phone_ev = await pep_login(A1, "phone")
+    msg = await phone_ev.next()
+    assert msg.find(f".//{{{EVENT_NS}}}item").get("id") == f"t{attempt}"
+
+
+EVENT_NS = "http://jabber.org/protocol/pubsub#event"
+
+
+async def test_archive_queries_see_messages_archived_by_the_other_home(node: Node) -> None:
+    from tests.integration.test_mam import bodies
+    from tests.integration.test_mam import query as mam_query
+
+    a = await node.login(A0)
+    b = await node.login(A1)
+    for i in range(5):
+        a.send_message(mto=f"{A1}@localhost", mbody=f"kept {i}", mtype="chat")
+        b.send_message(mto=f"{A0}@localhost", mbody=f"reply {i}", mtype="chat")
+    for c in (a, b):
+        for _ in range(5):
+            await c.next_message()
+    for c in (a, b):
+        _, results = await mam_query(c, rsm="<max>100</max>")
+        got = bodies(results)
+        assert sorted(got) == sorted([f"kept {i}" for i in range(5)] +
+                                     [f"reply {i}" for i in range(5)]), got
+        ids = [r.get("id") for r in results]
+        assert len(set(ids)) == 10 and ids == sorted(ids, key=int)

@@ -10,6 +10,7 @@ its presence is dropped; the user's own stanzas to a blocked entity get ``not-ac
 from __future__ import annotations
 
 import secrets
+from typing import TYPE_CHECKING
 
 from hongyan.server.hooks import AccountDeleted, HookSet, StanzaInbound, StanzaOutbound
 from hongyan.server.module import Iq, Module, ModuleAPI, hook, iq_handler
@@ -18,6 +19,9 @@ from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, error_reply
 from hongyan.xmpp.jid import JID, JIDError
+
+if TYPE_CHECKING:
+    from hongyan.cluster.workers import Workers
 
 MIGRATIONS = (
     Migration("blocking", 1, (
@@ -75,6 +79,27 @@ class Blocking(Module):
         the router's StanzaInbound hook, such as a room's fan-out)."""
         blocked = self.lists.get(username)
         return blocked is not None and matches(blocked, jid)
+
+    # -- several workers ----------------------------------------------------------------------
+    def workers_ready(self, workers: Workers) -> None:
+        workers.on("blocklist", self._peer_changed)
+
+    def _changed(self, username: str) -> None:
+        """Every worker keeps every blocklist (a room's fan-out checks its occupants'): tell
+        the others that ``username``'s changed."""
+        workers = self.api.workers
+        if workers is not None:
+            workers.notify("blocklist", username.encode())
+
+    async def _peer_changed(self, body: bytes) -> None:
+        username = body.decode()
+        rows = await self.api.db.fetchall("SELECT jid FROM blocklist WHERE username=?",
+                                          username)
+        if rows:
+            self.lists[username] = {r[0] for r in rows}
+        else:
+            self.lists.pop(username, None)
+        self._enforce()
 
     # -- enforcement ----------------------------------------------------------------------------
     def _enforce(self) -> None:
@@ -149,6 +174,7 @@ class Blocking(Module):
             await self._unavailable_to(iq.sender, j)
         current.update(new)
         self._enforce()
+        self._changed(username)
         self._push(iq.sender, "block", jids)
         return iq.result()
 
@@ -171,6 +197,7 @@ class Blocking(Module):
             if not current:
                 self.lists.pop(username, None)
         self._enforce()
+        self._changed(username)
         self._push(iq.sender, "unblock", jids)
         for j in removed:
             await self._presence_again(iq.sender, j)
@@ -219,6 +246,7 @@ class Blocking(Module):
         await self.api.db.execute("DELETE FROM blocklist WHERE username=?", ev.username)
         self.lists.pop(ev.username, None)
         self._enforce()
+        self._changed(ev.username)
 
 
 MODULE = Blocking

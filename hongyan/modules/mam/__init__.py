@@ -39,9 +39,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import secrets
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hongyan.modules.mam import query
 from hongyan.modules.mam.query import MAM, MAM_EXTENDED
@@ -53,6 +54,9 @@ from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element, Rendered, escape_attr
 from hongyan.xmpp.errors import StanzaError
 from hongyan.xmpp.jid import JID, JIDError
+
+if TYPE_CHECKING:
+    from hongyan.cluster.workers import Workers
 
 log = logging.getLogger(__name__)
 SID = "urn:xmpp:sid:0"
@@ -185,6 +189,10 @@ class Mam(Module):
         self._room: asyncio.Future[None] | None = None  # senders waiting for the queue
         self._max_page = cfg.max_page
         self._last_id = 0
+        #: with several workers, worker k of n writes ids ≡ k (mod n): no two collide
+        self._id_step = 1
+        self._id_residue = 0
+        self._flush_waits: dict[str, asyncio.Future[None]] = {}
         self._queue: list[Queued] = []
         self._clock = api.clock
         self._sid_heads: dict[JID, tuple[str, str]] = {}
@@ -299,6 +307,8 @@ class Mam(Module):
         mid = int(self._clock() * 1_000_000)
         if mid <= self._last_id:
             mid = self._last_id + 1
+        if self._id_step > 1:  # several workers: each takes the ids ≡ its index
+            mid += (self._id_residue - mid) % self._id_step
         self._last_id = mid
         if mine is not NO:
             sid = str(mid)
@@ -442,7 +452,7 @@ class Mam(Module):
         q = iq.payload
         form = query.parse_form(q)
         max_n, after, before = query.parse_rsm(q, self._max_page)
-        await self.flush()
+        await self.flush_everywhere()
         rows, complete, count = await self.page(owner, form, max_n, after, before)
         flip = q.find("flip-page", MAM) is not None
         # Stored as written on the client stream; inside <forwarded/> it needs its namespace.
@@ -495,13 +505,77 @@ class Mam(Module):
             "VALUES (?,?,?,?)", username, mode,
             json.dumps(sorted(lists["always"])), json.dumps(sorted(lists["never"])))
         self.prefs[username] = Prefs(mode, lists["always"], lists["never"])
+        self._prefs_changed(username)
         return iq.result(self._prefs_element(username))
+
+    # -- several workers ----------------------------------------------------------------------
+    def workers_ready(self, workers: Workers) -> None:
+        self._id_step, self._id_residue = workers.count, workers.index
+        workers.on("mam-prefs", self._peer_prefs)
+        workers.on("mam-flush", self._peer_flush)
+        workers.on("mam-flushed", self._peer_flushed)
+
+    def _prefs_changed(self, username: str) -> None:
+        """A message's two sides are decided on the recipient's home, with the sender's
+        preferences too: every worker keeps every account's."""
+        workers = self.api.workers
+        if workers is not None:
+            workers.notify("mam-prefs", username.encode())
+
+    async def _peer_prefs(self, body: bytes) -> None:
+        username = body.decode()
+        self._known.discard(username)
+        row = await self.api.db.fetchone(
+            "SELECT default_mode, always_json, never_json FROM mam_prefs WHERE username=?",
+            username)
+        if row is None:
+            self.prefs.pop(username, None)
+        else:
+            self.prefs[username] = Prefs(row[0], set(json.loads(row[1])),
+                                         set(json.loads(row[2])))
+
+    async def flush_everywhere(self) -> None:
+        """Write what this worker's queue holds and, with several workers, what theirs hold:
+        a query then sees every message archived before it (an account's archive is
+        written by the homes of the people it talks with)."""
+        workers = self.api.workers
+        if workers is None or not workers.peers:
+            await self.flush()
+            return
+        token = secrets.token_hex(8)
+        loop = asyncio.get_running_loop()
+        waits = []
+        for k in workers.peers:
+            fut = self._flush_waits[f"{k}:{token}"] = loop.create_future()
+            waits.append(fut)
+        workers.notify("mam-flush", f"{workers.index}:{token}".encode())
+        await self.flush()
+        try:
+            await asyncio.wait_for(asyncio.gather(*waits), 10)
+        except TimeoutError:
+            log.warning("a worker did not flush its archive queue within 10 s")
+        finally:
+            for k in workers.peers:
+                self._flush_waits.pop(f"{k}:{token}", None)
+
+    async def _peer_flush(self, body: bytes) -> None:
+        index, _, token = body.decode().partition(":")
+        await self.flush()
+        workers = self.api.workers
+        assert workers is not None
+        workers.notify("mam-flushed", f"{workers.index}:{token}".encode(), int(index))
+
+    def _peer_flushed(self, body: bytes) -> None:
+        fut = self._flush_waits.get(body.decode())
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
     @hook(AccountDeleted)
     async def on_deleted(self, ev: AccountDeleted) -> None:
         await self.flush()
         self._known.discard(ev.username)
         self.prefs.pop(ev.username, None)
+        self._prefs_changed(ev.username)
         user = ev.username
         async with self.api.db.transaction() as tx:
             # A message stays while the other side's archive holds it.

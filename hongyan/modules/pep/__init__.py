@@ -18,9 +18,10 @@ engine of the ``pubsub`` module (one implementation, two front ends).
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hongyan.modules.pep.caps import HASHES, interests, ver_hash
 from hongyan.modules.pubsub import PUBSUB, PubSubModule, Service
@@ -38,6 +39,10 @@ from hongyan.server.module import Iq, Module, hook, iq_handler
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID, JIDError
+from hongyan.xmpp.parser import parse_element
+
+if TYPE_CHECKING:
+    from hongyan.cluster.workers import Workers
 
 _CAPS_KEY = "pep.caps"
 _INTERESTS = "pep.notify"
@@ -89,11 +94,12 @@ class Pep(Module):
         item = (await self.roster.items(owner)).get(bare)
         return item is not None and item.has_from
 
-    async def _targets(self, svc: Service, node: Node) -> Iterable[str]:
+    async def _targets(self, svc: Service, node: Node, event: Element) -> Iterable[str]:
         owner = JID.parse(svc.jid)
         name = node.name
         out = [str(s.jid) for s in self.api.sessions.available(owner)
                if s.jid is not None and name in _interests(s)]
+        workers = self.api.workers
         for contact, item in (await self.roster.items(owner.local)).items():
             if not item.has_from:
                 continue
@@ -103,9 +109,54 @@ class Pep(Module):
                 continue
             if cj.domain != self.api.domain or not cj.local:
                 continue  # no federation yet: remote contacts get nothing
+            if workers is not None and workers.home(cj.local) != workers.index:
+                # the contact's sessions (and what they asked for) are on its home
+                if await self.engine.may_access(svc, node, contact) is None:
+                    msg = self.engine.message(svc, node, contact, event)
+                    workers.notify("pep-event", name.encode() + b"\0" + msg.to_bytes(""),
+                                   workers.home(cj.local))
+                continue
             out.extend(str(s.jid) for s in self.api.sessions.available(cj)
                        if s.jid is not None and name in _interests(s))
         return out
+
+    # -- several workers ------------------------------------------------------------------------
+    def workers_ready(self, workers: Workers) -> None:
+        workers.on("pep-event", self._peer_event)
+        workers.on("pep-last", self._peer_last)
+        workers.on("pep-online", self._peer_online)
+
+    def _elsewhere(self, service: str) -> int | None:
+        """The worker a PEP service (an account's bare JID) lives on, when not this one."""
+        workers = self.api.workers
+        if workers is None:
+            return None
+        home = workers.home(service.split("@", 1)[0])
+        return None if home == workers.index else home
+
+    def _peer_event(self, body: bytes) -> None:
+        """A contact's event, for this account's resources that asked for the node."""
+        name, _, xml = body.partition(b"\0")
+        msg = parse_element(xml)
+        node = name.decode()
+        for s in self.api.sessions.available(JID.parse(msg.attrs["to"])):
+            if s.jid is not None and node in _interests(s):
+                msg.attrs["to"] = s.jid.text
+                s.send(msg)
+
+    def _ask_last(self, home: int, service: str, full: JID, wanted: frozenset[str]) -> None:
+        workers = self.api.workers
+        assert workers is not None
+        workers.notify("pep-last", json.dumps([service, full.text, sorted(wanted)]).encode(),
+                       home)
+
+    async def _peer_last(self, body: bytes) -> None:
+        service, full, wanted = json.loads(body)
+        if service in self.engine.known:
+            await self._last_of(service, JID.parse(full), frozenset(wanted))
+
+    async def _peer_online(self, body: bytes) -> None:
+        await self._explicit_last(JID.parse(body.decode()))
 
     # -- entity capabilities --------------------------------------------------------------------
     @hook(PresenceOutbound, priority=10)
@@ -170,20 +221,25 @@ class Pep(Module):
         if not wanted or session.jid is None:
             return
         engine = self.engine
-        user = session.jid.bare_str
+        full = session.jid
+        user = full.bare_str
         services = [user] if user in engine.known else []
-        for contact, item in (await self.roster.items(session.jid.local)).items():
-            if item.has_to and contact in engine.known:
+        for contact, item in (await self.roster.items(full.local)).items():
+            if not item.has_to:
+                continue
+            home = self._elsewhere(contact)
+            if home is not None:
+                self._ask_last(home, contact, full, wanted)
+            elif contact in engine.known:
                 services.append(contact)
         for sj in services:
-            await self._last_of(sj, session, wanted)
+            await self._last_of(sj, full, wanted)
 
-    async def _last_of(self, service: str, session: C2SSession, wanted: frozenset[str]) -> None:
-        """The last item of each node of PEP ``service`` in ``wanted`` that the session's user
-        may read and whose configuration sends it on presence."""
-        assert session.jid is not None
+    async def _last_of(self, service: str, full: JID, wanted: frozenset[str]) -> None:
+        """The last item of each node of PEP ``service`` in ``wanted`` that the user of the
+        session ``full`` may read and whose configuration sends it on presence."""
         engine = self.engine
-        user = session.jid.bare_str
+        user = full.bare_str
         svc = await engine.service(service, pep=True)
         for name in sorted(wanted & svc.nodes.keys()):
             node = svc.nodes[name]
@@ -191,30 +247,47 @@ class Pep(Module):
                     node.config.send_last_published_item != "on_sub_and_presence":
                 continue
             if await engine.may_access(svc, node, user) is None:
-                engine.send_last(svc, node, [str(session.jid)])
+                engine.send_last(svc, node, [full.text])
 
     @hook(SubscriptionApproved)
     async def on_approved(self, ev: SubscriptionApproved) -> None:
         """A contact approved the user's presence subscription: its last items, to each of the
         user's available resources whose capabilities ask for them (XEP-0163 §4.3.3, "on
         subscription")."""
-        if ev.contact not in self.engine.known:
+        home = self._elsewhere(ev.contact)
+        if home is None and ev.contact not in self.engine.known:
             return
         for session in self.api.sessions.available(JID(ev.username, self.api.domain)):
             wanted = _interests(session)
             if wanted and session.jid is not None:
-                await self._last_of(ev.contact, session, wanted)
+                if home is not None:
+                    self._ask_last(home, ev.contact, session.jid, wanted)
+                else:
+                    await self._last_of(ev.contact, session.jid, wanted)
 
     @hook(InitialPresence)
     async def on_online(self, ev: InitialPresence) -> None:
         """Explicit subscriptions (XEP-0060 §6.1) of the user coming online: the last item of
         each node whose configuration says ``on_sub_and_presence``."""
-        session = ev.session
-        if session.jid is None:
+        jid = ev.session.jid
+        if jid is None:
             return
-        bare, full = session.jid.bare_str, str(session.jid)
+        workers = self.api.workers
+        if workers is not None:
+            # the services it subscribed to live on their own homes: each worker looks at its
+            workers.notify("pep-online", jid.text.encode())
+        await self._explicit_last(jid)
+
+    async def _explicit_last(self, jid: JID) -> None:
+        bare, full = jid.bare_str, jid.text
         engine = self.engine
+        workers = self.api.workers
         for service, name in sorted(engine.by_subscriber.get(bare, ())):
+            if workers is not None:
+                home = workers.home(service.split("@", 1)[0]) if "@" in service else \
+                    workers.service_home(service)
+                if home != workers.index:
+                    continue
             svc = await engine.service(service, pep="@" in service)
             node = svc.nodes.get(name)
             if node is None or node.last is None or \

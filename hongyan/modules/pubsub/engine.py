@@ -92,7 +92,7 @@ PresenceAllowed = Callable[[Service, str], Awaitable[bool]]
 #: told of each change once it is stored: (service, node, "publish" | "retract" | "delete" |
 #: "purge", the item published or None, the item id or "")
 Observer = Callable[[Service, str, str, "Item | None", str], Awaitable[None]]
-PresenceTargets = Callable[[Service, Node], Awaitable[Iterable[str]]]
+PresenceTargets = Callable[[Service, Node, Element], Awaitable[Iterable[str]]]
 Send = Callable[[Element], None]
 
 
@@ -420,7 +420,7 @@ class PubSub:
         await self.remove_subscription(svc, node, jid)
 
     # -- notifications --------------------------------------------------------------------------
-    def _message(self, svc: Service, node: Node, to: str, event: Element) -> Element:
+    def message(self, svc: Service, node: Node, to: str, event: Element) -> Element:
         msg = Element("message", attrs={"from": svc.jid, "to": to,
                                         "type": node.config.notification_type,
                                         "id": secrets.token_hex(6)})
@@ -434,7 +434,7 @@ class PubSub:
         for jid in node.subscriptions:
             targets[jid] = None
         if self.presence_targets is not None:
-            for jid in await self.presence_targets(svc, node):
+            for jid in await self.presence_targets(svc, node, event):
                 targets[jid] = None
         allowed: dict[str, bool] = {}
         for jid in targets:
@@ -443,7 +443,7 @@ class PubSub:
             if ok is None:
                 ok = allowed[bare] = await self.may_access(svc, node, bare) is None
             if ok:
-                self.send(self._message(svc, node, jid, event))
+                self.send(self.message(svc, node, jid, event))
 
     def send_last(self, svc: Service, node: Node, to: Iterable[str]) -> None:
         """The node's last item to each JID (on subscription, on presence)."""
@@ -454,4 +454,4 @@ class PubSub:
         event.add("items", attrs={"node": node.name}).children.append(
             last.element(node.config.deliver_payloads, PUBSUB_EVENT))
         for jid in to:
-            self.send(self._message(svc, node, jid, event))
+            self.send(self.message(svc, node, jid, event))
