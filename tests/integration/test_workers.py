@@ -316,3 +316,27 @@ async def test_archive_queries_see_messages_archived_by_the_other_home(node: Nod
                                      [f"reply {i}" for i in range(5)]), got
         ids = [r.get("id") for r in results]
         assert len(set(ids)) == 10 and ids == sorted(ids, key=int)
+
+
+async def test_push_for_a_missed_room_message_comes_from_the_members_home(node: Node) -> None:
+    """XEP-0357 with rooms: the room (on the service's worker) finds a member with no client
+    in it; the member's registration lives on its home, which notifies the app server."""
+    from tests.integration.test_muc import Witch
+    from tests.integration.test_push import AppServer, enable_xml, iq_set
+
+    muc_home = home_of("service:conference.localhost", 2)
+    member = A1 if muc_home == 0 else A0  # homed on the other worker
+    owner = B0 if member == A1 else B1
+    app = AppServer(await node.login(owner, "app"))
+    room = "den@conference.localhost"
+    boss = Witch(await node.login(owner, "boss", plugins=("xep_0045",)))
+    await boss.create(room, "boss", persistentroom="1", membersonly="1")
+    await boss.muc.set_affiliation(room, "member", jid=f"{member}@localhost")
+    m = await node.login(member, "phone")
+    res = await iq_set(m, enable_xml(jid=f"{owner}@localhost/app"))
+    assert res["type"] == "result", res
+    await m.close()
+    boss.c.send_message(mto=room, mbody="are you there?", mtype="groupchat")
+    n = await app.next()
+    assert n.node == "n1" and n.summary is not None
+    assert n.summary.get("last-message-sender") == f"{room}/boss"

@@ -62,8 +62,11 @@ API for other modules::
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from hongyan.server.hooks import (
     AccountDeleted,
@@ -81,6 +84,9 @@ from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, StreamError
 from hongyan.xmpp.jid import JID, JIDError
 from hongyan.xmpp.parser import parse_element
+
+if TYPE_CHECKING:
+    from hongyan.cluster.workers import Workers
 
 PUSH = "urn:xmpp:push:0"
 SUMMARY = "urn:xmpp:push:summary"
@@ -208,11 +214,13 @@ class Push(Module):
         self.given_up = 0  # notifications abandoned after retries or an unreachable server
         self._pending: dict[str, _Pending] = {}
         self._stopped = False
-        self._hooks = HookSet(api.hooks, (OfflineStored, self.on_offline_stored, 0),
-                              (QueuedForResumption, self.on_queued, 0),
-                              (SubscriptionStored, self.on_subscription_stored, 0),
-                              (MucMemberMissedMessage, self.on_muc_missed, 0),
-                              (InitialPresence, self.on_initial, 0))
+        self._hook_entries: tuple[tuple[type, Callable[[Any], Any], int], ...] = (
+            (OfflineStored, self.on_offline_stored, 0),
+            (QueuedForResumption, self.on_queued, 0),
+            (SubscriptionStored, self.on_subscription_stored, 0),
+            (MucMemberMissedMessage, self.on_muc_missed, 0),
+            (InitialPresence, self.on_initial, 0))
+        self._hooks = HookSet(api.hooks, *self._hook_entries)
 
     async def start(self) -> None:
         rows = await self.api.db.fetchall(
@@ -317,6 +325,35 @@ class Push(Module):
         self.sub_counts.pop(ev.username, None)
         self._hooks.set(bool(self.users))
         await self.api.db.execute("DELETE FROM push_registrations WHERE username=?", ev.username)
+
+    # -- several workers ----------------------------------------------------------------------
+    def workers_ready(self, workers: Workers) -> None:
+        """Registrations and counters live on each account's home; the rooms live on one
+        worker, which hands a missed room message to the member's home."""
+        workers.on("push-muc", self._peer_muc_missed)
+        HookSet(self.api.hooks, (MucMemberMissedMessage, self.on_muc_missed_anywhere, 0)
+                ).set(True)
+        self._hooks.set(False)
+        self._hooks = HookSet(self.api.hooks, *(e for e in self._hook_entries
+                                                if e[0] is not MucMemberMissedMessage))
+        self._hooks.set(bool(self.users))
+
+    def on_muc_missed_anywhere(self, ev: MucMemberMissedMessage) -> None:
+        workers = self.api.workers
+        assert workers is not None
+        home = workers.home(ev.member_bare_jid.local)
+        if home == workers.index:
+            self.on_muc_missed(ev)
+            return
+        encrypted = any(c.xmlns in ENCRYPTED_NS for c in ev.stanza.elements)
+        workers.notify("push-muc", json.dumps([
+            ev.member_bare_jid.local, f"{ev.room_jid}/{ev.sender_nick}",
+            None if encrypted else ev.body]).encode(), home)
+
+    def _peer_muc_missed(self, body: bytes) -> None:
+        username, sender, text = json.loads(body)
+        if username in self.users:
+            self.notify(username, sender, text)
 
     # -- triggers (registered only while some account has a registration) --------------------
     def on_muc_missed(self, ev: MucMemberMissedMessage) -> None:
