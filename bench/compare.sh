@@ -75,7 +75,7 @@ hy_start() { # [pin cpus]
   ulimit -n 200000 2>/dev/null || true
   "${pre[@]}" "$HY" serve --config "$HYRUN/hongyan.toml" > "$HYRUN/serve.log" 2>&1 &
   echo $! > "$HYRUN/hongyan.pid"
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 600); do
     grep -q "serving" "$HYRUN/serve.log" 2>/dev/null && return 0
     sleep 0.1
   done
@@ -125,11 +125,22 @@ main() {
         gen $s "muc100 r$r" -- muc --occupants 100 --senders 10 --window 5 --duration "$DUR" --warmup 3
       fi
       stop $s
+      if [ $s = hongyan ] && [ -n "${HY_ALSO_W1:-}" ] && [ "${HY_WORKERS:-1}" != 1 ]; then
+        # the same rows on one worker process, for comparison
+        local w=$HY_WORKERS; HY_WORKERS=1
+        if start hongyan; then
+          gen hongyan "tput-w1 r$r" -- throughput --pairs 50 --window 10 --duration "$DUR" --warmup 3
+          gen hongyan "lat5000-w1 r$r" -- latency --pairs 50 --rate 5000 --duration "$DUR" --warmup 2
+          stop hongyan
+        fi
+        HY_WORKERS=$w
+      fi
     done
   done
 }
 
-pinned() {
+pinned() { # one core for the server: Hongyan runs one worker process there
+  local w=${HY_WORKERS:-1}; HY_WORKERS=1
   for ((r = 1; r <= REPS; r++)); do
     for s in $SERVERS; do
       start $s 0 || continue
@@ -137,6 +148,7 @@ pinned() {
       stop $s
     done
   done
+  HY_WORKERS=$w
 }
 
 scram() {
@@ -153,8 +165,10 @@ scram() {
   done
 }
 
-idle() { # Hongyan only (the issue's row has no anchor figures): 100,000 idle sessions
-  local n=${IDLE_CLIENTS:-100000}
+idle() { # Hongyan only (the issue's row has no anchor figures): 100,000 idle sessions, on
+         # HY_IDLE_WORKERS worker processes (default 6: each may hold at most 20,000 files here)
+  local n=${IDLE_CLIENTS:-100000} saved=${HY_WORKERS:-1}
+  HY_WORKERS=${HY_IDLE_WORKERS:-6}
   hy_stop; hy_config  # accounts written straight into the database (bench/accounts.py)
   (cd "$ROOT" && .venv/bin/python -m bench.accounts --config "$HYRUN/hongyan.toml" \
     --users $((n + 100))) || return 1
@@ -162,8 +176,9 @@ idle() { # Hongyan only (the issue's row has no anchor figures): 100,000 idle se
   start hongyan || return 1
   echo "== $(date +%T) hongyan idle$n" >&2
   (cd "$ROOT" && timeout 2400 .venv/bin/python -m bench.idle --port $HYPORT --clients "$n" \
-    --pidfile "$HYRUN/hongyan.pid" --label "idle$n" --json "$OUT")
+    --pidfile "$HYRUN/hongyan.pid" --label "idle$n-w$HY_WORKERS" --json "$OUT")
   stop hongyan
+  HY_WORKERS=$saved
 }
 
 tls() { # memory per idle session and login rate over STARTTLS (the anchors' RSA-2048 cert;
@@ -183,7 +198,7 @@ archive() { # Hongyan only: throughput without and with the message archive (MAM
     for mode in nomam mam; do
       if [ $mode = mam ]; then HY_OFF=""; else HY_OFF=$saved; fi
       start hongyan && gen hongyan "archive-$mode-tput r$r" -- throughput --pairs 50 --window 10 --duration "$DUR" --warmup 3
-      start hongyan 0 && gen hongyan "archive-$mode-pinned-tput r$r" --workers 1 --gen-cpus 1 -- throughput --pairs 50 --window 10 --duration "$DUR" --warmup 3
+      HY_WORKERS=1 start hongyan 0 && gen hongyan "archive-$mode-pinned-tput r$r" --workers 1 --gen-cpus 1 -- throughput --pairs 50 --window 10 --duration "$DUR" --warmup 3
       stop hongyan
     done
   done

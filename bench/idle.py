@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, cast
 
 PER_SOURCE = 25_000  # below the 28,232 ports of the default ephemeral range
+PER_PROCESS = 18_000  # below a 20,000-file limit per process
 
 
 def fd_limit(pid: int) -> int | None:
@@ -40,10 +41,25 @@ def fd_limit(pid: int) -> int | None:
 
 
 def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    """RSS of ``pid`` and all its descendants (a multi-worker server is a process tree: the
+    supervisor, its workers and their database writers)."""
+    total = 0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return total
+    return total + sum(rss_kb(int(c)) for c in children)
+
+
+def tree(pid: int) -> list[int]:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return [pid]
+    return [pid, *(p for c in children for p in tree(int(c)))]
 
 
 class Login(asyncio.Protocol):
@@ -142,13 +158,12 @@ def sources_for(n: int) -> list[str]:
     return [f"127.0.0.{i + 2}" for i in range((n + PER_SOURCE - 1) // PER_SOURCE)]
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    sources = sources_for(args.clients + args.probes)
-    pid = int(Path(args.pidfile).read_text()) if args.pidfile else 0
-    base = rss_kb(pid) if pid else 0
+async def hold(args: argparse.Namespace, first: int, count: int, sources: list[str]
+               ) -> tuple[list[Login], dict[str, int], float]:
+    """Log ``count`` clients in (user{first}..), ``args.concurrency`` at a time."""
     held: list[Login] = []
     errors: dict[str, int] = {}
-    next_idx = iter(range(args.first, args.first + args.clients))
+    next_idx = iter(range(first, first + count))
     t0 = time.monotonic()
     deadline = t0 + args.deadline
 
@@ -157,7 +172,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if time.monotonic() > deadline:
                 errors["deadline"] = errors.get("deadline", 0) + 1
                 continue
-            source = sources[(idx - args.first) // PER_SOURCE]
+            source = sources[(idx - first) // PER_SOURCE]
             try:
                 held.append(await login(args.host, args.port, source, f"{args.prefix}{idx}",
                                         args.password, args.domain, args.timeout))
@@ -166,7 +181,58 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 errors[key] = errors.get(key, 0) + 1
 
     await asyncio.gather(*(runner() for _ in range(args.concurrency)))
-    login_s = time.monotonic() - t0
+    return held, errors, time.monotonic() - t0
+
+
+async def hold_child(args: argparse.Namespace) -> int:
+    """``--hold-part``: one of several generator processes (each process may open only so
+    many files): log its share in, report, keep them until stdin closes."""
+    part = args.hold_part
+    held, errors, login_s = await hold(args, args.first, args.clients, [f"127.0.0.{2 + part}"])
+    print(json.dumps({"ok": len(held), "errors": errors, "login_s": login_s}), flush=True)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, sys.stdin.read)
+    for p in held:
+        if p.tr is not None:
+            p.tr.abort()
+    return 0
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    procs = args.procs or -(-args.clients // PER_PROCESS)
+    pid = int(Path(args.pidfile).read_text()) if args.pidfile else 0
+    base = rss_kb(pid) if pid else 0
+    t0 = time.monotonic()
+    errors: dict[str, int] = {}
+    held: list[Login] = []
+    children: list[asyncio.subprocess.Process] = []
+    if procs <= 1:
+        sources = sources_for(args.clients + args.probes)
+        held, errors, login_s = await hold(args, args.first, args.clients, sources)
+        ok = len(held)
+        probe_source = sources[-1]
+    else:
+        share = -(-args.clients // procs)
+        common = ["--host", args.host, "--port", str(args.port), "--domain", args.domain,
+                  "--prefix", args.prefix, "--password", args.password, "--timeout",
+                  str(args.timeout), "--deadline", str(args.deadline), "--concurrency",
+                  str(max(1, args.concurrency // procs))]
+        for k in range(procs):
+            n = min(share, args.clients - k * share)
+            children.append(await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.idle", *common, "--first",
+                str(args.first + k * share), "--clients", str(n), "--hold-part", str(k),
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE))
+        ok = 0
+        for child in children:
+            assert child.stdout is not None
+            line = await asyncio.wait_for(child.stdout.readline(), args.deadline + 60)
+            report = json.loads(line) if line else {"ok": 0, "errors": {"no report": 1}}
+            ok += report["ok"]
+            for key, n in report["errors"].items():
+                errors[key] = errors.get(key, 0) + n
+        login_s = time.monotonic() - t0
+        probe_source = f"127.0.0.{2 + procs}"
     await asyncio.sleep(args.settle)
     idle = rss_kb(pid) if pid else 0
     # new logins while everything else stays connected: one at a time, each timed
@@ -175,7 +241,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         idx = args.first + args.clients + i
         t = time.perf_counter()
         try:
-            p = await login(args.host, args.port, sources[-1], f"{args.prefix}{idx}",
+            p = await login(args.host, args.port, probe_source, f"{args.prefix}{idx}",
                             args.password, args.domain, args.timeout)
         except Exception as e:
             key = f"probe {type(e).__name__}: {e}"[:80]
@@ -184,12 +250,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         probe_ms.append((time.perf_counter() - t) * 1000)
         held.append(p)
         await asyncio.sleep(0.2)
-    ok = len(held) - len(probe_ms)
     out: dict[str, Any] = {
         "test": "idle", "label": args.label, "target": f"{args.host}:{args.port}",
-        "clients": args.clients, "ok": ok,
+        "clients": args.clients, "ok": ok, "generator_processes": max(procs, 1),
+        "server_processes": len(tree(pid)) if pid else None,
         "server_fd_limit": fd_limit(pid) if pid else None,
-        "failed": args.clients - ok, "errors": errors, "sources": len(sources),
+        "failed": args.clients - ok, "errors": errors,
         "login_s": round(login_s, 1), "logins_per_s": round(ok / login_s, 1) if login_s else None,
         "server_rss_base_kb": base, "server_rss_idle_kb": idle,
         "server_rss_idle_mb": round(idle / 1024, 1),
@@ -202,6 +268,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for p in held:
         if p.tr is not None:
             p.tr.abort()
+    for child in children:
+        assert child.stdin is not None
+        child.stdin.close()
+    for child in children:
+        await asyncio.wait_for(child.wait(), 120)
     return out
 
 
@@ -222,9 +293,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pidfile", default="", help="server pid file, for its RSS")
     ap.add_argument("--label", default="idle")
     ap.add_argument("--json", default="", help="append the result to this file")
+    ap.add_argument("--procs", type=int, default=0,
+                    help="generator processes (default: one per 18,000 clients)")
+    ap.add_argument("--hold-part", type=int, default=-1, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = args.clients + args.probes + 1000
+    procs = args.procs or -(-args.clients // PER_PROCESS)
+    want = (args.clients if args.hold_part >= 0 or procs <= 1 else 0) + args.probes + 1000
     if soft < want:
         try:  # as root, the hard limit may be raised too
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(want, hard)))
@@ -242,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     else:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    if args.hold_part >= 0:
+        return asyncio.run(hold_child(args))
     out = asyncio.run(run(args))
     line = json.dumps(out, sort_keys=True)
     print(line)

@@ -170,14 +170,14 @@ class _Inbound(asyncio.Protocol):
                 return self._node.router.route(el, _jid(sender.decode()), _jid(to.decode()))
             if kind == b"M":
                 sender, to, mtype, xml = frame[1:].split(b"\0", 3)
-                sj, tj = _jid(sender.decode()), _jid(to.decode())
                 router = self._node.router
-                if router.deliver_wire(xml, tj, mtype.decode()):
+                to_text = to.decode()
+                if router.deliver_wire(xml, to_text, mtype):
                     return None
                 events = self._parser.feed(xml)
                 el = events[0]
                 assert isinstance(el, Element) and len(events) == 1
-                return router.message(el, sj, tj)
+                return router.message(el, _jid(sender.decode()), _jid(to_text))
             if kind == b"D":
                 full, data = frame[1:].split(b"\0", 1)
                 self._workers.deliver_here(full.decode(), data)

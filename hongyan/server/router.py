@@ -184,19 +184,20 @@ class Router:
             return wait
         return self._undeliverable(el, to.bare)
 
-    def deliver_wire(self, data: bytes, to: JID, mtype: str) -> bool:
-        """A message another worker forwarded, still serialized: write it as it is when that is
-        all :meth:`message` would do (no inbound hook, a chat or normal message, a session to
-        take it). False: it must be parsed and routed."""
-        if self._inbound or (mtype != "chat" and mtype != "normal"):
+    def deliver_wire(self, data: bytes, to: str, mtype: bytes) -> bool:
+        """A message another worker forwarded to ``to`` (a JID's text), still serialized:
+        write it as it is when that is all :meth:`message` would do (no inbound hook, a chat
+        or normal message, a session to take it). False: it must be parsed and routed."""
+        if self._inbound or (mtype != b"chat" and mtype != b"normal"):
             return False
-        if to.resource:
-            target = self._sessions.get(to)
+        bare, _, resource = to.partition("/")
+        if resource:
+            target = self._sessions.get_str(bare, resource)
             if target is None:
                 return False
             target.send_bytes(data)
             return True
-        targets = [s for s in self._sessions.resources(to) if s.available and s.priority >= 0]
+        targets = [s for s in self._sessions.resources(bare) if s.available and s.priority >= 0]
         if not targets:
             return False
         for s in targets:
