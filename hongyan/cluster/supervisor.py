@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 
@@ -36,7 +37,8 @@ def _listener(hosts: list[str], port: int) -> socket.socket:
     return sock
 
 
-async def _prepare(config: Config) -> None:
+async def prepare(config: Config) -> None:
+    """What must happen once before the workers start: migrations, secrets, certificate."""
     from hongyan.server.node import Node
 
     node = Node(config)
@@ -116,5 +118,12 @@ async def _supervise(config: Config, config_path: str | None) -> int:
 
 
 def serve_workers(config: Config, config_path: str | None) -> int:
-    asyncio.run(_prepare(config))
+    # in a child process: the supervisor then holds no node (it lives as long as the workers)
+    env = dict(os.environ)
+    if config_path:
+        env["HONGYAN_CONFIG"] = config_path
+    if subprocess.run([sys.executable, "-m", "hongyan.cluster.worker", "prepare"], env=env,
+                      check=False).returncode != 0:
+        log.error("preparing the storage failed")
+        return 1
     return asyncio.run(_supervise(config, config_path))

@@ -1,6 +1,7 @@
 """A worker process of a multi-worker node: ``python -m hongyan.cluster.worker INDEX COUNT RUN_DIR
 READY_FD c2s=FD [tls=FD]``, started by :mod:`hongyan.cluster.supervisor` with the config in
-``$HONGYAN_CONFIG`` and the listening sockets inherited."""
+``$HONGYAN_CONFIG`` and the listening sockets inherited (``... worker prepare``: the one-time
+storage preparation, run before the workers start)."""
 
 from __future__ import annotations
 
@@ -43,8 +44,16 @@ async def _run(argv: list[str]) -> int:
 
 
 def main() -> int:
-    from hongyan.cli.main import _install_uvloop
+    from hongyan.cli.main import _install_uvloop, _load
 
+    if sys.argv[1:] == ["prepare"]:
+        from hongyan.cluster.supervisor import prepare
+
+        config = _load(None)
+        logging.basicConfig(level=config.server.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        asyncio.run(prepare(config))
+        return 0
     _install_uvloop()
     return asyncio.run(_run(sys.argv[1:]))
 
