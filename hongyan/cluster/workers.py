@@ -68,10 +68,10 @@ def home_of(key: str, count: int) -> int:
 
 def _jid(text: str) -> JID:
     """A JID a peer sent (it was prepared where the stanza entered the node)."""
-    local, at, rest = text.partition("@")
+    head, _, resource = text.partition("/")
+    local, at, domain = head.partition("@")
     if not at:
-        local, rest = "", text
-    domain, _, resource = rest.partition("/")
+        local, domain = "", head
     return JID(local, domain, resource)
 
 
