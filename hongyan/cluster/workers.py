@@ -150,12 +150,17 @@ class _Inbound(asyncio.Protocol):
     async def _drain(self, first: Awaitable[object]) -> None:
         pending = self._pending
         assert pending is not None
+        nxt: Awaitable[object] | None = first
         try:
-            await first
-            while pending:
-                nxt = self._handle(pending.popleft())
+            while True:
                 if nxt is not None:
-                    await nxt
+                    try:
+                        await nxt
+                    except Exception:  # one stanza's failure must not lose the ones after it
+                        log.exception("handling a frame from a peer worker failed")
+                if not pending:
+                    break
+                nxt = self._handle(pending.popleft())
         finally:
             self._pending = None
 
