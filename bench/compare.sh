@@ -47,7 +47,7 @@ direct_tls = false
 require_encryption = false
 allow_plaintext_auth = true
 [storage]
-url = "sqlite:///$HYRUN/data/hongyan.db"
+url = "${HY_STORAGE_URL:-sqlite:///$HYRUN/data/hongyan.db}"
 [auth]
 failure_delay = 0.0
 [modules]
@@ -107,9 +107,10 @@ gen() { # server label [global opts...] -- subcommand args...
 
 hy_accounts() { # make user1..user10000 / pass once (in-band registration, as for ejabberd)
   hy_config
-  if [ ! -f "$HYRUN/data/.accounts-10000" ]; then
+  local mark="$HYRUN/data/.accounts-10000${HY_STORAGE_URL:+-$(echo "$HY_STORAGE_URL" | md5sum | cut -c1-8)}"
+  if [ ! -f "$mark" ]; then
     hy_start && timeout 600 "$PY" "$LOAD" --port $HYPORT register --users 10000 | cut -c1-200 \
-      && touch "$HYRUN/data/.accounts-10000"
+      && touch "$mark"
     hy_stop
   fi
 }
