@@ -12,6 +12,7 @@ import resource
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from hongyan.config.loader import ConfigError, check_config, load_config
@@ -80,14 +81,21 @@ async def _serve(config: Config) -> None:
             "only %d file descriptors allowed: at most about that many connections "
             "(raise the hard limit, e.g. LimitNOFILE= in systemd)", fds)
     node = Node(config)
+    await run_node(node, lambda _stop: print(
+        f"hongyan: serving {node.domain} on c2s port {node.c2s_port}"
+        f" and direct TLS port {node.direct_tls_port or 'off'}", flush=True))
+
+
+async def run_node(node: Node, ready: Callable[[asyncio.Event], object]) -> None:
+    """Start ``node``, call ``ready`` with the event that stops it (SIGINT and SIGTERM set
+    it), and stop the node once it is set (a single-process server and each worker)."""
     await node.start()
     tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(f"hongyan: serving {node.domain} on c2s port {node.c2s_port}"
-          f" and direct TLS port {node.direct_tls_port or 'off'}", flush=True)
+    ready(stop)
     await stop.wait()
     await node.stop()
 

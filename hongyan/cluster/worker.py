@@ -8,13 +8,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import socket
 import sys
 
 
 async def _run(argv: list[str]) -> int:
-    from hongyan.cli.main import _load, raise_fd_limit, tune_gc
+    from hongyan.cli.main import _load, raise_fd_limit, run_node
     from hongyan.server.node import Node, WorkerSpec
 
     index, count, run_dir, ready_fd = int(argv[0]), int(argv[1]), argv[2], int(argv[3])
@@ -27,19 +26,15 @@ async def _run(argv: list[str]) -> int:
                         format=f"%(asctime)s %(levelname)s w{index} %(name)s: %(message)s")
     raise_fd_limit()
     node = Node(config, worker=WorkerSpec(index, count, run_dir, listeners))
-    await node.start()
-    tune_gc()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    workers = node.workers
-    assert workers is not None
-    workers.on_peer_lost = lambda _index: stop.set()
-    os.write(ready_fd, b"r")
-    os.close(ready_fd)
-    await stop.wait()
-    await node.stop()
+
+    def ready(stop: asyncio.Event) -> None:
+        workers = node.workers
+        assert workers is not None
+        workers.on_peer_lost = lambda _index: stop.set()
+        os.write(ready_fd, b"r")
+        os.close(ready_fd)
+
+    await run_node(node, ready)
     return 0
 
 

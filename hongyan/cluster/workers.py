@@ -308,17 +308,20 @@ class Workers:
             self.on_peer_lost(index)
 
     # -- frames ---------------------------------------------------------------------------------
-    def route(self, index: int, el: Element, sender: JID, to: JID) -> None:
-        """Hand a stanza to worker ``index``, which routes it as if it had arrived there."""
-        self.peers[index].send(b"R", b"%s\0%s\0%s" % (sender.text.encode(), to.text.encode(),
-                                                      el.to_bytes(NS.CLIENT)))
-
-    def route_message(self, index: int, el: Element, sender: JID, to: JID) -> None:
-        """A message for an account homed on worker ``index``; its type travels beside it, so
-        that the home can often deliver the bytes as they are, without parsing them again."""
-        self.peers[index].send(b"M", b"%s\0%s\0%s\0%s" % (
-            sender.text.encode(), to.text.encode(), el.attrs.get("type", "normal").encode(),
-            el.to_bytes(NS.CLIENT)))
+    def forward(self, el: Element, sender: JID, to: JID, home: int) -> bool:
+        """Hand a stanza to worker ``home``, which routes it as if it had arrived there; False
+        (nothing sent) when ``home`` is this worker. A message's type travels beside it, so
+        that the home can often deliver its bytes as they are, without parsing them again."""
+        if home == self.index:
+            return False
+        if el.name == "message":
+            self.peers[home].send(b"M", b"%s\0%s\0%s\0%s" % (
+                sender.text.encode(), to.text.encode(),
+                el.attrs.get("type", "normal").encode(), el.to_bytes(NS.CLIENT)))
+        else:
+            self.peers[home].send(b"R", b"%s\0%s\0%s" % (
+                sender.text.encode(), to.text.encode(), el.to_bytes(NS.CLIENT)))
+        return True
 
     def deliver(self, index: int, full: str, data: bytes) -> None:
         """Write a serialized stanza to the session ``full`` on worker ``index``."""

@@ -174,9 +174,7 @@ class C2SSession:
         sm = self.sm
         if sm is not None and self.state == BOUND and sm.resumable:
             # XEP-0198: the session (its presence, its queue) waits for a resumption.
-            if self.parser is not None:
-                self.parser.close()
-                self.parser = None
+            self._drop_parser()
             if self._pending is not None:
                 self._pending.clear()
             self._out = None
@@ -185,12 +183,8 @@ class C2SSession:
             return
         was_closed = self.state == CLOSED
         self.state = CLOSED
-        if self.parser is not None:
-            self.parser.close()
-            self.parser = None
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-            self._auth_timer = None
+        self._drop_parser()
+        self._stop_auth_timer()
         if self._pending is not None:
             self._pending.clear()
         if not was_closed or self.jid is not None:
@@ -340,16 +334,22 @@ class C2SSession:
         self._write(data)
         self.flush()
 
+    def _stop_auth_timer(self) -> None:
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+
+    def _drop_parser(self) -> None:
+        if self.parser is not None:
+            self.parser.close()
+            self.parser = None
+
     def abandon(self) -> None:
         """This process lets go of an authenticated, unbound connection (it moved to the
         account's home worker): no hooks, no output, the timers stopped."""
         self.state = CLOSED
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-            self._auth_timer = None
-        if self.parser is not None:
-            self.parser.close()
-            self.parser = None
+        self._stop_auth_timer()
+        self._drop_parser()
         self._out = None
 
     def emit(self, data: bytes) -> None:
@@ -377,9 +377,7 @@ class C2SSession:
         self.data = old.data
         self.sm = old.sm
         self.state = BOUND
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-            self._auth_timer = None
+        self._stop_auth_timer()
         old.sm = None
         old.jid = None
         old.data = None
@@ -387,9 +385,7 @@ class C2SSession:
         old._out = None
         if old._pending is not None:
             old._pending.clear()
-        if old.parser is not None:
-            old.parser.close()
-            old.parser = None
+        old._drop_parser()
         self.node.sessions.add(self)
         old.transport.close()
 
@@ -428,9 +424,7 @@ class C2SSession:
     def _shutdown(self) -> None:
         self.flush()
         self.state = CLOSED
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-            self._auth_timer = None
+        self._stop_auth_timer()
         self._ended()
         self.transport.close()
 
@@ -653,9 +647,7 @@ class C2SSession:
         if old is not None and old is not self:
             old.stream_error(StreamError("conflict", "replaced by a new connection"))
         self.state = BOUND
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-            self._auth_timer = None
+        self._stop_auth_timer()
         reply = Element("iq", attrs={"type": "result", "id": iq_id})
         reply.add("bind", NS.BIND).add("jid", text=str(jid))
         self.send(reply)

@@ -138,11 +138,8 @@ class Router:
                 self.bounce(el, StanzaError("service-unavailable"))
             return None
         workers = self.workers
-        if workers is not None:
-            home = workers.home(to.local)
-            if home != workers.index:
-                workers.route_message(home, el, sender, to)
-                return None
+        if workers is not None and workers.forward(el, sender, to, workers.home(to.local)):
+            return None
         wire: bytes | None = None
         wait: Awaitable[None] | None = None
         if self._inbound:
@@ -219,11 +216,8 @@ class Router:
         if not to.local:
             return None
         workers = self.workers
-        if workers is not None:
-            home = workers.home(to.local)
-            if home != workers.index:
-                workers.route(home, el, sender, to)
-                return None
+        if workers is not None and workers.forward(el, sender, to, workers.home(to.local)):
+            return None
         hooks = self._hooks
         if hooks.has(StanzaInbound) and hooks.fire_sync(StanzaInbound(el, sender, to)):
             return None
@@ -252,11 +246,9 @@ class Router:
         if to is not None and to.domain != self._domain:
             return self._elsewhere(el, sender, to)
         workers = self.workers
-        if workers is not None and to is not None and to.local:
-            home = workers.home(to.local)
-            if home != workers.index:
-                workers.route(home, el, sender, to)
-                return None
+        if workers is not None and to is not None and to.local and \
+                workers.forward(el, sender, to, workers.home(to.local)):
+            return None
         if to is not None and to.resource:
             if itype in ("get", "set") and to.local and self._hooks.has(StanzaInbound) and \
                     self._hooks.fire_sync(StanzaInbound(el, sender, to)):
@@ -350,11 +342,9 @@ class Router:
         handler = self.components.get(to.domain)
         if handler is not None:
             workers = self.workers
-            if workers is not None:
-                home = workers.service_home(to.domain)
-                if home != workers.index:
-                    workers.route(home, el, sender, to)
-                    return None
+            if workers is not None and \
+                    workers.forward(el, sender, to, workers.service_home(to.domain)):
+                return None
             return handler(el, sender, to)
         # No server-to-server yet: every remote domain is unreachable.
         self.bounce(el, StanzaError("remote-server-not-found",

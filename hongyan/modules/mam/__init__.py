@@ -143,6 +143,11 @@ class Prefs:
     always: set[str] = field(default_factory=set)
     never: set[str] = field(default_factory=set)
 
+    @classmethod
+    def stored(cls, mode: str, always_json: str, never_json: str) -> Prefs:
+        """From a ``mam_prefs`` row."""
+        return cls(mode, set(json.loads(always_json)), set(json.loads(never_json)))
+
 
 def conversation(a: str, b: str) -> str:
     """The key of the conversation between bare JIDs ``a`` and ``b`` (the same both ways)."""
@@ -210,7 +215,7 @@ class Mam(Module):
         self._last_id = int(last or 0)
         for user, mode, always, never in await self.api.db.fetchall(
                 "SELECT username, default_mode, always_json, never_json FROM mam_prefs"):
-            self.prefs[user] = Prefs(mode, set(json.loads(always)), set(json.loads(never)))
+            self.prefs[user] = Prefs.stored(mode, always, never)
         if self.api.config.mam.retention_days > 0:
             self.api.spawn(self._retention_loop())
 
@@ -531,8 +536,7 @@ class Mam(Module):
         if row is None:
             self.prefs.pop(username, None)
         else:
-            self.prefs[username] = Prefs(row[0], set(json.loads(row[1])),
-                                         set(json.loads(row[2])))
+            self.prefs[username] = Prefs.stored(row[0], row[1], row[2])
 
     async def flush_everywhere(self) -> None:
         """Write what this worker's queue holds and, with several workers, what theirs hold:
