@@ -16,16 +16,18 @@ exactly as with a single worker. What crosses workers is what would cross server
 another user is handed to that user's home (``R`` frame) after the sender's side ran, and the home
 runs the recipient's side (the server-to-server model of RFC 6120 inside one node). A service
 (MUC, pubsub) lives on the home of its domain. Peers also exchange small notices (``N``: cache
-invalidations, a session that ended) and direct deliveries to a session (``D``: a room's
-fan-out to an occupant homed elsewhere).
+invalidations, a session that ended; ``Q``, answered by ``A`` once handled: a change every
+worker must apply before the sender goes on, such as a blocklist) and direct deliveries to a
+session (``D``: a room's fan-out to an occupant homed elsewhere).
 
 Links are ordered byte streams, one per direction and pair, so a sender's stanzas to a
 recipient keep their order. Frames are ``[4-byte length][kind][body]``; a ``R`` frame's body is
 ``sender\\0to\\0stanza`` with the stanza serialized inside a ``jabber:client`` stream that the
 receiving side parses with one long-lived parser per link. A message travels in a ``M`` frame
-(the same, with its type): when no hook needs to see it on the recipient's side (the router's
-inbound chain is empty: no archive, no blocklist, no carbons in use) the home writes its bytes
-to the recipient's sessions without parsing them again.
+(the same, with its type), after the sender's worker ran the inbound handlers every worker can
+run (the blocklist check, the archive: see ``hooks.anywhere``); when no other handler needs to
+see it on the recipient's side (no carbons in use there) the home writes its bytes to the
+recipient's sessions without parsing them again.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 import array
 import asyncio
 import collections
+import itertools
 import json
 import logging
 import os
@@ -56,6 +59,8 @@ log = logging.getLogger("hongyan.workers")
 
 #: how long a starting worker waits for its peers' sockets
 CONNECT_TIMEOUT = 30.0
+#: how long notify_all waits for every peer to answer
+ACK_TIMEOUT = 10.0
 _LINK_OPEN = ("<stream:stream xmlns='jabber:client' "
               "xmlns:stream='" + NS.STREAM + "'>").encode()
 NoticeHandler = Callable[[bytes], "Awaitable[object] | None"]
@@ -182,7 +187,7 @@ class _Inbound(asyncio.Protocol):
                 events = self._parser.feed(xml)
                 el = events[0]
                 assert isinstance(el, Element) and len(events) == 1
-                return router.message(el, _jid(sender.decode()), _jid(to_text))
+                return router.message(el, _jid(sender.decode()), _jid(to_text), True)
             if kind == b"D":
                 full, data = frame[1:].split(b"\0", 1)
                 self._workers.deliver_here(full.decode(), data)
@@ -190,6 +195,12 @@ class _Inbound(asyncio.Protocol):
             if kind == b"N":
                 topic, body = frame[1:].split(b"\0", 1)
                 return self._workers.notice(topic.decode(), body)
+            if kind == b"Q":
+                origin, token, topic, body = frame[1:].split(b"\0", 3)
+                return self._workers.acknowledge(int(origin), token, topic.decode(), body)
+            if kind == b"A":
+                self._workers.acknowledged(frame[1:])
+                return None
         except Exception:
             log.exception("bad frame from a peer worker: %r", frame[:200])
             return None
@@ -212,6 +223,9 @@ class Workers:
         self.peers: dict[int, Peer] = {}
         self._homes: dict[str, int] = {}
         self._handlers: dict[str, NoticeHandler] = {}
+        #: notify_all's notices still waiting for answers: token -> (done, peers yet to answer)
+        self._acks: dict[int, tuple[asyncio.Future[None], set[int]]] = {}
+        self._ack_tokens = itertools.count(1)
         self._server: asyncio.AbstractServer | None = None
         self._fd_in: socket.socket | None = None
         self._fd_out: dict[int, socket.socket] = {}
@@ -308,16 +322,18 @@ class Workers:
             self.on_peer_lost(index)
 
     # -- frames ---------------------------------------------------------------------------------
-    def forward(self, el: Element, sender: JID, to: JID, home: int) -> bool:
+    def forward(self, el: Element, sender: JID, to: JID, home: int,
+                wire: bytes | None = None) -> bool:
         """Hand a stanza to worker ``home``, which routes it as if it had arrived there; False
         (nothing sent) when ``home`` is this worker. A message's type travels beside it, so
-        that the home can often deliver its bytes as they are, without parsing them again."""
+        that the home can often deliver its bytes as they are, without parsing them again
+        (``wire``: the message already serialized as on a client stream, if it was)."""
         if home == self.index:
             return False
         if el.name == "message":
             self.peers[home].send(b"M", b"%s\0%s\0%s\0%s" % (
-                sender.text.encode(), to.text.encode(),
-                el.attrs.get("type", "normal").encode(), el.to_bytes(NS.CLIENT)))
+                sender.text.encode(), to.text.encode(), el.attrs.get("type", "normal").encode(),
+                el.to_bytes(NS.CLIENT) if wire is None else wire))
         else:
             self.peers[home].send(b"R", b"%s\0%s\0%s" % (
                 sender.text.encode(), to.text.encode(), el.to_bytes(NS.CLIENT)))
@@ -339,6 +355,49 @@ class Workers:
         for k, peer in self.peers.items():
             if index is None or k == index:
                 peer.send(b"N", payload)
+
+    async def notify_all(self, topic: str, body: bytes = b"") -> None:
+        """A notice to every peer that returns once each has handled it (``Q`` frames, answered
+        by ``A``): what this worker does next, such as answering the IQ that changed a
+        blocklist, happens after every worker applies the change. A peer that does not answer
+        within ACK_TIMEOUT is logged and not waited for."""
+        if not self.peers:
+            return
+        token = next(self._ack_tokens)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiting = set(self.peers)
+        self._acks[token] = (fut, waiting)
+        payload = b"%d\0%d\0%s\0%s" % (self.index, token, topic.encode(), body)
+        for peer in self.peers.values():
+            peer.send(b"Q", payload)
+        try:
+            await asyncio.wait_for(fut, ACK_TIMEOUT)
+        except TimeoutError:
+            log.warning("workers %s did not acknowledge the notice %r within %.0f s",
+                        sorted(waiting), topic, ACK_TIMEOUT)
+        finally:
+            self._acks.pop(token, None)
+
+    async def acknowledge(self, origin: int, token: bytes, topic: str, body: bytes) -> None:
+        """Handle a notice from :meth:`notify_all` on worker ``origin``, then answer it (also
+        when the handler failed: the failure is logged, and the sender must not hang)."""
+        try:
+            pending = self.notice(topic, body)
+            if pending is not None:
+                await pending
+        finally:
+            peer = self.peers.get(origin)
+            if peer is not None:
+                peer.send(b"A", b"%d\0%s" % (self.index, token))
+
+    def acknowledged(self, body: bytes) -> None:
+        index, _, token = body.partition(b"\0")
+        entry = self._acks.get(int(token))
+        if entry is not None:
+            fut, waiting = entry
+            waiting.discard(int(index))
+            if not waiting and not fut.done():
+                fut.set_result(None)
 
     def on(self, topic: str, handler: NoticeHandler) -> None:
         self._handlers[topic] = handler

@@ -23,6 +23,25 @@ E = TypeVar("E")
 Handler = Callable[[Any], "bool | Awaitable[bool | None] | None"]
 
 
+#: the attribute :func:`anywhere` sets on a handler
+ANYWHERE = "_hy_anywhere"
+
+
+def anywhere(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a :class:`StanzaInbound` handler that any worker process may run for any local
+    recipient, because every worker holds what it reads (every blocklist, every archive
+    preference): with several workers the sender's worker runs such handlers before it hands
+    a message to the recipient's home, which then runs only the others (carbons, which needs
+    the recipient's sessions). So the home can write the message without parsing it again.
+    Such handlers must come first in the chain (a higher priority than every other one)."""
+    setattr(fn, ANYWHERE, True)
+    return fn
+
+
+def runs_anywhere(handler: Handler) -> bool:
+    return bool(getattr(handler, ANYWHERE, False))
+
+
 class HookBus:
     def __init__(self) -> None:
         self._handlers: dict[type, list[tuple[int, int, Handler]]] = {}

@@ -20,6 +20,7 @@ from hongyan.server.hooks import (
     PresenceOutbound,
     StanzaInbound,
     StanzaOutbound,
+    runs_anywhere,
 )
 from hongyan.server.module import Iq, IqHandlerFn, IqSpec
 from hongyan.xmpp import ns as NS
@@ -129,7 +130,10 @@ class Router:
         self.send(reply)
 
     # -- messages -------------------------------------------------------------------------------
-    def message(self, el: Element, sender: JID, to: JID) -> Awaitable[object] | None:
+    def message(self, el: Element, sender: JID, to: JID, at_home: bool = False
+                ) -> Awaitable[object] | None:
+        """Route a message. ``at_home``: it came from another worker, which already ran the
+        inbound handlers any worker may run (:func:`~hongyan.server.hooks.anywhere`)."""
         if to.domain != self._domain:
             return self._elsewhere(el, sender, to)
         if not to.local:
@@ -138,13 +142,17 @@ class Router:
                 self.bounce(el, StanzaError("service-unavailable"))
             return None
         workers = self.workers
-        if workers is not None and workers.forward(el, sender, to, workers.home(to.local)):
-            return None
+        if workers is not None:
+            home = workers.home(to.local)
+            if home != workers.index:
+                return self._to_home(el, sender, to, home)
         wire: bytes | None = None
         wait: Awaitable[None] | None = None
         if self._inbound:
             ev = StanzaInbound(el, sender, to)
             for _, _, handler in self._inbound:
+                if at_home and runs_anywhere(handler):
+                    continue
                 if handler(ev) is True:
                     return None
             if ev.serialized is not None:
@@ -181,12 +189,40 @@ class Router:
             return wait
         return self._undeliverable(el, to.bare)
 
+    def _to_home(self, el: Element, sender: JID, to: JID, home: int
+                 ) -> Awaitable[object] | None:
+        """A message for a user homed on worker ``home``: run the inbound handlers any worker
+        may run (blocking, the archive) here, where the message is parsed already, then hand
+        it over, serialized once for both the archive and the wire."""
+        wire: bytes | None = None
+        wait: Awaitable[None] | None = None
+        if self._inbound:
+            ev: StanzaInbound | None = None
+            for _, _, handler in self._inbound:
+                if runs_anywhere(handler):
+                    if ev is None:
+                        ev = StanzaInbound(el, sender, to)
+                    if handler(ev) is True:
+                        return None
+            if ev is not None:
+                if ev.serialized is not None:
+                    wire = _serialize_once(el, ev.serialized)
+                wait = ev.wait
+        workers = self.workers
+        assert workers is not None
+        workers.forward(el, sender, to, home, wire)
+        return wait
+
     def deliver_wire(self, data: bytes, to: str, mtype: bytes) -> bool:
-        """A message another worker forwarded to ``to`` (a JID's text), still serialized:
-        write it as it is when that is all :meth:`message` would do (no inbound hook, a chat
-        or normal message, a session to take it). False: it must be parsed and routed."""
-        if self._inbound or (mtype != b"chat" and mtype != b"normal"):
+        """A message another worker forwarded to ``to`` (a JID's text), still serialized, its
+        :func:`~hongyan.server.hooks.anywhere` handlers run there: write it as it is when that
+        is all :meth:`message` would do (no other inbound handler, a chat or normal message, a
+        session to take it). False: it must be parsed and routed (``at_home``)."""
+        if mtype != b"chat" and mtype != b"normal":
             return False
+        for _, _, handler in self._inbound:
+            if not runs_anywhere(handler):
+                return False
         bare, _, resource = to.partition("/")
         if resource:
             target = self._sessions.get_str(bare, resource)

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
 from hongyan.cluster.workers import home_of
 from tests.integration.clients import TIMEOUT, Client
@@ -340,3 +342,44 @@ async def test_push_for_a_missed_room_message_comes_from_the_members_home(node: 
     n = await app.next()
     assert n.node == "n1" and n.summary is not None
     assert n.summary.get("last-message-sender") == f"{room}/boss"
+
+
+async def test_the_senders_worker_archives_and_blocks_the_recipients_home_copies(node: Node
+                                                                                  ) -> None:
+    """A message to a user homed on the other worker: the blocklist check and the archive run
+    on the sender's worker (every worker holds every blocklist and archive preference), the
+    carbons on the recipient's home (they need its sessions). One archived copy, one
+    stanza-id, the carbon delivered; a blocked sender gets an error and nothing is archived."""
+    from tests.integration.test_mam import bodies
+    from tests.integration.test_mam import query as mam_query
+
+    carbons, sid = "urn:xmpp:carbons:2", "urn:xmpp:sid:0"
+    a = await node.login(A0)
+    b1 = await node.login(A1, "one")
+    b2 = await node.login(A1, "two")
+    copies: asyncio.Queue[Any] = asyncio.Queue()
+    b2.register_handler(Callback("carbons", MatchXPath(f"{{jabber:client}}message/{{{carbons}}}"
+                                                       "received"), copies.put_nowait))
+    for c in (b1, b2):
+        res = await c.iq(f"<enable xmlns='{carbons}' type='set'/>")
+        assert res["type"] == "result"
+    a.send_message(mto=f"{A1}@localhost/one", mbody="to one", mtype="chat")
+    m = await b1.next_message()
+    assert m["body"] == "to one"
+    ids = m.xml.findall(f"{{{sid}}}stanza-id")
+    assert [i.get("by") for i in ids] == [f"{A1}@localhost"]
+    copy = await asyncio.wait_for(copies.get(), TIMEOUT)
+    inner = copy.xml.find(f"{{{carbons}}}received/{{urn:xmpp:forward:0}}forwarded/"
+                          "{jabber:client}message")
+    assert inner is not None and inner.findtext("{jabber:client}body") == "to one"
+    assert [i.get("id") for i in inner.findall(f"{{{sid}}}stanza-id")] == [ids[0].get("id")]
+
+    res = await b1.iq(f"<block xmlns='urn:xmpp:blocking' type='set'><item jid='{A0}@localhost'/>"
+                      "</block>")
+    assert res["type"] == "result"
+    a.send_message(mto=f"{A1}@localhost", mbody="blocked", mtype="chat")
+    err = await a.next_message()
+    assert err["type"] == "error" and err["error"]["condition"] == "service-unavailable"
+    for c in (a, b1):
+        _, results = await mam_query(c, rsm="<max>100</max>")
+        assert bodies(results) == ["to one"]

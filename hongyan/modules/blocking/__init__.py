@@ -12,7 +12,13 @@ from __future__ import annotations
 import secrets
 from typing import TYPE_CHECKING
 
-from hongyan.server.hooks import AccountDeleted, HookSet, StanzaInbound, StanzaOutbound
+from hongyan.server.hooks import (
+    AccountDeleted,
+    HookSet,
+    StanzaInbound,
+    StanzaOutbound,
+    anywhere,
+)
 from hongyan.server.module import Iq, Module, ModuleAPI, hook, iq_handler
 from hongyan.storage.migrations import Migration
 from hongyan.xmpp import ns as NS
@@ -84,12 +90,14 @@ class Blocking(Module):
     def workers_ready(self, workers: Workers) -> None:
         workers.on("blocklist", self._peer_changed)
 
-    def _changed(self, username: str) -> None:
-        """Every worker keeps every blocklist (a room's fan-out checks its occupants'): tell
-        the others that ``username``'s changed."""
+    async def _changed(self, username: str) -> None:
+        """Every worker keeps every blocklist (a room's fan-out checks its occupants', and the
+        sender's worker checks a message's recipient's): tell the others that ``username``'s
+        changed, and return once they all applied it, so that nothing sent after the user's
+        IQ was answered passes the old list anywhere."""
         workers = self.api.workers
         if workers is not None:
-            workers.notify("blocklist", username.encode())
+            await workers.notify_all("blocklist", username.encode())
 
     async def _peer_changed(self, body: bytes) -> None:
         username = body.decode()
@@ -105,6 +113,7 @@ class Blocking(Module):
     def _enforce(self) -> None:
         self._enforcement.set(any(self.lists.values()))
 
+    @anywhere  # every worker holds every blocklist
     def on_inbound(self, ev: StanzaInbound) -> bool:
         blocked = self.lists.get(ev.to.local)
         if blocked is None or not matches(blocked, ev.sender):
@@ -174,7 +183,7 @@ class Blocking(Module):
             await self._unavailable_to(iq.sender, j)
         current.update(new)
         self._enforce()
-        self._changed(username)
+        await self._changed(username)
         self._push(iq.sender, "block", jids)
         return iq.result()
 
@@ -197,7 +206,7 @@ class Blocking(Module):
             if not current:
                 self.lists.pop(username, None)
         self._enforce()
-        self._changed(username)
+        await self._changed(username)
         self._push(iq.sender, "unblock", jids)
         for j in removed:
             await self._presence_again(iq.sender, j)
@@ -246,7 +255,7 @@ class Blocking(Module):
         await self.api.db.execute("DELETE FROM blocklist WHERE username=?", ev.username)
         self.lists.pop(ev.username, None)
         self._enforce()
-        self._changed(ev.username)
+        await self._changed(ev.username)
 
 
 MODULE = Blocking

@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -47,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from hongyan.modules.mam import query
 from hongyan.modules.mam.query import MAM, MAM_EXTENDED
 from hongyan.modules.roster import Roster
-from hongyan.server.hooks import AccountDeleted, StanzaInbound
+from hongyan.server.hooks import AccountDeleted, StanzaInbound, anywhere
 from hongyan.server.module import Iq, Module, ModuleAPI, hook, iq_handler
 from hongyan.storage.migrations import Migration
 from hongyan.xmpp import ns as NS
@@ -197,7 +196,6 @@ class Mam(Module):
         #: with several workers, worker k of n writes ids ≡ k (mod n): no two collide
         self._id_step = 1
         self._id_residue = 0
-        self._flush_waits: dict[str, asyncio.Future[None]] = {}
         self._queue: list[Queued] = []
         self._clock = api.clock
         self._sid_heads: dict[JID, tuple[str, str]] = {}
@@ -263,6 +261,7 @@ class Mam(Module):
             mode = p.default
         return _MODES[mode]
 
+    @anywhere  # every worker holds every archive preference
     @hook(StanzaInbound, priority=-90)  # after blocking, before carbons copy it
     def on_inbound(self, ev: StanzaInbound) -> None:
         el = ev.stanza
@@ -510,7 +509,7 @@ class Mam(Module):
             "VALUES (?,?,?,?)", username, mode,
             json.dumps(sorted(lists["always"])), json.dumps(sorted(lists["never"])))
         self.prefs[username] = Prefs(mode, lists["always"], lists["never"])
-        self._prefs_changed(username)
+        await self._prefs_changed(username)
         return iq.result(self._prefs_element(username))
 
     # -- several workers ----------------------------------------------------------------------
@@ -518,14 +517,13 @@ class Mam(Module):
         self._id_step, self._id_residue = workers.count, workers.index
         workers.on("mam-prefs", self._peer_prefs)
         workers.on("mam-flush", self._peer_flush)
-        workers.on("mam-flushed", self._peer_flushed)
 
-    def _prefs_changed(self, username: str) -> None:
-        """A message's two sides are decided on the recipient's home, with the sender's
-        preferences too: every worker keeps every account's."""
+    async def _prefs_changed(self, username: str) -> None:
+        """A message's two sides are decided on the sender's worker: every worker keeps every
+        account's preferences. Returns once every worker has the new ones."""
         workers = self.api.workers
         if workers is not None:
-            workers.notify("mam-prefs", username.encode())
+            await workers.notify_all("mam-prefs", username.encode())
 
     async def _peer_prefs(self, body: bytes) -> None:
         username = body.decode()
@@ -541,45 +539,22 @@ class Mam(Module):
     async def flush_everywhere(self) -> None:
         """Write what this worker's queue holds and, with several workers, what theirs hold:
         a query then sees every message archived before it (an account's archive is
-        written by the homes of the people it talks with)."""
+        written by the workers of the people it talks with)."""
         workers = self.api.workers
-        if workers is None or not workers.peers:
+        if workers is None:
             await self.flush()
             return
-        token = secrets.token_hex(8)
-        loop = asyncio.get_running_loop()
-        waits = []
-        for k in workers.peers:
-            fut = self._flush_waits[f"{k}:{token}"] = loop.create_future()
-            waits.append(fut)
-        workers.notify("mam-flush", f"{workers.index}:{token}".encode())
-        await self.flush()
-        try:
-            await asyncio.wait_for(asyncio.gather(*waits), 10)
-        except TimeoutError:
-            log.warning("a worker did not flush its archive queue within 10 s")
-        finally:
-            for k in workers.peers:
-                self._flush_waits.pop(f"{k}:{token}", None)
+        await asyncio.gather(self.flush(), workers.notify_all("mam-flush"))
 
-    async def _peer_flush(self, body: bytes) -> None:
-        index, _, token = body.decode().partition(":")
+    async def _peer_flush(self, _body: bytes) -> None:
         await self.flush()
-        workers = self.api.workers
-        assert workers is not None
-        workers.notify("mam-flushed", f"{workers.index}:{token}".encode(), int(index))
-
-    def _peer_flushed(self, body: bytes) -> None:
-        fut = self._flush_waits.get(body.decode())
-        if fut is not None and not fut.done():
-            fut.set_result(None)
 
     @hook(AccountDeleted)
     async def on_deleted(self, ev: AccountDeleted) -> None:
         await self.flush()
         self._known.discard(ev.username)
         self.prefs.pop(ev.username, None)
-        self._prefs_changed(ev.username)
+        await self._prefs_changed(ev.username)
         user = ev.username
         async with self.api.db.transaction() as tx:
             # A message stays while the other side's archive holds it.
