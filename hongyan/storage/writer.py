@@ -24,6 +24,8 @@ it; a clean stop writes everything first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import itertools
 import logging
 import os
@@ -35,6 +37,7 @@ import struct
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,8 @@ Frame = tuple[int, str, list[Any], Callable[[Any], Sequence[Any]] | None]
 #: a transaction takes more frames only while it has fewer rows than this (bounds how long a
 #: write on the event loop may wait for the file's lock: ~10 µs a row)
 MAX_GROUP_ROWS = 1000
+#: the pipe buffer asked for (see _widen)
+PIPE_BYTES = 8 << 20
 #: checkpoint the WAL after this many seconds without frames
 IDLE_CHECKPOINT = 1.0
 
@@ -155,6 +160,7 @@ class _Child:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # pending ones arrive here
         assert popen.stdin is not None and popen.stdout is not None
+        _widen(popen.stdin.fileno())
         reader = asyncio.StreamReader(limit=1 << 20)
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), popen.stdout)
         stdin, _ = await loop.connect_write_pipe(asyncio.Protocol, popen.stdin)
@@ -175,6 +181,22 @@ class _Child:
         if (code := self.popen.poll()) is not None:
             return code
         return await asyncio.get_running_loop().run_in_executor(None, self.popen.wait)
+
+
+def _widen(fd: int) -> None:
+    """Give the pipe to the process a buffer of up to PIPE_BYTES (Linux; the default is 64 KB).
+    A batch of 10,000 archived messages is a frame of ~3 MB: through 64 KB it takes ~50 turns
+    of the event loop to hand over, one per loop iteration, and a busy loop's iterations are
+    milliseconds apart (the writer sat waiting for its frames 70% of the time)."""
+    setsz = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if setsz is None:
+        return
+    try:
+        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    except (OSError, ValueError):
+        limit = 1 << 20
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, setsz, min(PIPE_BYTES, limit))
 
 
 # -- the process --------------------------------------------------------------------------------
