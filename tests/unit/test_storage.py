@@ -426,6 +426,19 @@ async def test_bulk_insert(db: Database) -> None:
     assert await db.fetchval("SELECT COUNT(*) FROM log WHERE id=1000") == 0
     await db.bulk_insert("INSERT INTO log (id, v) VALUES (?,?)", [(1001, "y")])
     assert await db.fetchval("SELECT v FROM log WHERE id=1001") == "y"
+    # rows made where they are written, NULLs (on PostgreSQL a plain INSERT is a COPY), and a
+    # statement that is not a plain INSERT (run as it is)
+    await db.execute("CREATE TABLE pairs (a BIGINT NOT NULL, b TEXT)")
+    await db.bulk_insert("INSERT INTO pairs (a, b) VALUES (?, ?)", [1, 2, 3], _pair)
+    assert await db.fetchall("SELECT a, b FROM pairs ORDER BY a") == [
+        (1, None), (2, "2"), (3, None)]
+    await db.bulk_insert("INSERT INTO log (id, v) VALUES (?,?) ON CONFLICT (id) DO NOTHING",
+                         [(1001, "again"), (1002, "z")])
+    assert await db.fetchall("SELECT v FROM log WHERE id>1000 ORDER BY id") == [("y",), ("z",)]
+
+
+def _pair(n: int) -> tuple[int, str | None]:
+    return (n, str(n) if n % 2 == 0 else None)
 
 
 async def test_sqlite_bulk_insert_runs_in_a_writer_process(tmp_path: Path) -> None:
