@@ -158,7 +158,7 @@ class MamSection(Section):
     max_queued: int = Field(10000, ge=1, description="queued messages beyond which a sender "
                             "waits (its next stanzas are read once the queue was handed to "
                             "the database): bounds the archive's memory when writes fall "
-                            "behind")
+                            "behind (each room archive's queue too)")
     max_page: int = Field(250, ge=1, le=10000, description="most messages one query returns")
 
 

@@ -4,7 +4,9 @@
 (one ``executemany``, one transaction) ``interval`` seconds after the first row was queued, or at
 once when ``max_rows`` are queued; :meth:`BatchWriter.flush` writes whatever is queued and
 returns when it is committed (before a query, a deletion, shutdown). One write runs at a time,
-in order. :class:`IdClock` makes ids that are also times (microseconds since the epoch, strictly
+in order. With ``max_queued``, a full queue makes :meth:`BatchWriter.add` return an awaitable
+that the adder's sender waits for (as the user archive's ``mam.max_queued`` does).
+:class:`IdClock` makes ids that are also times (microseconds since the epoch, strictly
 increasing), as archives use them.
 
 Used by room archives; it is the same rule user archives (``hongyan.modules.mam``) follow.
@@ -41,24 +43,35 @@ class BatchWriter(Generic[T]):
     def __init__(self, write: Callable[[list[T]], Awaitable[None]], interval: float,
                  max_rows: int, call_later: Callable[[float, Callable[[], None]],
                                                      asyncio.TimerHandle],
-                 spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[Any]]) -> None:
+                 spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[Any]],
+                 max_queued: int | None = None) -> None:
         self._write = write
         self._interval = interval
         self._max_rows = max_rows
+        self._max_queued = max_queued
         self._call_later = call_later
         self._spawn = spawn
         self._queue: list[T] = []
         self._timer: asyncio.TimerHandle | None = None
         self._lock = asyncio.Lock()
         self._flushing: asyncio.Task[Any] | None = None
+        self._room: asyncio.Future[None] | None = None  # for adders waiting for the queue
 
-    def add(self, row: T) -> None:
-        """Queue a row (no I/O, no task unless a write is due)."""
-        self._queue.append(row)
-        if len(self._queue) >= self._max_rows:
+    def add(self, row: T) -> Awaitable[None] | None:
+        """Queue a row (no I/O, no task unless a write is due). With ``max_queued`` rows
+        queued (writes fall behind), it returns what the caller should wait for before adding
+        more: the queue being handed to ``write``, so memory stays bounded. Never raises."""
+        queue = self._queue
+        queue.append(row)
+        if len(queue) >= self._max_rows:
             self._start()
+            if self._max_queued is not None and len(queue) >= self._max_queued:
+                if self._room is None:
+                    self._room = asyncio.get_running_loop().create_future()
+                return self._room
         elif self._timer is None:
             self._timer = self._call_later(self._interval, self._start)
+        return None
 
     def _start(self) -> None:
         self._timer = None
@@ -73,4 +86,7 @@ class BatchWriter(Generic[T]):
                 self._timer = None
             while self._queue:
                 rows, self._queue = self._queue, []
+                room, self._room = self._room, None
+                if room is not None and not room.done():
+                    room.set_result(None)
                 await self._write(rows)

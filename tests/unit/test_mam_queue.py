@@ -93,3 +93,49 @@ async def test_a_full_queue_makes_the_sender_wait(tmp_path: Path) -> None:
         assert [f"id='m{i}'" in wire for i in range(n)] == [True] * n
     finally:
         await node.stop()
+
+
+async def test_a_full_room_archive_queue_makes_the_sender_wait(tmp_path: Path) -> None:
+    """The same bound for a room's archive: past ``mam.max_queued`` queued room messages the
+    sender's next stanzas wait until the queue was handed to the database; every message is
+    still broadcast and archived."""
+    from bench.micro import MUC_NS, _settle
+    from hongyan.modules.muc import Muc
+
+    node = await _node(tmp_path, "[mam]\nflush_rows = 10\nmax_queued = 40\nflush_interval = 5\n")
+    try:
+        await _accounts(node, "user0")
+        owner, sink = _bound_session(node, "user0")
+        delivered: list[bytes] = []
+        sink.write = delivered.append  # type: ignore[method-assign]
+        room = "bench@conference.localhost"
+        owner.data_received(f"<presence to='{room}/n0'><x xmlns='{MUC_NS}'/></presence>".encode())
+        await _settle(node, 1)
+        owner.data_received(f"<iq type='set' to='{room}' id='c'><query xmlns='{MUC_NS}#owner'>"
+                            "<x xmlns='jabber:x:data' type='submit'/></query></iq>".encode())
+        for _ in range(500):
+            if owner._pending is None and owner._task is None:
+                break
+            await asyncio.sleep(0.01)
+        muc = node.modules["muc"]
+        assert isinstance(muc, Muc)
+        queue = muc.archive._writer._queue
+        n = 300
+        owner.data_received(b"".join(
+            f"<message to='{room}' type='groupchat' id='g{i}'><body>{i}</body></message>"
+            .encode() for i in range(n)))
+        # the loop has not run: the first 40 were queued, the rest wait in the session
+        assert len(queue) == 40
+        assert owner._pending is not None and len(owner._pending) == n - 40
+        for _ in range(500):
+            if owner._pending is None and owner._task is None:
+                break
+            assert len(muc.archive._writer._queue) <= 40
+            await asyncio.sleep(0.01)
+        await muc.archive.flush()
+        assert await node.db.fetchval("SELECT COUNT(*) FROM muc_archive") == n
+        node.flush_dirty()
+        wire = b"".join(delivered).decode()
+        assert [f"id='g{i}'" in wire for i in range(n)] == [True] * n
+    finally:
+        await node.stop()

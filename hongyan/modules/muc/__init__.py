@@ -482,15 +482,15 @@ class Muc(Module):
                 for _, esc, s in o.resources.values():
                     if s is not None:
                         s.send_bytes(head + esc + tail)
-        if mid:
-            self.archive.add(room.name, mid, occ.nick, occ.bare, tail)
+        # the sender waits (its next stanzas are read later) when the archive's queue is full
+        wait = self.archive.add(room.name, mid, occ.nick, occ.bare, tail) if mid else None
         if has_body:
             if room.history.maxlen:
                 room.add_history(out, self.api.now(), len(head) + len(tail))
             if room.config.members_only and room.config.persistent and \
                     self.api.hooks.has(MucMemberMissedMessage):
                 self._missed(room, occ, out)
-        return None
+        return wait
 
     def _fan_out_unblocked(self, room: Room, occ: Occupant, head: bytes, tail: bytes,
                            blocking: Blocking) -> None:

@@ -21,6 +21,7 @@ other room, anyone who could join it.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from hongyan.modules.mam import query
@@ -61,7 +62,8 @@ class RoomArchive:
         self._max_page = cfg.max_page
         self.ids = IdClock(self.api.now)
         self._writer: BatchWriter[QueuedRow] = BatchWriter(
-            self._write, cfg.flush_interval, cfg.flush_rows, self.api.call_later, self.api.spawn)
+            self._write, cfg.flush_interval, cfg.flush_rows, self.api.call_later, self.api.spawn,
+            cfg.max_queued)
         #: rooms whose archive is being removed
         self._deleting: dict[str, asyncio.Task[None]] = {}
 
@@ -70,10 +72,12 @@ class RoomArchive:
         self.ids.last = int(last or 0)
 
     # -- writing (the fan-out path: memory only) ------------------------------------------------
-    def add(self, room: str, mid: int, nick: str, sender: str, tail: bytes) -> None:
+    def add(self, room: str, mid: int, nick: str, sender: str, tail: bytes
+            ) -> Awaitable[None] | None:
         """Queue a broadcast message; ``tail`` is what :func:`.room.spliced` put after the
-        recipient's JID (``'`` + the rest of the ``<message``)."""
-        self._writer.add((room, mid, nick, sender, tail))
+        recipient's JID (``'`` + the rest of the ``<message``). Past ``mam.max_queued`` queued
+        messages it returns what the sender must wait for (see :class:`BatchWriter`)."""
+        return self._writer.add((room, mid, nick, sender, tail))
 
     async def _write(self, queued: list[QueuedRow]) -> None:
         rows = [(room, mid, nick, sender, (_HEAD + tail[1:]).decode())
