@@ -18,7 +18,7 @@ runs the recipient's side (the server-to-server model of RFC 6120 inside one nod
 (MUC, pubsub) lives on the home of its domain. Peers also exchange small notices (``N``: cache
 invalidations, a session that ended; ``Q``, answered by ``A`` once handled: a change every
 worker must apply before the sender goes on, such as a blocklist) and direct deliveries to a
-session (``D``: a room's fan-out to an occupant homed elsewhere).
+session (``D``; ``E``: one room message for several occupants homed on the same worker).
 
 Links are ordered byte streams, one per direction and pair, so a sender's stanzas to a
 recipient keep their order. Frames are ``[4-byte length][kind][body]``; a ``R`` frame's body is
@@ -192,6 +192,9 @@ class _Inbound(asyncio.Protocol):
                 full, data = frame[1:].split(b"\0", 1)
                 self._workers.deliver_here(full.decode(), data)
                 return None
+            if kind == b"E":
+                self._workers.multicast_here(frame[1:])
+                return None
             if kind == b"N":
                 topic, body = frame[1:].split(b"\0", 1)
                 return self._workers.notice(topic.decode(), body)
@@ -342,6 +345,24 @@ class Workers:
     def deliver(self, index: int, full: str, data: bytes) -> None:
         """Write a serialized stanza to the session ``full`` on worker ``index``."""
         self.peers[index].send(b"D", full.encode() + b"\0" + data)
+
+    def multicast(self, index: int, head: bytes, tail: bytes,
+                  recipients: list[tuple[str, bytes]]) -> None:
+        """One frame (``E``) for a room message's copies to sessions homed on worker
+        ``index``: each copy is ``head + esc + tail`` (copies differ only in the recipient's
+        JID, ``esc``), so the message crosses once and the home makes the copies, instead of
+        one ``D`` frame per occupant resource. Neither XML nor a JID holds NUL or U+0001,
+        which separate the parts."""
+        parts = [head, tail]
+        for full, esc in recipients:
+            parts.append(full.encode() + b"\1" + esc)
+        self.peers[index].send(b"E", b"\0".join(parts))
+
+    def multicast_here(self, body: bytes) -> None:
+        head, tail, *recipients = body.split(b"\0")
+        for r in recipients:
+            full, _, esc = r.partition(b"\1")
+            self.deliver_here(full.decode(), head + esc + tail)
 
     def deliver_here(self, full: str, data: bytes) -> None:
         bare, _, resource = full.partition("/")
@@ -533,6 +554,15 @@ class RemoteSession(C2SSession):
     def send_bytes(self, data: bytes) -> None:
         assert self.jid is not None
         self._workers.deliver(self._home, self.jid.text, data)
+
+    @property
+    def home(self) -> int:
+        return self._home
+
+    @property
+    def full(self) -> str:
+        assert self.jid is not None
+        return self.jid.text
 
     def emit(self, data: bytes) -> None:
         self.send_bytes(data)

@@ -25,6 +25,7 @@ import secrets
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from hongyan.cluster.workers import RemoteSession
 from hongyan.modules.blocking import Blocking
 from hongyan.modules.muc import admin
 from hongyan.modules.muc.archive import MIGRATION as ARCHIVE_MIGRATION
@@ -478,10 +479,23 @@ class Muc(Module):
         if blocking is not None and blocking.active:
             self._fan_out_unblocked(room, occ, head, tail, blocking)
         else:
+            remote: dict[int, list[tuple[str, bytes]]] | None = None
             for o in room.occupants.values():
                 for _, esc, s in o.resources.values():
-                    if s is not None:
+                    if s is None:
+                        continue
+                    if isinstance(s, RemoteSession):
+                        # homed on another worker: one frame per worker (Workers.multicast)
+                        if remote is None:
+                            remote = {}
+                        remote.setdefault(s.home, []).append((s.full, esc))
+                    else:
                         s.send_bytes(head + esc + tail)
+            if remote is not None:
+                workers = self.api.workers
+                assert workers is not None
+                for index, recipients in remote.items():
+                    workers.multicast(index, head, tail, recipients)
         # the sender waits (its next stanzas are read later) when the archive's queue is full
         wait = self.archive.add(room.name, mid, occ.nick, occ.bare, tail) if mid else None
         if has_body:
