@@ -2,7 +2,7 @@
 # bench/compare.sh - Hongyan side by side with Prosody and ejabberd, same generator, same
 # settings, interleaved A B C per repetition, fresh servers, medians of REPS.
 #
-#   bench/compare.sh [quick|main|pinned|scram|tls|archive|idle|all]     (default: main)
+#   bench/compare.sh [quick|main|pinned|scram|tls|archive|muc|idle|all]     (default: main)
 #
 # Needs ../shared/bench (anchors.sh, xmppload.py, summarize.py). First time:
 #   (cd ../shared/bench && ./anchors.sh install && ./anchors.sh setup 10000)
@@ -206,6 +206,16 @@ archive() { # Hongyan only: throughput without and with the message archive (MAM
   HY_OFF=$saved
 }
 
+muc() { # the MUC row alone, all servers side by side (Hongyan on HY_WORKERS workers)
+  for ((r = 1; r <= REPS; r++)); do
+    for s in $SERVERS; do
+      start $s || continue
+      gen $s "muc100 r$r" -- muc --occupants 100 --senders 10 --window 5 --duration "$DUR" --warmup 3
+      stop $s
+    done
+  done
+}
+
 tput() { # throughput only, unpinned (HY_WORKERS=1,2 to compare worker counts)
   for ((r = 1; r <= REPS; r++)); do
     for s in $SERVERS; do
@@ -239,9 +249,10 @@ case "${1:-main}" in
   scram) scram ;;
   idle) idle ;;
   archive) archive ;;
+  muc) muc ;;
   tls) tls ;;
   all) main; pinned; scram; tls; archive; idle ;;
-  *) echo "usage: $0 [quick|tput|main|pinned|scram|tls|archive|idle|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [quick|tput|main|pinned|scram|tls|archive|muc|idle|all]" >&2; exit 2 ;;
 esac
 "$PY" "$SHARED/summarize.py" "$OUT" --names "15222=prosody,25222=ejabberd,$HYPORT=hongyan" \
   > "${OUT%.jsonl}.md" && echo "summary: ${OUT%.jsonl}.md" >&2
