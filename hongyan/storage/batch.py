@@ -39,6 +39,28 @@ class IdClock:
         return nid
 
 
+class HandOver:
+    """Whoever waits for a queue to be handed to its writer (senders slowed down while writes
+    fall behind): one future for all of them, made when the queue is full and resolved when
+    the queue is taken. Used by :class:`BatchWriter` and by the user archive's own queue."""
+
+    __slots__ = ("_fut",)
+
+    def __init__(self) -> None:
+        self._fut: asyncio.Future[None] | None = None
+
+    def wait(self) -> asyncio.Future[None]:
+        fut = self._fut
+        if fut is None:
+            fut = self._fut = asyncio.get_running_loop().create_future()
+        return fut
+
+    def release(self) -> None:
+        fut, self._fut = self._fut, None
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+
 class BatchWriter(Generic[T]):
     def __init__(self, write: Callable[[list[T]], Awaitable[None]], interval: float,
                  max_rows: int, call_later: Callable[[float, Callable[[], None]],
@@ -55,7 +77,7 @@ class BatchWriter(Generic[T]):
         self._timer: asyncio.TimerHandle | None = None
         self._lock = asyncio.Lock()
         self._flushing: asyncio.Task[Any] | None = None
-        self._room: asyncio.Future[None] | None = None  # for adders waiting for the queue
+        self._handover = HandOver()
 
     def add(self, row: T) -> Awaitable[None] | None:
         """Queue a row (no I/O, no task unless a write is due). With ``max_queued`` rows
@@ -66,9 +88,7 @@ class BatchWriter(Generic[T]):
         if len(queue) >= self._max_rows:
             self._start()
             if self._max_queued is not None and len(queue) >= self._max_queued:
-                if self._room is None:
-                    self._room = asyncio.get_running_loop().create_future()
-                return self._room
+                return self._handover.wait()
         elif self._timer is None:
             self._timer = self._call_later(self._interval, self._start)
         return None
@@ -86,7 +106,5 @@ class BatchWriter(Generic[T]):
                 self._timer = None
             while self._queue:
                 rows, self._queue = self._queue, []
-                room, self._room = self._room, None
-                if room is not None and not room.done():
-                    room.set_result(None)
+                self._handover.release()
                 await self._write(rows)

@@ -48,6 +48,7 @@ from hongyan.modules.mam.query import MAM, MAM_EXTENDED
 from hongyan.modules.roster import Roster
 from hongyan.server.hooks import AccountDeleted, StanzaInbound, anywhere
 from hongyan.server.module import Iq, Module, ModuleAPI, hook, iq_handler
+from hongyan.storage.batch import HandOver
 from hongyan.storage.migrations import Migration
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element, Rendered, escape_attr
@@ -190,7 +191,7 @@ class Mam(Module):
         self._flush_interval = cfg.flush_interval
         self._flush_rows = cfg.flush_rows
         self._max_queued = cfg.max_queued
-        self._room: asyncio.Future[None] | None = None  # senders waiting for the queue
+        self._handover = HandOver()  # senders waiting for the queue
         self._max_page = cfg.max_page
         self._last_id = 0
         #: with several workers, worker k of n writes ids ≡ k (mod n): no two collide
@@ -332,9 +333,7 @@ class Mam(Module):
             self._start_flush()
             if len(queue) >= self._max_queued:
                 # writes fall behind: the sender waits until this queue is handed over
-                if self._room is None:
-                    self._room = asyncio.get_running_loop().create_future()
-                ev.wait = self._room
+                ev.wait = self._handover.wait()
         elif self._timer is None:
             self._timer = self.api.call_later(self._flush_interval, self._start_flush)
         # The router serializes the message once, after every hook ran (carbons may still
@@ -374,9 +373,7 @@ class Mam(Module):
             while self._queue:
                 queued, self._queue = self._queue, []
                 check, self._roster_check = self._roster_check, set()
-                room, self._room = self._room, None
-                if room is not None and not room.done():
-                    room.set_result(None)
+                self._handover.release()
                 rows = await self._filter(queued, check)
                 if rows:
                     await self.api.db.bulk_insert(INSERT, rows, expand)
