@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,18 @@ async def _chat(node: Node) -> tuple[C2SSession, list[bytes], Mam]:
     mam = node.modules["mam"]
     assert isinstance(mam, Mam)
     return sender, delivered, mam
+
+
+async def _drained(session: C2SSession, queued: Callable[[], int] = lambda: 0,
+                   bound: int = 0) -> None:
+    """Wait (up to 5 s) until ``session`` has handled every stanza it read; while it has
+    not, ``queued()`` never exceeds ``bound`` (when given)."""
+    for _ in range(500):
+        if session._pending is None and session._task is None:
+            return
+        if bound:
+            assert queued() <= bound
+        await asyncio.sleep(0.01)
 
 
 async def test_message_stopped_after_the_archive_hook_is_not_archived(tmp_path: Path) -> None:
@@ -81,11 +94,7 @@ async def test_a_full_queue_makes_the_sender_wait(tmp_path: Path) -> None:
         # the loop has not run: the first 40 were queued, the rest wait in the session
         assert len(mam._queue) == 40
         assert sender._pending is not None and len(sender._pending) == n - 40
-        for _ in range(500):
-            if sender._pending is None and sender._task is None:
-                break
-            assert len(mam._queue) <= 40
-            await asyncio.sleep(0.01)
+        await _drained(sender, lambda: len(mam._queue), 40)
         await mam.flush()
         assert await node.db.fetchval("SELECT COUNT(*) FROM mam_log") == n
         node.flush_dirty()
@@ -113,10 +122,7 @@ async def test_a_full_room_archive_queue_makes_the_sender_wait(tmp_path: Path) -
         await _settle(node, 1)
         owner.data_received(f"<iq type='set' to='{room}' id='c'><query xmlns='{MUC_NS}#owner'>"
                             "<x xmlns='jabber:x:data' type='submit'/></query></iq>".encode())
-        for _ in range(500):
-            if owner._pending is None and owner._task is None:
-                break
-            await asyncio.sleep(0.01)
+        await _drained(owner)
         muc = node.modules["muc"]
         assert isinstance(muc, Muc)
         queue = muc.archive._writer._queue
@@ -127,11 +133,7 @@ async def test_a_full_room_archive_queue_makes_the_sender_wait(tmp_path: Path) -
         # the loop has not run: the first 40 were queued, the rest wait in the session
         assert len(queue) == 40
         assert owner._pending is not None and len(owner._pending) == n - 40
-        for _ in range(500):
-            if owner._pending is None and owner._task is None:
-                break
-            assert len(muc.archive._writer._queue) <= 40
-            await asyncio.sleep(0.01)
+        await _drained(owner, lambda: len(muc.archive._writer._queue), 40)
         await muc.archive.flush()
         assert await node.db.fetchval("SELECT COUNT(*) FROM muc_archive") == n
         node.flush_dirty()
