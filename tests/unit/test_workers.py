@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import zlib
+from collections.abc import Coroutine
+from typing import Any
 
 import pytest
 
@@ -57,3 +60,51 @@ def test_a_multicast_frame_makes_each_recipients_copy() -> None:
     assert [k for k, _ in sent] == [b"E"]
     w.multicast_here(sent[0][1])
     assert written == [(full, head + esc + tail) for full, esc in recipients]
+
+
+async def test_a_failing_frame_does_not_lose_the_frames_queued_behind_it() -> None:
+    """Frames from a peer are handled in order; while one waits, the next ones queue behind
+    it. One whose handling raises is logged, and the queue goes on (849ceb3: the rest of the
+    queue was dropped)."""
+    from hongyan.cluster.workers import Workers, _Inbound
+
+    done: list[tuple[str, bytes]] = []
+    gate = asyncio.Event()
+    tasks: list[asyncio.Future[None]] = []
+
+    async def slow(body: bytes) -> None:
+        await gate.wait()
+        done.append(("slow", body))
+
+    async def bad(body: bytes) -> None:
+        raise RuntimeError("a handler's failure")
+
+    def fast(body: bytes) -> None:
+        done.append(("fast", body))
+
+    class Node:
+        in_batch = False
+
+        def end_batch(self) -> None:
+            self.in_batch = False
+
+        def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+            tasks.append(asyncio.ensure_future(coro))
+
+    w = Workers.__new__(Workers)
+    w.node = Node()  # type: ignore[assignment]
+    w._handlers = {"slow": slow, "bad": bad, "fast": fast}
+    inbound = _Inbound(w)
+
+    def frame(topic: bytes, body: bytes) -> bytes:
+        payload = b"N" + topic + b"\0" + body
+        return len(payload).to_bytes(4, "big") + payload
+
+    inbound.data_received(frame(b"slow", b"1") + frame(b"bad", b"2") + frame(b"fast", b"3"))
+    inbound.data_received(frame(b"fast", b"4"))
+    assert done == []  # all wait behind the first
+    gate.set()
+    await asyncio.gather(*tasks)
+    assert done == [("slow", b"1"), ("fast", b"3"), ("fast", b"4")]
+    inbound.data_received(frame(b"fast", b"5"))  # the queue is gone: handled at once
+    assert done[-1] == ("fast", b"5")
