@@ -25,16 +25,33 @@ from hongyan.config.schema import Config
 log = logging.getLogger("hongyan.supervisor")
 
 
-def _listener(hosts: list[str], port: int) -> socket.socket:
-    """One listening socket (the first address; a worker node listens on one address)."""
-    host = hosts[0] if hosts else "0.0.0.0"
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    sock.set_inheritable(True)
-    return sock
+def _listeners(hosts: list[str], port: int) -> list[socket.socket]:
+    """The listening sockets of ``c2s.bind`` (each address a host name resolves to, as a
+    one-process node's listener binds them), all on one port (with port 0, the one the kernel
+    picked for the first)."""
+    socks: list[socket.socket] = []
+    seen: set[tuple[int, str]] = set()
+    try:
+        for host in hosts or ["0.0.0.0"]:
+            for family, _, _, _, addr in socket.getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE):
+                if (family, str(addr[0])) in seen:
+                    continue
+                seen.add((family, str(addr[0])))
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:  # "::" beside "0.0.0.0": each its own family
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind((addr[0], port, *addr[2:]))
+                port = sock.getsockname()[1]
+                sock.listen(1024)
+                sock.set_inheritable(True)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
 
 
 async def prepare(config: Config) -> None:
@@ -48,12 +65,10 @@ async def prepare(config: Config) -> None:
 
 async def _supervise(config: Config, config_path: str | None) -> int:
     c2s = config.c2s
-    if len(c2s.bind) > 1:
-        log.warning("with several workers only the first c2s.bind address is used (%s)",
-                    c2s.bind[0])
-    socks = {"c2s": _listener(c2s.bind, c2s.port)}
+    socks = {"c2s": _listeners(c2s.bind, c2s.port)}
     if c2s.direct_tls:
-        socks["tls"] = _listener(c2s.bind, c2s.direct_tls_port)
+        socks["tls"] = _listeners(c2s.bind, c2s.direct_tls_port)
+    fds = [sock.fileno() for group in socks.values() for sock in group]
     run_dir = tempfile.mkdtemp(prefix="hongyan-workers-")
     ready_r, ready_w = os.pipe()
     count = config.server.workers
@@ -65,10 +80,10 @@ async def _supervise(config: Config, config_path: str | None) -> int:
         for index in range(count):
             args = [sys.executable, "-m", "hongyan.cluster.worker", str(index), str(count),
                     run_dir, str(ready_w)]
-            for name, sock in socks.items():
-                args.append(f"{name}={sock.fileno()}")
+            for name, group in socks.items():
+                args.append(f"{name}={','.join(str(sock.fileno()) for sock in group)}")
             procs.append(await asyncio.create_subprocess_exec(
-                *args, env=env, pass_fds=[ready_w, *(s.fileno() for s in socks.values())]))
+                *args, env=env, pass_fds=[ready_w, *fds]))
         os.close(ready_w)
         ready_w = -1
         loop = asyncio.get_running_loop()
@@ -87,8 +102,8 @@ async def _supervise(config: Config, config_path: str | None) -> int:
         if len(got) != count:
             log.error("the workers did not all start")
             return 1
-        port = socks["c2s"].getsockname()[1]
-        tls = socks["tls"].getsockname()[1] if "tls" in socks else "off"
+        port = socks["c2s"][0].getsockname()[1]
+        tls = socks["tls"][0].getsockname()[1] if "tls" in socks else "off"
         print(f"hongyan: serving {config.server.domain} on c2s port {port} and direct TLS "
               f"port {tls} ({count} workers)", flush=True)
         stopped = asyncio.ensure_future(stop.wait())
@@ -106,8 +121,9 @@ async def _supervise(config: Config, config_path: str | None) -> int:
                 p.kill()
         return 0 if stopped in done else 1
     finally:
-        for sock in socks.values():
-            sock.close()
+        for group in socks.values():
+            for sock in group:
+                sock.close()
         for fd in (ready_r, ready_w):
             if fd >= 0:
                 os.close(fd)

@@ -1,7 +1,8 @@
 """A worker process of a multi-worker node: ``python -m hongyan.cluster.worker INDEX COUNT RUN_DIR
-READY_FD c2s=FD [tls=FD]``, started by :mod:`hongyan.cluster.supervisor` with the config in
-``$HONGYAN_CONFIG`` and the listening sockets inherited (``... worker prepare``: the one-time
-storage preparation, run before the workers start)."""
+READY_FD c2s=FD[,FD...] [tls=FD[,FD...]]`` (a listening socket per address), started by
+:mod:`hongyan.cluster.supervisor` with the config in ``$HONGYAN_CONFIG`` and the listening
+sockets inherited (``... worker prepare``: the one-time storage preparation, run before the
+workers start)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ async def _run(argv: list[str]) -> int:
     listeners = {}
     for arg in argv[4:]:
         name, _, fd = arg.partition("=")
-        listeners[name] = socket.socket(fileno=int(fd))
+        listeners[name] = [socket.socket(fileno=int(f)) for f in fd.split(",")]
     config = _load(None)
     logging.basicConfig(level=config.server.log_level.upper(),
                         format=f"%(asctime)s %(levelname)s w{index} %(name)s: %(message)s")

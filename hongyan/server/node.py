@@ -57,11 +57,12 @@ class WorkerSpec:
     __slots__ = ("count", "index", "listeners", "run_dir")
 
     def __init__(self, index: int, count: int, run_dir: str,
-                 listeners: dict[str, socket.socket]) -> None:
+                 listeners: dict[str, list[socket.socket]]) -> None:
         self.index = index
         self.count = count
         self.run_dir = run_dir
-        #: "c2s" and "tls": listening sockets made by the supervisor
+        #: "c2s" and "tls": the listening sockets (one per c2s.bind address) made by the
+        #: supervisor
         self.listeners = listeners
 
 
@@ -249,6 +250,8 @@ class Node:
             self.workers = Workers(self, w.index, w.count, w.run_dir)
             self.workers.on("iq", self._peer_iq_result)
             self.workers.on("account-deleted", self._peer_account_deleted)
+            self.workers.on("auth-failed", self._peer_auth_failed)
+            self.workers.on("auth-ok", self._peer_auth_ok)
             self.sessions.remote = self.workers.remote_session
             # the router and the modules look the workers up as they start routing
             self.router.workers = self.workers
@@ -272,19 +275,30 @@ class Node:
     async def _listen(self) -> None:
         c2s = self.config.c2s
         socks = self._worker.listeners if self._worker is not None else {}
-        server = await listen(c2s.bind, c2s.port, lambda: StreamTransport(
-            self._new_session, self._tls, False), sock=socks.get("c2s"))
-        self._servers.append(server)
-        self.c2s_port = server.sockets[0].getsockname()[1]
+        self.c2s_port = await self._serve(c2s.port, False, socks.get("c2s", []))
         if c2s.direct_tls:
-            assert self._tls is not None
-            server = await listen(c2s.bind, c2s.direct_tls_port, lambda: StreamTransport(
-                self._new_session, self._tls, True), ssl_context=self._tls.context,
-                sock=socks.get("tls"))
-            self._servers.append(server)
-            self.direct_tls_port = server.sockets[0].getsockname()[1]
+            self.direct_tls_port = await self._serve(c2s.direct_tls_port, True,
+                                                     socks.get("tls", []))
         log.info("%s: c2s on %s (STARTTLS) and %s (direct TLS)", self.domain, self.c2s_port,
                  self.direct_tls_port or "off")
+
+    async def _serve(self, port: int, direct: bool, socks: list[socket.socket]) -> int:
+        """Accept clients on ``c2s.bind``:``port``, or on the listening sockets a worker got
+        from the supervisor; return the port."""
+        tls = self._tls
+        ctx = None
+        if direct:
+            assert tls is not None
+            ctx = tls.context
+
+        def factory() -> StreamTransport:
+            return StreamTransport(self._new_session, tls, direct)
+
+        given: list[socket.socket | None] = [*socks] or [None]
+        servers = [await listen(self.config.c2s.bind, port, factory, ctx, sock=sock)
+                   for sock in given]
+        self._servers.extend(servers)
+        return int(servers[0].sockets[0].getsockname()[1])
 
     def _new_session(self, transport: StreamTransport) -> C2SSession:
         return C2SSession(self, transport)
@@ -341,7 +355,16 @@ class Node:
 
     # -- authentication helpers -----------------------------------------------------------------
     def auth_failed(self, host: str) -> float:
-        """Record a failed login from ``host``; return how long to delay the answer."""
+        """Record a failed login from ``host``; return how long to delay the answer. With
+        several workers every worker counts every failure (the kernel hands each connection to
+        any of them: counted apart, a host would get a try per worker at each delay)."""
+        count = self._count_failure(host)
+        if self.workers is not None:
+            self.workers.notify("auth-failed", host.encode())
+        a = self.config.auth
+        return float(min(a.failure_delay * (2 ** (count - 1)), a.failure_delay_max))
+
+    def _count_failure(self, host: str) -> int:
         now = time.monotonic()
         count, last = self._auth_failures.get(host, (0, now))
         if now - last > 600:
@@ -350,11 +373,18 @@ class Node:
         if len(self._auth_failures) > 10000:
             self._auth_failures.clear()
         self._auth_failures[host] = (count, now)
-        a = self.config.auth
-        return float(min(a.failure_delay * (2 ** (count - 1)), a.failure_delay_max))
+        return count
 
     def auth_succeeded(self, host: str) -> None:
-        self._auth_failures.pop(host, None)
+        # every worker holds the same counts: none here, none anywhere (no notice per login)
+        if self._auth_failures.pop(host, None) is not None and self.workers is not None:
+            self.workers.notify("auth-ok", host.encode())
+
+    def _peer_auth_failed(self, body: bytes) -> None:
+        self._count_failure(body.decode())
+
+    def _peer_auth_ok(self, body: bytes) -> None:
+        self._auth_failures.pop(body.decode(), None)
 
     async def check_plain(self, username: str, password: str) -> bool:
         """Check a PLAIN password against the stored SCRAM-SHA-256 keys.

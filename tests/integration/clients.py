@@ -55,11 +55,12 @@ class Client(slixmpp.ClientXMPP):  # type: ignore[misc]
         if not self._started.done():
             self._started.set_result(False)
 
-    async def login(self, port: int, direct_tls: bool = False, presence: bool = True) -> bool:
+    async def login(self, port: int, direct_tls: bool = False, presence: bool = True,
+                    host: str = "127.0.0.1") -> bool:
         self.enable_direct_tls = direct_tls
         self.enable_starttls = not direct_tls
         self.enable_plaintext = False
-        self.connect("127.0.0.1", port)
+        self.connect(host, port)
         ok = await asyncio.wait_for(self._started, TIMEOUT)
         if ok and presence:
             self.send_presence()

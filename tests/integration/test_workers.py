@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -23,12 +24,14 @@ from slixmpp.xmlstream.matcher import MatchXPath
 from hongyan.cluster.workers import home_of
 from tests.integration.clients import TIMEOUT, Client
 from tests.integration.netcut import NetCut
+from tests.integration.rawstream import SASL, RawStream, b64
 from tests.integration.test_process import PW, Server, free_port, hongyan
 from tests.integration.test_sm_resume import resume
 
 #: two accounts homed on worker 0 and two on worker 1 (checked below)
 A0, B0, A1, B1 = "bob", "dave", "alice", "carol"
 MODES = ("starttls", "direct", "plain")
+NUL = "\0"
 
 
 def test_the_accounts_have_the_homes_the_tests_assume() -> None:
@@ -44,7 +47,8 @@ class Node:
         self.clients: list[Client] = []
 
     async def login(self, user: str, resource: str = "r", mode: str = "starttls",
-                    plugins: tuple[str, ...] = (), port: int = 0) -> Client:
+                    plugins: tuple[str, ...] = (), port: int = 0,
+                    host: str = "127.0.0.1") -> Client:
         c = Client(f"{user}@localhost/{resource}", PW, plugins)
         self.clients.append(c)
         if mode == "plain":
@@ -52,13 +56,14 @@ class Node:
             c.enable_direct_tls = False
             c.enable_plaintext = True
             c.plugin["feature_mechanisms"].unencrypted_plain = True
-            c.connect("127.0.0.1", port or self.port)
+            c.connect(host, port or self.port)
             assert await asyncio.wait_for(c._started, TIMEOUT)
             c.send_presence()
             await asyncio.wait_for(c.get_roster(), TIMEOUT)
             return c
         direct = mode == "direct"
-        assert await c.login(port or (self.tls_port if direct else self.port), direct_tls=direct)
+        assert await c.login(port or (self.tls_port if direct else self.port), direct_tls=direct,
+                             host=host)
         return c
 
 
@@ -71,7 +76,7 @@ data_dir = "{tmp_path / 'data'}"
 workers = 2
 log_level = "warning"
 [c2s]
-bind = ["127.0.0.1"]
+bind = ["127.0.0.1", "127.0.0.2"]
 port = {free_port()}
 direct_tls_port = {free_port()}
 require_encryption = false
@@ -112,6 +117,42 @@ async def test_chat_across_homes_in_order_whatever_worker_accepts(node: Node) ->
             assert (m["body"], str(m["from"])) == ("back", str(b.boundjid))
             await a.close()
             await b.close()
+
+
+async def test_every_bind_address_is_served(node: Node) -> None:
+    """``c2s.bind`` names two addresses: the workers accept on both, on both ports."""
+    clients = {}
+    for host in ("127.0.0.1", "127.0.0.2"):
+        for mode in MODES:
+            clients[host, mode] = await node.login(A1, f"{host}-{mode}", mode, host=host)
+    b = await node.login(B0, host="127.0.0.2")
+    for (host, mode), c in clients.items():
+        b.send_message(mto=f"{A1}@localhost/{host}-{mode}", mbody=f"to {host} {mode}",
+                       mtype="chat")
+        assert (await c.next_message())["body"] == f"to {host} {mode}"
+
+
+async def test_failed_logins_count_on_every_worker(node: Node) -> None:
+    """The kernel hands each connection to either worker; the delay after a failed login still
+    doubles with each failure from the address (failure_delay 0.05 s), and a success clears
+    the count everywhere."""
+    async def fail(password: str) -> float:
+        s = await RawStream.open(node.port)
+        try:
+            await s.header()
+            s.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>"
+                   f"{b64(f'{NUL}{A0}{NUL}{password}')}</auth>")
+            t0 = time.monotonic()
+            assert b"<not-authorized/>" in await s.read_until(b"</failure>")
+            return time.monotonic() - t0
+        finally:
+            s.close()
+
+    took = [await fail(f"bad-{i}") for i in range(5)]
+    for i, t in enumerate(took):  # 0.05, 0.1, 0.2, 0.4, 0.8 s
+        assert t >= 0.05 * 2 ** i * 0.9, took
+    await node.login(A0, mode="plain")
+    assert await fail("bad") < 0.09
 
 
 async def test_offline_message_to_another_home(node: Node) -> None:
