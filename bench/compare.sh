@@ -2,7 +2,7 @@
 # bench/compare.sh - Hongyan side by side with Prosody and ejabberd, same generator, same
 # settings, interleaved A B C per repetition, fresh servers, medians of REPS.
 #
-#   bench/compare.sh [quick|main|pinned|scram|tls|archive|muc|idle|all]     (default: main)
+#   bench/compare.sh [quick|main|pinned|scram|tls|archive|muc|mem|idle|all]     (default: main)
 #
 # Needs ../shared/bench (anchors.sh, xmppload.py, summarize.py). First time:
 #   (cd ../shared/bench && ./anchors.sh install && ./anchors.sh setup 10000)
@@ -229,6 +229,15 @@ tput() { # throughput only, unpinned (HY_WORKERS=1,2 to compare worker counts)
   done
 }
 
+mem() { # the memory row alone: RSS per idle session, 10,000 PLAIN logins, fresh server each time
+  for ((r = 1; r <= REPS; r++)); do
+    for s in $SERVERS; do
+      start $s && gen $s "mem10000 r$r" --concurrency 100 -- login --clients 10000 --settle 5
+      stop $s
+    done
+  done
+}
+
 quick() { # one short pass of the main figures, for a development check
   for s in $SERVERS; do
     start $s && gen $s "mem1000 r1" -- login --clients 1000 --settle 3
@@ -250,9 +259,10 @@ case "${1:-main}" in
   idle) idle ;;
   archive) archive ;;
   muc) muc ;;
+  mem) mem ;;
   tls) tls ;;
   all) main; pinned; scram; tls; archive; idle ;;
-  *) echo "usage: $0 [quick|tput|main|pinned|scram|tls|archive|muc|idle|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [quick|tput|main|pinned|scram|tls|archive|muc|mem|idle|all]" >&2; exit 2 ;;
 esac
 "$PY" "$SHARED/summarize.py" "$OUT" --names "15222=prosody,25222=ejabberd,$HYPORT=hongyan" \
   > "${OUT%.jsonl}.md" && echo "summary: ${OUT%.jsonl}.md" >&2

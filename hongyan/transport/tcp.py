@@ -8,7 +8,6 @@ once per certificate, not per connection.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import ssl
@@ -54,10 +53,8 @@ class StreamTransport(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer_host = str(peer[0]) if peer else ""
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # No TCP_NODELAY here: uvloop and asyncio set it on every TCP transport, and asking
+        # uvloop for the socket object makes it build and keep one per connection.
         self.session = self._factory(self)
 
     def data_received(self, data: bytes) -> None:

@@ -59,6 +59,7 @@ class Avatar(Module):
         #: username -> SHA-1 (hex) of the current avatar, "" for none
         self.hashes: dict[str, str] = {}
         self._syncing: set[str] = set()
+        self._xs: dict[str, Element] = {}
 
     async def stop(self) -> None:
         if self._observe in self.engine.observers:
@@ -78,10 +79,21 @@ class Avatar(Module):
         if ev.to is not None or "type" in el.attrs or ev.session.jid is None:
             return
         h = await self.avatar_hash(ev.session.jid.local)
-        el.children = [c for c in el.children
-                       if not (isinstance(c, Element) and c.xmlns == NS.VCARD_UPDATE)]
-        x = el.add("x", NS.VCARD_UPDATE)
-        x.add("photo", text=h or None)
+        children = [c for c in el.children
+                    if not (isinstance(c, Element) and c.xmlns == NS.VCARD_UPDATE)]
+        children.append(self._update_x(h))
+        el.children = children
+
+    def _update_x(self, h: str) -> Element:
+        """The ``<x><photo/></x>`` for hash ``h``, one per hash: it stays in every session's
+        stored presence, and nothing changes an element once it is sent."""
+        x = self._xs.get(h)
+        if x is None:
+            if len(self._xs) >= 10_000:
+                self._xs.clear()
+            x = self._xs[h] = Element("x", NS.VCARD_UPDATE)
+            x.add("photo", text=h or None)
+        return x
 
     # -- vCard -> PEP ---------------------------------------------------------------------------
     @hook(VCardChanged)

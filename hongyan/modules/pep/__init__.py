@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 _CAPS_KEY = "pep.caps"
 _INTERESTS = "pep.notify"
+_NONE: frozenset[str] = frozenset()  # one shared empty set (each frozenset() is a new object)
 #: verified capabilities kept in memory (distinct client versions are few)
 MAX_CAPS = 10_000
 
@@ -53,8 +54,8 @@ MAX_CAPS = 10_000
 def _interests(s: C2SSession) -> frozenset[str]:
     data = s.data
     if data is None:
-        return frozenset()
-    found: frozenset[str] = data.get(_INTERESTS, frozenset())
+        return _NONE
+    found: frozenset[str] = data.get(_INTERESTS, _NONE)
     return found
 
 
@@ -165,22 +166,26 @@ class Pep(Module):
             return
         session = ev.session
         c = ev.stanza.find("c", NS.CAPS)
-        key = None if c is None else f"{c.attrs.get('hash', '')} {c.attrs.get('ver', '')}"
+        if c is None:
+            # no caps, no notifications: nothing kept (an idle session's state is per-session
+            # memory; absent keys read as "no interests")
+            if session.data is not None:
+                session.data.pop(_CAPS_KEY, None)
+                session.data.pop(_INTERESTS, None)
+            return
+        key = f"{c.attrs.get('hash', '')} {c.attrs.get('ver', '')}"
         if session.data is None:
             session.data = {}
         data: dict[str, Any] = session.data
-        if _CAPS_KEY in data and data[_CAPS_KEY] == key:
+        if data.get(_CAPS_KEY) == key:
             return
         data[_CAPS_KEY] = key
-        if c is None or key is None:
-            data[_INTERESTS] = frozenset()
-            return
         known = self.caps.get(key)
         if known is not None:
             data[_INTERESTS] = known
             self.api.spawn(self._send_last(session, known))
             return
-        data[_INTERESTS] = frozenset()
+        data[_INTERESTS] = _NONE
         self.api.spawn(self._discover(session, c, key))
 
     async def _discover(self, session: C2SSession, c: Element, key: str) -> None:
