@@ -129,6 +129,7 @@ main() {
       if [ $s = hongyan ] && [ -n "${HY_ALSO_W1:-}" ] && [ "${HY_WORKERS:-1}" != 1 ]; then
         # the same rows on one worker process, for comparison
         local w=$HY_WORKERS; HY_WORKERS=1
+        start hongyan && gen hongyan "mem10000-w1 r$r" --concurrency 100 -- login --clients 10000 --settle 5
         if start hongyan; then
           gen hongyan "tput-w1 r$r" -- throughput --pairs 50 --window 10 --duration "$DUR" --warmup 3
           gen hongyan "lat5000-w1 r$r" -- latency --pairs 50 --rate 5000 --duration "$DUR" --warmup 2

@@ -39,7 +39,7 @@ class StreamTransport(asyncio.Protocol):
 
     def __init__(self, session_factory: Callable[[StreamTransport], Session],
                  tls: TLSConfig | None, direct_tls: bool) -> None:
-        self._factory = session_factory
+        self._factory: Callable[[StreamTransport], Session] | None = session_factory
         self._tls = tls
         self._secure = direct_tls
         self._transport: asyncio.Transport | None = None
@@ -55,7 +55,10 @@ class StreamTransport(asyncio.Protocol):
         self.peer_host = str(peer[0]) if peer else ""
         # No TCP_NODELAY here: uvloop and asyncio set it on every TCP transport, and asking
         # uvloop for the socket object makes it build and keep one per connection.
-        self.session = self._factory(self)
+        # The factory is used once: an idle connection keeps no closure or bound method.
+        factory, self._factory = self._factory, None
+        assert factory is not None
+        self.session = factory(self)
 
     def data_received(self, data: bytes) -> None:
         session = self.session
