@@ -1,8 +1,9 @@
 """What an archive's table layout costs SQLite per message: the user archive's version-1 layout
 (a row per archive, keyed (owner, id), plus an (owner, peer, id) index) against version 2 (one
 row per message appended in id order, with (sender, id), (recipient, id) and the conversation
-index). 100 users, each message between two of them, written in batches as the archive writer
-writes them; reports SQLite's CPU time per message (the executemany and the commit only).
+index), and version 2's table without indexes (the floor). 100 users (``--users``), each
+message between two of them, written in batches as the archive writer writes them; reports
+SQLite's CPU time per message (the executemany and the commit only).
 
     .venv/bin/python -m bench.archive_layout                 # 116,000 messages, batches 500, 10000
     .venv/bin/python -m bench.archive_layout --smoke         # what the test suite runs
@@ -30,10 +31,11 @@ LAYOUTS = {
            "CREATE INDEX m_s ON m (sender, id)", "CREATE INDEX m_r ON m (recipient, id)",
            "CREATE INDEX m_c ON m (conv, id, sender, recipient)"],
 }
-USERS = 100
+# version 2's table without its indexes: the floor of an SQL archive, an append and a commit
+LAYOUTS["v2-bare"] = LAYOUTS["v2"][:1]
 
 
-def run(layout: str, messages: int, batch: int, path: Path) -> float:
+def run(layout: str, messages: int, batch: int, path: Path, users: int = 100) -> float:
     """SQLite CPU seconds per message."""
     conn = sqlite3.connect(path, isolation_level=None)
     for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "cache_size=-65536"):
@@ -46,8 +48,8 @@ def run(layout: str, messages: int, batch: int, path: Path) -> float:
         rows: list[tuple[object, ...]] = []
         for _ in range(batch):
             mid += 1
-            a = (mid * 7) % USERS
-            b = (a + 1 + mid % 7) % USERS
+            a = (mid * 7) % users
+            b = (a + 1 + mid % 7) % users
             ja, jb = f"user{a}@localhost", f"user{b}@localhost"
             if layout == "v1":
                 rows.append((f"user{b}", mid, ja, "r", STANZA))
@@ -69,13 +71,15 @@ def run(layout: str, messages: int, batch: int, path: Path) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     ap.add_argument("--messages", type=int, default=116_000)
+    ap.add_argument("--users", type=int, default=100, help="accounts the messages are between")
     ap.add_argument("--smoke", action="store_true", help="a few batches, only to prove it runs")
     args = ap.parse_args(argv)
     messages = 2_000 if args.smoke else args.messages
     with tempfile.TemporaryDirectory() as d:
         for layout in LAYOUTS:
             for batch in (500, 10_000 if not args.smoke else 1_000):
-                us = run(layout, messages, batch, Path(d) / f"{layout}-{batch}.db") * 1e6
+                us = run(layout, messages, batch, Path(d) / f"{layout}-{batch}.db",
+                         args.users) * 1e6
                 print(f"{layout} batch {batch:6,}: {us:6.2f} µs of SQLite CPU per message")
     return 0
 
