@@ -340,6 +340,30 @@ async def test_pep_events_and_last_items_reach_contacts_on_the_other_home(node: 
 EVENT_NS = "http://jabber.org/protocol/pubsub#event"
 
 
+async def test_explicit_subscriber_on_the_other_home_gets_the_last_item_on_coming_online(
+        node: Node) -> None:
+    """XEP-0060 §6.1 on_sub_and_presence: the subscriber's home tells the publisher's home
+    that it came online ("pep-online"), and the publisher's home sends the last item."""
+    from tests.integration.pepkit import PLUGINS, TUNE, Events, options, tune
+
+    pub = await node.login(A0, "pub", plugins=PLUGINS)
+    sub = await node.login(A1, "sub", plugins=PLUGINS)
+    sub_ev = Events(sub)
+    await pub.plugin["xep_0060"].publish(None, TUNE, id="first", payload=tune("one"),
+                                         options=options({"pubsub#access_model": "open"}))
+    await sub.plugin["xep_0060"].subscribe(f"{A0}@localhost", TUNE)
+    assert (await sub_ev.next()).find(f".//{{{EVENT_NS}}}item").get("id") == "first"
+    await sub.close()
+    await pub.plugin["xep_0060"].publish(None, TUNE, id="while-away", payload=tune("two"))
+    again = Client(f"{A1}@localhost/again", PW, PLUGINS)
+    node.clients.append(again)
+    again_ev = Events(again)
+    assert await again.login(node.port)
+    msg = await again_ev.next()
+    assert msg.get("from") == f"{A0}@localhost"
+    assert msg.find(f".//{{{EVENT_NS}}}item").get("id") == "while-away"
+
+
 async def test_archive_queries_see_messages_archived_by_the_other_home(node: Node) -> None:
     from tests.integration.test_mam import bodies
     from tests.integration.test_mam import query as mam_query

@@ -157,7 +157,12 @@ class Pep(Module):
             await self._last_of(service, JID.parse(full), frozenset(wanted))
 
     async def _peer_online(self, body: bytes) -> None:
-        await self._explicit_last(JID.parse(body.decode()))
+        text = body.decode()
+        if text.partition("/")[0] not in self.engine.by_subscriber:
+            # nothing subscribed here: no JID parsed (its parse cache would keep one for
+            # every session of every other worker)
+            return
+        await self._explicit_last(JID.parse(text))
 
     # -- entity capabilities --------------------------------------------------------------------
     @hook(PresenceOutbound, priority=10)
