@@ -115,10 +115,15 @@ hy_accounts() { # make user1..user10000 / pass once (in-band registration, as fo
   fi
 }
 
+mem10000() { # server label: the memory row, on a freshly started server (RSS per idle session
+              # after 10,000 PLAIN logins)
+  start "$1" && gen "$1" "$2" --concurrency 100 -- login --clients 10000 --settle 5
+}
+
 main() {
   for ((r = 1; r <= REPS; r++)); do
     for s in $SERVERS; do
-      start $s && gen $s "mem10000 r$r" --concurrency 100 -- login --clients 10000 --settle 5
+      mem10000 $s "mem10000 r$r"
       start $s || continue
       gen $s "tput r$r" -- throughput --pairs 50 --window 10 --duration "$DUR" --warmup 3
       gen $s "lat5000 r$r" -- latency --pairs 50 --rate 5000 --duration "$DUR" --warmup 2
@@ -129,7 +134,7 @@ main() {
       if [ $s = hongyan ] && [ -n "${HY_ALSO_W1:-}" ] && [ "${HY_WORKERS:-1}" != 1 ]; then
         # the same rows on one worker process, for comparison
         local w=$HY_WORKERS; HY_WORKERS=1
-        start hongyan && gen hongyan "mem10000-w1 r$r" --concurrency 100 -- login --clients 10000 --settle 5
+        mem10000 hongyan "mem10000-w1 r$r"
         if start hongyan; then
           gen hongyan "tput-w1 r$r" -- throughput --pairs 50 --window 10 --duration "$DUR" --warmup 3
           gen hongyan "lat5000-w1 r$r" -- latency --pairs 50 --rate 5000 --duration "$DUR" --warmup 2
@@ -233,7 +238,7 @@ tput() { # throughput only, unpinned (HY_WORKERS=1,2 to compare worker counts)
 mem() { # the memory row alone: RSS per idle session, 10,000 PLAIN logins, fresh server each time
   for ((r = 1; r <= REPS; r++)); do
     for s in $SERVERS; do
-      start $s && gen $s "mem10000 r$r" --concurrency 100 -- login --clients 10000 --settle 5
+      mem10000 $s "mem10000 r$r"
       stop $s
     done
   done
