@@ -135,6 +135,31 @@ class Module:
         copies of data another worker may change registers its notices here."""
 
 
+class Timer:
+    """A timer armed through :meth:`ModuleAPI.call_later`. The module holds it only while it is
+    pending: firing or :meth:`cancel` lets it go, and stopping the module cancels what is left,
+    so a module that arms a timer per flush holds at most the timers still to fire."""
+
+    __slots__ = ("_fn", "_handle", "_pending")
+
+    def __init__(self, pending: set[Timer], fn: Callable[[], None], delay: float) -> None:
+        self._pending = pending
+        self._fn = fn
+        self._handle = asyncio.get_running_loop().call_later(delay, self._fire)
+        pending.add(self)
+
+    def _fire(self) -> None:
+        self._pending.discard(self)
+        self._fn()
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+        self._pending.discard(self)
+
+    def cancelled(self) -> bool:
+        return self._handle.cancelled()
+
+
 class ModuleAPI:
     """What a module may use. Registrations are tracked and undone by :meth:`release`."""
 
@@ -143,6 +168,7 @@ class ModuleAPI:
         self.module_name = module_name
         self._undo: list[Callable[[], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._timers: set[Timer] = set()
 
     # -- read-only context ----------------------------------------------------------------------
     @property
@@ -293,15 +319,21 @@ class ModuleAPI:
             logging.getLogger(f"hongyan.mod.{self.module_name}").error(
                 "background task failed", exc_info=task.exception())
 
-    def call_later(self, delay: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
-        handle = asyncio.get_running_loop().call_later(delay, fn)
-        self._undo.append(handle.cancel)
-        return handle
+    def call_later(self, delay: float, fn: Callable[[], None]) -> Timer:
+        """Call ``fn`` after ``delay`` seconds unless cancelled or the module stops first."""
+        return Timer(self._timers, fn, delay)
+
+    @property
+    def pending_timers(self) -> int:
+        """How many timers armed through this API are still to fire."""
+        return len(self._timers)
 
     async def release(self) -> None:
         for undo in reversed(self._undo):
             undo()
         self._undo.clear()
+        for timer in list(self._timers):
+            timer.cancel()
         for t in list(self._tasks):
             t.cancel()
         if self._tasks:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -61,10 +61,15 @@ class HandOver:
             fut.set_result(None)
 
 
+class Cancellable(Protocol):
+    """A pending timer: asyncio's handle or the module API's :class:`Timer`."""
+
+    def cancel(self) -> None: ...
+
+
 class BatchWriter(Generic[T]):
     def __init__(self, write: Callable[[list[T]], Awaitable[None]], interval: float,
-                 max_rows: int, call_later: Callable[[float, Callable[[], None]],
-                                                     asyncio.TimerHandle],
+                 max_rows: int, call_later: Callable[[float, Callable[[], None]], Cancellable],
                  spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[Any]],
                  max_queued: int | None = None) -> None:
         self._write = write
@@ -74,7 +79,7 @@ class BatchWriter(Generic[T]):
         self._call_later = call_later
         self._spawn = spawn
         self._queue: list[T] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Cancellable | None = None
         self._lock = asyncio.Lock()
         self._flushing: asyncio.Task[Any] | None = None
         self._handover = HandOver()

@@ -47,7 +47,7 @@ from hongyan.modules.mam import query
 from hongyan.modules.mam.query import MAM, MAM_EXTENDED
 from hongyan.modules.roster import Roster
 from hongyan.server.hooks import AccountDeleted, StanzaInbound, anywhere
-from hongyan.server.module import Iq, Module, ModuleAPI, hook, iq_handler
+from hongyan.server.module import Iq, Module, ModuleAPI, Timer, hook, iq_handler
 from hongyan.storage.batch import HandOver
 from hongyan.storage.migrations import Migration
 from hongyan.xmpp import ns as NS
@@ -202,7 +202,7 @@ class Mam(Module):
         self._sid_heads: dict[JID, tuple[str, str]] = {}
         self._domain = api.domain
         self._roster_check: set[tuple[str, int]] = set()
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
         self._flush_lock = asyncio.Lock()
         self._flushing: asyncio.Task[None] | None = None
         self._known: set[str] = set()

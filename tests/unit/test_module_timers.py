@@ -1,0 +1,45 @@
+"""Timers armed through the module API: held while pending, let go when they fire or are
+cancelled, cancelled when the module stops (MAM and room archives arm one per flush)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import cast
+
+from hongyan.server.module import ModuleAPI
+from hongyan.server.node import Node
+
+
+async def test_a_hundred_thousand_timers_leave_nothing_behind() -> None:
+    api = ModuleAPI(cast(Node, None), "timers")  # call_later does not touch the node
+    fired = 0
+
+    def fire() -> None:
+        nonlocal fired
+        fired += 1
+
+    undo_before = len(api._undo)
+    for i in range(100_000):
+        timer = api.call_later(0, fire)
+        if i % 2:
+            timer.cancel()  # what a flush by size does to the timer it armed
+            assert timer.cancelled()
+        if i % 1000 == 999:
+            await asyncio.sleep(0)  # steady traffic: the pending ones fire as it goes
+        assert api.pending_timers <= 1000
+    await asyncio.sleep(0)
+    assert fired == 50_000
+    assert api.pending_timers == 0
+    assert len(api._undo) == undo_before  # nothing accumulates for release to undo
+
+
+async def test_stopping_the_module_cancels_what_is_still_pending() -> None:
+    api = ModuleAPI(cast(Node, None), "timers")
+    fired: list[int] = []
+    for i in range(10):
+        api.call_later(0.01, lambda i=i: fired.append(i))
+    assert api.pending_timers == 10
+    await api.release()
+    assert api.pending_timers == 0
+    await asyncio.sleep(0.03)
+    assert fired == []
