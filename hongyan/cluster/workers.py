@@ -420,8 +420,14 @@ class Workers:
             if not waiting and not fut.done():
                 fut.set_result(None)
 
-    def on(self, topic: str, handler: NoticeHandler) -> None:
+    def on(self, topic: str, handler: NoticeHandler) -> Callable[[], None]:
+        """Handle notices on ``topic``; returns what removes the handler."""
         self._handlers[topic] = handler
+
+        def off() -> None:
+            if self._handlers.get(topic) is handler:
+                del self._handlers[topic]
+        return off
 
     def notice(self, topic: str, body: bytes) -> Awaitable[object] | None:
         handler = self._handlers.get(topic)

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
-from hongyan.server.hooks import HookBus
+from hongyan.server.hooks import HookBus, HookSet
 from hongyan.storage.migrations import Migration
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID
@@ -238,6 +238,18 @@ class ModuleAPI:
     # -- registration ---------------------------------------------------------------------------
     def on(self, event: type[E], handler: Callable[[E], Any], priority: int = 0) -> None:
         self._undo.append(self._node.hooks.on(event, handler, priority))
+
+    def hook_set(self, *entries: tuple[type, Callable[[Any], Any], int]) -> HookSet:
+        """Hooks the module switches on and off with :meth:`HookSet.set` (registered only
+        while they have work to do); switched off when the module stops."""
+        hooks = HookSet(self._node.hooks, *entries)
+        self._undo.append(lambda: hooks.set(False))
+        return hooks
+
+    def on_notice(self, workers: Workers, topic: str,
+                  handler: Callable[[bytes], Awaitable[object] | None]) -> None:
+        """Handle the notices other workers send on ``topic``; removed when the module stops."""
+        self._undo.append(workers.on(topic, handler))
 
     def iq(self, spec: IqSpec, handler: IqHandlerFn) -> None:
         self._undo.append(self._node.router.register_iq(spec, handler))

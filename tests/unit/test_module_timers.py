@@ -1,11 +1,16 @@
-"""Timers armed through the module API: held while pending, let go when they fire or are
-cancelled, cancelled when the module stops (MAM and room archives arm one per flush)."""
+"""Registrations through the module API. Timers: held while pending, let go when they fire or are
+cancelled, cancelled when the module stops (MAM and room archives arm one per flush).
+Hook sets and other workers' notices: released when the module stops, with no code in it."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from types import SimpleNamespace
 from typing import cast
 
+from hongyan.cluster.workers import Workers
+from hongyan.server.hooks import HookBus, SessionClosed
 from hongyan.server.module import ModuleAPI
 from hongyan.server.node import Node
 
@@ -43,3 +48,21 @@ async def test_stopping_the_module_cancels_what_is_still_pending() -> None:
     assert api.pending_timers == 0
     await asyncio.sleep(0.03)
     assert fired == []
+
+
+async def test_stopping_the_module_removes_its_hook_sets_and_notice_handlers(
+        tmp_path: Path) -> None:
+    hooks = HookBus()
+    api = ModuleAPI(cast(Node, SimpleNamespace(hooks=hooks)), "seams")
+    workers = Workers(cast(Node, None), 0, 2, str(tmp_path))
+    seen: list[bytes] = []
+    enforcement = api.hook_set((SessionClosed, lambda ev: None, 0))
+    enforcement.set(True)
+    api.on_notice(workers, "seams-topic", lambda body: seen.append(body))
+    assert hooks.has(SessionClosed)
+    workers.notice("seams-topic", b"one")
+    assert seen == [b"one"]
+    await api.release()
+    assert not hooks.has(SessionClosed) and not enforcement.active
+    assert workers.notice("seams-topic", b"two") is None  # no handler left
+    assert seen == [b"one"]

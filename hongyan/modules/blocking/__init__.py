@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from hongyan.server.hooks import (
     AccountDeleted,
-    HookSet,
     StanzaInbound,
     StanzaOutbound,
     anywhere,
@@ -62,7 +61,7 @@ class Blocking(Module):
         super().__init__(api)
         self.lists: dict[str, set[str]] = {}
         # registered only while some blocklist is non-empty (the common case has none)
-        self._enforcement = HookSet(api.hooks, (StanzaInbound, self.on_inbound, 100),
+        self._enforcement = api.hook_set((StanzaInbound, self.on_inbound, 100),
                                     (StanzaOutbound, self.on_outbound, 100))
 
     async def start(self) -> None:
@@ -88,7 +87,7 @@ class Blocking(Module):
 
     # -- several workers ----------------------------------------------------------------------
     def workers_ready(self, workers: Workers) -> None:
-        workers.on("blocklist", self._peer_changed)
+        self.api.on_notice(workers, "blocklist", self._peer_changed)
 
     async def _changed(self, username: str) -> None:
         """Every worker keeps every blocklist (a room's fan-out checks its occupants', and the

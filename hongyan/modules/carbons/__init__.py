@@ -54,7 +54,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hongyan.server.hooks import (
-    HookSet,
     SessionClosed,
     SessionResumed,
     StanzaInbound,
@@ -124,7 +123,7 @@ class Carbons(Module):
         self.users: dict[str, list[C2SSession]] = {}
         # the copying hooks are registered only while some session has carbons enabled, so
         # that the 1:1 path builds no hook events for them otherwise
-        self._copies = HookSet(api.hooks, (StanzaOutbound, self.on_outbound, -100),
+        self._copies = api.hook_set((StanzaOutbound, self.on_outbound, -100),
                                (StanzaInbound, self.on_inbound, -110))
 
     async def stop(self) -> None:

@@ -512,8 +512,8 @@ class Mam(Module):
     # -- several workers ----------------------------------------------------------------------
     def workers_ready(self, workers: Workers) -> None:
         self._id_step, self._id_residue = workers.count, workers.index
-        workers.on("mam-prefs", self._peer_prefs)
-        workers.on("mam-flush", self._peer_flush)
+        self.api.on_notice(workers, "mam-prefs", self._peer_prefs)
+        self.api.on_notice(workers, "mam-flush", self._peer_flush)
 
     async def _prefs_changed(self, username: str) -> None:
         """A message's two sides are decided on the sender's worker: every worker keeps every

@@ -359,7 +359,7 @@ class Muc(Module):
         room.broadcast_presence(occ)
 
     def workers_ready(self, workers: Workers) -> None:
-        workers.on("muc-gone", self._peer_session_gone)
+        self.api.on_notice(workers, "muc-gone", self._peer_session_gone)
 
     def _peer_session_gone(self, body: bytes) -> None:
         """A session homed on another worker ended (its stand-in here leaves its rooms)."""

@@ -123,9 +123,9 @@ class Pep(Module):
 
     # -- several workers ------------------------------------------------------------------------
     def workers_ready(self, workers: Workers) -> None:
-        workers.on("pep-event", self._peer_event)
-        workers.on("pep-last", self._peer_last)
-        workers.on("pep-online", self._peer_online)
+        self.api.on_notice(workers, "pep-event", self._peer_event)
+        self.api.on_notice(workers, "pep-last", self._peer_last)
+        self.api.on_notice(workers, "pep-online", self._peer_online)
 
     def _elsewhere(self, service: str) -> int | None:
         """The worker a PEP service (an account's bare JID) lives on, when not this one."""

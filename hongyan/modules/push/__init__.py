@@ -70,7 +70,6 @@ from typing import TYPE_CHECKING, Any
 
 from hongyan.server.hooks import (
     AccountDeleted,
-    HookSet,
     InitialPresence,
     MucMemberMissedMessage,
     OfflineStored,
@@ -220,7 +219,7 @@ class Push(Module):
             (SubscriptionStored, self.on_subscription_stored, 0),
             (MucMemberMissedMessage, self.on_muc_missed, 0),
             (InitialPresence, self.on_initial, 0))
-        self._hooks = HookSet(api.hooks, *self._hook_entries)
+        self._hooks = api.hook_set(*self._hook_entries)
 
     async def start(self) -> None:
         rows = await self.api.db.fetchall(
@@ -330,11 +329,11 @@ class Push(Module):
     def workers_ready(self, workers: Workers) -> None:
         """Registrations and counters live on each account's home; the rooms live on one
         worker, which hands a missed room message to the member's home."""
-        workers.on("push-muc", self._peer_muc_missed)
-        HookSet(self.api.hooks, (MucMemberMissedMessage, self.on_muc_missed_anywhere, 0)
+        self.api.on_notice(workers, "push-muc", self._peer_muc_missed)
+        self.api.hook_set((MucMemberMissedMessage, self.on_muc_missed_anywhere, 0)
                 ).set(True)
         self._hooks.set(False)
-        self._hooks = HookSet(self.api.hooks, *(e for e in self._hook_entries
+        self._hooks = self.api.hook_set(*(e for e in self._hook_entries
                                                 if e[0] is not MucMemberMissedMessage))
         self._hooks.set(bool(self.users))
 
