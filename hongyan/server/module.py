@@ -20,7 +20,7 @@ from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID
 
 if TYPE_CHECKING:
-    from hongyan.cluster.workers import Workers
+    from hongyan.cluster.workers import NoticeHandler, Workers
     from hongyan.config.schema import Config
     from hongyan.server.accounts import Accounts
     from hongyan.server.c2s import C2SSession
@@ -246,8 +246,7 @@ class ModuleAPI:
         self._undo.append(lambda: hooks.set(False))
         return hooks
 
-    def on_notice(self, workers: Workers, topic: str,
-                  handler: Callable[[bytes], Awaitable[object] | None]) -> None:
+    def on_notice(self, workers: Workers, topic: str, handler: NoticeHandler) -> None:
         """Handle the notices other workers send on ``topic``; removed when the module stops."""
         self._undo.append(workers.on(topic, handler))
 

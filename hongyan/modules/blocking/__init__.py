@@ -62,7 +62,7 @@ class Blocking(Module):
         self.lists: dict[str, set[str]] = {}
         # registered only while some blocklist is non-empty (the common case has none)
         self._enforcement = api.hook_set((StanzaInbound, self.on_inbound, 100),
-                                    (StanzaOutbound, self.on_outbound, 100))
+                                         (StanzaOutbound, self.on_outbound, 100))
 
     async def start(self) -> None:
         for username, jid in await self.api.db.fetchall("SELECT username, jid FROM blocklist"):

@@ -124,7 +124,7 @@ class Carbons(Module):
         # the copying hooks are registered only while some session has carbons enabled, so
         # that the 1:1 path builds no hook events for them otherwise
         self._copies = api.hook_set((StanzaOutbound, self.on_outbound, -100),
-                               (StanzaInbound, self.on_inbound, -110))
+                                    (StanzaInbound, self.on_inbound, -110))
 
     async def stop(self) -> None:
         self._copies.set(False)

@@ -330,11 +330,10 @@ class Push(Module):
         """Registrations and counters live on each account's home; the rooms live on one
         worker, which hands a missed room message to the member's home."""
         self.api.on_notice(workers, "push-muc", self._peer_muc_missed)
-        self.api.hook_set((MucMemberMissedMessage, self.on_muc_missed_anywhere, 0)
-                ).set(True)
+        self.api.hook_set((MucMemberMissedMessage, self.on_muc_missed_anywhere, 0)).set(True)
         self._hooks.set(False)
         self._hooks = self.api.hook_set(*(e for e in self._hook_entries
-                                                if e[0] is not MucMemberMissedMessage))
+                                          if e[0] is not MucMemberMissedMessage))
         self._hooks.set(bool(self.users))
 
     def on_muc_missed_anywhere(self, ev: MucMemberMissedMessage) -> None:
