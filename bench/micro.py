@@ -264,11 +264,13 @@ BENCHES: dict[str, tuple[Callable[[int], float | Awaitable[float]], int, str]] =
 }
 
 
-def run(names: list[str], smoke: bool) -> list[dict[str, Any]]:
+def run(names: list[str], smoke: bool, count: int = 0) -> list[dict[str, Any]]:
     results = []
     for name in names:
         fn, n, what = BENCHES[name]
-        if smoke:
+        if count:
+            n = count
+        elif smoke:
             n = max(10, n // 1000)
         out = fn(n)
         elapsed = asyncio.run(out) if asyncio.iscoroutine(out) else out
@@ -284,12 +286,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="tiny runs, only to prove they work")
     ap.add_argument("--only", default="", help="comma-separated subset: " + ",".join(BENCHES))
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--n", type=int, default=0, help="operations per benchmark (default: its own)")
     args = ap.parse_args(argv)
     names = [n for n in args.only.split(",") if n] or list(BENCHES)
     unknown = [n for n in names if n not in BENCHES]
     if unknown:
         ap.error(f"unknown benchmark(s): {', '.join(unknown)}")
-    results = run(names, args.smoke)
+    results = run(names, args.smoke, args.n)
     for r in results:
         print(f"{r['bench']:10s} {r['ops_per_s']:>10,d} /s  {r['us_per_op']:>8.2f} µs  "
               f"({r['what']}, n={r['n']})")

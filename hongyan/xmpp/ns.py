@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 STREAM = "http://etherx.jabber.org/streams"
+FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"  # RFC 7395, XMPP over WebSocket
 CLIENT = "jabber:client"
 SERVER = "jabber:server"
 XML = "http://www.w3.org/XML/1998/namespace"

@@ -1,0 +1,228 @@
+"""One XMPP stream as the receiving entity (the server) sees it, sans-I/O.
+
+Bytes go in (:meth:`Stream.receive`), events come out (:class:`StreamOpen`, stanzas and other
+top-level elements, :class:`StreamClose`), and every byte the stream itself must say goes out
+as the return value of a method: the response header (:meth:`Stream.accept`), a stream error
+(:meth:`Stream.error`), the closing (:meth:`Stream.closing`). Nothing here does I/O, reads a
+clock of its own or knows about sessions; the negotiation deadline is computed from the clock
+the owner injects. Two framings (:data:`RFC6120` and :data:`RFC7395`) and one role today
+(client-to-server); server-to-server and component streams are further roles of this class.
+
+* RFC 6120 framing: one XML document per stream, ``<stream:stream>`` … ``</stream:stream>``,
+  restarted (a new parser) after STARTTLS and after SASL; an idle stream between stanzas may
+  drop its expat parser and resume it on the next byte (:meth:`Stream.rest`).
+* RFC 7395 framing (WebSocket): each message is one complete element with its namespaces
+  declared; ``<open/>`` and ``<close/>`` in ``urn:ietf:params:xml:ns:xmpp-framing`` stand for
+  the stream header and its end; a restart is a new ``<open/>`` on the same parser.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Container
+from typing import Final
+
+from hongyan.xmpp import ns as NS
+from hongyan.xmpp.element import Element, escape_attr
+from hongyan.xmpp.errors import StreamError
+from hongyan.xmpp.parser import Event, StreamClose, StreamOpen, StreamParser
+
+RFC6120: Final = "rfc6120"  # TCP and TLS: <stream:stream>
+RFC7395: Final = "rfc7395"  # WebSocket: <open/> and <close/>, one element per message
+C2S: Final = "c2s"
+
+# The root a WebSocket stream's parser is given once, so that every message parses as a child
+_WS_ROOT = (f"<stream:stream xmlns='{NS.CLIENT}' xmlns:stream='{NS.STREAM}'>").encode()
+_WS_CLOSE = f"<close xmlns='{NS.FRAMING}'/>".encode()
+_TCP_CLOSE = b"</stream:stream>"
+_ROOT_TAG = re.compile(rb"<([A-Za-z_][\w.:-]*)([\s/>])")
+
+RootNS = tuple[tuple[str | None, str], ...]
+
+
+class Parsers:
+    """The parser limits of every stream of one listener, and the interned stream-header
+    namespace tuples that resting streams keep (nearly every stream has the same one)."""
+
+    __slots__ = ("_interned", "max_depth", "max_stanza_size")
+
+    def __init__(self, *, max_stanza_size: int, max_depth: int) -> None:
+        self.max_stanza_size = max_stanza_size
+        self.max_depth = max_depth
+        self._interned: dict[RootNS, RootNS] = {}
+
+    def new(self) -> StreamParser:
+        return StreamParser(max_stanza_size=self.max_stanza_size, max_depth=self.max_depth)
+
+    def resume(self, root_ns: RootNS) -> StreamParser:
+        return StreamParser.resume(root_ns, max_stanza_size=self.max_stanza_size,
+                                   max_depth=self.max_depth)
+
+    def intern(self, root_ns: RootNS) -> RootNS:
+        return self._interned.setdefault(root_ns, root_ns)
+
+
+class Stream:
+    """A server's side of one stream. ``domains``: the names this server answers for (a
+    ``to`` outside it is ``host-unknown``); ``clock`` and ``timeout``: the negotiation deadline
+    (:attr:`deadline`), pushed back by every read until :meth:`established`."""
+
+    __slots__ = ("_clock", "_parsers", "_root_ns", "_timeout", "deadline", "domain",
+                 "domains", "framing", "header_sent", "id", "parser", "role")
+
+    def __init__(self, domain: str, parsers: Parsers, *, framing: str = RFC6120,
+                 role: str = C2S, domains: Container[str] | None = None,
+                 clock: Callable[[], float] | None = None, timeout: float = 0.0) -> None:
+        if framing not in (RFC6120, RFC7395):
+            raise ValueError(f"unknown framing {framing!r}")
+        self.domain = domain
+        self.domains: Container[str] = domains if domains is not None else (domain,)
+        self.framing = framing
+        self.role = role
+        self.id = ""
+        self.header_sent = False
+        self._parsers = parsers
+        self._root_ns: RootNS = ()
+        self._clock = clock
+        self._timeout = timeout
+        self.deadline = clock() + timeout if clock is not None else 0.0
+        self.parser: StreamParser | None = None
+        self._new_parser()
+
+    def _new_parser(self) -> None:
+        parser = self.parser = self._parsers.new()
+        if self.framing == RFC7395:
+            parser.feed(_WS_ROOT)
+
+    # -- input ----------------------------------------------------------------------------------
+    def receive(self, data: bytes) -> list[Event]:
+        """The events ``data`` completes (for RFC 7395: ``data`` is one whole message).
+        Raises :class:`StreamError` with the RFC 6120 condition."""
+        if self.deadline and self._clock is not None:
+            self.deadline = self._clock() + self._timeout
+        parser = self.parser
+        if parser is None:
+            parser = self.parser = self._parsers.resume(self._root_ns)
+        events = parser.feed(data)
+        if self.framing == RFC7395:
+            return self._framed(parser, events)
+        return events
+
+    @staticmethod
+    def _framed(parser: StreamParser, events: list[Event]) -> list[Event]:
+        # RFC 7395 §3.3.3: a message holds exactly one complete element
+        if len(events) != 1 or not parser.at_rest:
+            raise StreamError("not-well-formed", "a WebSocket message must hold exactly one "
+                                                 "complete XML element (RFC 7395)")
+        el = events[0]
+        if isinstance(el, Element) and el.xmlns == NS.FRAMING:
+            if el.name == "open":
+                return [StreamOpen(el.attrs)]
+            if el.name == "close":
+                return [StreamClose()]
+            raise StreamError("invalid-xml", f"unknown framing element <{el.name}/>")
+        return events
+
+    # -- negotiation ----------------------------------------------------------------------------
+    def accept(self, ev: StreamOpen) -> tuple[bytes, StreamError | None]:
+        """The response header to the initiating entity's header ``ev``, and what is wrong with
+        ``ev`` (RFC 6120 §4.7, §4.9.3): the header must be sent before that error."""
+        self.id = secrets.token_urlsafe(12)
+        header = self._header(ev.attrs.get("from"))
+        self.header_sent = True
+        to = ev.to
+        if to is None or to.lower().rstrip(".") not in self.domains:
+            return header, StreamError("host-unknown", f"this server serves {self.domain}")
+        if ev.version is None or not ev.version.startswith("1."):
+            return header, StreamError("unsupported-version", "XMPP 1.0 streams only")
+        return header, None
+
+    def _header(self, to: str | None) -> bytes:
+        # RFC 6120 §4.7.2: the response's 'to' is the initiating entity's 'from'
+        to_attr = f" to='{escape_attr(to)}'" if to else ""
+        if self.framing == RFC7395:
+            return (f"<open xmlns='{NS.FRAMING}' id='{self.id}' from='{self.domain}'"
+                    f"{to_attr} version='1.0' xml:lang='en'/>").encode()
+        return (f"<?xml version='1.0'?><stream:stream xmlns='{NS.CLIENT}' "
+                f"xmlns:stream='{NS.STREAM}' id='{self.id}' from='{self.domain}'"
+                f"{to_attr} version='1.0' xml:lang='en'>").encode()
+
+    def restart(self) -> None:
+        """After STARTTLS or SASL success (RFC 6120 §4.3.3): the next header opens a new
+        stream. Over WebSocket the parser stays (each message is a document of its own)."""
+        self.header_sent = False
+        if self.framing == RFC6120:
+            old = self.parser
+            self._new_parser()
+            if old is not None:
+                old.close()
+
+    def established(self) -> None:
+        """Negotiation is over (a resource is bound): no more deadline."""
+        self.deadline = 0.0
+
+    def expired(self) -> bool:
+        """The negotiation deadline passed (see ``clock`` and ``timeout``)."""
+        return bool(self.deadline) and self._clock is not None and self._clock() >= self.deadline
+
+    # -- output ---------------------------------------------------------------------------------
+    @property
+    def content_ns(self) -> str:
+        """The namespace stanzas are serialized under: ``jabber:client`` on a TCP stream
+        (declared by the header), none over WebSocket (each message declares it)."""
+        return NS.CLIENT if self.framing == RFC6120 else ""
+
+    def frame(self, data: bytes) -> bytes:
+        """A stanza serialized for a TCP stream, as this stream must carry it."""
+        if self.framing == RFC6120 or data[:1] != b"<":
+            return data
+        m = _ROOT_TAG.match(data)
+        if m is None:
+            return data
+        tag = m.group(1)
+        head = data[:data.find(b">")]
+        if tag.startswith(b"stream:"):
+            if b" xmlns:stream=" in head:
+                return data
+            decl = b" xmlns:stream='" + NS.STREAM.encode() + b"'"
+        else:
+            if b" xmlns=" in head:
+                return data
+            decl = b" xmlns='" + NS.CLIENT.encode() + b"'"
+        return b"<" + tag + decl + data[m.end(1):]
+
+    def error(self, exc: StreamError) -> bytes:
+        """A stream error and the end of the stream (with a header first if none was sent:
+        RFC 6120 §4.9.1.1)."""
+        head = b""
+        if not self.header_sent:
+            self.id = self.id or secrets.token_urlsafe(12)
+            head = self._header(None)
+            self.header_sent = True
+        return head + self.frame(exc.to_bytes()) + self.closing()
+
+    def closing(self) -> bytes:
+        return _WS_CLOSE if self.framing == RFC7395 else _TCP_CLOSE
+
+    # -- resting --------------------------------------------------------------------------------
+    def rest(self) -> bool:
+        """Drop the parser of a stream that sits between stanzas (an expat parser costs about
+        14 KB); the next :meth:`receive` resumes a fresh one. True when it dropped it."""
+        parser = self.parser
+        if parser is None or not parser.at_rest:
+            return False
+        self._root_ns = self._parsers.intern(parser.resume_state())
+        self.parser = None
+        parser.close()
+        return True
+
+    def release(self) -> None:
+        """The connection is gone: free the parser now (it holds a reference cycle)."""
+        if self.parser is not None:
+            self.parser.close()
+            self.parser = None
+
+
+__all__ = ["C2S", "RFC6120", "RFC7395", "Element", "Parsers", "Stream", "StreamClose",
+           "StreamOpen"]
