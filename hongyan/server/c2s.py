@@ -123,7 +123,7 @@ class C2SSession:
         self.sm: SMState | None = None  # XEP-0198, only once the client enabled it
         self.csi: CSIState | None = None  # XEP-0352, only once the client sent a state
         self.stream_id = ""
-        self.parser: StreamParser | None = node.new_parser()
+        self.parser: StreamParser | None = node.parsers.new()
         self._root_ns: tuple[tuple[str | None, str], ...] = ()
         self._active = True
         self._header_sent = False
@@ -148,7 +148,7 @@ class C2SSession:
                 self.node.config.c2s.auth_timeout, self._auth_timeout)
         parser = self.parser
         if parser is None:
-            parser = self.parser = self.node.resume_parser(self._root_ns)
+            parser = self.parser = self.node.parsers.resume(self._root_ns)
         self._active = True
         try:
             events = parser.feed(data)
@@ -438,7 +438,7 @@ class C2SSession:
         """A stream restart (after STARTTLS or SASL): the next bytes open a new stream.
         Events are handled only after ``feed`` returned, so the old parser can go now."""
         old = self.parser
-        self.parser = self.node.new_parser()
+        self.parser = self.node.parsers.new()
         if old is not None:
             old.close()
 
@@ -453,7 +453,7 @@ class C2SSession:
         parser = self.parser
         if parser is not None and self.state == BOUND and self._pending is None \
                 and parser.at_rest:
-            self._root_ns = self.node.intern_ns(parser.resume_state())
+            self._root_ns = self.node.parsers.intern(parser.resume_state())
             self.parser = None
             parser.close()
             return True

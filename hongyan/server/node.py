@@ -39,8 +39,9 @@ from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
 from hongyan.xmpp.jid import JID
-from hongyan.xmpp.parser import StreamParser, parse_element
+from hongyan.xmpp.parser import parse_element
 from hongyan.xmpp.sasl import tls_server_end_point, verify_password
+from hongyan.xmpp.stream import Parsers
 
 log = logging.getLogger("hongyan.node")
 
@@ -128,8 +129,9 @@ class Node:
         self._dirty: list[Flushable] = []
         self._flush_scheduled = False
         self.in_batch = False
-        self._ns_tuples: dict[tuple[tuple[str | None, str], ...],
-                              tuple[tuple[str | None, str], ...]] = {}
+        #: the c2s streams' parser limits and interned stream-header namespaces
+        self.parsers = Parsers(max_stanza_size=config.c2s.max_stanza_size,
+                               max_depth=config.c2s.max_depth)
         self.c2s_port = 0
         self.direct_tls_port = 0
 
@@ -148,10 +150,6 @@ class Node:
     def accounts(self) -> Accounts:
         assert self._accounts is not None, "node not started"
         return self._accounts
-
-    def new_parser(self) -> StreamParser:
-        return StreamParser(max_stanza_size=self.config.c2s.max_stanza_size,
-                            max_depth=self.config.c2s.max_depth)
 
     def schedule_flush(self, session: Flushable) -> None:
         """Write ``session``'s queued output soon: at the end of the input batch being handled
@@ -173,15 +171,6 @@ class Node:
         self.in_batch = False
         if self._dirty:
             self.flush_dirty()
-
-    def resume_parser(self, root_ns: tuple[tuple[str | None, str], ...]) -> StreamParser:
-        return StreamParser.resume(root_ns, max_stanza_size=self.config.c2s.max_stanza_size,
-                                   max_depth=self.config.c2s.max_depth)
-
-    def intern_ns(self, root_ns: tuple[tuple[str | None, str], ...]
-                  ) -> tuple[tuple[str | None, str], ...]:
-        """One shared tuple per distinct stream header (nearly always the same one)."""
-        return self._ns_tuples.setdefault(root_ns, root_ns)
 
     async def _rest_idle_parsers(self) -> None:
         interval = self.config.c2s.idle_parser_release
