@@ -119,7 +119,7 @@ def _bound_session(node: Node, user: str) -> tuple[C2SSession, SinkTransport]:
     s.username = user
     s.state = 3  # BOUND
     s.available = True
-    s.parser.feed(HEADER)
+    s.stream.receive(HEADER)
     node.sessions.add(s)
     return s, t
 

@@ -544,12 +544,10 @@ class RemoteSession(C2SSession):
         self.data = None
         self.sm = None
         self.csi = None
-        self.stream_id = ""
-        self.parser = None
         self._out = None
         self._pending = None
         self._task = None
-        self._auth_timer = None
+        self._auth_timer = None  # and no stream: it has no connection here
 
     def __repr__(self) -> str:
         return f"<RemoteSession {self.jid} on worker {self._home}>"

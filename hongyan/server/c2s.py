@@ -20,11 +20,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from hongyan.server.hooks import SessionBound, SessionClosed, StreamFeatures
 from hongyan.xmpp import ns as NS
-from hongyan.xmpp.element import Element, escape_attr
+from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
 from hongyan.xmpp.jid import JID, JIDError, prepare_resource
-from hongyan.xmpp.parser import Event, StreamClose, StreamOpen, StreamParser
+from hongyan.xmpp.parser import Event, StreamClose, StreamOpen
 from hongyan.xmpp.sasl import SaslFailure, ScramServer, parse_plain, scram_mechanism
+from hongyan.xmpp.stream import Stream
 
 if TYPE_CHECKING:
     from hongyan.modules.csi.state import CSIState
@@ -86,10 +87,8 @@ class C2SSession:
     __slots__ = (
         "_active",
         "_auth_timer",
-        "_header_sent",
         "_out",
         "_pending",
-        "_root_ns",
         "_sasl",
         "_sasl_failures",
         "_task",
@@ -99,12 +98,11 @@ class C2SSession:
         "interested",
         "jid",
         "node",
-        "parser",
         "presence",
         "priority",
         "sm",
         "state",
-        "stream_id",
+        "stream",
         "transport",
         "username",
     )
@@ -122,11 +120,8 @@ class C2SSession:
         self.data: dict[str, Any] | None = None
         self.sm: SMState | None = None  # XEP-0198, only once the client enabled it
         self.csi: CSIState | None = None  # XEP-0352, only once the client sent a state
-        self.stream_id = ""
-        self.parser: StreamParser | None = node.parsers.new()
-        self._root_ns: tuple[tuple[str | None, str], ...] = ()
+        self.stream = Stream(node.c2s_streams)
         self._active = True
-        self._header_sent = False
         self._out: list[bytes] | None = None
         self._pending: collections.deque[Event] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -142,16 +137,9 @@ class C2SSession:
     def data_received(self, data: bytes) -> None:
         if self.state == CLOSED:
             return
-        if self.state < BOUND and self._auth_timer is not None:
-            self._auth_timer.cancel()
-            self._auth_timer = asyncio.get_running_loop().call_later(
-                self.node.config.c2s.auth_timeout, self._auth_timeout)
-        parser = self.parser
-        if parser is None:
-            parser = self.parser = self.node.parsers.resume(self._root_ns)
         self._active = True
         try:
-            events = parser.feed(data)
+            events = self.stream.receive(data)
         except StreamError as exc:
             self.stream_error(exc)
             return
@@ -174,7 +162,7 @@ class C2SSession:
         sm = self.sm
         if sm is not None and self.state == BOUND and sm.resumable:
             # XEP-0198: the session (its presence, its queue) waits for a resumption.
-            self._drop_parser()
+            self.stream.release()
             if self._pending is not None:
                 self._pending.clear()
             self._out = None
@@ -183,7 +171,7 @@ class C2SSession:
             return
         was_closed = self.state == CLOSED
         self.state = CLOSED
-        self._drop_parser()
+        self.stream.release()
         self._stop_auth_timer()
         if self._pending is not None:
             self._pending.clear()
@@ -251,22 +239,11 @@ class C2SSession:
         return None
 
     # -- stream level ---------------------------------------------------------------------------
-    def _header(self, to: str | None) -> bytes:
-        self.stream_id = secrets.token_urlsafe(12)
-        to_attr = f" to='{escape_attr(to)}'" if to else ""
-        return (f"<?xml version='1.0'?><stream:stream xmlns='{NS.CLIENT}' "
-                f"xmlns:stream='{NS.STREAM}' id='{self.stream_id}' from='{self.node.domain}'"
-                f"{to_attr} version='1.0' xml:lang='en'>").encode()
-
     def _stream_open(self, ev: StreamOpen) -> None:
-        # RFC 6120 §4.7.2: the response header's 'to' is the initiating entity's 'from'
-        self._write(self._header(ev.attrs.get("from")))
-        self._header_sent = True
-        to = ev.to
-        if to is None or to.lower().rstrip(".") != self.node.domain:
-            raise StreamError("host-unknown", f"this server serves {self.node.domain}")
-        if ev.version is None or not ev.version.startswith("1."):
-            raise StreamError("unsupported-version", "XMPP 1.0 streams only")
+        header, wrong = self.stream.accept(ev)
+        self._write(header)
+        if wrong is not None:
+            raise wrong
         if self.state == WAIT_OPEN:
             self.state = NEGOTIATING
         self._write(self._features().to_bytes(NS.CLIENT))
@@ -339,17 +316,12 @@ class C2SSession:
             self._auth_timer.cancel()
             self._auth_timer = None
 
-    def _drop_parser(self) -> None:
-        if self.parser is not None:
-            self.parser.close()
-            self.parser = None
-
     def abandon(self) -> None:
         """This process lets go of an authenticated, unbound connection (it moved to the
         account's home worker): no hooks, no output, the timers stopped."""
         self.state = CLOSED
         self._stop_auth_timer()
-        self._drop_parser()
+        self.stream.release()
         self._out = None
 
     def emit(self, data: bytes) -> None:
@@ -377,6 +349,7 @@ class C2SSession:
         self.data = old.data
         self.sm = old.sm
         self.state = BOUND
+        self.stream.established()
         self._stop_auth_timer()
         old.sm = None
         old.jid = None
@@ -385,7 +358,7 @@ class C2SSession:
         old._out = None
         if old._pending is not None:
             old._pending.clear()
-        old._drop_parser()
+        old.stream.release()
         self.node.sessions.add(self)
         old.transport.close()
 
@@ -410,15 +383,14 @@ class C2SSession:
         if self.state == CLOSED:
             return
         log.debug("stream error to %r: %s", self, exc)
-        out = b"" if self._header_sent else self._header(None)
-        self._write(out + exc.to_bytes() + b"</stream:stream>")
+        self._write(self.stream.error(exc))
         self._shutdown()
 
     def close(self) -> None:
         """Close the stream cleanly (our closing tag, then the socket)."""
         if self.state == CLOSED:
             return
-        self._write(b"</stream:stream>")
+        self._write(self.stream.closing())
         self._shutdown()
 
     def _shutdown(self) -> None:
@@ -429,18 +401,25 @@ class C2SSession:
         self.transport.close()
 
     def _auth_timeout(self) -> None:
+        # One timer per negotiating session, armed at the stream's deadline; reads push the
+        # deadline back without touching the timer, so when it fires early it is armed again.
         self._auth_timer = None
-        if self.state < BOUND:
-            self.stream_error(StreamError("connection-timeout",
-                                          "no authentication within the time allowed"))
+        if self.state >= BOUND or self.state == CLOSED:
+            return
+        stream = self.stream
+        if not stream.expired():
+            clock = stream.profile.clock
+            assert clock is not None
+            self._auth_timer = asyncio.get_running_loop().call_later(
+                stream.deadline - clock(), self._auth_timeout)
+            return
+        self.stream_error(StreamError("connection-timeout",
+                                      "no authentication within the time allowed"))
 
     def restart(self) -> None:
         """A stream restart (after STARTTLS or SASL): the next bytes open a new stream.
         Events are handled only after ``feed`` returned, so the old parser can go now."""
-        old = self.parser
-        self.parser = self.node.parsers.new()
-        if old is not None:
-            old.close()
+        self.stream.restart()
 
     def rest(self) -> bool:
         """Called periodically: drop the parser of a bound session that received nothing since
@@ -450,14 +429,7 @@ class C2SSession:
         if self._active:
             self._active = False
             return False
-        parser = self.parser
-        if parser is not None and self.state == BOUND and self._pending is None \
-                and parser.at_rest:
-            self._root_ns = self.node.parsers.intern(parser.resume_state())
-            self.parser = None
-            parser.close()
-            return True
-        return False
+        return self.state == BOUND and self._pending is None and self.stream.rest()
 
     # -- negotiation elements -------------------------------------------------------------------
     def _element(self, el: Element) -> Awaitable[object] | None:
@@ -647,6 +619,7 @@ class C2SSession:
         if old is not None and old is not self:
             old.stream_error(StreamError("conflict", "replaced by a new connection"))
         self.state = BOUND
+        self.stream.established()
         self._stop_auth_timer()
         reply = Element("iq", attrs={"type": "result", "id": iq_id})
         reply.add("bind", NS.BIND).add("jid", text=str(jid))

@@ -41,7 +41,7 @@ from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
 from hongyan.xmpp.jid import JID
 from hongyan.xmpp.parser import parse_element
 from hongyan.xmpp.sasl import tls_server_end_point, verify_password
-from hongyan.xmpp.stream import Parsers
+from hongyan.xmpp.stream import Parsers, Profile
 
 log = logging.getLogger("hongyan.node")
 
@@ -129,9 +129,11 @@ class Node:
         self._dirty: list[Flushable] = []
         self._flush_scheduled = False
         self.in_batch = False
-        #: the c2s streams' parser limits and interned stream-header namespaces
-        self.parsers = Parsers(max_stanza_size=config.c2s.max_stanza_size,
-                               max_depth=config.c2s.max_depth)
+        #: what every c2s stream shares: domain, parser limits, the negotiation deadline
+        self.c2s_streams = Profile(config.server.domain,
+                                   Parsers(max_stanza_size=config.c2s.max_stanza_size,
+                                           max_depth=config.c2s.max_depth),
+                                   clock=time.monotonic, timeout=config.c2s.auth_timeout)
         self.c2s_port = 0
         self.direct_tls_port = 0
 

@@ -63,13 +63,13 @@ class Parsers:
         return self._interned.setdefault(root_ns, root_ns)
 
 
-class Stream:
-    """A server's side of one stream. ``domains``: the names this server answers for (a
-    ``to`` outside it is ``host-unknown``); ``clock`` and ``timeout``: the negotiation deadline
-    (:attr:`deadline`), pushed back by every read until :meth:`established`."""
+class Profile:
+    """What every stream of one listener shares: the served ``domain`` (and ``domains``, the
+    names a ``to`` may carry, else ``host-unknown``), the framing, the role, the parser limits,
+    and the negotiation deadline's ``clock`` and ``timeout``. Held once per listener, so that a
+    stream costs only its own few fields."""
 
-    __slots__ = ("_clock", "_parsers", "_root_ns", "_timeout", "deadline", "domain",
-                 "domains", "framing", "header_sent", "id", "parser", "role")
+    __slots__ = ("clock", "domain", "domains", "framing", "parsers", "role", "timeout")
 
     def __init__(self, domain: str, parsers: Parsers, *, framing: str = RFC6120,
                  role: str = C2S, domains: Container[str] | None = None,
@@ -80,32 +80,46 @@ class Stream:
         self.domains: Container[str] = domains if domains is not None else (domain,)
         self.framing = framing
         self.role = role
+        self.parsers = parsers
+        self.clock = clock
+        self.timeout = timeout
+
+
+class Stream:
+    """A server's side of one stream of the listener ``profile``. The negotiation deadline
+    (:attr:`deadline`, from the profile's clock and timeout) is pushed back by every read until
+    :meth:`established`."""
+
+    __slots__ = ("_root_ns", "deadline", "header_sent", "id", "parser", "profile")
+
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
         self.id = ""
         self.header_sent = False
-        self._parsers = parsers
         self._root_ns: RootNS = ()
-        self._clock = clock
-        self._timeout = timeout
-        self.deadline = clock() + timeout if clock is not None else 0.0
+        clock = profile.clock
+        self.deadline = clock() + profile.timeout if clock is not None else 0.0
         self.parser: StreamParser | None = None
         self._new_parser()
 
     def _new_parser(self) -> None:
-        parser = self.parser = self._parsers.new()
-        if self.framing == RFC7395:
+        parser = self.parser = self.profile.parsers.new()
+        if self.profile.framing == RFC7395:
             parser.feed(_WS_ROOT)
 
     # -- input ----------------------------------------------------------------------------------
     def receive(self, data: bytes) -> list[Event]:
         """The events ``data`` completes (for RFC 7395: ``data`` is one whole message).
         Raises :class:`StreamError` with the RFC 6120 condition."""
-        if self.deadline and self._clock is not None:
-            self.deadline = self._clock() + self._timeout
+        if self.deadline:
+            profile = self.profile
+            if profile.clock is not None:
+                self.deadline = profile.clock() + profile.timeout
         parser = self.parser
         if parser is None:
-            parser = self.parser = self._parsers.resume(self._root_ns)
+            parser = self.parser = self.profile.parsers.resume(self._root_ns)
         events = parser.feed(data)
-        if self.framing == RFC7395:
+        if self.profile.framing == RFC7395:
             return self._framed(parser, events)
         return events
 
@@ -132,8 +146,9 @@ class Stream:
         header = self._header(ev.attrs.get("from"))
         self.header_sent = True
         to = ev.to
-        if to is None or to.lower().rstrip(".") not in self.domains:
-            return header, StreamError("host-unknown", f"this server serves {self.domain}")
+        if to is None or to.lower().rstrip(".") not in self.profile.domains:
+            return header, StreamError("host-unknown", f"this server serves "
+                                                       f"{self.profile.domain}")
         if ev.version is None or not ev.version.startswith("1."):
             return header, StreamError("unsupported-version", "XMPP 1.0 streams only")
         return header, None
@@ -141,18 +156,19 @@ class Stream:
     def _header(self, to: str | None) -> bytes:
         # RFC 6120 §4.7.2: the response's 'to' is the initiating entity's 'from'
         to_attr = f" to='{escape_attr(to)}'" if to else ""
-        if self.framing == RFC7395:
-            return (f"<open xmlns='{NS.FRAMING}' id='{self.id}' from='{self.domain}'"
+        domain = self.profile.domain
+        if self.profile.framing == RFC7395:
+            return (f"<open xmlns='{NS.FRAMING}' id='{self.id}' from='{domain}'"
                     f"{to_attr} version='1.0' xml:lang='en'/>").encode()
         return (f"<?xml version='1.0'?><stream:stream xmlns='{NS.CLIENT}' "
-                f"xmlns:stream='{NS.STREAM}' id='{self.id}' from='{self.domain}'"
+                f"xmlns:stream='{NS.STREAM}' id='{self.id}' from='{domain}'"
                 f"{to_attr} version='1.0' xml:lang='en'>").encode()
 
     def restart(self) -> None:
         """After STARTTLS or SASL success (RFC 6120 §4.3.3): the next header opens a new
         stream. Over WebSocket the parser stays (each message is a document of its own)."""
         self.header_sent = False
-        if self.framing == RFC6120:
+        if self.profile.framing == RFC6120:
             old = self.parser
             self._new_parser()
             if old is not None:
@@ -164,18 +180,19 @@ class Stream:
 
     def expired(self) -> bool:
         """The negotiation deadline passed (see ``clock`` and ``timeout``)."""
-        return bool(self.deadline) and self._clock is not None and self._clock() >= self.deadline
+        clock = self.profile.clock
+        return bool(self.deadline) and clock is not None and clock() >= self.deadline
 
     # -- output ---------------------------------------------------------------------------------
     @property
     def content_ns(self) -> str:
         """The namespace stanzas are serialized under: ``jabber:client`` on a TCP stream
         (declared by the header), none over WebSocket (each message declares it)."""
-        return NS.CLIENT if self.framing == RFC6120 else ""
+        return NS.CLIENT if self.profile.framing == RFC6120 else ""
 
     def frame(self, data: bytes) -> bytes:
         """A stanza serialized for a TCP stream, as this stream must carry it."""
-        if self.framing == RFC6120 or data[:1] != b"<":
+        if self.profile.framing == RFC6120 or data[:1] != b"<":
             return data
         m = _ROOT_TAG.match(data)
         if m is None:
@@ -203,7 +220,7 @@ class Stream:
         return head + self.frame(exc.to_bytes()) + self.closing()
 
     def closing(self) -> bytes:
-        return _WS_CLOSE if self.framing == RFC7395 else _TCP_CLOSE
+        return _WS_CLOSE if self.profile.framing == RFC7395 else _TCP_CLOSE
 
     # -- resting --------------------------------------------------------------------------------
     def rest(self) -> bool:
@@ -212,7 +229,7 @@ class Stream:
         parser = self.parser
         if parser is None or not parser.at_rest:
             return False
-        self._root_ns = self._parsers.intern(parser.resume_state())
+        self._root_ns = self.profile.parsers.intern(parser.resume_state())
         self.parser = None
         parser.close()
         return True
@@ -224,5 +241,5 @@ class Stream:
             self.parser = None
 
 
-__all__ = ["C2S", "RFC6120", "RFC7395", "Element", "Parsers", "Stream", "StreamClose",
+__all__ = ["C2S", "RFC6120", "RFC7395", "Element", "Parsers", "Profile", "Stream", "StreamClose",
            "StreamOpen"]

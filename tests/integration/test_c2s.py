@@ -294,7 +294,7 @@ async def test_idle_sessions_release_their_parser(harness: Harness) -> None:
     assert harness.node is not None
     await asyncio.sleep(0.5)
     sessions = harness.node.sessions.all()
-    assert len(sessions) == 2 and all(s.parser is None for s in sessions)
+    assert len(sessions) == 2 and all(s.stream.parser is None for s in sessions)
     romeo.send_message(mto="juliet@localhost", mbody="wake up", mtype="chat")
     assert (await juliet.next_message())["body"] == "wake up"
     juliet.send_message(mto="romeo@localhost", mbody="I am", mtype="chat")

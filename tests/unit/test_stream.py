@@ -7,7 +7,7 @@ import pytest
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StreamError
-from hongyan.xmpp.stream import RFC6120, RFC7395, Parsers, Stream, StreamClose, StreamOpen
+from hongyan.xmpp.stream import RFC6120, RFC7395, Parsers, Profile, Stream, StreamClose, StreamOpen
 
 TCP_OPEN = (b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
             b"xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>")
@@ -23,8 +23,8 @@ class Clock:
 
 
 def stream(framing: str = RFC6120, **kw: object) -> Stream:
-    return Stream("localhost", Parsers(max_stanza_size=4096, max_depth=16), framing=framing,
-                  **kw)  # type: ignore[arg-type]
+    return Stream(Profile("localhost", Parsers(max_stanza_size=4096, max_depth=16),
+                          framing=framing, **kw))  # type: ignore[arg-type]
 
 
 # -- opening the stream: (framing, the client's header, the error the server must answer) ------
