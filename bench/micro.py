@@ -120,6 +120,7 @@ def _bound_session(node: Node, user: str) -> tuple[C2SSession, SinkTransport]:
     s.state = 3  # BOUND
     s.available = True
     s.stream.receive(HEADER)
+    s.stream.established()  # what a bind does
     node.sessions.add(s)
     return s, t
 
@@ -150,6 +151,7 @@ async def bench_route_sm(n: int) -> float:
     """``route`` with XEP-0198 enabled on both sessions: the receiver's queue, <r/> every 5
     stanzas, and an ack from the receiver for every chunk of 10 (as a client would send)."""
     from hongyan.modules.sm import StreamManagement
+    from hongyan.modules.sm.state import SMState
     from hongyan.xmpp import ns as NS
 
     with tempfile.TemporaryDirectory() as d:
@@ -163,7 +165,7 @@ async def bench_route_sm(n: int) -> float:
             for s in (sender, receiver):
                 sm.on_enable(s, Element("enable", NS.SM, {"resume": "true"}))
             state = receiver.sm
-            assert state is not None
+            assert isinstance(state, SMState)
             chunk = b"".join(message_bytes(i) for i in range(10))
             t0 = time.perf_counter()
             for _ in range(n // 10):

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from hongyan.server.c2s import BOUND, C2SSession
+from hongyan.server.session import SendFilter
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID
@@ -368,7 +369,7 @@ class Workers:
         bare, _, resource = full.partition("/")
         s = self.node.sessions.get_str(bare, resource)
         if s is not None:
-            s.send_bytes(data)
+            s.send(data)
 
     def notify(self, topic: str, body: bytes = b"", index: int | None = None) -> None:
         """A notice to one peer or (``index`` None) to all of them."""
@@ -442,7 +443,8 @@ class Workers:
         success and move the connection there; this worker keeps at most a TLS relay."""
         st: StreamTransport = session.transport  # type: ignore[assignment]
         st.pause_reading()
-        session.write_now(success)
+        session.send(success, raw=True)
+        session.flush()
         raw = st.raw
         if raw is None:
             return
@@ -543,7 +545,7 @@ class RemoteSession(C2SSession):
         self.interested = False
         self.data = None
         self.sm = None
-        self.csi = None
+        self.filters = ()
         self._out = None
         self._pending = None
         self._task = None
@@ -552,11 +554,12 @@ class RemoteSession(C2SSession):
     def __repr__(self) -> str:
         return f"<RemoteSession {self.jid} on worker {self._home}>"
 
-    def send(self, el: Element) -> None:
-        self.send_bytes(el.to_bytes(NS.CLIENT))
-
-    def send_bytes(self, data: bytes) -> None:
+    def send(self, item: Element | bytes, raw: bool = False,
+             after: SendFilter | None = None) -> None:
+        if raw:
+            return  # a nonza belongs to a stream, and there is none here
         assert self.jid is not None
+        data = item.to_bytes(NS.CLIENT) if isinstance(item, Element) else item
         self._workers.deliver(self._home, self.jid.text, data)
 
     @property
@@ -567,12 +570,6 @@ class RemoteSession(C2SSession):
     def full(self) -> str:
         assert self.jid is not None
         return self.jid.text
-
-    def emit(self, data: bytes) -> None:
-        self.send_bytes(data)
-
-    def send_nonza(self, data: bytes) -> None:
-        pass
 
     def flush(self) -> None:
         pass

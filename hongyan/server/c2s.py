@@ -19,6 +19,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hongyan.server.hooks import SessionBound, SessionClosed, StreamFeatures
+from hongyan.server.session import AUTHENTICATED, BOUND, CLOSED, NEGOTIATING, WAIT_OPEN, Session
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
@@ -28,14 +29,11 @@ from hongyan.xmpp.sasl import SaslFailure, ScramServer, parse_plain, scram_mecha
 from hongyan.xmpp.stream import Stream
 
 if TYPE_CHECKING:
-    from hongyan.modules.csi.state import CSIState
-    from hongyan.modules.sm.state import SMState
     from hongyan.server.node import Node
 
 log = logging.getLogger("hongyan.c2s")
 
-# states
-WAIT_OPEN, NEGOTIATING, AUTHENTICATED, BOUND, CLOSED = range(5)
+__all__ = ["AUTHENTICATED", "BOUND", "CLOSED", "NEGOTIATING", "WAIT_OPEN", "C2SSession"]
 MAX_QUEUED = 256
 
 
@@ -83,46 +81,39 @@ class _Detached:
 DETACHED = _Detached()
 
 
-class C2SSession:
+class C2SSession(Session):
     __slots__ = (
         "_active",
         "_auth_timer",
-        "_out",
         "_pending",
         "_sasl",
         "_sasl_failures",
         "_task",
         "available",
-        "csi",
         "data",
         "interested",
-        "jid",
-        "node",
         "presence",
         "priority",
-        "sm",
-        "state",
         "stream",
-        "transport",
         "username",
     )
 
+    node: Node
+    transport: Transport
+
     def __init__(self, node: Node, transport: Transport) -> None:
+        super().__init__()
         self.node = node
         self.transport = transport
-        self.state = WAIT_OPEN
-        self.jid: JID | None = None
+        self.jid = None
         self.username = ""
         self.available = False
         self.priority = 0
         self.presence: Element | None = None
         self.interested = False
         self.data: dict[str, Any] | None = None
-        self.sm: SMState | None = None  # XEP-0198, only once the client enabled it
-        self.csi: CSIState | None = None  # XEP-0352, only once the client sent a state
         self.stream = Stream(node.c2s_streams)
         self._active = True
-        self._out: list[bytes] | None = None
         self._pending: collections.deque[Event] | None = None
         self._task: asyncio.Task[None] | None = None
         self._sasl: ScramServer | tuple[str] | None = None
@@ -286,31 +277,6 @@ class C2SSession:
             out.append(name)
         return out
 
-    def send(self, el: Element) -> None:
-        if self.state != CLOSED:
-            csi = self.csi
-            if csi is not None and csi.inactive and csi.hold(self, el):
-                return
-            data = el.to_bytes(NS.CLIENT)
-            self._write(data)
-            if self.sm is not None:
-                self.sm.sent(self, data)
-
-    def send_bytes(self, data: bytes) -> None:
-        """Queue an already serialized stanza (a fan-out serializes once for many sessions)."""
-        if self.state != CLOSED:
-            csi = self.csi
-            if csi is not None and csi.inactive and csi.hold_bytes(self, data):
-                return
-            self._write(data)
-            if self.sm is not None:
-                self.sm.sent(self, data)
-
-    def write_now(self, data: bytes) -> None:
-        """Write ``data`` now, with whatever was queued before it."""
-        self._write(data)
-        self.flush()
-
     def _stop_auth_timer(self) -> None:
         if self._auth_timer is not None:
             self._auth_timer.cancel()
@@ -324,19 +290,6 @@ class C2SSession:
         self.stream.release()
         self._out = None
 
-    def emit(self, data: bytes) -> None:
-        """Write a serialized stanza past client state indication (counted by XEP-0198)."""
-        if self.state != CLOSED:
-            self._write(data)
-            if self.sm is not None:
-                self.sm.sent(self, data)
-
-    def send_nonza(self, data: bytes) -> None:
-        """Write a top-level element that is not a stanza (XEP-0198 and XEP-0352 elements):
-        never counted, never held."""
-        if self.state != CLOSED:
-            self._write(data)
-
     def take_over(self, old: C2SSession) -> None:
         """XEP-0198 resumption: this freshly authenticated session continues ``old`` (bound,
         possibly still on a connection that has not noticed it is dead). ``old`` ends without
@@ -348,10 +301,13 @@ class C2SSession:
         self.interested = old.interested
         self.data = old.data
         self.sm = old.sm
+        if old.sm is not None:  # the other filters were drained by whoever resumes
+            self.add_filter(old.sm)
         self.state = BOUND
         self.stream.established()
         self._stop_auth_timer()
         old.sm = None
+        old.filters = ()
         old.jid = None
         old.data = None
         old.state = CLOSED
@@ -361,23 +317,6 @@ class C2SSession:
         old.stream.release()
         self.node.sessions.add(self)
         old.transport.close()
-
-    def _write(self, data: bytes) -> None:
-        """Queue bytes for the client. Everything written during one pass of the event loop
-        goes out in one ``transport.write`` (the node flushes dirty sessions once per pass):
-        a burst of stanzas for one client costs one system call, not one each."""
-        out = self._out
-        if out is None:
-            self._out = [data]
-            self.node.schedule_flush(self)
-        else:
-            out.append(data)
-
-    def flush(self) -> None:
-        out = self._out
-        if out is not None:
-            self._out = None
-            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def stream_error(self, exc: StreamError) -> None:
         if self.state == CLOSED:

@@ -18,6 +18,7 @@ from hongyan.xmpp.jid import JID
 
 if TYPE_CHECKING:
     from hongyan.server.c2s import C2SSession
+    from hongyan.server.session import Session
 
 E = TypeVar("E")
 Handler = Callable[[Any], "bool | Awaitable[bool | None] | None"]
@@ -202,7 +203,7 @@ class QueuedForResumption:
 
     SYNC: ClassVar[bool] = True
 
-    session: C2SSession
+    session: Session
     data: bytes
 
 

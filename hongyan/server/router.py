@@ -165,7 +165,7 @@ class Router:
                 if wire is None:
                     target.send(el)
                 else:
-                    target.send_bytes(wire)
+                    target.send(wire)
                 return wait
             if mtype == "groupchat":
                 self.bounce(el, StanzaError("service-unavailable"))
@@ -183,7 +183,7 @@ class Router:
                 if wire is None:
                     s.send(el)
                 else:
-                    s.send_bytes(wire)
+                    s.send(wire)
             return wait
         if mtype == "headline":
             return wait
@@ -228,13 +228,13 @@ class Router:
             target = self._sessions.get_str(bare, resource)
             if target is None:
                 return False
-            target.send_bytes(data)
+            target.send(data)
             return True
         targets = [s for s in self._sessions.resources(bare) if s.available and s.priority >= 0]
         if not targets:
             return False
         for s in targets:
-            s.send_bytes(data)
+            s.send(data)
         return True
 
     async def _undeliverable(self, el: Element, to: JID) -> None:

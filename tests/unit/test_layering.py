@@ -19,8 +19,6 @@ NOT_IN_XMPP = ("asyncio", "socket", "ssl", "selectors", "select", "threading",
 
 #: crossings left to remove: (importing file under hongyan/, imported module)
 SERVER_IMPORTS_MODULES = {
-    ("server/c2s.py", "hongyan.modules.csi.state"),
-    ("server/c2s.py", "hongyan.modules.sm.state"),
     ("server/node.py", "hongyan.modules"),  # DEFAULT_MODULES: the composition belongs above
 }
 MODULES_IMPORT_CLUSTER = {

@@ -42,17 +42,23 @@ class ClientStateIndication(Module):
     def on_inactive(self, session: C2SSession, el: Element) -> None:
         if session.state != BOUND:
             raise StreamError("unsupported-stanza-type", "client state applies after bind")
-        if session.csi is None:
-            session.csi = CSIState()
-        session.csi.inactive = True
+        if _state(session) is None:
+            session.add_filter(CSIState())
 
     def on_active(self, session: C2SSession, el: Element) -> None:
         if session.state != BOUND:
             raise StreamError("unsupported-stanza-type", "client state applies after bind")
-        csi = session.csi
+        csi = _state(session)
         if csi is not None:
-            session.csi = None  # an active client costs nothing
+            session.remove_filter(csi)  # an active client costs nothing
             csi.flush(session)
+
+
+def _state(session: C2SSession) -> CSIState | None:
+    for f in session.filters:
+        if isinstance(f, CSIState):
+            return f
+    return None
 
 
 MODULE = ClientStateIndication

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 
 if TYPE_CHECKING:
-    from hongyan.server.c2s import C2SSession
+    from hongyan.server.session import Session
 
 #: more held stanzas than this and we flush anyway (a client inactive for a day in a large
 #: MUC must not cost unbounded memory)
@@ -29,50 +29,54 @@ def chat_state_only(el: Element) -> bool:
 
 
 class CSIState:
-    __slots__ = ("_seq", "held", "inactive")
+    """The send filter of a session whose client said it is inactive (it exists only then)."""
+
+    __slots__ = ("_seq", "held")
+
+    order: ClassVar[int] = 10  # before stream management: what is held is not yet sent
 
     def __init__(self) -> None:
-        self.inactive = False
         # key -> serialized stanza; insertion order is send order. A newer presence from the
         # same full JID (or a newer chat state from the same sender) replaces the older one and
         # takes its place at the end.
         self.held: dict[tuple[str, str], bytes] = {}
         self._seq = 0
 
-    def hold(self, session: C2SSession, el: Element) -> bool:
-        """Hold ``el`` back (True), or flush what is held so that ``el`` follows it (False)."""
-        name = el.name
-        if name == "presence" and el.attrs.get("type") not in SUBSCRIPTION:
-            key = ("p", el.attrs.get("from", ""))
-        elif name == "message" and chat_state_only(el):
-            key = ("c", el.attrs.get("from", ""))
-        else:
+    def outgoing(self, session: Session, data: bytes, el: Element | None) -> bytes | None:
+        """Hold ``data`` back (None), or let what is held go first and pass ``data`` on."""
+        key = self._key(el) if el is not None else self._fanout_key(data)
+        if key is None:
             self.flush(session)
-            return False
+            return data
         held = self.held
         held.pop(key, None)
-        held[key] = el.to_bytes(NS.CLIENT)
+        held[key] = data
         if len(held) > MAX_HELD:
             self.flush(session)
-        return True
+        return None
 
-    def hold_bytes(self, session: C2SSession, data: bytes) -> bool:
-        """A fan-out's pre-serialized stanza (MUC): its presence is held, in order."""
+    def _key(self, el: Element) -> tuple[str, str] | None:
+        name = el.name
+        if name == "presence" and el.attrs.get("type") not in SUBSCRIPTION:
+            return ("p", el.attrs.get("from", ""))
+        if name == "message" and chat_state_only(el):
+            return ("c", el.attrs.get("from", ""))
+        return None
+
+    def _fanout_key(self, data: bytes) -> tuple[str, str] | None:
+        # a fan-out's pre-serialized stanza (MUC): its presence is held, in order
         if data.startswith(b"<presence") and b"type='error'" not in data:
             self._seq += 1
-            self.held[("b", str(self._seq))] = data
-            if len(self.held) > MAX_HELD:
-                self.flush(session)
-            return True
-        self.flush(session)
-        return False
+            return ("b", str(self._seq))
+        return None
 
-    def take(self) -> list[bytes]:
+    def drain(self) -> list[bytes]:
         out = list(self.held.values())
         self.held = {}
         return out
 
-    def flush(self, session: C2SSession) -> None:
+    def flush(self, session: Session) -> None:
+        """Send what is held, through the filters after this one (stream management counts it)."""
         if self.held:
-            for data in self.take():
-                session.emit(data)
+            for data in self.drain():
+                session.send(data, after=self)

@@ -182,7 +182,7 @@ def send_results(session: C2SSession | None, query: Element, rows: list[tuple[in
     qattr = f" queryid='{escape_attr(qid)}'" if qid is not None else ""
     for mid, xml in (reversed(rows) if flip else rows):
         stamp = xmpp_datetime(mid / 1_000_000)
-        session.send_bytes(
+        session.send(
             f"{head}{mid}'{qattr}><forwarded xmlns='{FORWARD}'>"
             f"<delay xmlns='urn:xmpp:delay' stamp='{stamp}'/>{xml}"
             f"</forwarded></result></message>".encode())

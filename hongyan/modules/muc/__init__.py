@@ -490,7 +490,7 @@ class Muc(Module):
                             remote = {}
                         remote.setdefault(s.home, []).append((s.full, esc))
                     else:
-                        s.send_bytes(head + esc + tail)
+                        s.send(head + esc + tail)
             if remote is not None:
                 workers = self.api.workers
                 assert workers is not None
@@ -516,7 +516,7 @@ class Muc(Module):
                 continue
             for _, esc, s in o.resources.values():
                 if s is not None:
-                    s.send_bytes(head + esc + tail)
+                    s.send(head + esc + tail)
 
     def _blocks(self, blocking: Blocking, recipient: Occupant, senders: tuple[JID, JID]
                 ) -> bool:
@@ -537,7 +537,7 @@ class Muc(Module):
         whose resources all wait for XEP-0198 resumption (a phone whose connection dropped:
         the message waits in its stream's queue, and the user is told by push)."""
         present = {o.bare for o in room.occupants.values()
-                   if any(s is None or s.sm is None or s.sm.timer is None
+                   if any(s is None or s.sm is None or not s.sm.hibernated
                           for _, _, s in o.resources.values())}
         suffix = "@" + self.api.domain
         room_jid = JID.parse(room.jid_str)

@@ -111,7 +111,7 @@ class Room:
     def write(self, head: bytes, tail: bytes, occ: Occupant) -> None:
         for _, esc, s in occ.resources.values():
             if s is not None:
-                s.send_bytes(head + esc + tail)
+                s.send(head + esc + tail)
 
     def write_to(self, el: Element, jid: JID) -> None:
         s = self.muc.api.sessions.reach(jid)
@@ -127,7 +127,7 @@ class Room:
                 continue
             for _, esc, s in occ.resources.values():
                 if s is not None:
-                    s.send_bytes(head + esc + tail)
+                    s.send(head + esc + tail)
 
     def presence_of(self, occ: Occupant, *, with_jid: bool, codes: Iterable[str] = (),
                     unavailable: bool = False, new_nick: str = "", actor: str = "",

@@ -44,6 +44,7 @@ from hongyan.server.hooks import (
     StreamFeatures,
 )
 from hongyan.server.module import Module, ModuleAPI, hook
+from hongyan.server.session import Session
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, StreamError
@@ -107,8 +108,9 @@ class StreamManagement(Module):
 
     async def stop(self) -> None:
         for s in list(self.resumable.values()):
-            if s.sm is not None and s.sm.timer is not None:
-                s.sm.timer.cancel()
+            sm = _sm(s)
+            if sm is not None and sm.timer is not None:
+                sm.timer.cancel()
 
     @hook(StreamFeatures)
     def on_features(self, ev: StreamFeatures) -> None:
@@ -117,29 +119,30 @@ class StreamManagement(Module):
     # -- nonzas ---------------------------------------------------------------------------------
     def on_enable(self, session: C2SSession, el: Element) -> None:
         if session.state != BOUND or session.sm is not None:
-            session.send_nonza(_failed("unexpected-request"))
+            session.send(_failed("unexpected-request"), raw=True)
             return
         resume = el.attrs.get("resume") in ("true", "1")
         rid = secrets.token_urlsafe(18) if resume else ""
-        session.sm = SMState(self, rid)
+        state = session.sm = SMState(self, rid)
+        session.add_filter(state)
         self.enabled.add(session)
         attrs = {}
         if resume:
             self.resumable[rid] = session
             attrs = {"id": rid, "resume": "true", "max": str(self.resume_timeout)}
-        session.send_nonza(Element("enabled", NS.SM, attrs).to_bytes(NS.CLIENT))
+        session.send(Element("enabled", NS.SM, attrs).to_bytes(NS.CLIENT), raw=True)
 
     def on_request(self, session: C2SSession, el: Element) -> None:
-        sm = session.sm
+        sm = _sm(session)
         if session.state != BOUND or sm is None:
-            session.send_nonza(_failed("unexpected-request"))
+            session.send(_failed("unexpected-request"), raw=True)
             return
-        session.send_nonza(f"<a xmlns='{NS.SM}' h='{sm.h_in}'/>".encode())
+        session.send(f"<a xmlns='{NS.SM}' h='{sm.h_in}'/>".encode(), raw=True)
 
     def on_ack(self, session: C2SSession, el: Element) -> None:
-        sm = session.sm
+        sm = _sm(session)
         if session.state != BOUND or sm is None:
-            session.send_nonza(_failed("unexpected-request"))
+            session.send(_failed("unexpected-request"), raw=True)
             return
         try:
             sm.ack(_parse_h(el))
@@ -148,10 +151,10 @@ class StreamManagement(Module):
 
     def on_resume(self, session: C2SSession, el: Element) -> None:
         if session.state != AUTHENTICATED:
-            session.send_nonza(_failed("unexpected-request"))
+            session.send(_failed("unexpected-request"), raw=True)
             return
         old = self.resumable.get(el.attrs.get("previd", ""))
-        sm = None if old is None else old.sm
+        sm = None if old is None else _sm(old)
         if old is None or sm is None or old.username != session.username:
             # unknown, expired, or another account's: the client may bind afresh. For a session
             # of this account that ended lately, h says which of its stanzas we handled.
@@ -160,7 +163,7 @@ class StreamManagement(Module):
             if (gone is not None and gone[0] == session.username
                     and gone[2] > asyncio.get_running_loop().time()):
                 h = gone[1]
-            session.send_nonza(_failed("item-not-found", h))
+            session.send(_failed("item-not-found", h), raw=True)
             return
         try:
             sm.ack(_parse_h(el))
@@ -170,50 +173,51 @@ class StreamManagement(Module):
             sm.timer.cancel()
             sm.timer = None
         self.enabled.discard(old)
-        held = old.csi.take() if old.csi is not None else []
+        # what the old session's other filters held back (client state indication)
+        held = [data for f in old.filters if f is not sm for data in f.drain()]
         session.take_over(old)
         self.enabled.add(session)
         hooks = self.api.hooks
         if hooks.has(SessionResumed):
             hooks.fire_sync(SessionResumed(session, old))
-        session.send_nonza(Element("resumed", NS.SM, {"h": str(sm.h_in), "previd": sm.id}
-                                   ).to_bytes(NS.CLIENT))
+        session.send(Element("resumed", NS.SM, {"h": str(sm.h_in), "previd": sm.id}
+                                   ).to_bytes(NS.CLIENT), raw=True)
         for data in list(sm.queue or ()):
-            session.send_nonza(data)  # already counted, still unacknowledged
+            session.send(data, raw=True)  # already counted, still unacknowledged
         for data in held:  # held back by client state indication: sent (and counted) now
-            session.emit(data)
+            session.send(data)
         if sm.queue:
-            session.send_nonza(b"<r xmlns='" + NS.SM.encode() + b"'/>")
+            session.send(b"<r xmlns='" + NS.SM.encode() + b"'/>", raw=True)
         self.log.debug("%s resumed (%d stanzas sent again)", session.jid, sm.pending)
 
     # -- what SMState calls ---------------------------------------------------------------------
-    def overflow(self, session: C2SSession) -> None:
+    def overflow(self, session: Session) -> None:
         session.stream_error(StreamError(
             "policy-violation",
             f"more than {self.max_unacked} stanzas left unacknowledged (XEP-0198)"))
 
-    def hibernate(self, session: C2SSession) -> None:
-        sm = session.sm
+    def hibernate(self, session: Session) -> None:
+        sm = _sm(session)
         assert sm is not None
         self.log.debug("%s hibernated for %d s", session.jid, self.resume_timeout)
         sm.timer = asyncio.get_running_loop().call_later(
             self.resume_timeout, self._expire, session)
 
-    def queued_hibernated(self, session: C2SSession, data: bytes) -> None:
+    def queued_hibernated(self, session: Session, data: bytes) -> None:
         """A stanza went into the queue of a hibernated session (push notifications listen)."""
         hooks = self.api.hooks
         if hooks.has(QueuedForResumption):
             hooks.fire_sync(QueuedForResumption(session, data))
 
-    def _expire(self, session: C2SSession) -> None:
-        sm = session.sm
+    def _expire(self, session: Session) -> None:
+        sm = _sm(session)
         if sm is None or session.state != BOUND:
             return
         sm.timer = None
         self.log.debug("%s: resumption timed out", session.jid)
         session.close()  # ends it: SessionClosed (unavailable presence, then on_closed below)
 
-    def ended(self, session: C2SSession) -> None:
+    def ended(self, session: Session) -> None:
         """A session replaced by a new bind of its resource (no SessionClosed for it)."""
         self.api.spawn(self.finish(session))
 
@@ -222,11 +226,12 @@ class StreamManagement(Module):
     async def on_closed(self, ev: SessionClosed) -> None:
         await self.finish(ev.session)
 
-    async def finish(self, session: C2SSession) -> None:
-        sm = session.sm
+    async def finish(self, session: Session) -> None:
+        sm = _sm(session)
         if sm is None:
             return
         session.sm = None
+        session.remove_filter(sm)
         self.enabled.discard(session)
         if sm.timer is not None:
             sm.timer.cancel()
@@ -251,7 +256,7 @@ class StreamManagement(Module):
             del gone[first]
         gone[rid] = (username, h, now + self.resume_timeout)
 
-    async def _handle_unacked(self, session: C2SSession, unacked: list[bytes]) -> None:
+    async def _handle_unacked(self, session: Session, unacked: list[bytes]) -> None:
         assert session.jid is not None
         router = self.api.router
         own = session.jid.bare_str
@@ -295,9 +300,15 @@ class StreamManagement(Module):
         while True:
             await asyncio.sleep(interval)
             for s in list(self.enabled):
-                sm = s.sm
+                sm = _sm(s)
                 if sm is not None and sm.queue and sm.timer is None and s.state != CLOSED:
-                    s.send_nonza(request)
+                    s.send(request, raw=True)
+
+
+def _sm(session: Session) -> SMState | None:
+    """The session's stream management state (the core knows it only as :class:`Acks`)."""
+    sm = session.sm
+    return sm if isinstance(sm, SMState) else None
 
 
 def _parse_h(el: Element) -> int:

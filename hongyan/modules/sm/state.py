@@ -2,20 +2,23 @@
 
 Kept apart from the module so the counting rules are testable without sockets
 (``tests/unit/test_sm_state.py``). A session that never enabled stream management has no
-``SMState`` at all (``C2SSession.sm is None``); the queue itself is made on the first stanza sent.
+``SMState`` at all (``session.sm is None``); the queue itself is made on the first stanza sent.
+The state is the session's last send filter (:class:`hongyan.server.session.SendFilter`): it
+sees every stanza that leaves, after client state indication let it go.
 """
 
 from __future__ import annotations
 
 import collections
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from hongyan.xmpp import ns as NS
 
 if TYPE_CHECKING:
     import asyncio
 
-    from hongyan.server.c2s import C2SSession
+    from hongyan.server.session import Session
+    from hongyan.xmpp.element import Element
 
 MOD = 1 << 32  # XEP-0198 §4: h wraps at 2^32
 REQUEST = f"<r xmlns='{NS.SM}'/>".encode()
@@ -36,14 +39,16 @@ class Manager(Protocol):
     max_unacked: int
     request_every: int
 
-    def overflow(self, session: C2SSession) -> None: ...
-    def hibernate(self, session: C2SSession) -> None: ...
-    def queued_hibernated(self, session: C2SSession, data: bytes) -> None: ...
-    def ended(self, session: C2SSession) -> None: ...
+    def overflow(self, session: Session) -> None: ...
+    def hibernate(self, session: Session) -> None: ...
+    def queued_hibernated(self, session: Session, data: bytes) -> None: ...
+    def ended(self, session: Session) -> None: ...
 
 
 class SMState:
     __slots__ = ("acked", "h_in", "id", "mgr", "queue", "timer", "unrequested")
+
+    order: ClassVar[int] = 20  # after client state indication: it counts what is sent
 
     def __init__(self, mgr: Manager, resume_id: str = "") -> None:
         self.mgr = mgr
@@ -57,6 +62,11 @@ class SMState:
     @property
     def resumable(self) -> bool:
         return bool(self.id)
+
+    @property
+    def hibernated(self) -> bool:
+        """The connection dropped and the session waits for a resumption."""
+        return self.timer is not None
 
     @property
     def send_count(self) -> int:
@@ -85,13 +95,18 @@ class SMState:
             return True
         return False
 
-    def sent(self, session: C2SSession, data: bytes) -> None:
-        if self.push(data):
-            session.send_nonza(REQUEST)
+    def outgoing(self, session: Session, data: bytes, el: Element | None) -> bytes | None:
+        """A stanza leaves: keep it until acknowledged, ask for an ack every so often."""
+        ask = self.push(data)
         if len(self.queue or ()) > self.mgr.max_unacked:
-            self.mgr.overflow(session)
+            self.mgr.overflow(session)  # the stream ends; the queue goes to offline storage
+            return None
         if self.timer is not None:  # hibernated: the client sees it only once it resumes
             self.mgr.queued_hibernated(session, data)
+        return data + REQUEST if ask else data
+
+    def drain(self) -> list[bytes]:
+        return []  # the queue is sent again by the resumption itself
 
     def ack(self, h: int) -> int:
         """The client's <a h/> (or <resume h/>): drop what it acknowledged, return how many.
@@ -122,8 +137,8 @@ class SMState:
         self.queue = None
         return [] if q is None else list(q)
 
-    def hibernate(self, session: C2SSession) -> None:
+    def hibernate(self, session: Session) -> None:
         self.mgr.hibernate(session)
 
-    def ended(self, session: C2SSession) -> None:
+    def ended(self, session: Session) -> None:
         self.mgr.ended(session)

@@ -1,0 +1,139 @@
+"""A session as the rest of the server sees it: a place stanzas are sent to.
+
+One write verb, :meth:`Session.send`, whose keywords say what the bytes are: a stanza (passed
+through the session's send filters), a nonza (``raw``: never held, never counted), or a stanza
+some filter already saw (``after``: it continues from the next filter). One outbox per session:
+everything written during one pass of the event loop leaves in one ``transport.write``.
+
+Send filters are how features shape a session's output without the core knowing them: client
+state indication (XEP-0352) holds some stanzas back, stream management (XEP-0198) counts and
+keeps what it must be able to send again. A filter is a per-session object; the chain is a tuple
+kept in :attr:`Session.filters` ordered by each filter's ``order`` (distinct per kind of
+filter), and a session with none pays one truth test per stanza.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+from hongyan.xmpp import ns as NS
+from hongyan.xmpp.element import Element
+
+if TYPE_CHECKING:
+    from hongyan.xmpp.errors import StreamError
+    from hongyan.xmpp.jid import JID
+
+# states
+WAIT_OPEN, NEGOTIATING, AUTHENTICATED, BOUND, CLOSED = range(5)
+
+
+class Writer(Protocol):
+    """The bytes side of a session (its transport)."""
+
+    def write(self, data: bytes) -> None: ...
+
+
+class Flusher(Protocol):
+    """Who writes dirty outboxes once per pass of the event loop (the node)."""
+
+    def schedule_flush(self, session: Session) -> None: ...
+
+
+class SendFilter(Protocol):
+    """A stage of a session's outgoing stanzas. ``outgoing`` gets the serialized stanza (and
+    the element when the sender had one) and returns the bytes to pass on (perhaps with a nonza
+    after them) or None when it keeps them. ``drain`` gives up what it holds, when the session
+    is taken over (XEP-0198 resumption sends it on the new connection)."""
+
+    order: ClassVar[int]
+
+    def outgoing(self, session: Session, data: bytes, el: Element | None) -> bytes | None: ...
+    def drain(self) -> list[bytes]: ...
+
+
+class Acks(SendFilter, Protocol):
+    """What the core asks of stream management (XEP-0198), when a session enabled it."""
+
+    @property
+    def resumable(self) -> bool: ...
+    @property
+    def hibernated(self) -> bool: ...
+    def handled(self) -> None: ...
+    def hibernate(self, session: Session) -> None: ...
+    def ended(self, session: Session) -> None: ...
+
+
+class Session:
+    """The outbox and the send filters of one session (a client's, or one homed elsewhere)."""
+
+    __slots__ = ("_out", "filters", "jid", "node", "sm", "state", "transport")
+
+    node: Flusher
+    transport: Writer
+    jid: JID | None
+
+    def __init__(self) -> None:
+        self.state = WAIT_OPEN
+        self.filters: tuple[SendFilter, ...] = ()
+        self.sm: Acks | None = None  # XEP-0198, only once the client enabled it
+        self._out: list[bytes] | None = None
+
+    def send(self, item: Element | bytes, raw: bool = False,
+             after: SendFilter | None = None) -> None:
+        """Send a stanza (an element, or bytes serialized under ``jabber:client``) through the
+        send filters; ``raw=True``: a nonza, past every filter; ``after=f``: a stanza the filter
+        ``f`` already passed (it held it and lets it go now). Pass both by keyword."""
+        # (plain defaults, not keyword-only: this is the hottest call of the server, and
+        # keyword-only defaults cost a dictionary look-up each per call)
+        if self.state == CLOSED:
+            return
+        if isinstance(item, bytes):
+            el = None
+            data = item
+        else:
+            el = item
+            data = item.to_bytes(NS.CLIENT)
+        filters = self.filters
+        if filters and not raw:
+            if after is not None:  # (it may have left the chain since: CSI on <active/>)
+                filters = tuple(f for f in filters if f.order > after.order)
+            for f in filters:
+                passed = f.outgoing(self, data, el)
+                if passed is None:
+                    return
+                data = passed
+        out = self._out  # _write, inlined
+        if out is None:
+            self._out = [data]
+            self.node.schedule_flush(self)
+        else:
+            out.append(data)
+
+    def add_filter(self, f: SendFilter) -> None:
+        self.filters = tuple(sorted((*self.filters, f), key=lambda x: x.order))
+
+    def remove_filter(self, f: SendFilter) -> None:
+        self.filters = tuple(x for x in self.filters if x is not f)
+
+    def _write(self, data: bytes) -> None:
+        """Queue bytes for the peer. Everything written during one pass of the event loop goes
+        out in one ``transport.write`` (the node flushes dirty sessions once per pass): a burst
+        of stanzas for one client costs one system call, not one each."""
+        out = self._out
+        if out is None:
+            self._out = [data]
+            self.node.schedule_flush(self)
+        else:
+            out.append(data)
+
+    def flush(self) -> None:
+        out = self._out
+        if out is not None:
+            self._out = None
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def stream_error(self, exc: StreamError) -> None:
+        """End the stream with ``exc`` (a session with no stream of its own ignores it)."""
+
+    def close(self) -> None:
+        """End the stream cleanly."""
