@@ -10,14 +10,13 @@ processed strictly in order and an idle connection owns no task at all.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import collections
 import logging
 import secrets
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Protocol
 
+from hongyan.server.auth import SaslExchange, mechanisms
 from hongyan.server.hooks import SessionBound, SessionClosed, StreamFeatures
 from hongyan.server.session import AUTHENTICATED, BOUND, CLOSED, NEGOTIATING, WAIT_OPEN, Session
 from hongyan.xmpp import ns as NS
@@ -25,7 +24,6 @@ from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
 from hongyan.xmpp.jid import JID, JIDError, prepare_resource
 from hongyan.xmpp.parser import Event, StreamClose, StreamOpen
-from hongyan.xmpp.sasl import SaslFailure, ScramServer, parse_plain, scram_mechanism
 from hongyan.xmpp.stream import Stream
 
 if TYPE_CHECKING:
@@ -87,7 +85,6 @@ class C2SSession(Session):
         "_auth_timer",
         "_pending",
         "_sasl",
-        "_sasl_failures",
         "_task",
         "available",
         "data",
@@ -116,8 +113,7 @@ class C2SSession(Session):
         self._active = True
         self._pending: collections.deque[Event] | None = None
         self._task: asyncio.Task[None] | None = None
-        self._sasl: ScramServer | tuple[str] | None = None
-        self._sasl_failures = 0
+        self._sasl: SaslExchange | None = None  # while SASL is under way
         self._auth_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
             node.config.c2s.auth_timeout, self._auth_timeout)
 
@@ -163,6 +159,7 @@ class C2SSession(Session):
         was_closed = self.state == CLOSED
         self.state = CLOSED
         self.stream.release()
+        self._sasl = None
         self._stop_auth_timer()
         if self._pending is not None:
             self._pending.clear()
@@ -265,18 +262,6 @@ class C2SSession(Session):
             self.node.hooks.fire_sync(StreamFeatures(self, feats))
         return feats
 
-    def _mechanisms(self) -> list[str]:
-        cfg = self.node.config
-        secure = self.transport.secure
-        if not secure and not cfg.c2s.allow_plaintext_auth:
-            return []
-        out: list[str] = []
-        for name in cfg.auth.mechanisms:
-            if name.endswith("-PLUS") and (not secure or self.transport.channel_binding() is None):
-                continue
-            out.append(name)
-        return out
-
     def _stop_auth_timer(self) -> None:
         if self._auth_timer is not None:
             self._auth_timer.cancel()
@@ -335,6 +320,7 @@ class C2SSession(Session):
     def _shutdown(self) -> None:
         self.flush()
         self.state = CLOSED
+        self._sasl = None
         self._stop_auth_timer()
         self._ended()
         self.transport.close()
@@ -417,91 +403,23 @@ class C2SSession(Session):
         await self.transport.start_tls()
 
     # -- SASL -----------------------------------------------------------------------------------
+    def _mechanisms(self) -> list[str]:
+        return mechanisms(self.node.config.auth, self.transport,
+                          allow_plaintext=self.node.config.c2s.allow_plaintext_auth)
+
     def _sasl_element(self, el: Element) -> Awaitable[object] | None:
-        name = el.name
-        if name == "abort":
-            self._sasl = None
-            return self._sasl_fail(SaslFailure("aborted", ""))
-        if name == "auth":
-            mech = el.attrs.get("mechanism", "")
-            if not self.transport.secure and not self.node.config.c2s.allow_plaintext_auth:
-                return self._sasl_fail(SaslFailure("encryption-required",
-                                                   "use STARTTLS before authenticating"))
-            if mech not in self._mechanisms():
-                return self._sasl_fail(SaslFailure("invalid-mechanism", f"{mech!r} not offered"))
-            try:
-                data = _b64(el.text)
-            except SaslFailure as exc:
-                return self._sasl_fail(exc)
-            if mech == "PLAIN":
-                return self._plain(data)
-            hash_plus = scram_mechanism(mech)
-            assert hash_plus is not None
-            self._sasl = ScramServer(hash_plus[0], hash_plus[1], self.transport.channel_binding(),
-                                     any(m.endswith("-PLUS") for m in self._mechanisms()),
-                                     self.node.secret,
-                                     fake_iterations=self.node.config.auth.scram_iterations)
-            if not data:
-                self._write(f"<challenge xmlns='{NS.SASL}'/>".encode())
-                return None
-            return self._scram_first(data)
-        if name == "response":
-            try:
-                data = _b64(el.text)
-            except SaslFailure as exc:
-                return self._sasl_fail(exc)
-            scram = self._sasl
-            if not isinstance(scram, ScramServer):
-                return self._sasl_fail(SaslFailure("malformed-request", "no exchange under way"))
-            if scram.username is None:
-                return self._scram_first(data)
-            try:
-                final = scram.client_final(data)
-            except SaslFailure as exc:
-                self._sasl = None
-                return self._sasl_fail(exc)
-            return self._authenticated(scram.username, scram.authzid, final)
-        raise StreamError("unsupported-stanza-type", f"unexpected SASL element <{name}/>")
+        sasl = self._sasl
+        if sasl is None:
+            sasl = self._sasl = SaslExchange(
+                self, self.node, self.node.config.auth,
+                allow_plaintext=self.node.config.c2s.allow_plaintext_auth)
+        return sasl.element(el)
 
-    async def _scram_first(self, data: bytes) -> None:
-        scram = self._sasl
-        assert isinstance(scram, ScramServer)
-        try:
-            username = scram.client_first(data)
-        except SaslFailure as exc:
-            self._sasl = None
-            await self._sasl_fail(exc)
-            return
-        creds = await self.node.accounts.scram(username, scram.hash_name)
-        challenge = scram.server_first(creds)
-        self._write(f"<challenge xmlns='{NS.SASL}'>".encode() +
-                             base64.b64encode(challenge) + b"</challenge>")
-
-    async def _plain(self, data: bytes) -> None:
-        try:
-            authzid, authcid, password = parse_plain(data)
-            username = self.node.accounts.prepare(authcid)
-        except SaslFailure as exc:
-            await self._sasl_fail(exc)
-            return
-        except Exception:
-            await self._sasl_fail(SaslFailure("not-authorized", "unknown user or bad password"))
-            return
-        if not await self.node.check_plain(username, password):
-            await self._sasl_fail(SaslFailure("not-authorized", "unknown user or bad password"))
-            return
-        await self._authenticated(username, authzid, b"")
-
-    async def _authenticated(self, username: str, authzid: str, final: bytes) -> None:
-        if authzid and authzid != f"{username}@{self.node.domain}":
-            await self._sasl_fail(SaslFailure("invalid-authzid", "you may only act as yourself"))
-            return
+    async def authenticated(self, username: str, success: bytes) -> None:
+        """SASL succeeded for ``username``: ``success`` is the ``<success/>`` to answer."""
         self._sasl = None
-        self.node.auth_succeeded(self.transport.peer_host)
         self.username = username
         self.state = AUTHENTICATED
-        payload = base64.b64encode(final) if final else b""
-        success = f"<success xmlns='{NS.SASL}'>".encode() + payload + b"</success>"
         workers = self.node.workers
         if workers is not None:
             home = workers.home(username)
@@ -513,21 +431,6 @@ class C2SSession(Session):
                 return
         self.restart()
         self._write(success)
-
-    async def _sasl_fail(self, exc: SaslFailure) -> None:
-        self._sasl = None
-        if exc.condition in ("not-authorized", "invalid-authzid"):
-            delay = self.node.auth_failed(self.transport.peer_host)
-            if delay > 0:
-                await asyncio.sleep(delay)
-        fail = Element("failure", NS.SASL)
-        fail.add(exc.condition)
-        if exc.text:
-            fail.add("text", text=exc.text)
-        self.send(fail)
-        self._sasl_failures += 1
-        if self._sasl_failures >= 5:
-            self.stream_error(StreamError("policy-violation", "too many failed authentications"))
 
     # -- pre-auth IQ (in-band registration) and bind -------------------------------------------
     def _preauth_iq(self, el: Element) -> Awaitable[object] | None:
@@ -595,13 +498,3 @@ class C2SSession(Session):
                     self.send(reply)
                 return None
         return self.node.router.route_from_session(el, self, to)
-
-
-def _b64(text: str) -> bytes:
-    text = text.strip()
-    if text in ("", "="):
-        return b""
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise SaslFailure("incorrect-encoding", "invalid base64") from None

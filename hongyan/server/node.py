@@ -10,7 +10,6 @@ import asyncio
 import ctypes
 import ctypes.util
 import functools
-import hmac
 import importlib
 import logging
 import secrets
@@ -25,6 +24,7 @@ from hongyan.cluster.workers import Workers
 from hongyan.config.schema import Config
 from hongyan.server import accounts as accounts_mod
 from hongyan.server.accounts import Accounts
+from hongyan.server.auth import Guard
 from hongyan.server.c2s import AUTHENTICATED, C2SSession
 from hongyan.server.hooks import AccountDeleted, HookBus
 from hongyan.server.module import Iq, Module, ModuleAPI
@@ -40,7 +40,7 @@ from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
 from hongyan.xmpp.jid import JID
 from hongyan.xmpp.parser import parse_element
-from hongyan.xmpp.sasl import tls_server_end_point, verify_password
+from hongyan.xmpp.sasl import tls_server_end_point
 from hongyan.xmpp.stream import Parsers, Profile
 
 log = logging.getLogger("hongyan.node")
@@ -123,8 +123,8 @@ class Node:
         self._apis: list[ModuleAPI] = []
         self._servers: list[asyncio.AbstractServer] = []
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._auth_failures: dict[str, tuple[int, float]] = {}
-        self._plain_ok: dict[str, bytes] = {}
+        #: failed logins per client address, remembered PLAIN successes
+        self.guard = Guard(config.auth, lambda: self.accounts, lambda: self.secret)
         self._rest_task: asyncio.Task[None] | None = None
         self._dirty: list[Flushable] = []
         self._flush_scheduled = False
@@ -241,8 +241,9 @@ class Node:
             self.workers = Workers(self, w.index, w.count, w.run_dir)
             self.workers.on("iq", self._peer_iq_result)
             self.workers.on("account-deleted", self._peer_account_deleted)
-            self.workers.on("auth-failed", self._peer_auth_failed)
-            self.workers.on("auth-ok", self._peer_auth_ok)
+            self.workers.on("auth-failed", self.guard.peer_failed)
+            self.workers.on("auth-ok", self.guard.peer_ok)
+            self.guard.notify = self.workers.notify
             self.sessions.remote = self.workers.remote_session
             # the router and the modules look the workers up as they start routing
             self.router.workers = self.workers
@@ -345,60 +346,6 @@ class Node:
             self._db = None
 
     # -- authentication helpers -----------------------------------------------------------------
-    def auth_failed(self, host: str) -> float:
-        """Record a failed login from ``host``; return how long to delay the answer. With
-        several workers every worker counts every failure (the kernel hands each connection to
-        any of them: counted apart, a host would get a try per worker at each delay)."""
-        count = self._count_failure(host)
-        if self.workers is not None:
-            self.workers.notify("auth-failed", host.encode())
-        a = self.config.auth
-        return float(min(a.failure_delay * (2 ** (count - 1)), a.failure_delay_max))
-
-    def _count_failure(self, host: str) -> int:
-        now = time.monotonic()
-        count, last = self._auth_failures.get(host, (0, now))
-        if now - last > 600:
-            count = 0
-        count += 1
-        if len(self._auth_failures) > 10000:
-            self._auth_failures.clear()
-        self._auth_failures[host] = (count, now)
-        return count
-
-    def auth_succeeded(self, host: str) -> None:
-        # every worker holds the same counts: none here, none anywhere (no notice per login)
-        if self._auth_failures.pop(host, None) is not None and self.workers is not None:
-            self.workers.notify("auth-ok", host.encode())
-
-    def _peer_auth_failed(self, body: bytes) -> None:
-        self._count_failure(body.decode())
-
-    def _peer_auth_ok(self, body: bytes) -> None:
-        self._auth_failures.pop(body.decode(), None)
-
-    async def check_plain(self, username: str, password: str) -> bool:
-        """Check a PLAIN password against the stored SCRAM-SHA-256 keys.
-
-        Deriving the key costs a PBKDF2 (milliseconds of CPU). A successful check is remembered
-        as an HMAC, under a per-process secret, of the username, the password and the current
-        StoredKey: a repeat login with the same password skips PBKDF2, and a password change
-        (new StoredKey) or a restart invalidates it. Only successes are remembered."""
-        creds = await self.accounts.scram(username, "sha256")
-        if creds is None:
-            return False
-        tag = hmac.new(self.secret, b"\0".join((username.encode(), password.encode(),
-                                                 creds.stored_key)), "sha256").digest()
-        cache = self._plain_ok
-        if cache.get(username) == tag:
-            return True
-        if not await asyncio.to_thread(verify_password, creds, password):
-            return False
-        if len(cache) >= 100_000:
-            cache.clear()
-        cache[username] = tag
-        return True
-
     # -- accounts -------------------------------------------------------------------------------
     async def delete_account(self, username: str) -> bool:
         """Delete an account, all its data, and close its sessions."""
