@@ -532,6 +532,8 @@ class RemoteSession(C2SSession):
 
     __slots__ = ("_home", "_workers")
 
+    remote = True
+
     def __init__(self, workers: Workers, home: int, jid: JID) -> None:  # no super(): no socket
         self._workers = workers
         self._home = home
@@ -563,7 +565,7 @@ class RemoteSession(C2SSession):
         self._workers.deliver(self._home, self.jid.text, data)
 
     @property
-    def home(self) -> int:
+    def home(self) -> int | None:
         return self._home
 
     @property

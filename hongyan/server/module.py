@@ -20,10 +20,10 @@ from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID
 
 if TYPE_CHECKING:
-    from hongyan.cluster.workers import NoticeHandler, Workers
     from hongyan.config.schema import Config
     from hongyan.server.accounts import Accounts
     from hongyan.server.c2s import C2SSession
+    from hongyan.server.cluster import Cluster, NoticeHandler
     from hongyan.server.node import Node
     from hongyan.server.router import ComponentHandler, Router
     from hongyan.server.sessions import SessionManager
@@ -129,10 +129,9 @@ class Module:
     async def stop(self) -> None:
         """Called at shutdown, after listeners closed."""
 
-    def workers_ready(self, workers: Workers) -> None:
-        """The node runs several worker processes (``server.workers``) and this is one of them:
-        called after :meth:`start`, before the links to the others open. A module that keeps
-        copies of data another worker may change registers its notices here."""
+    def cluster_ready(self, cluster: Cluster) -> None:
+        """The node runs several processes (``server.workers``) and this is one of them:
+        called after :meth:`start`, before the links to the others open."""
 
 
 class Timer:
@@ -167,6 +166,7 @@ class ModuleAPI:
         self._node = node
         self.module_name = module_name
         self._undo: list[Callable[[], None]] = []
+        self._notices: list[tuple[str, NoticeHandler]] = []  # until the cluster is up
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timers: set[Timer] = set()
 
@@ -196,9 +196,41 @@ class ModuleAPI:
         return self._node.sessions
 
     @property
-    def workers(self) -> Workers | None:
-        """The node's other worker processes, or None when this process is the whole node."""
+    def cluster(self) -> Cluster | None:
+        """The node's other processes, or None when this process is the whole node."""
         return self._node.workers
+
+    def home(self, username: str) -> int | None:
+        """The process where ``username`` is handled, or None when it is this one."""
+        cluster = self._node.workers
+        if cluster is None:
+            return None
+        home = cluster.home(username)
+        return None if home == cluster.index else home
+
+    def is_home(self, username: str) -> bool:
+        """Whether ``username``'s sessions and stanzas are handled in this process."""
+        return self.home(username) is None
+
+    def service_home(self, domain: str) -> int | None:
+        """The process that runs the service ``domain``, or None when it is this one."""
+        cluster = self._node.workers
+        if cluster is None:
+            return None
+        home = cluster.service_home(domain)
+        return None if home == cluster.index else home
+
+    def notify(self, topic: str, body: bytes = b"", to: int | None = None) -> None:
+        """A notice to process ``to``, or to every other one (nothing when alone)."""
+        cluster = self._node.workers
+        if cluster is not None:
+            cluster.notify(topic, body, to)
+
+    async def broadcast(self, topic: str, body: bytes = b"") -> None:
+        """A notice to every other process, returning once each has handled it."""
+        cluster = self._node.workers
+        if cluster is not None:
+            await cluster.notify_all(topic, body)
 
     @property
     def accounts(self) -> Accounts:
@@ -246,9 +278,20 @@ class ModuleAPI:
         self._undo.append(lambda: hooks.set(False))
         return hooks
 
-    def on_notice(self, workers: Workers, topic: str, handler: NoticeHandler) -> None:
-        """Handle the notices other workers send on ``topic``; removed when the module stops."""
-        self._undo.append(workers.on(topic, handler))
+    def on_notice(self, topic: str, handler: NoticeHandler) -> None:
+        """Handle the notices other processes send on ``topic`` (registered once the cluster
+        is there, if ever); removed when the module stops."""
+        cluster = self._node.workers
+        if cluster is None:
+            self._notices.append((topic, handler))
+        else:
+            self._undo.append(cluster.on(topic, handler))
+
+    def cluster_ready(self, cluster: Cluster) -> None:
+        """The node's cluster came up: the notice handlers asked for before it register."""
+        for topic, handler in self._notices:
+            self._undo.append(cluster.on(topic, handler))
+        self._notices.clear()
 
     def iq(self, spec: IqSpec, handler: IqHandlerFn) -> None:
         self._undo.append(self._node.router.register_iq(spec, handler))

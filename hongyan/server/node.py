@@ -247,8 +247,10 @@ class Node:
             self.sessions.remote = self.workers.remote_session
             # the router and the modules look the workers up as they start routing
             self.router.workers = self.workers
+            for api in self._apis:
+                api.cluster_ready(self.workers)
             for module in self.modules.values():
-                module.workers_ready(self.workers)
+                module.cluster_ready(self.workers)
             await self.workers.start()
         if listen_c2s:
             await self._listen()

@@ -68,6 +68,9 @@ class Session:
 
     __slots__ = ("_out", "filters", "jid", "node", "sm", "state", "transport")
 
+    #: a stand-in for a session that lives in another process of the node (see :attr:`home`)
+    remote: ClassVar[bool] = False
+
     node: Flusher
     transport: Writer
     jid: JID | None
@@ -108,6 +111,11 @@ class Session:
             self.node.schedule_flush(self)
         else:
             out.append(data)
+
+    @property
+    def home(self) -> int | None:
+        """The process of the node this session lives on, when it is not this one."""
+        return None
 
     def add_filter(self, f: SendFilter) -> None:
         self.filters = tuple(sorted((*self.filters, f), key=lambda x: x.order))

@@ -21,13 +21,7 @@ NOT_IN_XMPP = ("asyncio", "socket", "ssl", "selectors", "select", "threading",
 SERVER_IMPORTS_MODULES = {
     ("server/node.py", "hongyan.modules"),  # DEFAULT_MODULES: the composition belongs above
 }
-MODULES_IMPORT_CLUSTER = {
-    ("modules/blocking/__init__.py", "hongyan.cluster.workers"),
-    ("modules/mam/__init__.py", "hongyan.cluster.workers"),
-    ("modules/muc/__init__.py", "hongyan.cluster.workers"),
-    ("modules/pep/__init__.py", "hongyan.cluster.workers"),
-    ("modules/push/__init__.py", "hongyan.cluster.workers"),
-}
+MODULES_IMPORT_CLUSTER: set[tuple[str, str]] = set()  # they use ModuleAPI's cluster calls
 
 
 def imports(path: Path) -> set[str]:

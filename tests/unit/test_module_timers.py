@@ -53,12 +53,12 @@ async def test_stopping_the_module_cancels_what_is_still_pending() -> None:
 async def test_stopping_the_module_removes_its_hook_sets_and_notice_handlers(
         tmp_path: Path) -> None:
     hooks = HookBus()
-    api = ModuleAPI(cast(Node, SimpleNamespace(hooks=hooks)), "seams")
     workers = Workers(cast(Node, None), 0, 2, str(tmp_path))
+    api = ModuleAPI(cast(Node, SimpleNamespace(hooks=hooks, workers=workers)), "seams")
     seen: list[bytes] = []
     enforcement = api.hook_set((SessionClosed, lambda ev: None, 0))
     enforcement.set(True)
-    api.on_notice(workers, "seams-topic", lambda body: seen.append(body))
+    api.on_notice("seams-topic", lambda body: seen.append(body))
     assert hooks.has(SessionClosed)
     workers.notice("seams-topic", b"one")
     assert seen == [b"one"]
@@ -66,3 +66,20 @@ async def test_stopping_the_module_removes_its_hook_sets_and_notice_handlers(
     assert not hooks.has(SessionClosed) and not enforcement.active
     assert workers.notice("seams-topic", b"two") is None  # no handler left
     assert seen == [b"one"]
+
+
+async def test_notice_handlers_asked_for_before_the_cluster_register_when_it_comes(
+        tmp_path: Path) -> None:
+    node = SimpleNamespace(hooks=HookBus(), workers=None)
+    api = ModuleAPI(cast(Node, node), "seams")
+    seen: list[bytes] = []
+    api.on_notice("early", lambda body: seen.append(body))  # in start(): no cluster yet
+    assert api.is_home("anyone") and api.home("anyone") is None
+    workers = Workers(cast(Node, None), 0, 2, str(tmp_path))
+    node.workers = workers
+    api.cluster_ready(workers)
+    workers.notice("early", b"x")
+    assert seen == [b"x"]
+    assert api.home(next(u for u in ("a", "b", "c", "d") if workers.home(u) == 1)) == 1
+    await api.release()
+    assert workers.notice("early", b"y") is None and seen == [b"x"]

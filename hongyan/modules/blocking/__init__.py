@@ -10,7 +10,6 @@ its presence is dropped; the user's own stanzas to a blocked entity get ``not-ac
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING
 
 from hongyan.server.hooks import (
     AccountDeleted,
@@ -24,9 +23,6 @@ from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, error_reply
 from hongyan.xmpp.jid import JID, JIDError
-
-if TYPE_CHECKING:
-    from hongyan.cluster.workers import Workers
 
 MIGRATIONS = (
     Migration("blocking", 1, (
@@ -65,6 +61,7 @@ class Blocking(Module):
                                          (StanzaOutbound, self.on_outbound, 100))
 
     async def start(self) -> None:
+        self.api.on_notice("blocklist", self._peer_changed)
         for username, jid in await self.api.db.fetchall("SELECT username, jid FROM blocklist"):
             self.lists.setdefault(username, set()).add(jid)
         self._enforce()
@@ -86,17 +83,12 @@ class Blocking(Module):
         return blocked is not None and matches(blocked, jid)
 
     # -- several workers ----------------------------------------------------------------------
-    def workers_ready(self, workers: Workers) -> None:
-        self.api.on_notice(workers, "blocklist", self._peer_changed)
-
     async def _changed(self, username: str) -> None:
         """Every worker keeps every blocklist (a room's fan-out checks its occupants', and the
         sender's worker checks a message's recipient's): tell the others that ``username``'s
         changed, and return once they all applied it, so that nothing sent after the user's
         IQ was answered passes the old list anywhere."""
-        workers = self.api.workers
-        if workers is not None:
-            await workers.notify_all("blocklist", username.encode())
+        await self.api.broadcast("blocklist", username.encode())
 
     async def _peer_changed(self, body: bytes) -> None:
         username = body.decode()

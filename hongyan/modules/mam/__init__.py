@@ -56,7 +56,7 @@ from hongyan.xmpp.errors import StanzaError
 from hongyan.xmpp.jid import JID, JIDError
 
 if TYPE_CHECKING:
-    from hongyan.cluster.workers import Workers
+    from hongyan.server.cluster import Cluster
 
 log = logging.getLogger(__name__)
 SID = "urn:xmpp:sid:0"
@@ -209,6 +209,8 @@ class Mam(Module):
         self.prefs: dict[str, Prefs] = {}
 
     async def start(self) -> None:
+        self.api.on_notice("mam-prefs", self._peer_prefs)
+        self.api.on_notice("mam-flush", self._peer_flush)
         await self._convert_legacy()
         last = await self.api.db.fetchval("SELECT MAX(id) FROM mam_log")
         self._last_id = int(last or 0)
@@ -510,17 +512,13 @@ class Mam(Module):
         return iq.result(self._prefs_element(username))
 
     # -- several workers ----------------------------------------------------------------------
-    def workers_ready(self, workers: Workers) -> None:
-        self._id_step, self._id_residue = workers.count, workers.index
-        self.api.on_notice(workers, "mam-prefs", self._peer_prefs)
-        self.api.on_notice(workers, "mam-flush", self._peer_flush)
+    def cluster_ready(self, cluster: Cluster) -> None:
+        self._id_step, self._id_residue = cluster.count, cluster.index
 
     async def _prefs_changed(self, username: str) -> None:
         """A message's two sides are decided on the sender's worker: every worker keeps every
         account's preferences. Returns once every worker has the new ones."""
-        workers = self.api.workers
-        if workers is not None:
-            await workers.notify_all("mam-prefs", username.encode())
+        await self.api.broadcast("mam-prefs", username.encode())
 
     async def _peer_prefs(self, body: bytes) -> None:
         username = body.decode()
@@ -537,11 +535,10 @@ class Mam(Module):
         """Write what this worker's queue holds and, with several workers, what theirs hold:
         a query then sees every message archived before it (an account's archive is
         written by the workers of the people it talks with)."""
-        workers = self.api.workers
-        if workers is None:
+        if self.api.cluster is None:
             await self.flush()
             return
-        await asyncio.gather(self.flush(), workers.notify_all("mam-flush"))
+        await asyncio.gather(self.flush(), self.api.broadcast("mam-flush"))
 
     async def _peer_flush(self, _body: bytes) -> None:
         await self.flush()

@@ -25,7 +25,6 @@ import secrets
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from hongyan.cluster.workers import RemoteSession
 from hongyan.modules.blocking import Blocking
 from hongyan.modules.muc import admin
 from hongyan.modules.muc.archive import MIGRATION as ARCHIVE_MIGRATION
@@ -58,7 +57,6 @@ from hongyan.xmpp.errors import StanzaError, error_reply
 from hongyan.xmpp.jid import JID
 
 if TYPE_CHECKING:
-    from hongyan.cluster.workers import Workers
     from hongyan.server.c2s import C2SSession
 
 _SECRET_NS = "hongyan:muc"
@@ -78,6 +76,7 @@ class Muc(Module):
     migrations = (*MIGRATIONS, ARCHIVE_MIGRATION)
 
     async def start(self) -> None:
+        self.api.on_notice("muc-gone", self._peer_session_gone)
         cfg = self.api.config.muc
         self.host = cfg.host or f"conference.{self.api.domain}"
         self.history_size = cfg.history_size
@@ -358,28 +357,23 @@ class Muc(Module):
         room.occupants[nick] = occ
         room.broadcast_presence(occ)
 
-    def workers_ready(self, workers: Workers) -> None:
-        self.api.on_notice(workers, "muc-gone", self._peer_session_gone)
-
     def _peer_session_gone(self, body: bytes) -> None:
         """A session homed on another worker ended (its stand-in here leaves its rooms)."""
-        workers = self.api.workers
-        assert workers is not None
-        gone = workers.forget_remote(body.decode())
+        cluster = self.api.cluster
+        assert cluster is not None
+        gone = cluster.forget_remote(body.decode())
         if gone is not None:
             self._session_ended(gone)
 
     @hook(SessionClosed)
     def on_session_closed(self, ev: SessionClosed) -> None:
-        workers = self.api.workers
-        if workers is not None:
-            home = workers.service_home(self.host)
-            if home != workers.index:
-                # the rooms live on another worker: tell it (they may hold this session)
-                jid = ev.session.jid
-                if jid is not None:
-                    workers.notify("muc-gone", jid.text.encode(), home)
-                return
+        home = self.api.service_home(self.host)
+        if home is not None:
+            # the rooms live on another worker: tell it (they may hold this session)
+            jid = ev.session.jid
+            if jid is not None:
+                self.api.notify("muc-gone", jid.text.encode(), home)
+            return
         self._session_ended(ev.session)
 
     def _session_ended(self, session: C2SSession) -> None:
@@ -484,18 +478,20 @@ class Muc(Module):
                 for _, esc, s in o.resources.values():
                     if s is None:
                         continue
-                    if isinstance(s, RemoteSession):
-                        # homed on another worker: one frame per worker (Workers.multicast)
+                    if s.remote:
+                        # homed on another worker: one frame per worker (Cluster.multicast)
+                        home, jid = s.home, s.jid
+                        assert home is not None and jid is not None
                         if remote is None:
                             remote = {}
-                        remote.setdefault(s.home, []).append((s.full, esc))
+                        remote.setdefault(home, []).append((jid.text, esc))
                     else:
                         s.send(head + esc + tail)
             if remote is not None:
-                workers = self.api.workers
-                assert workers is not None
+                cluster = self.api.cluster
+                assert cluster is not None
                 for index, recipients in remote.items():
-                    workers.multicast(index, head, tail, recipients)
+                    cluster.multicast(index, head, tail, recipients)
         # the sender waits (its next stanzas are read later) when the archive's queue is full
         wait = self.archive.add(room.name, mid, occ.nick, occ.bare, tail) if mid else None
         if has_body:

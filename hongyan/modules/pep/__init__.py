@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hongyan.modules.pep.caps import HASHES, interests, ver_hash
 from hongyan.modules.pubsub import PUBSUB, PubSubModule, Service
@@ -40,9 +40,6 @@ from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID, JIDError
 from hongyan.xmpp.parser import parse_element
-
-if TYPE_CHECKING:
-    from hongyan.cluster.workers import Workers
 
 _CAPS_KEY = "pep.caps"
 _INTERESTS = "pep.notify"
@@ -67,6 +64,9 @@ class Pep(Module):
     account_identities = (("pubsub", "pep", ""),)
 
     async def start(self) -> None:
+        self.api.on_notice("pep-event", self._peer_event)
+        self.api.on_notice("pep-last", self._peer_last)
+        self.api.on_notice("pep-online", self._peer_online)
         self.roster = self.api.module(Roster)
         pubsub = self.api.module(PubSubModule)
         self.engine = pubsub.engine
@@ -100,7 +100,6 @@ class Pep(Module):
         name = node.name
         out = [str(s.jid) for s in self.api.sessions.available(owner)
                if s.jid is not None and name in _interests(s)]
-        workers = self.api.workers
         for contact, item in (await self.roster.items(owner.local)).items():
             if not item.has_from:
                 continue
@@ -110,30 +109,21 @@ class Pep(Module):
                 continue
             if cj.domain != self.api.domain or not cj.local:
                 continue  # no federation yet: remote contacts get nothing
-            if workers is not None and workers.home(cj.local) != workers.index:
+            home = self.api.home(cj.local)
+            if home is not None:
                 # the contact's sessions (and what they asked for) are on its home
                 if await self.engine.may_access(svc, node, contact) is None:
                     msg = self.engine.message(svc, node, contact, event)
-                    workers.notify("pep-event", name.encode() + b"\0" + msg.to_bytes(""),
-                                   workers.home(cj.local))
+                    self.api.notify("pep-event", name.encode() + b"\0" + msg.to_bytes(""), home)
                 continue
             out.extend(str(s.jid) for s in self.api.sessions.available(cj)
                        if s.jid is not None and name in _interests(s))
         return out
 
     # -- several workers ------------------------------------------------------------------------
-    def workers_ready(self, workers: Workers) -> None:
-        self.api.on_notice(workers, "pep-event", self._peer_event)
-        self.api.on_notice(workers, "pep-last", self._peer_last)
-        self.api.on_notice(workers, "pep-online", self._peer_online)
-
     def _elsewhere(self, service: str) -> int | None:
         """The worker a PEP service (an account's bare JID) lives on, when not this one."""
-        workers = self.api.workers
-        if workers is None:
-            return None
-        home = workers.home(service.split("@", 1)[0])
-        return None if home == workers.index else home
+        return self.api.home(service.split("@", 1)[0])
 
     def _peer_event(self, body: bytes) -> None:
         """A contact's event, for this account's resources that asked for the node."""
@@ -146,10 +136,8 @@ class Pep(Module):
                 s.send(msg)
 
     def _ask_last(self, home: int, service: str, full: JID, wanted: frozenset[str]) -> None:
-        workers = self.api.workers
-        assert workers is not None
-        workers.notify("pep-last", json.dumps([service, full.text, sorted(wanted)]).encode(),
-                       home)
+        self.api.notify("pep-last", json.dumps([service, full.text, sorted(wanted)]).encode(),
+                        home)
 
     async def _peer_last(self, body: bytes) -> None:
         service, full, wanted = json.loads(body)
@@ -282,22 +270,20 @@ class Pep(Module):
         jid = ev.session.jid
         if jid is None:
             return
-        workers = self.api.workers
-        if workers is not None:
+        if self.api.cluster is not None:
             # the services it subscribed to live on their own homes: each worker looks at its
-            workers.notify("pep-online", jid.text.encode())
+            self.api.notify("pep-online", jid.text.encode())
         await self._explicit_last(jid)
 
     async def _explicit_last(self, jid: JID) -> None:
         bare, full = jid.bare_str, jid.text
         engine = self.engine
-        workers = self.api.workers
+        api = self.api
         for service, name in sorted(engine.by_subscriber.get(bare, ())):
-            if workers is not None:
-                home = workers.home(service.split("@", 1)[0]) if "@" in service else \
-                    workers.service_home(service)
-                if home != workers.index:
-                    continue
+            home = api.home(service.split("@", 1)[0]) if "@" in service else \
+                api.service_home(service)
+            if home is not None:
+                continue
             svc = await engine.service(service, pep="@" in service)
             node = svc.nodes.get(name)
             if node is None or node.last is None or \

@@ -85,7 +85,7 @@ from hongyan.xmpp.jid import JID, JIDError
 from hongyan.xmpp.parser import parse_element
 
 if TYPE_CHECKING:
-    from hongyan.cluster.workers import Workers
+    from hongyan.server.cluster import Cluster
 
 PUSH = "urn:xmpp:push:0"
 SUMMARY = "urn:xmpp:push:summary"
@@ -222,6 +222,7 @@ class Push(Module):
         self._hooks = api.hook_set(*self._hook_entries)
 
     async def start(self) -> None:
+        self.api.on_notice("push-muc", self._peer_muc_missed)
         rows = await self.api.db.fetchall(
             "SELECT username, jid, node, options FROM push_registrations "
             "ORDER BY created_at, username, jid, node")
@@ -326,10 +327,9 @@ class Push(Module):
         await self.api.db.execute("DELETE FROM push_registrations WHERE username=?", ev.username)
 
     # -- several workers ----------------------------------------------------------------------
-    def workers_ready(self, workers: Workers) -> None:
+    def cluster_ready(self, cluster: Cluster) -> None:
         """Registrations and counters live on each account's home; the rooms live on one
         worker, which hands a missed room message to the member's home."""
-        self.api.on_notice(workers, "push-muc", self._peer_muc_missed)
         self.api.hook_set((MucMemberMissedMessage, self.on_muc_missed_anywhere, 0)).set(True)
         self._hooks.set(False)
         self._hooks = self.api.hook_set(*(e for e in self._hook_entries
@@ -337,14 +337,12 @@ class Push(Module):
         self._hooks.set(bool(self.users))
 
     def on_muc_missed_anywhere(self, ev: MucMemberMissedMessage) -> None:
-        workers = self.api.workers
-        assert workers is not None
-        home = workers.home(ev.member_bare_jid.local)
-        if home == workers.index:
+        home = self.api.home(ev.member_bare_jid.local)
+        if home is None:
             self.on_muc_missed(ev)
             return
         encrypted = any(c.xmlns in ENCRYPTED_NS for c in ev.stanza.elements)
-        workers.notify("push-muc", json.dumps([
+        self.api.notify("push-muc", json.dumps([
             ev.member_bare_jid.local, f"{ev.room_jid}/{ev.sender_nick}",
             None if encrypted else ev.body]).encode(), home)
 

@@ -1,0 +1,44 @@
+"""The node's other processes as the core and the feature modules see them: where an account
+or a service lives, what reaches a session homed elsewhere, and notices between processes.
+
+The Unix-socket workers of one machine (:mod:`hongyan.cluster.workers`) are the first
+implementation; a backend that spans machines implements the same protocol. Modules reach it
+only through their :class:`~hongyan.server.module.ModuleAPI` (``is_home``, ``home``,
+``notify``, ``broadcast``, ``on_notice``), never by importing ``hongyan.cluster``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from hongyan.server.c2s import C2SSession
+
+#: what handles a notice from another process: its body, maybe an awaitable to finish
+NoticeHandler = Callable[[bytes], "Awaitable[object] | None"]
+
+
+class Cluster(Protocol):
+    """This process's view of the others (``index`` among ``count``)."""
+
+    @property
+    def index(self) -> int: ...
+    @property
+    def count(self) -> int: ...
+    def home(self, username: str) -> int:
+        """The process where ``username``'s sessions and stanzas are handled."""
+    def service_home(self, domain: str) -> int:
+        """The process that runs the service (a MUC host, a component) ``domain``."""
+    def notify(self, topic: str, body: bytes = b"", index: int | None = None) -> None:
+        """A notice to process ``index``, or to every other one."""
+    def notify_all(self, topic: str, body: bytes = b"") -> Awaitable[None]:
+        """A notice to every other process, done once each has handled it."""
+    def on(self, topic: str, handler: NoticeHandler) -> Callable[[], None]:
+        """Handle notices on ``topic``; returns what removes the handler."""
+    def multicast(self, index: int, head: bytes, tail: bytes,
+                  recipients: list[tuple[str, bytes]]) -> None:
+        """One room message for several sessions homed on ``index``: each copy is
+        ``head + esc + tail`` for (full JID, esc) in ``recipients``."""
+    def forget_remote(self, full: str) -> C2SSession | None:
+        """The stand-in for the session ``full`` homed elsewhere, which ended: dropped."""
