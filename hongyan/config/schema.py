@@ -199,6 +199,8 @@ class ClusterSection(Section):
 
 class ModulesSection(Section):
     disabled: list[str] = Field(default_factory=list, description="modules to switch off")
+    package: str = Field("hongyan.modules", description="the package whose subpackages are "
+                         "the feature modules (each exposes MODULE)")
 
 
 class Config(Section):

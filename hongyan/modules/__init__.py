@@ -1,9 +1,11 @@
 """Feature modules. Each subpackage exposes ``MODULE``, a :class:`~hongyan.server.module.Module`
-subclass. ``DEFAULT_MODULES`` is the order they are loaded in (dependencies first)."""
+subclass; the server finds them here by name (:mod:`hongyan.server.features`). ``ORDER`` is
+the preferred load order among modules whose dependencies are loaded (``depends`` decide the
+rest); a folder listed here may be deleted, and a new one need not be listed."""
 
 from __future__ import annotations
 
-DEFAULT_MODULES: tuple[str, ...] = (
+ORDER: tuple[str, ...] = (
     "disco",
     "ping",
     "version",

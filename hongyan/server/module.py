@@ -116,7 +116,10 @@ class Module:
     identities: ClassVar[tuple[tuple[str, str, str], ...]] = ()  # (category, type, name)
     #: disco identities each account's bare JID answers with when this module is loaded
     account_identities: ClassVar[tuple[tuple[str, str, str], ...]] = ()
+    #: modules this one needs: it loads after them, and is off when one of them is
     depends: ClassVar[tuple[str, ...]] = ()
+    #: modules this one works with when they are there (:meth:`ModuleAPI.optional`)
+    uses: ClassVar[tuple[str, ...]] = ()
     migrations: ClassVar[tuple[Migration, ...]] = ()
 
     def __init__(self, api: ModuleAPI) -> None:
@@ -266,6 +269,10 @@ class ModuleAPI:
 
     def has_module(self, name: str) -> bool:
         return name in self._node.modules
+
+    def optional(self, name: str) -> Module | None:
+        """A module this one ``uses``, or None when it is not loaded."""
+        return self._node.modules.get(name)
 
     # -- registration ---------------------------------------------------------------------------
     def on(self, event: type[E], handler: Callable[[E], Any], priority: int = 0) -> None:

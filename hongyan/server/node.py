@@ -10,7 +10,6 @@ import asyncio
 import ctypes
 import ctypes.util
 import functools
-import importlib
 import logging
 import secrets
 import socket
@@ -26,6 +25,7 @@ from hongyan.server import accounts as accounts_mod
 from hongyan.server.accounts import Accounts
 from hongyan.server.auth import Guard
 from hongyan.server.c2s import AUTHENTICATED, C2SSession
+from hongyan.server.features import load_module_classes
 from hongyan.server.hooks import AccountDeleted, HookBus
 from hongyan.server.module import Iq, Module, ModuleAPI
 from hongyan.server.router import IqTracker, Router
@@ -65,29 +65,6 @@ class WorkerSpec:
         #: "c2s" and "tls": the listening sockets (one per c2s.bind address) made by the
         #: supervisor
         self.listeners = listeners
-
-
-def load_module_classes(disabled: list[str] | tuple[str, ...] = ()) -> list[type[Module]]:
-    from hongyan.modules import DEFAULT_MODULES
-
-    classes: list[type[Module]] = []
-    loaded: set[str] = set()
-    for name in DEFAULT_MODULES:
-        if name in disabled:
-            continue
-        mod = importlib.import_module(f"hongyan.modules.{name}")
-        cls = mod.MODULE
-        assert issubclass(cls, Module) and cls.name == name, name
-        missing = [d for d in cls.depends if d not in loaded]
-        if missing:
-            # DEFAULT_MODULES lists dependencies first, so a missing one was disabled: a
-            # module built on it (avatar conversion on vcard) goes with it.
-            log.warning("module %r is off: it needs %s, which is disabled", name,
-                        ", ".join(missing))
-            continue
-        classes.append(cls)
-        loaded.add(name)
-    return classes
 
 
 #: kv_store namespace of server-wide values (username "" is never an account's).
@@ -201,7 +178,7 @@ class Node:
                                        pool_size=self.config.storage.pool_size)
         self._kv = KeyValueStore(self._db)
         self._accounts = Accounts(self._db, self.config.auth.scram_iterations)
-        classes = load_module_classes(self.config.modules.disabled)
+        classes = load_module_classes(self.config.modules.disabled, self.config.modules.package)
         migs: list[Migration] = [*accounts_mod.MIGRATIONS, *KV_MIGRATIONS]
         for cls in classes:
             migs.extend(cls.migrations)

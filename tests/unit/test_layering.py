@@ -1,8 +1,7 @@
 """The layers, read from the source: ``xmpp/`` is sans-I/O (no event loop, socket, database,
 clock or server code); ``server/`` imports no feature module; no feature module imports
-``cluster/``. The last two do not hold yet (the "Seams" issue): the imports that still cross
-are listed here, and the list may only shrink: a new crossing fails, and so does an entry
-that no longer crosses, so the list stays exactly what is left to do."""
+``cluster/``. Should a crossing ever be accepted for a while, it is listed here, and the list
+may only shrink: a new crossing fails, and so does an entry that no longer crosses."""
 
 from __future__ import annotations
 
@@ -18,9 +17,7 @@ NOT_IN_XMPP = ("asyncio", "socket", "ssl", "selectors", "select", "threading",
                "hongyan.cluster", "hongyan.transport", "hongyan.config", "hongyan.cli")
 
 #: crossings left to remove: (importing file under hongyan/, imported module)
-SERVER_IMPORTS_MODULES = {
-    ("server/node.py", "hongyan.modules"),  # DEFAULT_MODULES: the composition belongs above
-}
+SERVER_IMPORTS_MODULES: set[tuple[str, str]] = set()  # features are found by name
 MODULES_IMPORT_CLUSTER: set[tuple[str, str]] = set()  # they use ModuleAPI's cluster calls
 
 
@@ -55,3 +52,46 @@ def test_server_imports_no_feature_module_beyond_the_known_list() -> None:
 
 def test_no_feature_module_imports_cluster_beyond_the_known_list() -> None:
     assert crossings("modules", "hongyan.cluster") == MODULES_IMPORT_CLUSTER
+
+
+def runtime_imports(path: Path, known: set[str]) -> set[str]:
+    """The hongyan modules a file imports when it runs (not under ``if TYPE_CHECKING:``);
+    ``from pkg import sub`` counts as importing ``pkg.sub``."""
+    tree = ast.parse(path.read_text(), str(path))
+    typing_only: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and \
+                node.test.id == "TYPE_CHECKING":
+            typing_only.update(id(n) for n in ast.walk(node))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name in known)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            subs = {f"{node.module}.{a.name}" for a in node.names} & known
+            found.update(subs or ({node.module} & known))
+    return found
+
+
+def test_the_runtime_import_graph_has_no_cycle() -> None:
+    files = {".".join(p.relative_to(ROOT.parent).with_suffix("").parts).removesuffix(
+        ".__init__"): p for p in ROOT.rglob("*.py")}
+    known = set(files)
+    graph = {m: runtime_imports(p, known) - {m} for m, p in files.items()}
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                cycle = [*path[path.index(n):], n]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if n not in state:
+                visit(n, [*path, n])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])

@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from hongyan.modules.mam import query
-from hongyan.modules.mam.query import MAM, MAM_EXTENDED
+from hongyan.modules import archive_query as query
+from hongyan.modules.archive_query import MAM, MAM_EXTENDED
 from hongyan.modules.roster import Roster
 from hongyan.server.hooks import AccountDeleted, StanzaInbound, anywhere
 from hongyan.server.module import Iq, Module, ModuleAPI, Timer, hook, iq_handler

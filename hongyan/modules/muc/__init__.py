@@ -23,9 +23,8 @@ import hmac
 import itertools
 import secrets
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from hongyan.modules.blocking import Blocking
 from hongyan.modules.muc import admin
 from hongyan.modules.muc.archive import MIGRATION as ARCHIVE_MIGRATION
 from hongyan.modules.muc.archive import RoomArchive
@@ -57,6 +56,7 @@ from hongyan.xmpp.errors import StanzaError, error_reply
 from hongyan.xmpp.jid import JID
 
 if TYPE_CHECKING:
+    from hongyan.modules.blocking import Blocking
     from hongyan.server.c2s import C2SSession
 
 _SECRET_NS = "hongyan:muc"
@@ -74,6 +74,7 @@ class Muc(Module):
     xeps = {"0045": "1.35", "0249": "1.2", "0410": "1.1.0", "0421": "1.0.1", "0313": "1.1.1",
             "0359": "0.7.0"}
     migrations = (*MIGRATIONS, ARCHIVE_MIGRATION)
+    uses = ("blocking",)  # a recipient's blocklist on the fan-out, when loaded
 
     async def start(self) -> None:
         self.api.on_notice("muc-gone", self._peer_session_gone)
@@ -85,7 +86,7 @@ class Muc(Module):
         self.archive = RoomArchive(self)
         await self.archive.start()
         # Optional: the blocking module, when loaded (a recipient's blocklist on the fan-out).
-        self._blocking = self.api.module(Blocking) if self.api.has_module("blocking") else None
+        self._blocking = cast("Blocking | None", self.api.optional("blocking"))
         self.rooms: dict[str, Room] = {}
         #: a user's full JID -> rooms it is in (to leave them when its session ends)
         self.joined: dict[str, set[str]] = {}

@@ -10,7 +10,7 @@ first.
 
 Ids are microseconds since the epoch made strictly increasing per node, as in user archives, so
 ``start``/``end`` are an id range on the ``(room, id)`` key. Queries share their parsing, paging
-and result writing with user archives (:mod:`hongyan.modules.mam.query`).
+and result writing with user archives (:mod:`hongyan.modules.archive_query`).
 
 Who may read a room's archive: nobody banned; in a members-only or password-protected room,
 its occupants and its members, admins and owners, joined or not (so that a member's client
@@ -24,7 +24,7 @@ import asyncio
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
-from hongyan.modules.mam import query
+from hongyan.modules import archive_query as query
 from hongyan.modules.muc.room import AFF_RANK, Room
 from hongyan.storage.batch import BatchWriter, IdClock
 from hongyan.storage.migrations import Migration

@@ -1,5 +1,6 @@
 """XEP-0313 queries, shared by every archive: users' (:mod:`hongyan.modules.mam`) and rooms'
-(:mod:`hongyan.modules.muc.archive`).
+(:mod:`hongyan.modules.muc.archive`). A library, not a feature: it lives beside the feature
+folders so that either may be disabled or deleted without the other.
 
 Plain functions, no module state: the query form, its parsing (form fields, XEP-0059 paging),
 the SQL page over one archive table, and the result stanzas written as pre-built strings.
