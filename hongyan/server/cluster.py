@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from hongyan.server.c2s import C2SSession
+    from hongyan.xmpp.element import Element
+    from hongyan.xmpp.jid import JID
 
 #: what handles a notice from another process: its body, maybe an awaitable to finish
 NoticeHandler = Callable[[bytes], "Awaitable[object] | None"]
@@ -34,6 +36,10 @@ class Cluster(Protocol):
         """A notice to process ``index``, or to every other one."""
     def notify_all(self, topic: str, body: bytes = b"") -> Awaitable[None]:
         """A notice to every other process, done once each has handled it."""
+    def forward(self, el: Element, sender: JID, to: JID, home: int,
+                wire: bytes | None = None) -> bool:
+        """Hand a stanza to process ``home``, which routes it as if it had arrived there
+        (``wire``: a message already serialized as on a client stream)."""
     def on(self, topic: str, handler: NoticeHandler) -> Callable[[], None]:
         """Handle notices on ``topic``; returns what removes the handler."""
     def multicast(self, index: int, head: bytes, tail: bytes,

@@ -223,7 +223,7 @@ class Node:
             self.guard.notify = self.workers.notify
             self.sessions.remote = self.workers.remote_session
             # the router and the modules look the workers up as they start routing
-            self.router.workers = self.workers
+            self.router.attach(self.workers)
             for api in self._apis:
                 api.cluster_ready(self.workers)
             for module in self.modules.values():

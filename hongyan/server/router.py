@@ -29,14 +29,38 @@ from hongyan.xmpp.errors import StanzaError, error_reply
 from hongyan.xmpp.jid import JID, JIDError
 
 if TYPE_CHECKING:
-    from hongyan.cluster.workers import Workers
     from hongyan.server.c2s import C2SSession
+    from hongyan.server.cluster import Cluster
     from hongyan.server.node import Node
 
 log = logging.getLogger("hongyan.router")
 
 IQ_TYPES = frozenset({"get", "set", "result", "error"})
 ComponentHandler = Callable[[Element, JID, JID], "Awaitable[object] | None"]
+
+# where a JID's stanzas are handled (Router.resolve)
+HERE, PROCESS, SERVICE, UNREACHABLE = range(4)
+
+
+class Target:
+    """A place stanzas are handled: this process (its sessions, its modules, the server
+    itself), another process of the node (``index``), a service such as a component
+    (``handler``), or out of reach (a remote domain: no server-to-server yet)."""
+
+    __slots__ = ("handler", "index", "kind")
+
+    def __init__(self, kind: int, index: int = -1, handler: ComponentHandler | None = None
+                 ) -> None:
+        self.kind = kind
+        self.index = index
+        self.handler = handler
+
+    def __repr__(self) -> str:
+        return f"<Target {('here', 'process', 'service', 'unreachable')[self.kind]} {self.index}>"
+
+
+THIS_PROCESS = Target(HERE)
+OUT_OF_REACH = Target(UNREACHABLE)
 
 
 class Router:
@@ -50,9 +74,51 @@ class Router:
         self._inbound = node.hooks.chain(StanzaInbound)
         self._iq: dict[tuple[str, str, str, str], IqHandlerFn] = {}
         self.components: dict[str, ComponentHandler] = {}
-        #: the node's other worker processes (None: this process is the whole node). An
-        #: account's stanzas are handled on its home worker (hongyan.cluster.workers).
-        self.workers: Workers | None = None
+        self._services: dict[str, Target] = {}
+        #: the node's other processes (None: this process is the whole node). An account's
+        #: stanzas are handled on its home process (see :meth:`resolve`).
+        self.cluster: Cluster | None = None
+        self._processes: tuple[Target, ...] = ()
+
+    def attach(self, cluster: Cluster) -> None:
+        """This process is one of several (``server.workers``)."""
+        self.cluster = cluster
+        self._processes = tuple(Target(PROCESS, i) for i in range(cluster.count))
+
+    # -- where ----------------------------------------------------------------------------------
+    def resolve(self, to: JID) -> Target:
+        """Where stanzas for ``to`` are handled. The one place that knows: the router's
+        entry points ask it, and so will server-to-server and a cluster across machines."""
+        cluster = self.cluster
+        if to.domain != self._domain:
+            service = self._services.get(to.domain)
+            if service is None:
+                return OUT_OF_REACH
+            if cluster is not None:
+                home = cluster.service_home(to.domain)
+                if home != cluster.index:
+                    return self._processes[home]
+            return service
+        if cluster is not None and to.local:
+            home = cluster.home(to.local)
+            if home != cluster.index:
+                return self._processes[home]
+        return THIS_PROCESS
+
+    def _reach(self, el: Element, sender: JID, to: JID, target: Target
+               ) -> Awaitable[object] | None:
+        """Hand a stanza to a target that is not here."""
+        if target.kind == PROCESS:
+            assert self.cluster is not None
+            self.cluster.forward(el, sender, to, target.index)
+            return None
+        if target.kind == SERVICE:
+            assert target.handler is not None
+            return target.handler(el, sender, to)
+        # No server-to-server yet: every remote domain is unreachable.
+        self.bounce(el, StanzaError("remote-server-not-found",
+                                    f"this server does not federate with {to.domain}"))
+        return None
 
     # -- registration ---------------------------------------------------------------------------
     def register_iq(self, spec: IqSpec, handler: IqHandlerFn) -> Callable[[], None]:
@@ -73,7 +139,13 @@ class Router:
 
     def register_component(self, domain: str, handler: ComponentHandler) -> Callable[[], None]:
         self.components[domain] = handler
-        return lambda: self.components.pop(domain, None) and None
+        self._services[domain] = Target(SERVICE, handler=handler)
+
+        def undo() -> None:
+            self.components.pop(domain, None)
+            self._services.pop(domain, None)
+
+        return undo
 
     # -- entry points ---------------------------------------------------------------------------
     def route_from_session(self, el: Element, session: C2SSession, to: JID | None
@@ -134,27 +206,24 @@ class Router:
                 ) -> Awaitable[object] | None:
         """Route a message. ``at_home``: it came from another worker, which already ran the
         inbound handlers any worker may run (:func:`~hongyan.server.hooks.anywhere`)."""
-        if to.domain != self._domain:
-            return self._elsewhere(el, sender, to)
+        if self.cluster is not None or to.domain != self._domain:  # (the 1:1 hot path)
+            where = self.resolve(to)
+            if where is not THIS_PROCESS:
+                if where.kind == PROCESS:
+                    return self._to_home(el, sender, to, where.index)
+                return self._reach(el, sender, to, where)
         if not to.local:
             # Messages to the server itself: nothing handles them yet (RFC 6121 §8.5.1).
             if el.attrs.get("type") not in ("error", "groupchat", "headline"):
                 self.bounce(el, StanzaError("service-unavailable"))
             return None
-        workers = self.workers
-        if workers is not None:
-            home = workers.home(to.local)
-            if home != workers.index:
-                return self._to_home(el, sender, to, home)
         wire: bytes | None = None
         wait: Awaitable[None] | None = None
         if self._inbound:
-            ev = StanzaInbound(el, sender, to)
-            for _, _, handler in self._inbound:
-                if at_home and runs_anywhere(handler):
-                    continue
-                if handler(ev) is True:
-                    return None
+            # handlers that may run anywhere ran where the message came from (at_home)
+            ev = self._inbound_pass(el, sender, to, False if at_home else None)
+            if ev is None:
+                return None
             if ev.serialized is not None:
                 wire = _serialize_once(el, ev.serialized)
             wait = ev.wait
@@ -177,7 +246,7 @@ class Router:
         if mtype == "groupchat":
             self.bounce(el, StanzaError("service-unavailable"))
             return None
-        targets = [s for s in self._sessions.resources(to) if s.available and s.priority >= 0]
+        targets = self._sessions.deliverable(to)
         if targets:
             for s in targets:
                 if wire is None:
@@ -197,21 +266,28 @@ class Router:
         wire: bytes | None = None
         wait: Awaitable[None] | None = None
         if self._inbound:
-            ev: StanzaInbound | None = None
-            for _, _, handler in self._inbound:
-                if runs_anywhere(handler):
-                    if ev is None:
-                        ev = StanzaInbound(el, sender, to)
-                    if handler(ev) is True:
-                        return None
-            if ev is not None:
-                if ev.serialized is not None:
-                    wire = _serialize_once(el, ev.serialized)
-                wait = ev.wait
-        workers = self.workers
-        assert workers is not None
-        workers.forward(el, sender, to, home, wire)
+            ev = self._inbound_pass(el, sender, to, True)
+            if ev is None:
+                return None
+            if ev.serialized is not None:
+                wire = _serialize_once(el, ev.serialized)
+            wait = ev.wait
+        assert self.cluster is not None
+        self.cluster.forward(el, sender, to, home, wire)
         return wait
+
+    def _inbound_pass(self, el: Element, sender: JID, to: JID, anywhere: bool | None
+                      ) -> StanzaInbound | None:
+        """Run the message's inbound handlers: all of them (``anywhere`` None), only those
+        that may run on any process (True: before it leaves for its home), or only the
+        others (False: at its home). None: one of them handled it."""
+        ev = StanzaInbound(el, sender, to)
+        for _, _, handler in self._inbound:
+            if anywhere is not None and runs_anywhere(handler) is not anywhere:
+                continue
+            if handler(ev) is True:
+                return None
+        return ev
 
     def deliver_wire(self, data: bytes, to: str, mtype: bytes) -> bool:
         """A message another worker forwarded to ``to`` (a JID's text), still serialized, its
@@ -230,7 +306,7 @@ class Router:
                 return False
             target.send(data)
             return True
-        targets = [s for s in self._sessions.resources(bare) if s.available and s.priority >= 0]
+        targets = self._sessions.deliverable(bare)
         if not targets:
             return False
         for s in targets:
@@ -247,12 +323,10 @@ class Router:
     # -- presence -------------------------------------------------------------------------------
     def presence(self, el: Element, sender: JID, to: JID) -> Awaitable[object] | None:
         """Presence for ``to`` (after the sender's side was processed)."""
-        if to.domain != self._domain:
-            return self._elsewhere(el, sender, to)
+        where = self.resolve(to)
+        if where is not THIS_PROCESS:
+            return self._reach(el, sender, to, where)
         if not to.local:
-            return None
-        workers = self.workers
-        if workers is not None and workers.forward(el, sender, to, workers.home(to.local)):
             return None
         hooks = self._hooks
         if hooks.has(StanzaInbound) and hooks.fire_sync(StanzaInbound(el, sender, to)):
@@ -279,12 +353,10 @@ class Router:
         if itype not in IQ_TYPES or ("id" not in el.attrs and itype in ("get", "set")):
             self.bounce(el, StanzaError("bad-request", "an iq needs an id and a valid type"))
             return None
-        if to is not None and to.domain != self._domain:
-            return self._elsewhere(el, sender, to)
-        workers = self.workers
-        if workers is not None and to is not None and to.local and \
-                workers.forward(el, sender, to, workers.home(to.local)):
-            return None
+        if to is not None:
+            where = self.resolve(to)
+            if where is not THIS_PROCESS:
+                return self._reach(el, sender, to, where)
         if to is not None and to.resource:
             if itype in ("get", "set") and to.local and self._hooks.has(StanzaInbound) and \
                     self._hooks.fire_sync(StanzaInbound(el, sender, to)):
@@ -296,9 +368,9 @@ class Router:
                 self.bounce(el, StanzaError("service-unavailable"))
             return None
         if itype in ("result", "error"):
-            if not self._node.iq_tracker.resolve(el) and self.workers is not None:
+            if not self._node.iq_tracker.resolve(el) and self.cluster is not None:
                 # the answer to an IQ another worker sent from the server's JID
-                self.workers.notify("iq", el.to_bytes(""))
+                self.cluster.notify("iq", el.to_bytes(""))
             return None
         payloads = [c for c in el.children if isinstance(c, Element)]
         if len(payloads) != 1:
@@ -372,21 +444,6 @@ class Router:
             reply.attrs["from"] = str(iq.to)
         reply.attrs["to"] = str(iq.sender)
         self.send(reply)
-
-    # -- elsewhere ------------------------------------------------------------------------------
-    def _elsewhere(self, el: Element, sender: JID, to: JID) -> Awaitable[object] | None:
-        handler = self.components.get(to.domain)
-        if handler is not None:
-            workers = self.workers
-            if workers is not None and \
-                    workers.forward(el, sender, to, workers.service_home(to.domain)):
-                return None
-            return handler(el, sender, to)
-        # No server-to-server yet: every remote domain is unreachable.
-        self.bounce(el, StanzaError("remote-server-not-found",
-                                    f"this server does not federate with {to.domain}"))
-        return None
-
 
 class IqTracker:
     """IQ requests the server itself sent, waiting for their result or error."""

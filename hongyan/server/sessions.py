@@ -60,6 +60,14 @@ class SessionManager:
         resources = self._by_bare.get(bare if isinstance(bare, str) else bare.bare_str)
         return [] if resources is None else list(resources.values())
 
+    def deliverable(self, bare: JID | str) -> list[C2SSession]:
+        """The resources a message to the bare JID goes to (RFC 6121 §8.5.2.1.1): available,
+        priority not negative."""
+        resources = self._by_bare.get(bare if isinstance(bare, str) else bare.bare_str)
+        if resources is None:
+            return []
+        return [s for s in resources.values() if s.available and s.priority >= 0]
+
     def available(self, bare: JID | str) -> list[C2SSession]:
         """Sessions that sent available presence."""
         return [s for s in self.resources(bare) if s.available]
