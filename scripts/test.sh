@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install Hongyan with its test dependencies into ./.venv and run the whole suite:
 # ruff (lint), mypy (types), pytest (unit, integration over real sockets, SQLite and PostgreSQL,
-# and the benchmarks' smoke mode). PostgreSQL tests use $HONGYAN_TEST_PG
+# and the benchmarks' smoke mode), in $HONGYAN_TEST_JOBS processes (default 3; 0: one). PostgreSQL tests use $HONGYAN_TEST_PG
 # (default postgresql://postgres@127.0.0.1:5432/postgres); without it they skip, except under CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,4 +16,4 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/python -m mypy
 echo "== pytest"
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "${HONGYAN_TEST_JOBS:-3}" "$@"

@@ -40,7 +40,22 @@ failure_delay_max = 0.2
     return path
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+#: test modules whose subject is the stream and the protocol, not what is stored: they run on
+#: SQLite only. Every other module (accounts, rosters, offline, archives, rooms, pubsub, push,
+#: restarts, workers) runs on SQLite and on PostgreSQL.
+PROTOCOL_ONLY = frozenset({"test_bad_input", "test_c2s", "test_stream", "test_carbons",
+                           "test_csi", "test_chat", "test_passthrough", "test_omemo",
+                           "test_bench_idle"})
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "storage_url" in metafunc.fixturenames:
+        module = metafunc.module.__name__.rsplit(".", 1)[-1]
+        backends = ["sqlite"] if module in PROTOCOL_ONLY else ["sqlite", "postgresql"]
+        metafunc.parametrize("storage_url", backends, indirect=True)
+
+
+@pytest.fixture
 async def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'hongyan.db'}"

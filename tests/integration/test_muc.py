@@ -18,6 +18,7 @@ from slixmpp.xmlstream.matcher import MatchXPath
 
 from tests.integration.clients import Client
 from tests.integration.conftest import Harness
+from tests.integration.waiting import quiet
 
 SERVICE = "conference.localhost"
 ROOM = f"coven@{SERVICE}"
@@ -58,11 +59,7 @@ class Witch:
 
     async def quiet(self, pred: Callable[[Any], bool], wait: float = 0.3) -> None:
         """Nothing matching ``pred`` arrives within ``wait`` seconds."""
-        try:
-            el = await self.expect(pred, wait)
-        except TimeoutError:
-            return
-        raise AssertionError(f"unexpected stanza: {el}")
+        await quiet(self.expect(pred, 60), wait, "stanza")
 
     def send(self, xml: str) -> None:
         self.c.send_raw(xml)

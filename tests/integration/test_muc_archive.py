@@ -255,7 +255,8 @@ async def test_member_with_a_dropped_connection_gets_a_push_notification(
     still an occupant) is notified by push, and gets the message when it resumes."""
     from hongyan.xmpp.jid import JID
     from tests.integration.netcut import NetCut
-    from tests.integration.test_sm_resume import phone, resume, until
+    from tests.integration.test_sm_resume import phone, resume
+    from tests.integration.waiting import until
 
     app = await app_server(harness)
     crone = await witch(harness, "crone")

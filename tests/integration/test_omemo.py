@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from slixmpp_omemo import XEP_0384
 from hongyan.modules.roster import Roster, RosterItem
 from tests.integration.clients import Client
 from tests.integration.conftest import Harness
+from tests.integration.waiting import until
 
 SECRET = "the cake is in the second drawer"
 SECRET_2 = "meet me at the old mill at dawn"
@@ -102,14 +102,6 @@ async def devices(c: Client, bare: str, want: int) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"{c.boundjid} never learned {want} devices of {bare}")
-
-
-async def until(cond: Callable[[], bool], timeout: float = 10) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if cond():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition never met")
 
 
 async def send_encrypted(sender: Client, to: str, text: str) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from typing import Any
 
 from slixmpp.xmlstream.handler import Callback
@@ -21,6 +20,7 @@ from tests.integration.conftest import Harness
 from tests.integration.rawstream import authed_stream
 from tests.integration.test_im import wait_presence
 from tests.integration.test_sm import SM, authed_only, bodies, cut, enable
+from tests.integration.waiting import quiet, until
 
 PUSH = "urn:xmpp:push:0"
 PUBSUB = "http://jabber.org/protocol/pubsub"
@@ -89,11 +89,7 @@ class AppServer:
     async def nothing(self, wait: float = 0.5) -> None:
         """Nothing arrives within ``wait`` seconds (only after an event that would have come
         first: a bounded wait for an absence)."""
-        try:
-            n = await asyncio.wait_for(self.got.get(), wait)
-        except TimeoutError:
-            return
-        raise AssertionError(f"unexpected notification: {ET.tostring(n.xml)!r}")
+        await quiet(self.got.get(), wait, "notification")
 
 
 async def app_server(harness: Harness, name: str = "pushsvc") -> AppServer:
@@ -114,15 +110,6 @@ def push_module(harness: Harness) -> Push:
     mod = harness.node.modules["push"]
     assert isinstance(mod, Push)
     return mod
-
-
-async def until(pred: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait (bounded) for a server-side condition that has no event a client could see."""
-    for _ in range(int(timeout / 0.01)):
-        if pred():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached")
 
 
 async def alice_enables_then_leaves(harness: Harness, *enables: str) -> None:

@@ -6,7 +6,7 @@ noticed anything when the client comes back and resumes. On SQLite and PostgreSQ
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,17 +17,9 @@ from tests.integration.clients import TIMEOUT, Client
 from tests.integration.conftest import Harness
 from tests.integration.netcut import NetCut
 from tests.integration.rawstream import PASSWORD
+from tests.integration.waiting import until
 
 ALICE = "alice@localhost/phone"
-
-
-async def until(pred: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    """Wait (bounded) until ``pred()`` holds."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        assert loop.time() < end, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
