@@ -16,4 +16,4 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/python -m mypy
 echo "== pytest"
-exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "${HONGYAN_TEST_JOBS:-3}" "$@"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "${HONGYAN_TEST_JOBS:-3}" --dist worksteal "$@"
