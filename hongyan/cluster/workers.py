@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from hongyan.server.c2s import BOUND, C2SSession
-from hongyan.server.session import SendFilter
+from hongyan.server.session import SendFilter, Session
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID
@@ -526,7 +526,7 @@ class Workers:
             lambda: StreamTransport(factory, node.tls_config, secure), sock))
 
 
-class RemoteSession(C2SSession):
+class RemoteSession(Session):
     """A session bound on another worker, as a service here (a room) sees it: what is sent to
     it is serialized and delivered by its home. It has no connection here."""
 
@@ -534,24 +534,13 @@ class RemoteSession(C2SSession):
 
     remote = True
 
-    def __init__(self, workers: Workers, home: int, jid: JID) -> None:  # no super(): no socket
+    def __init__(self, workers: Workers, home: int, jid: JID) -> None:
+        super().__init__()
         self._workers = workers
         self._home = home
         self.node = workers.node
         self.jid = jid
-        self.username = jid.local
         self.state = BOUND
-        self.available = True
-        self.priority = 0
-        self.presence = None
-        self.interested = False
-        self.data = None
-        self.sm = None
-        self.filters = ()
-        self._out = None
-        self._pending = None
-        self._task = None
-        self._auth_timer = None  # and no stream: it has no connection here
 
     def __repr__(self) -> str:
         return f"<RemoteSession {self.jid} on worker {self._home}>"
@@ -568,22 +557,8 @@ class RemoteSession(C2SSession):
     def home(self) -> int | None:
         return self._home
 
-    @property
-    def full(self) -> str:
-        assert self.jid is not None
-        return self.jid.text
-
     def flush(self) -> None:
-        pass
-
-    def rest(self) -> bool:
-        return False
-
-    def stream_error(self, exc: Exception) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+        pass  # what it is sent leaves at once, through the link to its home
 
 
 class _Relay(asyncio.Protocol):

@@ -21,7 +21,7 @@ from hongyan.xmpp.jid import JID, JIDError
 from hongyan.xmpp.stamps import parse_xmpp_datetime, xmpp_datetime
 
 if TYPE_CHECKING:
-    from hongyan.server.c2s import C2SSession
+    from hongyan.server.session import Session
     from hongyan.storage.db import Database
 
 MAM = "urn:xmpp:mam:2"
@@ -170,7 +170,7 @@ async def page(db: Database, table: str, key_col: str, key: str, with_filter: Wi
     return [(int(i), str(x)) for i, x in rows], complete, (n if n <= COUNT_LIMIT else None)
 
 
-def send_results(session: C2SSession | None, query: Element, rows: list[tuple[int, str]],
+def send_results(session: Session | None, query: Element, rows: list[tuple[int, str]],
                  flip: bool, frm: str = "") -> None:
     """The result messages, as pre-built strings, to the querying session (from ``frm`` when
     the archive is not the user's own)."""

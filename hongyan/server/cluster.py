@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from hongyan.server.c2s import C2SSession
+    from hongyan.server.session import Session
     from hongyan.xmpp.element import Element
     from hongyan.xmpp.jid import JID
 
@@ -46,5 +46,5 @@ class Cluster(Protocol):
                   recipients: list[tuple[str, bytes]]) -> None:
         """One room message for several sessions homed on ``index``: each copy is
         ``head + esc + tail`` for (full JID, esc) in ``recipients``."""
-    def forget_remote(self, full: str) -> C2SSession | None:
+    def forget_remote(self, full: str) -> Session | None:
         """The stand-in for the session ``full`` homed elsewhere, which ended: dropped."""

@@ -9,6 +9,7 @@ from hongyan.xmpp.jid import JID
 
 if TYPE_CHECKING:
     from hongyan.server.c2s import C2SSession
+    from hongyan.server.session import Session
 
 
 class SessionManager:
@@ -19,7 +20,7 @@ class SessionManager:
     def __init__(self) -> None:
         self._by_bare: dict[str, dict[str, C2SSession]] = {}
         #: with several workers: the stand-in for a session homed on another one
-        self.remote: Callable[[JID], C2SSession | None] | None = None
+        self.remote: Callable[[JID], Session | None] | None = None
 
     def add(self, session: C2SSession) -> C2SSession | None:
         """Register a bound session; return the session it replaces (same full JID), if any."""
@@ -44,7 +45,7 @@ class SessionManager:
         resources = self._by_bare.get(jid.bare_str)
         return None if resources is None else resources.get(jid.resource)
 
-    def reach(self, jid: JID) -> C2SSession | None:
+    def reach(self, jid: JID) -> Session | None:
         """The session ``jid`` here or, with several workers, a stand-in that delivers to it
         on its home (services such as rooms write to occupants wherever they are)."""
         s = self.get(jid)

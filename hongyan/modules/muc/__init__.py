@@ -57,7 +57,7 @@ from hongyan.xmpp.jid import JID
 
 if TYPE_CHECKING:
     from hongyan.modules.blocking import Blocking
-    from hongyan.server.c2s import C2SSession
+    from hongyan.server.session import Session
 
 _SECRET_NS = "hongyan:muc"
 HINTS = "urn:xmpp:hints"
@@ -377,7 +377,7 @@ class Muc(Module):
             return
         self._session_ended(ev.session)
 
-    def _session_ended(self, session: C2SSession) -> None:
+    def _session_ended(self, session: Session) -> None:
         jid = session.jid
         if jid is None:
             return

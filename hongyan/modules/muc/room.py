@@ -21,7 +21,7 @@ from hongyan.xmpp.stamps import parse_xmpp_datetime, xmpp_datetime
 
 if TYPE_CHECKING:
     from hongyan.modules.muc import Muc
-    from hongyan.server.c2s import C2SSession
+    from hongyan.server.session import Session
 
 AFF_RANK = {"outcast": 0, "none": 1, "member": 2, "admin": 3, "owner": 4}
 ROLE_RANK = {"none": 0, "visitor": 1, "participant": 2, "moderator": 3}
@@ -48,10 +48,10 @@ class Occupant:
         #: full JID string -> (JID, the full JID escaped for an attribute as bytes, its
         #: session). The session is looked up once, at join: an occupant's resource leaves
         #: the room when that session ends (``Muc.on_session_closed``).
-        self.resources: dict[str, tuple[JID, bytes, C2SSession | None]] = {}
+        self.resources: dict[str, tuple[JID, bytes, Session | None]] = {}
         self.presence: Element | None = None
 
-    def add_resource(self, jid: JID, session: C2SSession | None) -> None:
+    def add_resource(self, jid: JID, session: Session | None) -> None:
         s = str(jid)
         self.resources[s] = (jid, escape_attr(s).encode(), session)
 
