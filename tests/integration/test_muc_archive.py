@@ -8,7 +8,7 @@ from typing import Any
 
 from slixmpp import JID
 
-from hongyan.server.hooks import MucMemberMissedMessage
+from hongyan.modules.events import MucMemberMissedMessage
 from hongyan.xmpp.stamps import parse_xmpp_datetime, xmpp_datetime
 from tests.integration.conftest import Harness
 from tests.integration.test_mam import bodies, field, fin, query

@@ -12,8 +12,8 @@ from typing import Any
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
+from hongyan.modules.events import OfflineStored, QueuedForResumption
 from hongyan.modules.push import Push
-from hongyan.server.hooks import OfflineStored, QueuedForResumption
 from hongyan.xmpp.jid import JID
 from tests.integration.clients import TIMEOUT, Client
 from tests.integration.conftest import Harness

@@ -53,12 +53,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from hongyan.server.hooks import (
-    SessionClosed,
-    SessionResumed,
-    StanzaInbound,
-    StanzaOutbound,
-)
+from hongyan.modules.events import SessionResumed
+from hongyan.server.hooks import SessionClosed, StanzaInbound, StanzaOutbound
 from hongyan.server.module import Iq, Module, ModuleAPI, hook, iq_handler
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element

@@ -25,6 +25,7 @@ import secrets
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, cast
 
+from hongyan.modules.events import MucMemberMissedMessage, SessionResumed
 from hongyan.modules.muc import admin
 from hongyan.modules.muc.archive import MIGRATION as ARCHIVE_MIGRATION
 from hongyan.modules.muc.archive import RoomArchive
@@ -43,12 +44,7 @@ from hongyan.modules.muc.forms import (
 )
 from hongyan.modules.muc.room import ROLE_RANK, Occupant, Room, spliced
 from hongyan.modules.muc.store import MIGRATIONS, Affiliation, RoomStore
-from hongyan.server.hooks import (
-    AccountDeleted,
-    MucMemberMissedMessage,
-    SessionClosed,
-    SessionResumed,
-)
+from hongyan.server.hooks import AccountDeleted, SessionClosed
 from hongyan.server.module import Module, hook
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element

@@ -29,12 +29,8 @@ from __future__ import annotations
 
 import asyncio
 
-from hongyan.server.hooks import (
-    AccountDeleted,
-    InitialPresence,
-    MessageUndeliverable,
-    OfflineStored,
-)
+from hongyan.modules.events import InitialPresence, OfflineStored
+from hongyan.server.hooks import AccountDeleted, MessageUndeliverable
 from hongyan.server.module import Module, ModuleAPI, hook
 from hongyan.storage.migrations import Migration
 from hongyan.xmpp import ns as NS

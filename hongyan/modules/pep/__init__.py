@@ -23,18 +23,14 @@ import secrets
 from collections.abc import Iterable
 from typing import Any
 
+from hongyan.modules.events import InitialPresence, SubscriptionApproved
 from hongyan.modules.pep.caps import HASHES, interests, ver_hash
 from hongyan.modules.pubsub import PUBSUB, PubSubModule, Service
 from hongyan.modules.pubsub.engine import Node
 from hongyan.modules.pubsub.protocol import PEP_FEATURES, PUBSUB_OWNER
 from hongyan.modules.roster import Roster
 from hongyan.server.c2s import C2SSession
-from hongyan.server.hooks import (
-    AccountDeleted,
-    InitialPresence,
-    PresenceOutbound,
-    SubscriptionApproved,
-)
+from hongyan.server.hooks import AccountDeleted, PresenceOutbound
 from hongyan.server.module import Iq, Module, hook, iq_handler
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element

@@ -9,17 +9,10 @@ again at the user's next initial presence until answered. All of it survives res
 
 from __future__ import annotations
 
+from hongyan.modules.events import InitialPresence, SubscriptionApproved, SubscriptionStored
 from hongyan.modules.roster import Roster, RosterItem, RosterRemoving
 from hongyan.server.c2s import C2SSession
-from hongyan.server.hooks import (
-    AccountDeleted,
-    InitialPresence,
-    PresenceInbound,
-    PresenceOutbound,
-    SessionClosed,
-    SubscriptionApproved,
-    SubscriptionStored,
-)
+from hongyan.server.hooks import AccountDeleted, PresenceInbound, PresenceOutbound, SessionClosed
 from hongyan.server.module import Module, hook
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StreamError

@@ -68,14 +68,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hongyan.server.hooks import (
-    AccountDeleted,
+from hongyan.modules.events import (
     InitialPresence,
     MucMemberMissedMessage,
     OfflineStored,
     QueuedForResumption,
     SubscriptionStored,
 )
+from hongyan.server.hooks import AccountDeleted
 from hongyan.server.module import Iq, Module, ModuleAPI, hook, iq_handler
 from hongyan.storage.migrations import Migration
 from hongyan.xmpp import ns as NS

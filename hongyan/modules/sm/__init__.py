@@ -34,15 +34,11 @@ from __future__ import annotations
 import asyncio
 import secrets
 
+from hongyan.modules.events import QueuedForResumption, SessionResumed
 from hongyan.modules.offline import NOT_STORED, REFUSE, STORE, Offline, disposition
 from hongyan.modules.sm.state import MOD, HandledCountTooHigh, SMState
 from hongyan.server.c2s import AUTHENTICATED, BOUND, CLOSED, C2SSession
-from hongyan.server.hooks import (
-    QueuedForResumption,
-    SessionClosed,
-    SessionResumed,
-    StreamFeatures,
-)
+from hongyan.server.hooks import SessionClosed, StreamFeatures
 from hongyan.server.module import Module, ModuleAPI, hook
 from hongyan.server.session import Session
 from hongyan.xmpp import ns as NS
