@@ -438,9 +438,10 @@ class Workers:
         return handler(body)
 
     # -- moving a connection to its home --------------------------------------------------------
-    async def hand_over(self, session: C2SSession, index: int, success: bytes) -> None:
+    async def hand_over(self, session: Session, index: int, success: bytes) -> None:
         """``session`` just authenticated as an account homed on worker ``index``: write SASL
         success and move the connection there; this worker keeps at most a TLS relay."""
+        assert isinstance(session, C2SSession)
         st: StreamTransport = session.transport  # type: ignore[assignment]
         st.pause_reading()
         session.send(success, raw=True)

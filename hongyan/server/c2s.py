@@ -420,14 +420,14 @@ class C2SSession(Session):
         self._sasl = None
         self.username = username
         self.state = AUTHENTICATED
-        workers = self.node.workers
-        if workers is not None:
-            home = workers.home(username)
-            if home != workers.index:
+        cluster = self.node.cluster
+        if cluster is not None:
+            home = cluster.home(username)
+            if home != cluster.index:
                 if self._pending:
                     # an honest client waits for <success/> before it sends more
                     raise StreamError("policy-violation", "data pipelined after SASL")
-                await workers.hand_over(self, home, success)
+                await cluster.hand_over(self, home, success)
                 return
         self.restart()
         self._write(success)

@@ -46,5 +46,8 @@ class Cluster(Protocol):
                   recipients: list[tuple[str, bytes]]) -> None:
         """One room message for several sessions homed on ``index``: each copy is
         ``head + esc + tail`` for (full JID, esc) in ``recipients``."""
+    def hand_over(self, session: Session, index: int, success: bytes) -> Awaitable[None]:
+        """``session`` just authenticated as an account homed on ``index``: write ``success``
+        and move the connection there."""
     def forget_remote(self, full: str) -> Session | None:
         """The stand-in for the session ``full`` homed elsewhere, which ended: dropped."""

@@ -201,11 +201,11 @@ class ModuleAPI:
     @property
     def cluster(self) -> Cluster | None:
         """The node's other processes, or None when this process is the whole node."""
-        return self._node.workers
+        return self._node.cluster
 
     def home(self, username: str) -> int | None:
         """The process where ``username`` is handled, or None when it is this one."""
-        cluster = self._node.workers
+        cluster = self._node.cluster
         if cluster is None:
             return None
         home = cluster.home(username)
@@ -217,7 +217,7 @@ class ModuleAPI:
 
     def service_home(self, domain: str) -> int | None:
         """The process that runs the service ``domain``, or None when it is this one."""
-        cluster = self._node.workers
+        cluster = self._node.cluster
         if cluster is None:
             return None
         home = cluster.service_home(domain)
@@ -225,13 +225,13 @@ class ModuleAPI:
 
     def notify(self, topic: str, body: bytes = b"", to: int | None = None) -> None:
         """A notice to process ``to``, or to every other one (nothing when alone)."""
-        cluster = self._node.workers
+        cluster = self._node.cluster
         if cluster is not None:
             cluster.notify(topic, body, to)
 
     async def broadcast(self, topic: str, body: bytes = b"") -> None:
         """A notice to every other process, returning once each has handled it."""
-        cluster = self._node.workers
+        cluster = self._node.cluster
         if cluster is not None:
             await cluster.notify_all(topic, body)
 
@@ -288,7 +288,7 @@ class ModuleAPI:
     def on_notice(self, topic: str, handler: NoticeHandler) -> None:
         """Handle the notices other processes send on ``topic`` (registered once the cluster
         is there, if ever); removed when the module stops."""
-        cluster = self._node.workers
+        cluster = self._node.cluster
         if cluster is None:
             self._notices.append((topic, handler))
         else:

@@ -25,6 +25,7 @@ from hongyan.server import accounts as accounts_mod
 from hongyan.server.accounts import Accounts
 from hongyan.server.auth import Guard
 from hongyan.server.c2s import AUTHENTICATED, C2SSession
+from hongyan.server.cluster import Cluster
 from hongyan.server.features import load_module_classes
 from hongyan.server.hooks import AccountDeleted, HookBus
 from hongyan.server.module import Iq, Module, ModuleAPI
@@ -115,6 +116,11 @@ class Node:
         self.direct_tls_port = 0
 
     # -- services -------------------------------------------------------------------------------
+    @property
+    def cluster(self) -> Cluster | None:
+        """The node's other processes as everything but the composition sees them."""
+        return self.workers
+
     @property
     def db(self) -> Database:
         assert self._db is not None, "node not started"

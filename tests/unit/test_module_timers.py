@@ -54,7 +54,7 @@ async def test_stopping_the_module_removes_its_hook_sets_and_notice_handlers(
         tmp_path: Path) -> None:
     hooks = HookBus()
     workers = Workers(cast(Node, None), 0, 2, str(tmp_path))
-    api = ModuleAPI(cast(Node, SimpleNamespace(hooks=hooks, workers=workers)), "seams")
+    api = ModuleAPI(cast(Node, SimpleNamespace(hooks=hooks, cluster=workers)), "seams")
     seen: list[bytes] = []
     enforcement = api.hook_set((SessionClosed, lambda ev: None, 0))
     enforcement.set(True)
@@ -70,13 +70,13 @@ async def test_stopping_the_module_removes_its_hook_sets_and_notice_handlers(
 
 async def test_notice_handlers_asked_for_before_the_cluster_register_when_it_comes(
         tmp_path: Path) -> None:
-    node = SimpleNamespace(hooks=HookBus(), workers=None)
+    node = SimpleNamespace(hooks=HookBus(), cluster=None)
     api = ModuleAPI(cast(Node, node), "seams")
     seen: list[bytes] = []
     api.on_notice("early", lambda body: seen.append(body))  # in start(): no cluster yet
     assert api.is_home("anyone") and api.home("anyone") is None
     workers = Workers(cast(Node, None), 0, 2, str(tmp_path))
-    node.workers = workers
+    node.cluster = workers
     api.cluster_ready(workers)
     workers.notice("early", b"x")
     assert seen == [b"x"]
