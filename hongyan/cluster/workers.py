@@ -43,9 +43,9 @@ import socket
 import zlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from hongyan.server.c2s import BOUND, C2SSession
+from hongyan.server.c2s import BOUND, C2SSession, Host
 from hongyan.server.session import SendFilter, Session
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
@@ -53,10 +53,17 @@ from hongyan.xmpp.jid import JID
 from hongyan.xmpp.parser import StreamParser
 
 if TYPE_CHECKING:
-    from hongyan.server.node import Node
-    from hongyan.transport.tcp import StreamTransport
+    from hongyan.transport.tcp import StreamTransport, TLSConfig
 
 log = logging.getLogger("hongyan.workers")
+
+
+class Node(Host, Protocol):
+    """What the workers use of their process's node (besides what its sessions use)."""
+
+    @property
+    def tls_config(self) -> TLSConfig | None: ...
+    def adopted_session(self, transport: StreamTransport, username: str) -> C2SSession: ...
 
 #: how long a starting worker waits for its peers' sockets
 CONNECT_TIMEOUT = 30.0

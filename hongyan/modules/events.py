@@ -14,8 +14,7 @@ from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID
 
 if TYPE_CHECKING:
-    from hongyan.server.c2s import C2SSession
-    from hongyan.server.session import Session
+    from hongyan.server.session import ClientSession, Session
 
 
 @dataclass(slots=True)
@@ -62,7 +61,7 @@ class QueuedForResumption:
 class InitialPresence:
     """A session sent its first available presence (async hook: offline delivery)."""
 
-    session: C2SSession
+    session: ClientSession
 
 
 @dataclass(slots=True)
@@ -74,8 +73,8 @@ class SessionResumed:
 
     SYNC: ClassVar[bool] = True
 
-    session: C2SSession
-    old: C2SSession
+    session: ClientSession
+    old: ClientSession
 
 
 @dataclass(slots=True)

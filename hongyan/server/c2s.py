@@ -16,9 +16,17 @@ import secrets
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hongyan.server.auth import SaslExchange, mechanisms
+from hongyan.server.auth import SaslExchange, Service, mechanisms
 from hongyan.server.hooks import SessionBound, SessionClosed, StreamFeatures
-from hongyan.server.session import AUTHENTICATED, BOUND, CLOSED, NEGOTIATING, WAIT_OPEN, Session
+from hongyan.server.session import (
+    AUTHENTICATED,
+    BOUND,
+    CLOSED,
+    NEGOTIATING,
+    WAIT_OPEN,
+    ClientSession,
+    Flushable,
+)
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
@@ -27,7 +35,15 @@ from hongyan.xmpp.parser import Event, StreamClose, StreamOpen
 from hongyan.xmpp.stream import Stream
 
 if TYPE_CHECKING:
-    from hongyan.server.node import Node
+    import ssl
+
+    from hongyan.config.schema import Config
+    from hongyan.server.cluster import Cluster
+    from hongyan.server.hooks import HookBus
+    from hongyan.server.router import Router
+    from hongyan.server.session import NonzaHandler
+    from hongyan.server.sessions import SessionManager
+    from hongyan.xmpp.stream import Profile
 
 log = logging.getLogger("hongyan.c2s")
 
@@ -48,6 +64,29 @@ class Transport(Protocol):
     def resume_reading(self) -> None: ...
     def start_tls(self) -> Awaitable[None]: ...
     def channel_binding(self) -> tuple[str, bytes] | None: ...
+
+
+class Host(Service, Protocol):
+    """What a client session uses of its node (besides what SASL uses, :class:`Service`)."""
+
+    config: Config
+    sessions: SessionManager
+    hooks: HookBus
+    router: Router
+    nonzas: dict[tuple[str, str], NonzaHandler]
+    registration_enabled: bool
+    ssl_context: ssl.SSLContext | None
+    c2s_streams: Profile
+    #: set while a read's stanzas are handled: output waits for :meth:`end_batch`
+    in_batch: bool
+
+    @property
+    def cluster(self) -> Cluster | None: ...
+    def end_batch(self) -> None: ...
+    def schedule_flush(self, session: Flushable) -> None: ...
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]: ...
+    def preauth_iq(self, session: C2SSession, el: Element, payload: Element
+                   ) -> Awaitable[object] | None: ...
 
 
 class _Detached:
@@ -79,36 +118,23 @@ class _Detached:
 DETACHED = _Detached()
 
 
-class C2SSession(Session):
+class C2SSession(ClientSession):
     __slots__ = (
         "_active",
         "_auth_timer",
         "_pending",
         "_sasl",
         "_task",
-        "available",
-        "data",
-        "interested",
-        "presence",
-        "priority",
         "stream",
-        "username",
     )
 
-    node: Node
+    node: Host
     transport: Transport
 
-    def __init__(self, node: Node, transport: Transport) -> None:
+    def __init__(self, node: Host, transport: Transport) -> None:
         super().__init__()
         self.node = node
         self.transport = transport
-        self.jid = None
-        self.username = ""
-        self.available = False
-        self.priority = 0
-        self.presence: Element | None = None
-        self.interested = False
-        self.data: dict[str, Any] | None = None
         self.stream = Stream(node.c2s_streams)
         self._active = True
         self._pending: collections.deque[Event] | None = None
@@ -275,33 +301,18 @@ class C2SSession(Session):
         self.stream.release()
         self._out = None
 
-    def take_over(self, old: C2SSession) -> None:
-        """XEP-0198 resumption: this freshly authenticated session continues ``old`` (bound,
-        possibly still on a connection that has not noticed it is dead). ``old`` ends without
-        a trace: no unavailable presence, its transport is closed."""
-        self.jid = old.jid
-        self.available = old.available
-        self.priority = old.priority
-        self.presence = old.presence
-        self.interested = old.interested
-        self.data = old.data
-        self.sm = old.sm
-        if old.sm is not None:  # the other filters were drained by whoever resumes
-            self.add_filter(old.sm)
-        self.state = BOUND
+    def take_over(self, old: ClientSession) -> None:
+        super().take_over(old)
         self.stream.established()
         self._stop_auth_timer()
-        old.sm = None
-        old.filters = ()
-        old.jid = None
-        old.data = None
-        old.state = CLOSED
-        old._out = None
-        if old._pending is not None:
-            old._pending.clear()
-        old.stream.release()
         self.node.sessions.add(self)
-        old.transport.close()
+        old.superseded()
+
+    def superseded(self) -> None:
+        if self._pending is not None:
+            self._pending.clear()
+        self.stream.release()
+        self.transport.close()
 
     def stream_error(self, exc: StreamError) -> None:
         if self.state == CLOSED:

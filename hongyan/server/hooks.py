@@ -17,7 +17,7 @@ from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID
 
 if TYPE_CHECKING:
-    from hongyan.server.c2s import C2SSession
+    from hongyan.server.session import ClientSession
 
 E = TypeVar("E")
 Handler = Callable[[Any], "bool | Awaitable[bool | None] | None"]
@@ -130,7 +130,7 @@ class StanzaOutbound:
     stanza: Element
     sender: JID
     to: JID | None
-    session: C2SSession | None
+    session: ClientSession | None
 
 
 @dataclass(slots=True)
@@ -172,7 +172,7 @@ class PresenceOutbound:
     module handles it. Async hook."""
 
     stanza: Element
-    session: C2SSession
+    session: ClientSession
     to: JID | None
 
 
@@ -191,14 +191,14 @@ class SessionBound:
 
     SYNC: ClassVar[bool] = True
 
-    session: C2SSession
+    session: ClientSession
 
 
 @dataclass(slots=True)
 class SessionClosed:
     """A bound session ended, cleanly or not (async hook: unavailable broadcast)."""
 
-    session: C2SSession
+    session: ClientSession
     was_available: bool
 
 
@@ -215,5 +215,5 @@ class StreamFeatures:
 
     SYNC: ClassVar[bool] = True
 
-    session: C2SSession
+    session: ClientSession
     features: Element

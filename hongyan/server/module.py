@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from hongyan.server.hooks import HookBus, HookSet
+from hongyan.server.iq import Iq, IqHandlerFn, IqSpec, iq_handler
 from hongyan.storage.migrations import Migration
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID
@@ -22,77 +23,25 @@ from hongyan.xmpp.jid import JID
 if TYPE_CHECKING:
     from hongyan.config.schema import Config
     from hongyan.server.accounts import Accounts
-    from hongyan.server.c2s import C2SSession
     from hongyan.server.cluster import Cluster, NoticeHandler
-    from hongyan.server.node import Node
+    from hongyan.server.iq import IqTracker
     from hongyan.server.router import ComponentHandler, Router
+    from hongyan.server.session import NonzaHandler
     from hongyan.server.sessions import SessionManager
     from hongyan.storage.db import Database
     from hongyan.storage.kv import KeyValueStore
 
-Scope = Literal["self", "bare", "host"]
-IqType = Literal["get", "set"]
+# what a feature module imports from here
+__all__ = ["Iq", "Module", "ModuleAPI", "Timer", "hook", "iq_handler"]
+
 E = TypeVar("E")
 M = TypeVar("M", bound="Module")
-IqHandlerFn = Callable[["Iq"], "Element | Awaitable[Element | None] | None"]
-
-
-@dataclass(slots=True)
-class Iq:
-    """An IQ get/set addressed to the server, to the sender's own account or to a local account."""
-
-    stanza: Element
-    sender: JID
-    to: JID
-    session: C2SSession | None
-    payload: Element
-
-    @property
-    def type(self) -> str:
-        return self.stanza.attrs.get("type", "")
-
-    def result(self, payload: Element | None = None) -> Element:
-        attrs = {"type": "result", "id": self.stanza.attrs.get("id", "")}
-        if "to" in self.stanza.attrs:
-            attrs["from"] = self.stanza.attrs["to"]
-        attrs["to"] = str(self.sender)
-        el = Element("iq", self.stanza.xmlns, attrs)
-        if payload is not None:
-            el.children.append(payload)
-        return el
-
-
-@dataclass(frozen=True, slots=True)
-class IqSpec:
-    xmlns: str
-    name: str
-    type: IqType
-    scopes: tuple[Scope, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class HookSpec:
     event: type
     priority: int
-
-
-def iq_handler(xmlns: str, name: str, type: IqType, scope: Scope | tuple[Scope, ...] = "self"
-               ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Mark a module method as the handler of IQ ``type`` with payload ``{xmlns}name``.
-
-    ``scope``: ``self`` = addressed to the sender's own account (no ``to`` or its bare JID);
-    ``bare`` = addressed to any local account's bare JID (the sender's own included);
-    ``host`` = addressed to the server's domain.
-    """
-    scopes = (scope,) if isinstance(scope, str) else scope
-
-    def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
-        specs: list[IqSpec] = getattr(fn, "_iq_specs", [])
-        specs.append(IqSpec(xmlns, name, type, scopes))
-        fn._iq_specs = specs  # type: ignore[attr-defined]
-        return fn
-
-    return mark
 
 
 def hook(event: type, priority: int = 0) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -137,6 +86,31 @@ class Module:
         called after :meth:`start`, before the links to the others open."""
 
 
+class Host(Protocol):
+    """What the module API uses of the node its modules run on."""
+
+    config: Config
+    domain: str
+    domain_jid: JID
+    sessions: SessionManager
+    hooks: HookBus
+    router: Router
+    iq_tracker: IqTracker
+    nonzas: dict[tuple[str, str], NonzaHandler]
+    modules: dict[str, Module]
+    clock: Callable[[], float]
+
+    @property
+    def db(self) -> Database: ...
+    @property
+    def kv(self) -> KeyValueStore: ...
+    @property
+    def accounts(self) -> Accounts: ...
+    @property
+    def cluster(self) -> Cluster | None: ...
+    async def delete_account(self, username: str) -> bool: ...
+
+
 class Timer:
     """A timer armed through :meth:`ModuleAPI.call_later`. The module holds it only while it is
     pending: firing or :meth:`cancel` lets it go, and stopping the module cancels what is left,
@@ -165,7 +139,7 @@ class Timer:
 class ModuleAPI:
     """What a module may use. Registrations are tracked and undone by :meth:`release`."""
 
-    def __init__(self, node: Node, module_name: str) -> None:
+    def __init__(self, node: Host, module_name: str) -> None:
         self._node = node
         self.module_name = module_name
         self._undo: list[Callable[[], None]] = []
@@ -304,7 +278,7 @@ class ModuleAPI:
         self._undo.append(self._node.router.register_iq(spec, handler))
 
     def nonza(self, xmlns: str, name: str,
-              handler: Callable[[C2SSession, Element], Awaitable[object] | None]) -> None:
+              handler: NonzaHandler) -> None:
         """Handle top-level elements ``{xmlns}name`` a client sends once authenticated
         (stream management, client state indication). The handler checks the session's state."""
         key = (xmlns, name)

@@ -17,7 +17,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from hongyan.cluster.workers import Workers
 from hongyan.config.schema import Config
@@ -28,8 +28,10 @@ from hongyan.server.c2s import AUTHENTICATED, C2SSession
 from hongyan.server.cluster import Cluster
 from hongyan.server.features import load_module_classes
 from hongyan.server.hooks import AccountDeleted, HookBus
-from hongyan.server.module import Iq, Module, ModuleAPI
-from hongyan.server.router import IqTracker, Router
+from hongyan.server.iq import Iq, IqTracker
+from hongyan.server.module import Module, ModuleAPI
+from hongyan.server.router import Router
+from hongyan.server.session import Flushable, NonzaHandler
 from hongyan.server.sessions import SessionManager
 from hongyan.server.tls import cert_der, ensure_self_signed, server_context
 from hongyan.storage.db import Database, open_database
@@ -46,11 +48,6 @@ from hongyan.xmpp.stream import Parsers, Profile
 
 log = logging.getLogger("hongyan.node")
 
-NonzaHandler = Callable[[C2SSession, Element], "Awaitable[object] | None"]
-
-
-class Flushable(Protocol):
-    def flush(self) -> None: ...
 
 
 class WorkerSpec:
@@ -108,7 +105,7 @@ class Node:
         self._flush_scheduled = False
         self.in_batch = False
         #: what every c2s stream shares: domain, parser limits, the negotiation deadline
-        self.c2s_streams = Profile(config.server.domain,
+        self.c2s_streams: Profile = Profile(config.server.domain,
                                    Parsers(max_stanza_size=config.c2s.max_stanza_size,
                                            max_depth=config.c2s.max_depth),
                                    clock=time.monotonic, timeout=config.c2s.auth_timeout)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hongyan.server.hooks import (
     MessageUndeliverable,
@@ -22,16 +22,21 @@ from hongyan.server.hooks import (
     StanzaOutbound,
     runs_anywhere,
 )
-from hongyan.server.module import Iq, IqHandlerFn, IqSpec
+from hongyan.server.iq import Iq, IqHandlerFn, IqSpec
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, error_reply
 from hongyan.xmpp.jid import JID, JIDError
 
 if TYPE_CHECKING:
-    from hongyan.server.c2s import C2SSession
+    import asyncio
+
+    from hongyan.server.accounts import Accounts
     from hongyan.server.cluster import Cluster
-    from hongyan.server.node import Node
+    from hongyan.server.hooks import HookBus
+    from hongyan.server.iq import IqTracker
+    from hongyan.server.session import ClientSession
+    from hongyan.server.sessions import SessionManager
 
 log = logging.getLogger("hongyan.router")
 
@@ -63,8 +68,21 @@ THIS_PROCESS = Target(HERE)
 OUT_OF_REACH = Target(UNREACHABLE)
 
 
+class Host(Protocol):
+    """What the router uses of the node it routes for."""
+
+    domain: str
+    sessions: SessionManager
+    hooks: HookBus
+    iq_tracker: IqTracker
+
+    @property
+    def accounts(self) -> Accounts: ...
+    def spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]: ...
+
+
 class Router:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Host) -> None:
         self._node = node
         self._domain = node.domain
         self._sessions = node.sessions
@@ -148,7 +166,7 @@ class Router:
         return undo
 
     # -- entry points ---------------------------------------------------------------------------
-    def route_from_session(self, el: Element, session: C2SSession, to: JID | None
+    def route_from_session(self, el: Element, session: ClientSession, to: JID | None
                            ) -> Awaitable[object] | None:
         """A stanza from a bound local session; ``from`` is already stamped."""
         sender = session.jid
@@ -347,7 +365,7 @@ class Router:
             s.send(el)
 
     # -- iq -------------------------------------------------------------------------------------
-    def iq(self, el: Element, sender: JID, to: JID | None, session: C2SSession | None
+    def iq(self, el: Element, sender: JID, to: JID | None, session: ClientSession | None
            ) -> Awaitable[object] | None:
         itype = el.attrs.get("type")
         if itype not in IQ_TYPES or ("id" not in el.attrs and itype in ("get", "set")):
@@ -445,27 +463,7 @@ class Router:
         reply.attrs["to"] = str(iq.sender)
         self.send(reply)
 
-class IqTracker:
-    """IQ requests the server itself sent, waiting for their result or error."""
-
-    def __init__(self) -> None:
-        self._pending: dict[str, Callable[[Element], Any]] = {}
-
-    def expect(self, iq_id: str, callback: Callable[[Element], Any]) -> None:
-        self._pending[iq_id] = callback
-
-    def cancel(self, iq_id: str) -> None:
-        self._pending.pop(iq_id, None)
-
-    def resolve(self, el: Element) -> bool:
-        cb = self._pending.pop(el.attrs.get("id", ""), None)
-        if cb is None:
-            return False
-        cb(el)
-        return True
-
-
-__all__ = ["NS", "IqTracker", "Router"]
+__all__ = ["NS", "Router"]
 
 
 def _serialize_once(el: Element, consumer: Callable[[str], None]) -> bytes:

@@ -14,7 +14,8 @@ filter), and a session with none pays one truth test per stanza.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
@@ -33,10 +34,16 @@ class Writer(Protocol):
     def write(self, data: bytes) -> None: ...
 
 
+class Flushable(Protocol):
+    """Something with an outbox (a session; a link between workers)."""
+
+    def flush(self) -> None: ...
+
+
 class Flusher(Protocol):
     """Who writes dirty outboxes once per pass of the event loop (the node)."""
 
-    def schedule_flush(self, session: Session) -> None: ...
+    def schedule_flush(self, session: Flushable) -> None: ...
 
 
 class SendFilter(Protocol):
@@ -145,3 +152,57 @@ class Session:
 
     def close(self) -> None:
         """End the stream cleanly."""
+
+
+class ClientSession(Session):
+    """A client's bound resource, whatever carries its stream (TCP, later WebSocket or BOSH):
+    what routing and the features read and keep for it (RFC 6121 §8.5: availability and
+    priority decide delivery)."""
+
+    __slots__ = ("available", "data", "interested", "presence", "priority", "username")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jid = None
+        self.username = ""
+        self.available = False
+        self.priority = 0
+        self.presence: Element | None = None
+        #: it asked for the roster (RFC 6121 §2: roster pushes go to interested resources)
+        self.interested = False
+        #: per-feature state, by feature name (created on first use)
+        self.data: dict[str, Any] | None = None
+
+    def rest(self) -> bool:
+        """Called periodically: give up what an idle session can rebuild (a parser).
+        Returns True when it gave something up."""
+        return False
+
+    def take_over(self, old: ClientSession) -> None:
+        """XEP-0198 resumption: this freshly authenticated session continues ``old`` (bound,
+        possibly still on a connection that has not noticed it is dead). Here the resource
+        moves (presence, the features' state, stream management); a subclass moves the rest and
+        ends ``old`` with :meth:`superseded`: without a trace, no unavailable presence."""
+        self.jid = old.jid
+        self.available = old.available
+        self.priority = old.priority
+        self.presence = old.presence
+        self.interested = old.interested
+        self.data = old.data
+        self.sm = old.sm
+        if old.sm is not None:  # the other filters were drained by whoever resumes
+            self.add_filter(old.sm)
+        self.state = BOUND
+        old.sm = None
+        old.filters = ()
+        old.jid = None
+        old.data = None
+        old.state = CLOSED
+        old._out = None
+
+    def superseded(self) -> None:
+        """Drop the connection of a session another one took over (see :meth:`take_over`)."""
+
+
+#: what handles a nonza (a top-level element that is not a stanza: XEP-0198's, XEP-0352's)
+NonzaHandler = Callable[[ClientSession, Element], "Awaitable[object] | None"]

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 from hongyan.xmpp.jid import JID
 
 if TYPE_CHECKING:
-    from hongyan.server.c2s import C2SSession
-    from hongyan.server.session import Session
+    from hongyan.server.session import ClientSession, Session
 
 
 class SessionManager:
@@ -18,11 +17,11 @@ class SessionManager:
     __slots__ = ("_by_bare", "remote")
 
     def __init__(self) -> None:
-        self._by_bare: dict[str, dict[str, C2SSession]] = {}
+        self._by_bare: dict[str, dict[str, ClientSession]] = {}
         #: with several workers: the stand-in for a session homed on another one
         self.remote: Callable[[JID], Session | None] | None = None
 
-    def add(self, session: C2SSession) -> C2SSession | None:
+    def add(self, session: ClientSession) -> ClientSession | None:
         """Register a bound session; return the session it replaces (same full JID), if any."""
         jid = session.jid
         assert jid is not None
@@ -31,7 +30,7 @@ class SessionManager:
         resources[jid.resource] = session
         return old
 
-    def remove(self, session: C2SSession) -> None:
+    def remove(self, session: ClientSession) -> None:
         jid = session.jid
         if jid is None:
             return
@@ -41,7 +40,7 @@ class SessionManager:
             if not resources:
                 del self._by_bare[jid.bare_str]
 
-    def get(self, jid: JID) -> C2SSession | None:
+    def get(self, jid: JID) -> ClientSession | None:
         resources = self._by_bare.get(jid.bare_str)
         return None if resources is None else resources.get(jid.resource)
 
@@ -53,15 +52,15 @@ class SessionManager:
             return self.remote(jid)
         return s
 
-    def get_str(self, bare: str, resource: str) -> C2SSession | None:
+    def get_str(self, bare: str, resource: str) -> ClientSession | None:
         resources = self._by_bare.get(bare)
         return None if resources is None else resources.get(resource)
 
-    def resources(self, bare: JID | str) -> list[C2SSession]:
+    def resources(self, bare: JID | str) -> list[ClientSession]:
         resources = self._by_bare.get(bare if isinstance(bare, str) else bare.bare_str)
         return [] if resources is None else list(resources.values())
 
-    def deliverable(self, bare: JID | str) -> list[C2SSession]:
+    def deliverable(self, bare: JID | str) -> list[ClientSession]:
         """The resources a message to the bare JID goes to (RFC 6121 §8.5.2.1.1): available,
         priority not negative."""
         resources = self._by_bare.get(bare if isinstance(bare, str) else bare.bare_str)
@@ -69,12 +68,12 @@ class SessionManager:
             return []
         return [s for s in resources.values() if s.available and s.priority >= 0]
 
-    def available(self, bare: JID | str) -> list[C2SSession]:
+    def available(self, bare: JID | str) -> list[ClientSession]:
         """Sessions that sent available presence."""
         return [s for s in self.resources(bare) if s.available]
 
     def count(self) -> int:
         return sum(len(r) for r in self._by_bare.values())
 
-    def all(self) -> list[C2SSession]:
+    def all(self) -> list[ClientSession]:
         return [s for r in self._by_bare.values() for s in r.values()]

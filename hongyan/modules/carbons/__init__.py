@@ -10,7 +10,7 @@ XEP-0297 ``<forwarded/>`` with the original stanza.
 Cost on the 1:1 message path: both hooks start with one dict lookup of the user in
 ``self.users`` (the users with at least one enabled session); when neither the sender nor the
 recipient enabled carbons nothing else happens, no element is looked at and nothing is
-allocated. Copies are written with ``C2SSession.send`` (no task, no await).
+allocated. Copies are written with ``ClientSession.send`` (no task, no await).
 
 Eligibility (XEP-0280 §6, as Prosody's mod_carbons applies it):
 
@@ -62,7 +62,7 @@ from hongyan.xmpp.errors import StanzaError
 from hongyan.xmpp.jid import JID
 
 if TYPE_CHECKING:
-    from hongyan.server.c2s import C2SSession
+    from hongyan.server.session import ClientSession
 
 CARBONS = "urn:xmpp:carbons:2"
 FORWARD = "urn:xmpp:forward:0"
@@ -116,7 +116,7 @@ class Carbons(Module):
     def __init__(self, api: ModuleAPI) -> None:
         super().__init__(api)
         # username -> its carbons-enabled sessions (only users with at least one)
-        self.users: dict[str, list[C2SSession]] = {}
+        self.users: dict[str, list[ClientSession]] = {}
         # the copying hooks are registered only while some session has carbons enabled, so
         # that the 1:1 path builds no hook events for them otherwise
         self._copies = api.hook_set((StanzaOutbound, self.on_outbound, -100),
@@ -163,7 +163,7 @@ class Carbons(Module):
                 if s is ev.old:
                     enabled[i] = ev.session
 
-    def _forget(self, username: str, session: C2SSession) -> None:
+    def _forget(self, username: str, session: ClientSession) -> None:
         enabled = self.users.get(username)
         if enabled is not None and session in enabled:
             enabled.remove(session)
@@ -227,7 +227,7 @@ class Carbons(Module):
             target = sessions.get(to)
             if target is None:
                 return False
-            delivered: list[C2SSession] = [target]
+            delivered: list[ClientSession] = [target]
         else:
             if not _copyable(mtype, flags):
                 return False
@@ -244,7 +244,7 @@ class Carbons(Module):
         return False
 
     @staticmethod
-    def _copy(kind: str, el: Element, bare: str, targets: list[C2SSession]) -> None:
+    def _copy(kind: str, el: Element, bare: str, targets: list[ClientSession]) -> None:
         wrapper = Element(kind, CARBONS, None, [Element("forwarded", FORWARD, None, [el])])
         attrs = {"from": bare, "to": ""}
         mtype = el.attrs.get("type")

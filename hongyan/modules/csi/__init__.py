@@ -19,9 +19,9 @@ stanzas sent again, and the resumed stream is active.
 from __future__ import annotations
 
 from hongyan.modules.csi.state import CSIState
-from hongyan.server.c2s import BOUND, C2SSession
 from hongyan.server.hooks import StreamFeatures
 from hongyan.server.module import Module, hook
+from hongyan.server.session import BOUND, ClientSession
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StreamError
@@ -39,13 +39,13 @@ class ClientStateIndication(Module):
     def on_features(self, ev: StreamFeatures) -> None:
         ev.features.add("csi", NS.CSI)
 
-    def on_inactive(self, session: C2SSession, el: Element) -> None:
+    def on_inactive(self, session: ClientSession, el: Element) -> None:
         if session.state != BOUND:
             raise StreamError("unsupported-stanza-type", "client state applies after bind")
         if _state(session) is None:
             session.add_filter(CSIState())
 
-    def on_active(self, session: C2SSession, el: Element) -> None:
+    def on_active(self, session: ClientSession, el: Element) -> None:
         if session.state != BOUND:
             raise StreamError("unsupported-stanza-type", "client state applies after bind")
         csi = _state(session)
@@ -54,7 +54,7 @@ class ClientStateIndication(Module):
             csi.flush(session)
 
 
-def _state(session: C2SSession) -> CSIState | None:
+def _state(session: ClientSession) -> CSIState | None:
     for f in session.filters:
         if isinstance(f, CSIState):
             return f

@@ -4,7 +4,7 @@ with a room (§7.10) and voice requests (§7.13, §8.6)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from hongyan.modules.muc.forms import (
     IQ_REGISTER,
@@ -17,14 +17,25 @@ from hongyan.modules.muc.forms import (
     config_form,
 )
 from hongyan.modules.muc.room import AFF_RANK, ROLE_RANK, Occupant, Room, spliced
-from hongyan.modules.muc.store import Affiliation
+from hongyan.modules.muc.room import Service as RoomService
+from hongyan.modules.muc.store import Affiliation, RoomStore
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError
 from hongyan.xmpp.jid import JID, JIDError
 
-if TYPE_CHECKING:
-    from hongyan.modules.muc import Muc
+
+class Service(RoomService, Protocol):
+    """What the owner's and admins' requests use of the MUC service."""
+
+    max_users: int
+    store: RoomStore
+
+    def send(self, el: Element) -> None: ...
+    def remove_room(self, room: Room) -> None: ...
+    def remove_occupant(self, room: Room, occ: Occupant, codes: tuple[str, ...],
+                        actor: str = "", reason: str = "") -> None: ...
+    def maybe_vanish(self, room: Room) -> None: ...
 
 
 def _bare(text: str) -> str:
@@ -35,7 +46,7 @@ def _bare(text: str) -> str:
 
 
 # -- muc#admin ----------------------------------------------------------------------------------
-async def admin_iq(muc: Muc, room: Room, el: Element, query: Element, sender: JID,
+async def admin_iq(muc: Service, room: Room, el: Element, query: Element, sender: JID,
                    itype: str) -> Element | None:
     actor = room.by_jid.get(str(sender))
     actor_aff = room.affiliation(sender.bare_str)
@@ -121,7 +132,7 @@ async def admin_iq(muc: Muc, room: Room, el: Element, query: Element, sender: JI
     return None
 
 
-def _affiliation_changed(muc: Muc, room: Room, bare: str, actor: str, reason: str) -> None:
+def _affiliation_changed(muc: Service, room: Room, bare: str, actor: str, reason: str) -> None:
     aff = room.affiliation(bare)
     for occ in [o for o in room.occupants.values() if o.bare == bare]:
         if aff == "outcast":
@@ -168,7 +179,7 @@ def _admin_list(room: Room, item: Element, actor: Occupant | None, actor_aff: st
 
 
 # -- muc#owner ----------------------------------------------------------------------------------
-async def owner_iq(muc: Muc, room: Room, el: Element, query: Element, sender: JID,
+async def owner_iq(muc: Service, room: Room, el: Element, query: Element, sender: JID,
                    itype: str) -> Element | None:
     if room.affiliation(sender.bare_str) != "owner":
         raise StanzaError("forbidden", "only owners configure a room")
@@ -225,7 +236,7 @@ async def owner_iq(muc: Muc, room: Room, el: Element, query: Element, sender: JI
     return None
 
 
-async def destroy_room(muc: Muc, room: Room, venue: str, reason: str) -> None:
+async def destroy_room(muc: Service, room: Room, venue: str, reason: str) -> None:
     for occ in list(room.occupants.values()):
         for jid, _, _ in list(occ.resources.values()):
             el = Element("presence", attrs={"from": room.occupant_jid(occ.nick),
@@ -246,7 +257,7 @@ async def destroy_room(muc: Muc, room: Room, venue: str, reason: str) -> None:
 
 
 # -- mediated invitations -----------------------------------------------------------------------
-def invitations(muc: Muc, room: Room, occ: Occupant | None, el: Element, sender: JID,
+def invitations(muc: Service, room: Room, occ: Occupant | None, el: Element, sender: JID,
                 x: Element) -> None:
     for decline in x.find_all("decline", MUC_USER):
         to = decline.attrs.get("to")
@@ -317,7 +328,7 @@ def _register_form() -> Element:
     return form
 
 
-async def register_iq(muc: Muc, room: Room, query: Element, sender: JID, itype: str
+async def register_iq(muc: Service, room: Room, query: Element, sender: JID, itype: str
                       ) -> Element | None:
     bare = sender.bare_str
     aff = room.affiliation(bare)
@@ -372,7 +383,7 @@ async def register_iq(muc: Muc, room: Room, query: Element, sender: JID, itype: 
     return None
 
 
-async def _set_affiliation(muc: Muc, room: Room, bare: str, a: Affiliation | None) -> None:
+async def _set_affiliation(muc: Service, room: Room, bare: str, a: Affiliation | None) -> None:
     before = room.affiliation(bare)
     if a is None:
         room.affiliations.pop(bare, None)
@@ -396,7 +407,7 @@ def form_type(form: Element) -> str:
 
 
 # -- voice requests (§7.13, §8.6) ---------------------------------------------------------------
-def voice_request(muc: Muc, room: Room, occ: Occupant | None, form: Element) -> None:
+def voice_request(muc: Service, room: Room, occ: Occupant | None, form: Element) -> None:
     """A visitor's request (a submitted ``muc#request`` form) goes to the moderators as a form;
     a moderator's submitted form with ``muc#request_allow`` true gives the occupant voice."""
     if occ is None:

@@ -33,7 +33,7 @@ from hongyan.xmpp.errors import StanzaError
 from hongyan.xmpp.jid import JID
 
 if TYPE_CHECKING:
-    from hongyan.modules.muc import Muc
+    from hongyan.modules.muc.room import Service
 
 MAM = query.MAM
 
@@ -55,7 +55,7 @@ _HEAD = b"<message xmlns='jabber:client'"
 
 
 class RoomArchive:
-    def __init__(self, muc: Muc) -> None:
+    def __init__(self, muc: Service) -> None:
         self.muc = muc
         self.api = muc.api
         cfg = self.api.config.mam

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from hongyan.modules.muc.forms import MUC_USER, OCCUPANT_ID, RoomConfig
 from hongyan.modules.muc.store import Affiliation
@@ -20,8 +20,18 @@ from hongyan.xmpp.jid import JID
 from hongyan.xmpp.stamps import parse_xmpp_datetime, xmpp_datetime
 
 if TYPE_CHECKING:
-    from hongyan.modules.muc import Muc
+    from hongyan.server.module import ModuleAPI
     from hongyan.server.session import Session
+
+
+
+class Service(Protocol):
+    """What a room (and its archive) uses of the MUC service that holds it."""
+
+    api: ModuleAPI
+    host: str
+    history_size: int
+
 
 AFF_RANK = {"outcast": 0, "none": 1, "member": 2, "admin": 3, "owner": 4}
 ROLE_RANK = {"none": 0, "visitor": 1, "participant": 2, "moderator": 3}
@@ -64,7 +74,7 @@ class Room:
     __slots__ = ("affiliations", "by_jid", "config", "created", "history", "jid_str", "locked",
                  "muc", "name", "occupants", "subject", "subject_by")
 
-    def __init__(self, muc: Muc, name: str, config: RoomConfig, created: int) -> None:
+    def __init__(self, muc: Service, name: str, config: RoomConfig, created: int) -> None:
         self.muc = muc
         self.name = name
         self.jid_str = f"{name}@{muc.host}"

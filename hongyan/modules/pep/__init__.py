@@ -29,9 +29,9 @@ from hongyan.modules.pubsub import PUBSUB, PubSubModule, Service
 from hongyan.modules.pubsub.engine import Node
 from hongyan.modules.pubsub.protocol import PEP_FEATURES, PUBSUB_OWNER
 from hongyan.modules.roster import Roster
-from hongyan.server.c2s import C2SSession
 from hongyan.server.hooks import AccountDeleted, PresenceOutbound
 from hongyan.server.module import Iq, Module, hook, iq_handler
+from hongyan.server.session import ClientSession
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID, JIDError
@@ -44,7 +44,7 @@ _NONE: frozenset[str] = frozenset()  # one shared empty set (each frozenset() is
 MAX_CAPS = 10_000
 
 
-def _interests(s: C2SSession) -> frozenset[str]:
+def _interests(s: ClientSession) -> frozenset[str]:
     data = s.data
     if data is None:
         return _NONE
@@ -177,7 +177,7 @@ class Pep(Module):
         data[_INTERESTS] = _NONE
         self.api.spawn(self._discover(session, c, key))
 
-    async def _discover(self, session: C2SSession, c: Element, key: str) -> None:
+    async def _discover(self, session: ClientSession, c: Element, key: str) -> None:
         """Ask the client what its capabilities hash stands for (it is answered in its own
         time: the presence that carried the hash is not held up)."""
         if session.jid is None:
@@ -209,7 +209,7 @@ class Pep(Module):
         data[_INTERESTS] = found
         await self._send_last(session, found)
 
-    async def _send_last(self, session: C2SSession, wanted: frozenset[str]) -> None:
+    async def _send_last(self, session: ClientSession, wanted: frozenset[str]) -> None:
         """The last item of each node the session asked for, of the account itself and of the
         contacts it is subscribed to (XEP-0163 §4.3.3)."""
         if not wanted or session.jid is None:

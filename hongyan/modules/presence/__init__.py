@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from hongyan.modules.events import InitialPresence, SubscriptionApproved, SubscriptionStored
 from hongyan.modules.roster import Roster, RosterItem, RosterRemoving
-from hongyan.server.c2s import C2SSession
 from hongyan.server.hooks import AccountDeleted, PresenceInbound, PresenceOutbound, SessionClosed
 from hongyan.server.module import Module, hook
+from hongyan.server.session import ClientSession
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StreamError
 from hongyan.xmpp.jid import JID, JIDError
@@ -114,13 +114,13 @@ class Presence(Module):
         return True
 
     @staticmethod
-    def _directed(session: C2SSession) -> set[str]:
+    def _directed(session: ClientSession) -> set[str]:
         if session.data is None:
             session.data = {}
         directed: set[str] = session.data.setdefault("directed", set())
         return directed
 
-    async def _broadcast(self, session: C2SSession, el: Element) -> None:
+    async def _broadcast(self, session: ClientSession, el: Element) -> None:
         jid = session.jid
         assert jid is not None
         available = el.attrs.get("type") is None
@@ -156,7 +156,7 @@ class Presence(Module):
         if first:
             await self._initial(session, items)
 
-    async def _initial(self, session: C2SSession, items: dict[str, RosterItem]) -> None:
+    async def _initial(self, session: ClientSession, items: dict[str, RosterItem]) -> None:
         jid = session.jid
         assert jid is not None
         # Probes: local contacts answer at once with each available resource's presence.

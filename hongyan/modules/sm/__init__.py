@@ -37,10 +37,9 @@ import secrets
 from hongyan.modules.events import QueuedForResumption, SessionResumed
 from hongyan.modules.offline import NOT_STORED, REFUSE, STORE, Offline, disposition
 from hongyan.modules.sm.state import MOD, HandledCountTooHigh, SMState
-from hongyan.server.c2s import AUTHENTICATED, BOUND, CLOSED, C2SSession
 from hongyan.server.hooks import SessionClosed, StreamFeatures
 from hongyan.server.module import Module, ModuleAPI, hook
-from hongyan.server.session import Session
+from hongyan.server.session import AUTHENTICATED, BOUND, CLOSED, ClientSession, Session
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, StreamError
@@ -86,8 +85,8 @@ class StreamManagement(Module):
         self.max_unacked = cfg.max_unacked
         self.request_every = cfg.request_every
         self.resume_timeout = cfg.resume_timeout
-        self.resumable: dict[str, C2SSession] = {}  # resume id -> session (bound or hibernated)
-        self.enabled: set[C2SSession] = set()
+        self.resumable: dict[str, ClientSession] = {}  # resume id -> session (bound or hibernated)
+        self.enabled: set[ClientSession] = set()
         # resume id of an ended session -> (username, its h, when to forget it), oldest first
         self.gone: dict[str, tuple[str, int, float]] = {}
         self._sweeper: asyncio.Task[None] | None = None
@@ -113,7 +112,7 @@ class StreamManagement(Module):
         ev.features.add("sm", NS.SM)
 
     # -- nonzas ---------------------------------------------------------------------------------
-    def on_enable(self, session: C2SSession, el: Element) -> None:
+    def on_enable(self, session: ClientSession, el: Element) -> None:
         if session.state != BOUND or session.sm is not None:
             session.send(_failed("unexpected-request"), raw=True)
             return
@@ -128,14 +127,14 @@ class StreamManagement(Module):
             attrs = {"id": rid, "resume": "true", "max": str(self.resume_timeout)}
         session.send(Element("enabled", NS.SM, attrs).to_bytes(NS.CLIENT), raw=True)
 
-    def on_request(self, session: C2SSession, el: Element) -> None:
+    def on_request(self, session: ClientSession, el: Element) -> None:
         sm = _sm(session)
         if session.state != BOUND or sm is None:
             session.send(_failed("unexpected-request"), raw=True)
             return
         session.send(f"<a xmlns='{NS.SM}' h='{sm.h_in}'/>".encode(), raw=True)
 
-    def on_ack(self, session: C2SSession, el: Element) -> None:
+    def on_ack(self, session: ClientSession, el: Element) -> None:
         sm = _sm(session)
         if session.state != BOUND or sm is None:
             session.send(_failed("unexpected-request"), raw=True)
@@ -145,7 +144,7 @@ class StreamManagement(Module):
         except HandledCountTooHigh as exc:
             raise TooHigh(exc) from None
 
-    def on_resume(self, session: C2SSession, el: Element) -> None:
+    def on_resume(self, session: ClientSession, el: Element) -> None:
         if session.state != AUTHENTICATED:
             session.send(_failed("unexpected-request"), raw=True)
             return
