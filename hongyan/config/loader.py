@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
+import pkgutil
 import re
+import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
-from hongyan.config.schema import Config
+from hongyan.config.schema import Config, ModulesSection, Section
 
 
 @dataclass(frozen=True)
@@ -79,9 +84,109 @@ def _prefix(a: list[str], b: list[str]) -> int:
     return n
 
 
+def feature_options(package: str) -> dict[str, type[Section]]:
+    """The options of each feature folder in ``package`` that declares some (its
+    ``options.py`` exposes ``OPTIONS``), by section name: the folder's name. Found by name,
+    like the features themselves: a folder that is not there has no section. Only the
+    ``options.py`` files run, not the features (a feature whose dependency was deleted still
+    has its section read, and the check imports no server code)."""
+    pkg = importlib.import_module(package)
+    found: dict[str, type[Section]] = {}
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        path = Path(getattr(info.module_finder, "path", "")) / info.name / "options.py"
+        if not info.ispkg or not path.is_file():
+            continue
+        name = f"{package}.{info.name}.options"
+        mod = sys.modules.get(name)
+        if mod is None:
+            spec = importlib.util.spec_from_file_location(name, path)
+            assert spec is not None and spec.loader is not None
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[name] = mod  # (the feature's own import of it finds this one)
+            try:
+                spec.loader.exec_module(mod)
+            except BaseException:
+                del sys.modules[name]
+                raise
+        cls = getattr(mod, "OPTIONS", None)
+        if not (isinstance(cls, type) and issubclass(cls, Section)) or \
+                cls.section != info.name:
+            raise TypeError(f"{name}.OPTIONS must be a Section whose section is {info.name!r}")
+        found[info.name] = cls
+    return found
+
+
+def _problems(exc: ValidationError, name: str, text: str, prefix: tuple[str, ...] = ()
+              ) -> list[Problem]:
+    out = []
+    for err in exc.errors():
+        loc = [*prefix, *(str(p) for p in err["loc"] if not isinstance(p, int))]
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        msg = msg.removeprefix("Value error, ")
+        out.append(Problem(name, locate(text, loc), ".".join(loc), msg))
+    return out
+
+
+def _validate(data: dict[str, Any], name: str, text: str) -> Config:
+    """The server's own sections, then each feature's; every mistake is reported at once."""
+    own = {k: v for k, v in data.items() if k in Config.model_fields}
+    problems: list[Problem] = []
+    try:
+        config = Config.model_validate(own)
+    except ValidationError as exc:
+        problems += _problems(exc, name, text)
+        config = None
+    modules = config.modules if config is not None else ModulesSection()
+    try:
+        known = feature_options(modules.package)
+    except (ImportError, TypeError) as exc:
+        problems.append(Problem(name, locate(text, ["modules", "package"]), "modules.package",
+                                f"cannot read the feature modules' options: {exc}"))
+        known = {}
+    features: dict[str, Section] = {}
+    for key, value in data.items():
+        if key in own:
+            continue
+        cls = known.get(key)
+        if cls is None:
+            if key not in modules.disabled:  # (a disabled feature may be absent)
+                problems.append(Problem(name, locate(text, [key]), key,
+                                        f"unknown key: no feature module in {modules.package} "
+                                        "reads this section"))
+            continue
+        try:
+            features[key] = cls.model_validate(value)
+        except ValidationError as exc:
+            problems += _problems(exc, name, text, (key,))
+    if problems or config is None:
+        raise ConfigError(problems)
+    for key, cls in known.items():
+        features.setdefault(key, cls())
+    domain = config.server.domain
+    served: dict[str, str] = {}  # domain -> the key that serves it
+    # (the sections the file sets come last: a clash is blamed on a key the user wrote)
+    for key in sorted(features, key=lambda k: k in data):
+        if key in modules.disabled:
+            continue
+        for field, host in features[key].services(domain).items():
+            where = f"{key}.{field}"
+            if host == domain:
+                problems.append(Problem(name, locate(text, [key, field]), where,
+                                        "must be a domain of its own, not server.domain"))
+            elif host in served:
+                problems.append(Problem(name, locate(text, [key, field]), where,
+                                        f"{host} is {served[host]} already"))
+            served[host] = where
+    if problems:
+        raise ConfigError(problems)
+    return config.with_features(features)
+
+
 def load_config(path: str | os.PathLike[str] | None) -> Config:
     if path is None:
-        return Config()
+        return _validate({}, "(defaults)", "")
     name = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -95,18 +200,7 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
         m = _TOML_LINE.search(str(exc))
         raise ConfigError([Problem(name, int(m.group(1)) if m else None, "",
                                    f"TOML syntax error: {exc}")]) from None
-    try:
-        return Config.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
-            msg = err["msg"]
-            if err["type"] == "extra_forbidden":
-                msg = "unknown key"
-            msg = msg.removeprefix("Value error, ")
-            problems.append(Problem(name, locate(text, loc), ".".join(loc), msg))
-        raise ConfigError(problems) from None
+    return _validate(data, name, text)
 
 
 def check_config(path: str | os.PathLike[str]) -> list[Problem]:

@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 _DNS = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}"
                   r"[a-z0-9])?)*$")
@@ -24,7 +32,22 @@ ServiceHost = Annotated[str, AfterValidator(_service_host)]
 
 
 class Section(BaseModel):
+    """A ``[section]`` of the config file. The server's own are below; each feature declares
+    its own in its folder (``options.py``: ``OPTIONS``, a Section whose ``section`` is the
+    folder's name), and the loader finds them by name."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: the table a feature's options are read from (empty: one of the server's own)
+    section: ClassVar[str] = ""
+
+    def services(self, domain: str) -> dict[str, str]:
+        """The domains the feature serves besides ``domain`` (the server's), by key: each must
+        be a domain of its own."""
+        return {}
+
+
+S = TypeVar("S", bound=Section)
 
 
 class ServerSection(Section):
@@ -113,84 +136,6 @@ class RegistrationSection(Section):
     min_password_length: int = Field(4, ge=1, le=1024)
 
 
-class OfflineSection(Section):
-    quota: int = Field(1000, ge=0, description="stored messages per user")
-
-
-class SMSection(Section):
-    resume_timeout: int = Field(3600, ge=1, description="seconds a XEP-0198 session whose "
-                                "connection dropped waits for its client to resume it (iOS "
-                                "clients need an hour); then its unacknowledged messages go to "
-                                "offline storage and contacts see it go offline")
-    max_unacked: int = Field(1000, ge=10, description="stanzas sent and not yet acknowledged "
-                             "a session may have; past it the stream ends (policy-violation)")
-    request_every: int = Field(5, ge=1, description="ask the client for an ack (<r/>) after "
-                               "this many unacknowledged stanzas")
-    request_interval: float = Field(30.0, gt=0, description="seconds between sweeps that ask "
-                                    "every client with unacknowledged stanzas for an ack")
-
-
-class MucSection(Section):
-    host: ServiceHost = Field("", description="the MUC service's domain (XEP-0045); "
-                      "empty = conference.<server.domain>. Switch MUC off with "
-                      "[modules] disabled = [\"muc\"]")
-    history_size: int = Field(20, ge=0, le=1000, description="messages per room kept in "
-                              "memory and sent to a joining occupant")
-    max_users: int = Field(200, ge=1, le=100000, description="default and upper bound of a "
-                           "room's muc#roomconfig_maxusers")
-    max_rooms_per_user: int = Field(100, ge=1, description="rooms one user may own")
-    archive: bool = Field(True, description="whether a new room archives its messages "
-                          "(XEP-0313 on the room; its owner may change it). Writes are "
-                          "batched with the [mam] flush settings")
-
-
-class MamSection(Section):
-    default: Literal["always", "never", "roster"] = Field(
-        "always", description="XEP-0313 default for users who set no preferences")
-    retention_days: float = Field(0, ge=0, description="archived messages older than this "
-                                  "many days are removed; 0 = keep forever")
-    cleanup_interval: float = Field(3600.0, gt=0, description="seconds between retention "
-                                    "cleanups")
-    flush_interval: float = Field(0.005, gt=0, le=5, description="seconds archived messages "
-                                  "wait in memory before one batched write")
-    flush_rows: int = Field(500, ge=1, description="queued messages that trigger a write "
-                            "before flush_interval")
-    max_queued: int = Field(10000, ge=1, description="queued messages beyond which a sender "
-                            "waits (its next stanzas are read once the queue was handed to "
-                            "the database): bounds the archive's memory when writes fall "
-                            "behind (each room archive's queue too)")
-    max_page: int = Field(250, ge=1, le=10000, description="most messages one query returns")
-
-
-class PushSection(Section):
-    include_body: bool = Field(False, description="put the message body in XEP-0357 "
-                               "notifications (last-message-body); it then passes through the "
-                               "app server and the phone vendor's push service")
-    include_sender: bool = Field(True, description="put the sender's JID in notifications "
-                                 "(last-message-sender)")
-    timeout: float = Field(10.0, gt=0, le=300, description="seconds to wait for the app "
-                           "server's answer to a notification")
-    retries: int = Field(2, ge=0, le=10, description="times a notification is sent again "
-                         "after a timeout or a temporary (type wait) error")
-    retry_delay: float = Field(5.0, ge=0, le=3600, description="seconds before the first "
-                               "retry; doubled for each further one")
-    max_per_user: int = Field(20, ge=1, le=1000, description="push registrations one "
-                              "account may keep (one per device and app server node)")
-
-
-class PubSubSection(Section):
-    host: ServiceHost = Field("", description="the XEP-0060 service's domain; empty = "
-                      "pubsub.<server.domain>")
-    service: bool = Field(True, description="run the pubsub.<domain> service (PEP on "
-                          "accounts runs whenever the pep module is loaded)")
-    max_item_size: int = Field(131072, ge=1024, le=16 * 1024 * 1024, description="bytes an "
-                               "item's payload may have (avatars are the largest PEP items)")
-    max_items: int = Field(1000, ge=1, le=100000, description="upper bound of a node's "
-                           "pubsub#max_items (and what 'max' means)")
-    max_nodes: int = Field(1000, ge=1, description="nodes one service (one account's PEP) "
-                           "may hold")
-
-
 class ClusterSection(Section):
     backend: Literal["local", "redis"] = "local"
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -210,22 +155,20 @@ class Config(Section):
     storage: StorageSection = StorageSection()
     auth: AuthSection = AuthSection()
     registration: RegistrationSection = RegistrationSection()
-    offline: OfflineSection = OfflineSection()
-    sm: SMSection = SMSection()
-    muc: MucSection = MucSection()
-    mam: MamSection = MamSection()
-    push: PushSection = PushSection()
-    pubsub: PubSubSection = PubSubSection()
     cluster: ClusterSection = ClusterSection()
     modules: ModulesSection = ModulesSection()
 
-    @model_validator(mode="after")
-    def _muc_host(self) -> Config:
-        if self.muc.host == self.server.domain:
-            raise ValueError("muc.host must be a domain of its own, not server.domain")
-        if self.pubsub.host and self.pubsub.host in (self.server.domain, self.muc.host):
-            raise ValueError("pubsub.host must be a domain of its own, not server.domain or "
-                             "muc.host")
+    #: each feature's section, by name (see :meth:`options`; the loader fills it)
+    _features: dict[str, Section] = PrivateAttr(default_factory=dict)
+
+    def options(self, cls: type[S]) -> S:
+        """A feature's options: its ``[cls.section]`` as the config file set it, or its
+        defaults (no file, or the feature is not there)."""
+        found = self._features.get(cls.section)
+        return found if isinstance(found, cls) else cls()
+
+    def with_features(self, features: dict[str, Section]) -> Config:
+        self._features = dict(features)
         return self
 
     @property

@@ -3,7 +3,9 @@
 folders so that either may be disabled or deleted without the other.
 
 Plain functions, no module state: the query form, its parsing (form fields, XEP-0059 paging),
-the SQL page over one archive table, and the result stanzas written as pre-built strings.
+the SQL page over one archive table, and the result stanzas written as pre-built strings. The
+[mam] settings are here too (:class:`ArchiveOptions`): room archives batch their writes with
+the same ones.
 
 An archive table has an integer ``id`` (microseconds since the epoch, strictly increasing, so
 ``start``/``end`` are an id range), a key column (the archive's owner: a username, a room) and
@@ -13,8 +15,11 @@ a ``stanza`` column; :func:`page` is told which columns ``with`` filters on.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
+from pydantic import Field
+
+from hongyan.config.schema import Section
 from hongyan.xmpp.element import Element, escape_attr
 from hongyan.xmpp.errors import StanzaError
 from hongyan.xmpp.jid import JID, JIDError
@@ -23,6 +28,30 @@ from hongyan.xmpp.stamps import parse_xmpp_datetime, xmpp_datetime
 if TYPE_CHECKING:
     from hongyan.server.session import Session
     from hongyan.storage.db import Database
+
+
+class ArchiveOptions(Section):
+    """The [mam] section of the config file (read by the mam feature; a room archive writes with
+    its batching settings)."""
+
+    section = "mam"
+
+    default: Literal["always", "never", "roster"] = Field(
+        "always", description="XEP-0313 default for users who set no preferences")
+    retention_days: float = Field(0, ge=0, description="archived messages older than this "
+                                  "many days are removed; 0 = keep forever")
+    cleanup_interval: float = Field(3600.0, gt=0, description="seconds between retention "
+                                    "cleanups")
+    flush_interval: float = Field(0.005, gt=0, le=5, description="seconds archived messages "
+                                  "wait in memory before one batched write")
+    flush_rows: int = Field(500, ge=1, description="queued messages that trigger a write "
+                            "before flush_interval")
+    max_queued: int = Field(10000, ge=1, description="queued messages beyond which a sender "
+                            "waits (its next stanzas are read once the queue was handed to "
+                            "the database): bounds the archive's memory when writes fall "
+                            "behind (each room archive's queue too)")
+    max_page: int = Field(250, ge=1, le=10000, description="most messages one query returns")
+
 
 MAM = "urn:xmpp:mam:2"
 MAM_EXTENDED = "urn:xmpp:mam:2#extended"

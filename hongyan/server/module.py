@@ -21,7 +21,7 @@ from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID
 
 if TYPE_CHECKING:
-    from hongyan.config.schema import Config
+    from hongyan.config.schema import Config, Section
     from hongyan.server.accounts import Accounts
     from hongyan.server.cluster import Cluster, NoticeHandler
     from hongyan.server.iq import IqTracker
@@ -36,6 +36,7 @@ __all__ = ["Iq", "Module", "ModuleAPI", "Timer", "hook", "iq_handler"]
 
 E = TypeVar("E")
 M = TypeVar("M", bound="Module")
+S = TypeVar("S", bound="Section")
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +152,10 @@ class ModuleAPI:
     @property
     def config(self) -> Config:
         return self._node.config
+
+    def options(self, cls: type[S]) -> S:
+        """A feature's own section of the config file (``cls``, from its ``options.py``)."""
+        return self._node.config.options(cls)
 
     @property
     def domain(self) -> str:

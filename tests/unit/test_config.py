@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,7 @@ def test_defaults() -> None:
 
 
 def test_example_file_is_the_defaults() -> None:
-    assert load_config(ROOT / "hongyan.example.toml") == Config()
+    assert load_config(ROOT / "hongyan.example.toml") == load_config(None)
 
 
 @pytest.mark.parametrize(("text", "line", "key", "words"), [
@@ -83,3 +84,53 @@ def test_missing_file_is_named(tmp_path: Path) -> None:
 ])
 def test_registration_default(tmp_path: Path, text: str, enabled: bool) -> None:
     assert load_config(write(tmp_path, text)).registration_enabled is enabled
+
+
+def test_a_feature_reads_its_own_section(tmp_path: Path) -> None:
+    from hongyan.modules.sm.options import SMOptions
+
+    assert Config().options(SMOptions) == SMOptions()  # no file: the defaults
+    cfg = load_config(write(tmp_path, "[sm]\nresume_timeout = 60\n"))
+    assert cfg.options(SMOptions).resume_timeout == 60
+    assert cfg.options(SMOptions).max_unacked == SMOptions().max_unacked
+
+
+def _package(root: Path, name: str, features: dict[str, str]) -> None:
+    """A package of feature folders; each value is the body of the folder's options.py."""
+    pkg = root / name
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    for folder, options in features.items():
+        (pkg / folder).mkdir()
+        (pkg / folder / "__init__.py").write_text("")
+        if options:
+            (pkg / folder / "options.py").write_text(options)
+
+
+ALPHA = ("from hongyan.config.schema import Section\n\n"
+         "class AlphaOptions(Section):\n    section = 'alpha'\n    level: int = 1\n\n"
+         "OPTIONS = AlphaOptions\n")
+
+
+def test_sections_follow_the_feature_folders(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each folder of ``modules.package`` brings its section; a folder that is not there has
+    none (unless the feature is disabled, when its old section is left alone)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _package(tmp_path, "feats_a", {"alpha": ALPHA, "plain": ""})
+    head = '[modules]\npackage = "feats_a"\ndisabled = ["gone"]\n'
+    cfg = load_config(write(tmp_path, head + "[alpha]\nlevel = 3\n[gone]\nx = 1\n"))
+    alpha = cfg.options(importlib.import_module("feats_a.alpha.options").AlphaOptions)
+    assert alpha.level == 3
+    problems = check_config(write(tmp_path, head + "[alpha]\nlevel = \"x\"\n[beta]\ny = 2\n"))
+    assert [(p.key, p.line) for p in problems] == [("alpha.level", 5), ("beta", 6)]
+    assert "feats_a" in problems[1].message
+
+
+def test_options_named_after_another_folder_are_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _package(tmp_path, "feats_b", {"beta": ALPHA})
+    problems = check_config(write(tmp_path, '[modules]\npackage = "feats_b"\n'))
+    assert [p.key for p in problems] == ["modules.package"]
+    assert "'beta'" in problems[0].message

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from hongyan.config.loader import ConfigError, load_config
+from hongyan.modules.muc.options import MucOptions
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -16,7 +17,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_muc_defaults(tmp_path: Path) -> None:
-    muc = load_config(write(tmp_path, "")).muc
+    muc = load_config(write(tmp_path, "")).options(MucOptions)
     assert (muc.host, muc.history_size, muc.max_users) == ("", 20, 200)
 
 
@@ -25,6 +26,8 @@ def test_muc_defaults(tmp_path: Path) -> None:
     ('[muc]\nhost = "not a domain"\n', "muc.host"),
     ("[muc]\nhistory_size = -1\n", "muc.history_size"),
     ("[muc]\nmax_users = 0\n", "muc.max_users"),
+    ('[pubsub]\nhost = "conference.localhost"\n',
+     "pubsub.host: conference.localhost is muc.host already"),
 ])
 def test_muc_mistakes(tmp_path: Path, text: str, needle: str) -> None:
     with pytest.raises(ConfigError) as exc:

@@ -42,6 +42,7 @@ from hongyan.modules.muc.forms import (
     RoomConfig,
     roominfo_form,
 )
+from hongyan.modules.muc.options import MucOptions
 from hongyan.modules.muc.room import ROLE_RANK, Occupant, Room, spliced
 from hongyan.modules.muc.store import MIGRATIONS, Affiliation, RoomStore
 from hongyan.server.hooks import AccountDeleted, SessionClosed
@@ -74,8 +75,8 @@ class Muc(Module):
 
     async def start(self) -> None:
         self.api.on_notice("muc-gone", self._peer_session_gone)
-        cfg = self.api.config.muc
-        self.host = cfg.host or f"conference.{self.api.domain}"
+        cfg = self.api.options(MucOptions)
+        self.host = cfg.host_for(self.api.domain)
         self.history_size = cfg.history_size
         self.max_users = cfg.max_users
         self.store = RoomStore(self.api.db)
@@ -266,10 +267,10 @@ class Muc(Module):
             if sender.domain != self.api.domain:
                 raise StanzaError("not-allowed", "only local users may create rooms")
             owned = sum(1 for r in self.rooms.values() if r.affiliation(bare) == "owner")
-            if owned >= self.api.config.muc.max_rooms_per_user:
+            if owned >= self.api.options(MucOptions).max_rooms_per_user:
                 raise StanzaError("not-allowed", "you own too many rooms")
             room = Room(self, to.local, RoomConfig(max_users=self.max_users,
-                                                   archive=self.api.config.muc.archive),
+                                                   archive=self.api.options(MucOptions).archive),
                         int(now))
             room.affiliations[bare] = Affiliation("owner")
             # A client that speaks MUC gets a locked room to configure (or accept as is);

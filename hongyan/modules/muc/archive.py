@@ -25,6 +25,7 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from hongyan.modules import archive_query as query
+from hongyan.modules.archive_query import ArchiveOptions
 from hongyan.modules.muc.room import AFF_RANK, Room
 from hongyan.storage.batch import BatchWriter, IdClock
 from hongyan.storage.migrations import Migration
@@ -58,7 +59,7 @@ class RoomArchive:
     def __init__(self, muc: Service) -> None:
         self.muc = muc
         self.api = muc.api
-        cfg = self.api.config.mam
+        cfg = self.muc.api.options(ArchiveOptions)
         self._max_page = cfg.max_page
         self.ids = IdClock(self.api.now)
         self._writer: BatchWriter[QueuedRow] = BatchWriter(

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 
 from hongyan.modules.events import InitialPresence, OfflineStored
+from hongyan.modules.offline.options import OfflineOptions
 from hongyan.server.hooks import AccountDeleted, MessageUndeliverable
 from hongyan.server.module import Module, ModuleAPI, hook
 from hongyan.storage.migrations import Migration
@@ -134,7 +135,7 @@ class Offline(Module):
             async with lock:
                 count = await self.api.db.fetchval(
                     "SELECT COUNT(*) FROM offline_messages WHERE username=?", username)
-                room = max(0, self.api.config.offline.quota - int(count or 0))
+                room = max(0, self.api.options(OfflineOptions).quota - int(count or 0))
                 keep, refused = stanzas[:room], stanzas[room:]
                 now = self.api.now()
                 rows = []

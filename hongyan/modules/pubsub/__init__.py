@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 
 from hongyan.modules.pubsub.engine import PUBSUB, PubSub, Service
+from hongyan.modules.pubsub.options import PubSubOptions
 from hongyan.modules.pubsub.protocol import FEATURES, INSTANT_NODES, PUBSUB_OWNER, Protocol
 from hongyan.modules.pubsub.store import MIGRATIONS, PubSubStore
 from hongyan.server.hooks import AccountDeleted
@@ -30,13 +31,13 @@ class PubSubModule(Module):
     migrations = MIGRATIONS
 
     async def start(self) -> None:
-        cfg = self.api.config.pubsub
+        cfg = self.api.options(PubSubOptions)
         self.engine = PubSub(PubSubStore(self.api.db), self.api.route,
                              max_items=cfg.max_items, max_item_size=cfg.max_item_size,
                              max_nodes=cfg.max_nodes, now=self.api.now)
         await self.engine.start()
         self.protocol = Protocol(self.engine)
-        self.host = cfg.host or f"pubsub.{self.api.domain}"
+        self.host = cfg.host_for(self.api.domain)
         if cfg.service:
             self.api.component(self.host, self.on_stanza)
 

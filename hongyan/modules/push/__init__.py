@@ -75,6 +75,7 @@ from hongyan.modules.events import (
     QueuedForResumption,
     SubscriptionStored,
 )
+from hongyan.modules.push.options import PushOptions
 from hongyan.server.hooks import AccountDeleted
 from hongyan.server.module import Iq, Module, ModuleAPI, hook, iq_handler
 from hongyan.storage.migrations import Migration
@@ -197,7 +198,7 @@ class Push(Module):
 
     def __init__(self, api: ModuleAPI) -> None:
         super().__init__(api)
-        cfg = api.config.push
+        cfg = api.options(PushOptions)
         self.include_body = cfg.include_body
         self.include_sender = cfg.include_sender
         self.timeout = cfg.timeout

@@ -36,6 +36,7 @@ import secrets
 
 from hongyan.modules.events import QueuedForResumption, SessionResumed
 from hongyan.modules.offline import NOT_STORED, REFUSE, STORE, Offline, disposition
+from hongyan.modules.sm.options import SMOptions
 from hongyan.modules.sm.state import MOD, HandledCountTooHigh, SMState
 from hongyan.server.hooks import SessionClosed, StreamFeatures
 from hongyan.server.module import Module, ModuleAPI, hook
@@ -81,7 +82,7 @@ class StreamManagement(Module):
 
     def __init__(self, api: ModuleAPI) -> None:
         super().__init__(api)
-        cfg = api.config.sm
+        cfg = api.options(SMOptions)
         self.max_unacked = cfg.max_unacked
         self.request_every = cfg.request_every
         self.resume_timeout = cfg.resume_timeout
@@ -99,7 +100,7 @@ class StreamManagement(Module):
         api.nonza(NS.SM, "resume", self.on_resume)
         api.nonza(NS.SM, "r", self.on_request)
         api.nonza(NS.SM, "a", self.on_ack)
-        self._sweeper = api.spawn(self._sweep(api.config.sm.request_interval))
+        self._sweeper = api.spawn(self._sweep(api.options(SMOptions).request_interval))
 
     async def stop(self) -> None:
         for s in list(self.resumable.values()):
