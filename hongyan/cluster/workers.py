@@ -190,7 +190,7 @@ class _Inbound(asyncio.Protocol):
                 sender, to, mtype, xml = frame[1:].split(b"\0", 3)
                 router = self._node.router
                 to_text = to.decode()
-                if router.deliver_wire(xml, to_text, mtype):
+                if router.deliver_serialized(xml, to_text, mtype):
                     return None
                 events = self._parser.feed(xml)
                 el = events[0]

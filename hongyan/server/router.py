@@ -307,11 +307,12 @@ class Router:
                 return None
         return ev
 
-    def deliver_wire(self, data: bytes, to: str, mtype: bytes) -> bool:
-        """A message another worker forwarded to ``to`` (a JID's text), still serialized, its
-        :func:`~hongyan.server.hooks.anywhere` handlers run there: write it as it is when that
-        is all :meth:`message` would do (no other inbound handler, a chat or normal message, a
-        session to take it). False: it must be parsed and routed (``at_home``)."""
+    def deliver_serialized(self, data: bytes, to: str, mtype: bytes) -> bool:
+        """A message that reached the home of ``to`` (a JID's text) still serialized, its
+        :func:`~hongyan.server.hooks.anywhere` handlers run where it entered (another process
+        of the node today): write it as it is when that is all :meth:`message` would do (no
+        other inbound handler, a chat or normal message, a session to take it). False: it
+        must be parsed and routed."""
         if mtype != b"chat" and mtype != b"normal":
             return False
         for _, _, handler in self._inbound:
