@@ -1,5 +1,12 @@
 """PostgreSQL for the tests: a fresh database per test, dropped afterwards.
 
+A test that runs a server gets its database already migrated: a copy (``CREATE DATABASE …
+TEMPLATE``, a file copy, no DDL) of a template database holding every migration a fresh
+server applies, built once by the first test process that needs it. The template is named
+after a hash of that migration set, so a changed migration makes a new one (and the old ones
+are dropped); it accepts no connections, so copying it never meets "source database is being
+accessed by other users". Tests of the migrations themselves ask for an empty database.
+
 In CI (``CI`` set) an unreachable PostgreSQL fails the tests — there they must run, never
 skip; elsewhere they skip with a message that says how to run them.
 """
@@ -8,15 +15,37 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import os
 import secrets
 import socket
 import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from hongyan.config.schema import ModulesSection
+from hongyan.server import accounts as accounts_mod
+from hongyan.server.features import load_module_classes
+from hongyan.storage import migrations as migrations_mod
+from hongyan.storage.db import open_database
+from hongyan.storage.kv import KV_MIGRATIONS
+from hongyan.storage.migrations import Migration, migrate
+
 _TIMEOUT = 3.0
+
+#: every test database's name starts so (:func:`drop_pg_database` drops nothing else)
+TEST_PREFIX = "hongyan_test_"
+#: the templates' names: this, then the hash of the migration set
+TEMPLATE_PREFIX = "hongyan_tmpl_"
+#: Key of the PostgreSQL advisory lock (in the admin database) held while a template is
+#: built ("HyTm"; the server's own migration locks live in the test databases).
+_TEMPLATE_LOCK = 0x4879546D
+#: how long a test process waits for another one that builds the template
+_TEMPLATE_WAIT = "120s"
 
 
 def postgres_admin_url() -> str:
@@ -77,18 +106,118 @@ def require_pg() -> None:
                 "these tests")
 
 
-async def create_temp_pg_database() -> str:
-    """Create ``hongyan_test_<random hex>`` and return its URL."""
-    import asyncpg
-
-    name = "hongyan_test_" + secrets.token_hex(6)
-    conn = await asyncpg.connect(postgres_admin_url(), timeout=_TIMEOUT)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
+def _url(name: str) -> str:
     parts = urlsplit(postgres_admin_url())
     return urlunsplit(parts._replace(path="/" + name))
+
+
+def server_migrations() -> list[Migration]:
+    """What a fresh server of the default configuration migrates, as ``Node.open_storage``
+    gathers it: the core (accounts, key/value store), then each loaded feature module's.
+    (tests/integration/test_pg_template.py checks that a node finds nothing left to do.)"""
+    modules = ModulesSection()
+    migs: list[Migration] = [*accounts_mod.MIGRATIONS, *KV_MIGRATIONS]
+    for cls in load_module_classes(modules.disabled, modules.package):
+        migs.extend(cls.migrations)
+    return migs
+
+
+def template_name(migrations: Iterable[Migration]) -> str:
+    """``hongyan_tmpl_<hash>``: the hash covers every migration's id and SQL, and the source
+    of :mod:`hongyan.storage.migrations` (the ``schema_versions`` table, the DDL rendering)."""
+    h = hashlib.sha256(Path(migrations_mod.__file__).read_bytes())
+    for m in sorted(migrations, key=lambda m: (m.component, m.version)):
+        h.update(repr((m.component, m.version, m.statements)).encode())
+    return TEMPLATE_PREFIX + h.hexdigest()[:16]
+
+
+@functools.cache
+def _planned() -> tuple[str, tuple[Migration, ...]]:
+    """This process's template: its name and its migrations (read once)."""
+    migs = server_migrations()
+    return template_name(migs), tuple(migs)
+
+
+#: the template this process made sure of (each test has an event loop of its own, so only
+#: the name is kept, not a connection)
+_template_ready: str | None = None
+
+
+async def _exists(conn: Any, name: str) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name))
+
+
+async def _ensure_template(conn: Any) -> str:
+    """The template's name, after building it unless it exists (``conn``: an admin session).
+
+    Several test processes may get here at once: the building happens under an advisory lock,
+    in a database of another name that is renamed once complete, so that a template under its
+    final name is always whole (a process killed while building leaves only a ``…_b<pid>``,
+    which the next build drops)."""
+    global _template_ready
+    name, migs = _planned()
+    if _template_ready == name or await _exists(conn, name):
+        _template_ready = name
+        return name
+    await conn.execute(f"SET lock_timeout = '{_TEMPLATE_WAIT}'")
+    await conn.execute("SELECT pg_advisory_lock($1)", _TEMPLATE_LOCK)
+    try:
+        if not await _exists(conn, name):
+            # older templates (other migration sets) and builds a killed process left behind
+            stale = await conn.fetch(
+                "SELECT datname FROM pg_database WHERE starts_with(datname, $1) "
+                "AND datname <> $2", TEMPLATE_PREFIX, name)
+            for row in stale:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{row[0]}" WITH (FORCE)')
+            build = f"{name}_b{os.getpid()}"
+            await conn.execute(f'CREATE DATABASE "{build}"')
+            try:
+                await _migrate(_url(build), migs)
+                await conn.execute(f'ALTER DATABASE "{build}" WITH ALLOW_CONNECTIONS false')
+                await conn.execute(f'ALTER DATABASE "{build}" RENAME TO "{name}"')
+            except BaseException:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{build}" WITH (FORCE)')
+                raise
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _TEMPLATE_LOCK)
+        await conn.execute("RESET lock_timeout")
+    _template_ready = name
+    return name
+
+
+async def _migrate(url: str, migs: Iterable[Migration]) -> None:
+    db = await open_database(url, pool_size=1)
+    try:
+        await migrate(db, migs)
+    finally:
+        await db.close()
+
+
+async def create_temp_pg_database(*, migrated: bool = False) -> str:
+    """Create ``hongyan_test_<random hex>`` and return its URL: empty, or with ``migrated``
+    a copy of the template (every migration a fresh server applies, recorded as applied)."""
+    import asyncpg
+
+    global _template_ready
+    name = TEST_PREFIX + secrets.token_hex(6)
+    conn = await asyncpg.connect(postgres_admin_url(), timeout=_TIMEOUT)
+    try:
+        if not migrated:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        else:
+            for attempt in (1, 2):
+                template = await _ensure_template(conn)
+                try:
+                    await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+                    break
+                except asyncpg.InvalidCatalogNameError:
+                    # dropped meanwhile as stale (by a process with other migrations): again
+                    _template_ready = None
+                    if attempt == 2:
+                        raise
+    finally:
+        await conn.close()
+    return _url(name)
 
 
 async def drop_pg_database(url: str) -> None:
@@ -96,7 +225,7 @@ async def drop_pg_database(url: str) -> None:
     import asyncpg
 
     name = urlsplit(url).path.lstrip("/")
-    if not name.startswith("hongyan_test_"):
+    if not name.startswith(TEST_PREFIX):
         raise ValueError(f"refusing to drop {name!r}: not a test database")
     conn = await asyncpg.connect(postgres_admin_url(), timeout=_TIMEOUT)
     try:

@@ -61,7 +61,8 @@ async def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
         yield f"sqlite:///{tmp_path / 'hongyan.db'}"
         return
     require_pg()
-    url = await create_temp_pg_database()
+    # a copy of the migrated template: the node starts with nothing left to migrate
+    url = await create_temp_pg_database(migrated=True)
     try:
         yield url
     finally:
