@@ -99,7 +99,9 @@ class BatchWriter(Generic[T]):
         return None
 
     def _start(self) -> None:
-        self._timer = None
+        timer, self._timer = self._timer, None
+        if timer is not None:  # (the size limit came first: the timer has nothing to do)
+            timer.cancel()
         if self._flushing is None or self._flushing.done():
             self._flushing = self._spawn(self.flush())
 

@@ -49,3 +49,30 @@ async def test_rows_are_written_by_the_timer_the_size_limit_or_a_flush() -> None
     assert written == [[1, 2], [3, 4, 5], [6]]
     await w.flush()
     assert written[-1] == [6]
+
+
+async def test_the_size_limit_disarms_the_timer() -> None:
+    """A write started by the size limit leaves no timer armed (it would start a needless
+    write later, and a module would hold it until then)."""
+    loop = asyncio.get_running_loop()
+    written: list[list[int]] = []
+    tasks: list[asyncio.Task[Any]] = []
+    handles: list[asyncio.TimerHandle] = []
+
+    async def write(rows: list[int]) -> None:
+        written.append(rows)
+
+    def call_later(delay: float, fn: Any) -> asyncio.TimerHandle:
+        handles.append(loop.call_later(delay, fn))
+        return handles[-1]
+
+    def spawn(coro: Any) -> asyncio.Task[Any]:
+        tasks.append(loop.create_task(coro))
+        return tasks[-1]
+
+    w: BatchWriter[int] = BatchWriter(write, 3600.0, 2, call_later, spawn)
+    w.add(1)  # arms the timer
+    w.add(2)  # the size limit: written at once
+    await asyncio.gather(*tasks)
+    assert written == [[1, 2]]
+    assert len(handles) == 1 and handles[0].cancelled()
