@@ -49,7 +49,6 @@ from hongyan.xmpp.stream import Parsers, Profile
 log = logging.getLogger("hongyan.node")
 
 
-
 class WorkerSpec:
     """What a worker process of a multi-worker node gets from the supervisor."""
 
@@ -105,10 +104,10 @@ class Node:
         self._flush_scheduled = False
         self.in_batch = False
         #: what every c2s stream shares: domain, parser limits, the negotiation deadline
-        self.c2s_streams: Profile = Profile(config.server.domain,
-                                   Parsers(max_stanza_size=config.c2s.max_stanza_size,
-                                           max_depth=config.c2s.max_depth),
-                                   clock=time.monotonic, timeout=config.c2s.auth_timeout)
+        self.c2s_streams: Profile = Profile(
+            config.server.domain,
+            Parsers(max_stanza_size=config.c2s.max_stanza_size, max_depth=config.c2s.max_depth),
+            clock=time.monotonic, timeout=config.c2s.auth_timeout)
         self.c2s_port = 0
         self.direct_tls_port = 0
 

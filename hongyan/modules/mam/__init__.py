@@ -185,7 +185,7 @@ class Mam(Module):
 
     def __init__(self, api: ModuleAPI) -> None:
         super().__init__(api)
-        cfg = api.options(ArchiveOptions)
+        cfg = self.options = api.options(ArchiveOptions)
         self._default: str = cfg.default
         self._default_mode = _MODES[cfg.default]
         self._flush_interval = cfg.flush_interval
@@ -217,7 +217,7 @@ class Mam(Module):
         for user, mode, always, never in await self.api.db.fetchall(
                 "SELECT username, default_mode, always_json, never_json FROM mam_prefs"):
             self.prefs[user] = Prefs.stored(mode, always, never)
-        if self.api.options(ArchiveOptions).retention_days > 0:
+        if self.options.retention_days > 0:
             self.api.spawn(self._retention_loop())
 
     async def stop(self) -> None:
@@ -423,14 +423,14 @@ class Mam(Module):
 
     # -- retention ------------------------------------------------------------------------------
     async def _retention_loop(self) -> None:
-        interval = self.api.options(ArchiveOptions).cleanup_interval
+        interval = self.options.cleanup_interval
         while True:
             await self.cleanup()
             await asyncio.sleep(interval)
 
     async def cleanup(self) -> int:
         """Remove messages older than ``mam.retention_days``; return how many."""
-        days = self.api.options(ArchiveOptions).retention_days
+        days = self.options.retention_days
         if days <= 0:
             return 0
         await self.flush()

@@ -75,7 +75,7 @@ class Muc(Module):
 
     async def start(self) -> None:
         self.api.on_notice("muc-gone", self._peer_session_gone)
-        cfg = self.api.options(MucOptions)
+        cfg = self.options = self.api.options(MucOptions)
         self.host = cfg.host_for(self.api.domain)
         self.history_size = cfg.history_size
         self.max_users = cfg.max_users
@@ -267,10 +267,10 @@ class Muc(Module):
             if sender.domain != self.api.domain:
                 raise StanzaError("not-allowed", "only local users may create rooms")
             owned = sum(1 for r in self.rooms.values() if r.affiliation(bare) == "owner")
-            if owned >= self.api.options(MucOptions).max_rooms_per_user:
+            if owned >= self.options.max_rooms_per_user:
                 raise StanzaError("not-allowed", "you own too many rooms")
             room = Room(self, to.local, RoomConfig(max_users=self.max_users,
-                                                   archive=self.api.options(MucOptions).archive),
+                                                   archive=self.options.archive),
                         int(now))
             room.affiliations[bare] = Affiliation("owner")
             # A client that speaks MUC gets a locked room to configure (or accept as is);

@@ -59,7 +59,7 @@ class RoomArchive:
     def __init__(self, muc: Service) -> None:
         self.muc = muc
         self.api = muc.api
-        cfg = self.muc.api.options(ArchiveOptions)
+        cfg = self.api.options(ArchiveOptions)
         self._max_page = cfg.max_page
         self.ids = IdClock(self.api.now)
         self._writer: BatchWriter[QueuedRow] = BatchWriter(

@@ -82,7 +82,7 @@ class StreamManagement(Module):
 
     def __init__(self, api: ModuleAPI) -> None:
         super().__init__(api)
-        cfg = api.options(SMOptions)
+        cfg = self.options = api.options(SMOptions)
         self.max_unacked = cfg.max_unacked
         self.request_every = cfg.request_every
         self.resume_timeout = cfg.resume_timeout
@@ -100,7 +100,7 @@ class StreamManagement(Module):
         api.nonza(NS.SM, "resume", self.on_resume)
         api.nonza(NS.SM, "r", self.on_request)
         api.nonza(NS.SM, "a", self.on_ack)
-        self._sweeper = api.spawn(self._sweep(api.options(SMOptions).request_interval))
+        self._sweeper = api.spawn(self._sweep(self.options.request_interval))
 
     async def stop(self) -> None:
         for s in list(self.resumable.values()):
