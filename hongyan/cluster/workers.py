@@ -45,8 +45,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from hongyan.server.c2s import BOUND, C2SSession, Host
-from hongyan.server.session import SendFilter, Session
+from hongyan.server.c2s import C2SSession, Host
+from hongyan.server.session import Session
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID
@@ -243,8 +243,6 @@ class Workers:
         self._fd_queue: dict[int, collections.deque[tuple[bytes, int]]] = {}
         self._stopping = False
         self.on_peer_lost: Callable[[int], None] | None = None
-        #: sessions homed on other workers that a service here writes to (room occupants)
-        self._remote: dict[str, RemoteSession] = {}
 
     # -- where things live ----------------------------------------------------------------------
     def home(self, username: str) -> int:
@@ -257,23 +255,6 @@ class Workers:
 
     def service_home(self, domain: str) -> int:
         return home_of("service:" + domain, self.count)
-
-    def remote_session(self, jid: JID) -> RemoteSession | None:
-        """A stand-in for the session ``jid`` when it is homed on another worker (None when
-        its home is here): what a service writes to it is delivered there (``D`` frames)."""
-        if not jid.local or not jid.resource or jid.domain != self.node.domain:
-            return None
-        home = self.home(jid.local)
-        if home == self.index:
-            return None
-        s = self._remote.get(jid.text)
-        if s is None:
-            s = self._remote[jid.text] = RemoteSession(self, home, jid)
-        return s
-
-    def forget_remote(self, full: str) -> RemoteSession | None:
-        """The stand-in for ``full``, dropped (its session ended on its home)."""
-        return self._remote.pop(full, None)
 
     # -- start and stop -------------------------------------------------------------------------
     def _path(self, index: int, what: str) -> str:
@@ -534,41 +515,6 @@ class Workers:
             lambda: StreamTransport(factory, node.tls_config, secure), sock))
 
 
-class RemoteSession(Session):
-    """A session bound on another worker, as a service here (a room) sees it: what is sent to
-    it is serialized and delivered by its home. It has no connection here."""
-
-    __slots__ = ("_home", "_workers")
-
-    remote = True
-
-    def __init__(self, workers: Workers, home: int, jid: JID) -> None:
-        super().__init__()
-        self._workers = workers
-        self._home = home
-        self.node = workers.node
-        self.jid = jid
-        self.state = BOUND
-
-    def __repr__(self) -> str:
-        return f"<RemoteSession {self.jid} on worker {self._home}>"
-
-    def send(self, item: Element | bytes, raw: bool = False,
-             after: SendFilter | None = None) -> None:
-        if raw:
-            return  # a nonza belongs to a stream, and there is none here
-        assert self.jid is not None
-        data = item.to_bytes(NS.CLIENT) if isinstance(item, Element) else item
-        self._workers.deliver(self._home, self.jid.text, data)
-
-    @property
-    def home(self) -> int | None:
-        return self._home
-
-    def flush(self) -> None:
-        pass  # what it is sent leaves at once, through the link to its home
-
-
 class _Relay(asyncio.Protocol):
     """Bytes between a client's TLS connection (kept here) and the account's home worker: this
     protocol is the socket pair's side; :class:`_ClientSide` stands in for the session on the
@@ -625,4 +571,4 @@ class _ClientSide:
             home.resume_reading()
 
 
-__all__ = ["Peer", "RemoteSession", "Workers", "home_of"]
+__all__ = ["Peer", "Workers", "home_of"]

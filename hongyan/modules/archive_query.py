@@ -26,7 +26,8 @@ from hongyan.xmpp.jid import JID, JIDError
 from hongyan.xmpp.stamps import parse_xmpp_datetime, xmpp_datetime
 
 if TYPE_CHECKING:
-    from hongyan.server.session import Session
+    from hongyan.server.router import Endpoint
+    from hongyan.server.session import ClientSession
     from hongyan.storage.db import Database
 
 
@@ -199,8 +200,8 @@ async def page(db: Database, table: str, key_col: str, key: str, with_filter: Wi
     return [(int(i), str(x)) for i, x in rows], complete, (n if n <= COUNT_LIMIT else None)
 
 
-def send_results(session: Session | None, query: Element, rows: list[tuple[int, str]],
-                 flip: bool, frm: str = "") -> None:
+def send_results(session: ClientSession | Endpoint | None, query: Element,
+                 rows: list[tuple[int, str]], flip: bool, frm: str = "") -> None:
     """The result messages, as pre-built strings, to the querying session (from ``frm`` when
     the archive is not the user's own)."""
     if session is None or session.jid is None:

@@ -49,5 +49,5 @@ class Cluster(Protocol):
     def hand_over(self, session: Session, index: int, success: bytes) -> Awaitable[None]:
         """``session`` just authenticated as an account homed on ``index``: write ``success``
         and move the connection there."""
-    def forget_remote(self, full: str) -> Session | None:
-        """The stand-in for the session ``full`` homed elsewhere, which ended: dropped."""
+    def deliver(self, index: int, full: str, data: bytes) -> None:
+        """Write a serialized stanza to the session ``full`` bound on process ``index``."""

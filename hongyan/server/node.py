@@ -223,7 +223,6 @@ class Node:
             self.workers.on("auth-failed", self.guard.peer_failed)
             self.workers.on("auth-ok", self.guard.peer_ok)
             self.guard.notify = self.workers.notify
-            self.sessions.remote = self.workers.remote_session
             # the router and the modules look the workers up as they start routing
             self.router.attach(self.workers)
             for api in self._apis:

@@ -68,6 +68,29 @@ THIS_PROCESS = Target(HERE)
 OUT_OF_REACH = Target(UNREACHABLE)
 
 
+class Endpoint:
+    """A full JID whose session is bound in another place (``target``), as a service here
+    writes to it: a room's occupant homed on another process of the node. What it is sent
+    is serialized and written by that place. It has no stream, outbox or filters here."""
+
+    __slots__ = ("_cluster", "jid", "target")
+
+    #: what a session's stream-management state would be (a room asks of every occupant)
+    sm: None = None
+
+    def __init__(self, cluster: Cluster, target: Target, jid: JID) -> None:
+        self._cluster = cluster
+        self.target = target
+        self.jid = jid
+
+    def __repr__(self) -> str:
+        return f"<Endpoint {self.jid} at {self.target}>"
+
+    def send(self, item: Element | bytes) -> None:
+        data = item.to_bytes(NS.CLIENT) if isinstance(item, Element) else item
+        self._cluster.deliver(self.target.index, self.jid.text, data)
+
+
 class Host(Protocol):
     """What the router uses of the node it routes for."""
 
@@ -122,6 +145,19 @@ class Router:
             if home != cluster.index:
                 return self._processes[home]
         return THIS_PROCESS
+
+    def reach(self, jid: JID) -> ClientSession | Endpoint | None:
+        """What writes to the bound resource ``jid`` wherever it is: its session here, an
+        :class:`Endpoint` for a session homed elsewhere, None when it is not bound here and
+        has no other place (services such as rooms write to occupants this way)."""
+        s = self._sessions.get(jid)
+        if s is not None or not jid.resource or not jid.local or jid.domain != self._domain:
+            return s
+        target = self.resolve(jid)
+        if target.kind != PROCESS:
+            return None
+        assert self.cluster is not None
+        return Endpoint(self.cluster, target, jid)
 
     def _reach(self, el: Element, sender: JID, to: JID, target: Target
                ) -> Awaitable[object] | None:

@@ -71,12 +71,9 @@ class Acks(SendFilter, Protocol):
 
 
 class Session:
-    """The outbox and the send filters of one session (a client's, or one homed elsewhere)."""
+    """The outbox and the send filters of one session."""
 
     __slots__ = ("_out", "filters", "jid", "node", "sm", "state", "transport")
-
-    #: a stand-in for a session that lives in another process of the node (see :attr:`home`)
-    remote: ClassVar[bool] = False
 
     node: Flusher
     transport: Writer
@@ -118,11 +115,6 @@ class Session:
             self.node.schedule_flush(self)
         else:
             out.append(data)
-
-    @property
-    def home(self) -> int | None:
-        """The process of the node this session lives on, when it is not this one."""
-        return None
 
     def add_filter(self, f: SendFilter) -> None:
         self.filters = tuple(sorted((*self.filters, f), key=lambda x: x.order))

@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hongyan.xmpp.jid import JID
 
 if TYPE_CHECKING:
-    from hongyan.server.session import ClientSession, Session
+    from hongyan.server.session import ClientSession
 
 
 class SessionManager:
     """Bound sessions by bare JID string, then by resource."""
 
-    __slots__ = ("_by_bare", "remote")
+    __slots__ = ("_by_bare",)
 
     def __init__(self) -> None:
         self._by_bare: dict[str, dict[str, ClientSession]] = {}
-        #: with several workers: the stand-in for a session homed on another one
-        self.remote: Callable[[JID], Session | None] | None = None
 
     def add(self, session: ClientSession) -> ClientSession | None:
         """Register a bound session; return the session it replaces (same full JID), if any."""
@@ -43,14 +40,6 @@ class SessionManager:
     def get(self, jid: JID) -> ClientSession | None:
         resources = self._by_bare.get(jid.bare_str)
         return None if resources is None else resources.get(jid.resource)
-
-    def reach(self, jid: JID) -> Session | None:
-        """The session ``jid`` here or, with several workers, a stand-in that delivers to it
-        on its home (services such as rooms write to occupants wherever they are)."""
-        s = self.get(jid)
-        if s is None and self.remote is not None:
-            return self.remote(jid)
-        return s
 
     def get_str(self, bare: str, resource: str) -> ClientSession | None:
         resources = self._by_bare.get(bare)

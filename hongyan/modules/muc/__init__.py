@@ -47,6 +47,7 @@ from hongyan.modules.muc.room import ROLE_RANK, Occupant, Room, spliced
 from hongyan.modules.muc.store import MIGRATIONS, Affiliation, RoomStore
 from hongyan.server.hooks import AccountDeleted, SessionClosed
 from hongyan.server.module import Module, hook
+from hongyan.server.router import Endpoint
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, error_reply
@@ -125,7 +126,7 @@ class Muc(Module):
         if el.name == "presence":
             # Presence goes straight to the session (the router's presence path is async).
             to = JID.parse(reply.attrs["to"])
-            s = self.api.sessions.reach(to)
+            s = self.api.router.reach(to)
             if s is not None:
                 s.send(reply)
             return
@@ -249,7 +250,7 @@ class Muc(Module):
         if room is not None and occ is not None:
             if occ.nick == nick:
                 occ.presence = el
-                occ.add_resource(sender, self.api.sessions.reach(sender))
+                occ.add_resource(sender, self.api.router.reach(sender))
                 if x is not None:
                     # A join from a resource already in: the client lost track (Conversations
                     # rejoins when a self-ping fails); give it the whole join again.
@@ -304,7 +305,7 @@ class Muc(Module):
             room.occupants[nick] = occ
         else:
             occ = same
-        occ.add_resource(sender, self.api.sessions.reach(sender))
+        occ.add_resource(sender, self.api.router.reach(sender))
         occ.presence = el
         room.by_jid[full] = occ
         self.joined.setdefault(full, set()).add(room.name)
@@ -359,9 +360,7 @@ class Muc(Module):
         """A session homed on another worker ended (its stand-in here leaves its rooms)."""
         cluster = self.api.cluster
         assert cluster is not None
-        gone = cluster.forget_remote(body.decode())
-        if gone is not None:
-            self._session_ended(gone)
+        self._session_ended(JID.parse(body.decode()), None)
 
     @hook(SessionClosed)
     def on_session_closed(self, ev: SessionClosed) -> None:
@@ -372,12 +371,12 @@ class Muc(Module):
             if jid is not None:
                 self.api.notify("muc-gone", jid.text.encode(), home)
             return
-        self._session_ended(ev.session)
+        if ev.session.jid is not None:
+            self._session_ended(ev.session.jid, ev.session)
 
-    def _session_ended(self, session: Session) -> None:
-        jid = session.jid
-        if jid is None:
-            return
+    def _session_ended(self, jid: JID, session: Session | None) -> None:
+        """The resource ``jid`` is gone: its ``session`` here, or (None) its session bound on
+        another process, which the rooms here reach through an :class:`Endpoint`."""
         full = str(jid)
         for name in list(self.joined.get(full, ())):
             room = self.rooms.get(name)
@@ -386,7 +385,10 @@ class Muc(Module):
             occ = room.by_jid.get(full)
             # Only if it is this session's (a new session with the same full JID may have
             # joined already).
-            if occ is not None and occ.resources[full][2] is session:
+            if occ is None:
+                continue
+            s = occ.resources[full][2]
+            if s is session if session is not None else isinstance(s, Endpoint):
                 self.leave(room, occ, jid)
 
     @hook(SessionResumed)
@@ -417,7 +419,7 @@ class Muc(Module):
         mtype = el.attrs.get("type", "normal")
         occ = room.by_jid.get(str(sender))
         if mtype == "error":
-            if occ is not None and self.api.sessions.reach(sender) is None:
+            if occ is not None and self.api.router.reach(sender) is None:
                 self.leave(room, occ, sender, codes=("333",))
             return None
         if to.resource:
@@ -476,13 +478,11 @@ class Muc(Module):
                 for _, esc, s in o.resources.values():
                     if s is None:
                         continue
-                    if s.remote:
-                        # homed on another worker: one frame per worker (Cluster.multicast)
-                        home, jid = s.home, s.jid
-                        assert home is not None and jid is not None
+                    if isinstance(s, Endpoint):
+                        # bound on another process: one frame per process (Cluster.multicast)
                         if remote is None:
                             remote = {}
-                        remote.setdefault(home, []).append((jid.text, esc))
+                        remote.setdefault(s.target.index, []).append((s.jid.text, esc))
                     else:
                         s.send(head + esc + tail)
             if remote is not None:

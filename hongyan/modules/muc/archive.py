@@ -144,5 +144,5 @@ class RoomArchive:
         rows, complete, count = await query.page(self.api.db, "muc_archive", "room", room.name,
                                                  with_filter, form, max_n, after, before)
         flip = payload.find("flip-page", MAM) is not None
-        query.send_results(self.api.sessions.reach(sender), payload, rows, flip, room.jid_str)
+        query.send_results(self.api.router.reach(sender), payload, rows, flip, room.jid_str)
         return query.fin_element(rows, complete, count, flip)

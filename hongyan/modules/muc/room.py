@@ -21,7 +21,8 @@ from hongyan.xmpp.stamps import parse_xmpp_datetime, xmpp_datetime
 
 if TYPE_CHECKING:
     from hongyan.server.module import ModuleAPI
-    from hongyan.server.session import Session
+    from hongyan.server.router import Endpoint
+    from hongyan.server.session import ClientSession
 
 
 
@@ -56,12 +57,13 @@ class Occupant:
         self.role = role
         self.occupant_id = occupant_id
         #: full JID string -> (JID, the full JID escaped for an attribute as bytes, its
-        #: session). The session is looked up once, at join: an occupant's resource leaves
-        #: the room when that session ends (``Muc.on_session_closed``).
-        self.resources: dict[str, tuple[JID, bytes, Session | None]] = {}
+        #: session, or the endpoint of its session on another process). Looked up once, at
+        #: join: an occupant's resource leaves the room when that session ends
+        #: (``Muc.on_session_closed``).
+        self.resources: dict[str, tuple[JID, bytes, ClientSession | Endpoint | None]] = {}
         self.presence: Element | None = None
 
-    def add_resource(self, jid: JID, session: Session | None) -> None:
+    def add_resource(self, jid: JID, session: ClientSession | Endpoint | None) -> None:
         s = str(jid)
         self.resources[s] = (jid, escape_attr(s).encode(), session)
 
@@ -124,7 +126,7 @@ class Room:
                 s.send(head + esc + tail)
 
     def write_to(self, el: Element, jid: JID) -> None:
-        s = self.muc.api.sessions.reach(jid)
+        s = self.muc.api.router.reach(jid)
         if s is not None:
             el.attrs["to"] = str(jid)
             s.send(el)
