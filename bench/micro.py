@@ -109,7 +109,7 @@ async def _node(tmp: Path, extra: str = "") -> Node:
 async def _accounts(node: Node, *users: str) -> None:
     """Real accounts, so that per-account work on the path (the archive's rows) is measured."""
     for user in users:
-        await node.accounts.create(user, "bench", node.clock())
+        await node.accounts.create(user, "bench", node.clock.time())
 
 
 def _bound_session(node: Node, user: str) -> tuple[C2SSession, SinkTransport]:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     import ssl
 
     from hongyan.config.schema import Config
+    from hongyan.server.clock import Clock, Handle
     from hongyan.server.cluster import Cluster
     from hongyan.server.hooks import HookBus
     from hongyan.server.router import Router
@@ -77,6 +78,7 @@ class Host(Service, Protocol):
     registration_enabled: bool
     ssl_context: ssl.SSLContext | None
     c2s_streams: Profile
+    clock: Clock
     #: set while a read's stanzas are handled: output waits for :meth:`end_batch`
     in_batch: bool
 
@@ -140,7 +142,7 @@ class C2SSession(ClientSession):
         self._pending: collections.deque[Event] | None = None
         self._task: asyncio.Task[None] | None = None
         self._sasl: SaslExchange | None = None  # while SASL is under way
-        self._auth_timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(
+        self._auth_timer: Handle | None = node.clock.call_later(
             node.config.c2s.auth_timeout, self._auth_timeout)
 
     def __repr__(self) -> str:
@@ -346,7 +348,7 @@ class C2SSession(ClientSession):
         if not stream.expired():
             clock = stream.profile.clock
             assert clock is not None
-            self._auth_timer = asyncio.get_running_loop().call_later(
+            self._auth_timer = self.node.clock.call_later(
                 stream.deadline - clock(), self._auth_timeout)
             return
         self.stream_error(StreamError("connection-timeout",

@@ -23,6 +23,7 @@ from hongyan.xmpp.jid import JID
 if TYPE_CHECKING:
     from hongyan.config.schema import Config, Section
     from hongyan.server.accounts import Accounts
+    from hongyan.server.clock import Clock, Handle
     from hongyan.server.cluster import Cluster, NoticeHandler
     from hongyan.server.iq import IqTracker
     from hongyan.server.router import ComponentHandler, Router
@@ -99,7 +100,7 @@ class Host(Protocol):
     iq_tracker: IqTracker
     nonzas: dict[tuple[str, str], NonzaHandler]
     modules: dict[str, Module]
-    clock: Callable[[], float]
+    clock: Clock
 
     @property
     def db(self) -> Database: ...
@@ -119,10 +120,11 @@ class Timer:
 
     __slots__ = ("_fn", "_handle", "_pending")
 
-    def __init__(self, pending: set[Timer], fn: Callable[[], None], delay: float) -> None:
+    def __init__(self, pending: set[Timer], fn: Callable[[], None], delay: float,
+                 clock: Clock) -> None:
         self._pending = pending
         self._fn = fn
-        self._handle = asyncio.get_running_loop().call_later(delay, self._fire)
+        self._handle: Handle = clock.call_later(delay, self._fire)
         pending.add(self)
 
     def _fire(self) -> None:
@@ -228,12 +230,12 @@ class ModuleAPI:
 
     def now(self) -> float:
         """Wall-clock time (seconds since the epoch) from the node's injectable clock."""
-        return self._node.clock()
+        return self._node.clock.time()
 
     @property
     def clock(self) -> Callable[[], float]:
         """The node's clock itself (what :meth:`now` calls), for a hot path to keep."""
-        return self._node.clock
+        return self._node.clock.time
 
     def module(self, cls: type[M]) -> M:
         """A module this module declared in ``depends`` (its public methods only)."""
@@ -361,7 +363,11 @@ class ModuleAPI:
 
     def call_later(self, delay: float, fn: Callable[[], None]) -> Timer:
         """Call ``fn`` after ``delay`` seconds unless cancelled or the module stops first."""
-        return Timer(self._timers, fn, delay)
+        return Timer(self._timers, fn, delay, self._node.clock)
+
+    async def sleep(self, delay: float) -> None:
+        """Wait ``delay`` seconds on the node's clock (a periodic task's pause)."""
+        await self._node.clock.sleep(delay)
 
     @property
     def pending_timers(self) -> int:

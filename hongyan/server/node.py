@@ -14,7 +14,6 @@ import logging
 import secrets
 import socket
 import ssl
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from hongyan.server import accounts as accounts_mod
 from hongyan.server.accounts import Accounts
 from hongyan.server.auth import Guard
 from hongyan.server.c2s import AUTHENTICATED, C2SSession
+from hongyan.server.clock import Clock
 from hongyan.server.cluster import Cluster
 from hongyan.server.features import load_module_classes
 from hongyan.server.hooks import AccountDeleted, HookBus
@@ -69,13 +69,14 @@ _SECRET_NS = "hongyan:server"
 
 
 class Node:
-    def __init__(self, config: Config, clock: Callable[[], float] = time.time,
+    def __init__(self, config: Config, clock: Clock | None = None,
                  worker: WorkerSpec | None = None) -> None:
         self.config = config
         self._worker = worker
         #: the other worker processes of this node (None: this process is the whole node)
         self.workers: Workers | None = None
-        self.clock = clock
+        #: wall time, monotonic time and timers for everything that waits (tests move it)
+        self.clock = clock if clock is not None else Clock()
         self.domain = config.server.domain
         self.domain_jid = JID("", self.domain, "")
         self.data_dir = Path(config.server.data_dir)
@@ -107,7 +108,7 @@ class Node:
         self.c2s_streams: Profile = Profile(
             config.server.domain,
             Parsers(max_stanza_size=config.c2s.max_stanza_size, max_depth=config.c2s.max_depth),
-            clock=time.monotonic, timeout=config.c2s.auth_timeout)
+            clock=self.clock.monotonic, timeout=config.c2s.auth_timeout)
         self.c2s_port = 0
         self.direct_tls_port = 0
 

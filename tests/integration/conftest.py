@@ -11,6 +11,7 @@ import pytest
 
 from hongyan.config.loader import load_config
 from hongyan.server.node import Node
+from tests.clock import SteppedClock
 from tests.dbsupport import create_temp_pg_database, drop_pg_database, require_pg
 from tests.integration.clients import Client
 from tests.integration.rawstream import PASSWORD
@@ -79,6 +80,8 @@ class Harness:
         self.clients: list[Client] = []
         self.extra_config = ""
         self.c2s_extra = ""
+        #: the nodes' clock, which a test moves with ``await harness.clock.advance(s)``
+        self.clock = SteppedClock()
 
     async def start(self, extra: str | None = None, c2s_extra: str | None = None) -> Node:
         """Start a node; ``extra`` is appended to the config file, ``c2s_extra`` goes into its
@@ -89,7 +92,7 @@ class Harness:
             self.c2s_extra = c2s_extra
         cfg = load_config(write_config(self.tmp_path, self.storage_url, self.extra_config,
                                        self.c2s_extra))
-        self.node = Node(cfg)
+        self.node = Node(cfg, clock=self.clock)
         await self.node.start()
         return self.node
 

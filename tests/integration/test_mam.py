@@ -355,7 +355,8 @@ async def test_retention(harness: Harness) -> None:
     await juliet.next_message()
     _, results = await query(juliet)
     assert bodies(results) == ["old"]
-    await asyncio.sleep(2.0)  # 0.00001 days = 0.864 s; the cleanup runs every 0.2 s
+    await harness.clock.advance(1.0)  # 0.00001 days = 0.864 s; the cleanup runs every 0.2 s
+    await asyncio.sleep(0.2)  # the clean-up's DELETE
     romeo.send_message(mto="juliet@localhost", mbody="new", mtype="chat")
     await juliet.next_message()
     _, results = await query(juliet)
@@ -363,7 +364,7 @@ async def test_retention(harness: Harness) -> None:
     assert harness.node is not None
     mod = harness.node.modules["mam"]
     assert isinstance(mod, Mam)
-    await asyncio.sleep(1.0)
+    await harness.clock.advance(1.0)
     await mod.cleanup()  # the manual trigger (the periodic one may have been first)
     _, results = await query(juliet)
     assert results == []

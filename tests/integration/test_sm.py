@@ -145,7 +145,7 @@ async def test_resume_timeout_goes_offline(harness: Harness) -> None:
     cut(s)
     await asyncio.sleep(0.3)
     bob.send_message(mto="alice@localhost/raw", mbody="kept 3")  # queued while hibernated
-    await asyncio.sleep(2.0)
+    await harness.clock.advance(1.1)  # past the resumption timeout
     alice = await harness.client("alice@localhost/phone")
     got = [(await alice.next_message())["body"] for _ in range(3)]
     assert got == ["kept 1", "kept 2", "kept 3"]
@@ -205,7 +205,8 @@ async def test_expired_id_fails(harness: Harness) -> None:
     s = await authed_stream(harness, "alice")
     sid = await enable(s)
     cut(s)
-    await asyncio.sleep(1.8)
+    await asyncio.sleep(0.3)
+    await harness.clock.advance(1.1)  # past the resumption timeout
     s2 = await authed_only(harness, "alice")
     s2.send(f"<resume xmlns='{SM}' previd='{sid}' h='0'/>")
     assert b"item-not-found" in await s2.read_element(b"failed xmlns")
@@ -384,17 +385,24 @@ async def test_server_asks_a_silent_client_for_acks_on_a_timer(harness: Harness)
     s = await authed_stream(harness, "alice")
     bob = await harness.logged_in("bob")
     await enable(s)
+    clock = harness.clock
+    for _ in range(2):
+        await clock.advance(0.35)  # two sweeps
     with pytest.raises(TimeoutError):  # nothing unacknowledged: nothing asked
-        await s.read_element(b"<r xmlns", timeout=0.8)
+        await s.read_element(b"<r xmlns", timeout=0.1)
     bob.send_message(mto="alice@localhost/raw", mbody="one")
     assert await bodies(s, 1) == ["one"]
+    await clock.advance(0.35)
     await s.read_element(b"<r xmlns", timeout=2)
+    await clock.advance(0.35)
     await s.read_element(b"<r xmlns", timeout=2)  # asked again while it stays silent
     s.send(f"<a xmlns='{SM}' h='1'/>")
     await asyncio.sleep(0.1)
     s.buffer = b""
+    for _ in range(2):
+        await clock.advance(0.35)
     with pytest.raises(TimeoutError):
-        await s.read_element(b"<r xmlns", timeout=0.8)
+        await s.read_element(b"<r xmlns", timeout=0.1)
     s.close()
 
 
@@ -423,7 +431,8 @@ async def test_timeout_keeps_no_carbon_copies_and_one_delay(harness: Harness) ->
     carbon = await s.read_until(b"</message>")
     assert b"urn:xmpp:carbons:2" in carbon and b"to desk" in carbon, carbon
     cut(s)
-    await asyncio.sleep(1.8)
+    await asyncio.sleep(0.3)
+    await harness.clock.advance(1.1)  # past the resumption timeout
     phone = await harness.client("alice@localhost/phone", login=False)
     inbox = Inbox(phone)
     assert await phone.login(harness.port)

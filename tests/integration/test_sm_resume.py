@@ -168,7 +168,8 @@ async def test_failed_resume_carries_h_and_client_binds_afresh(harness: Harness)
         sent = sm.seq
         relay.last.cut(server_notices=True)
         await asyncio.wait_for(alice.gone.wait(), TIMEOUT)
-        await asyncio.sleep(1.6)  # the session timed out
+        await asyncio.sleep(0.2)
+        await harness.clock.advance(1.1)  # the session times out
         failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         alice.add_event_handler("sm_failed", failed.set_result, disposable=True)
         started: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

@@ -10,13 +10,15 @@ from types import SimpleNamespace
 from typing import cast
 
 from hongyan.cluster.workers import Workers
+from hongyan.server.clock import Clock
 from hongyan.server.hooks import HookBus, SessionClosed
 from hongyan.server.module import ModuleAPI
 from hongyan.server.node import Node
 
 
 async def test_a_hundred_thousand_timers_leave_nothing_behind() -> None:
-    api = ModuleAPI(cast(Node, None), "timers")  # call_later does not touch the node
+    # call_later touches only the node's clock
+    api = ModuleAPI(cast(Node, SimpleNamespace(clock=Clock())), "timers")
     fired = 0
 
     def fire() -> None:
@@ -39,7 +41,7 @@ async def test_a_hundred_thousand_timers_leave_nothing_behind() -> None:
 
 
 async def test_stopping_the_module_cancels_what_is_still_pending() -> None:
-    api = ModuleAPI(cast(Node, None), "timers")
+    api = ModuleAPI(cast(Node, SimpleNamespace(clock=Clock())), "timers")
     fired: list[int] = []
     for i in range(10):
         api.call_later(0.01, lambda i=i: fired.append(i))
@@ -54,7 +56,8 @@ async def test_stopping_the_module_removes_its_hook_sets_and_notice_handlers(
         tmp_path: Path) -> None:
     hooks = HookBus()
     workers = Workers(cast(Node, None), 0, 2, str(tmp_path))
-    api = ModuleAPI(cast(Node, SimpleNamespace(hooks=hooks, cluster=workers)), "seams")
+    node = SimpleNamespace(hooks=hooks, cluster=workers, clock=Clock())
+    api = ModuleAPI(cast(Node, node), "seams")
     seen: list[bytes] = []
     enforcement = api.hook_set((SessionClosed, lambda ev: None, 0))
     enforcement.set(True)
@@ -70,7 +73,7 @@ async def test_stopping_the_module_removes_its_hook_sets_and_notice_handlers(
 
 async def test_notice_handlers_asked_for_before_the_cluster_register_when_it_comes(
         tmp_path: Path) -> None:
-    node = SimpleNamespace(hooks=HookBus(), cluster=None)
+    node = SimpleNamespace(hooks=HookBus(), cluster=None, clock=Clock())
     api = ModuleAPI(cast(Node, node), "seams")
     seen: list[bytes] = []
     api.on_notice("early", lambda body: seen.append(body))  # in start(): no cluster yet

@@ -426,7 +426,7 @@ class Mam(Module):
         interval = self.options.cleanup_interval
         while True:
             await self.cleanup()
-            await asyncio.sleep(interval)
+            await self.api.sleep(interval)
 
     async def cleanup(self) -> int:
         """Remove messages older than ``mam.retention_days``; return how many."""

@@ -32,6 +32,7 @@ not yet acknowledged when its connection died comes again from offline storage).
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 
 from hongyan.modules.events import QueuedForResumption, SessionResumed
@@ -196,8 +197,8 @@ class StreamManagement(Module):
         sm = _sm(session)
         assert sm is not None
         self.log.debug("%s hibernated for %d s", session.jid, self.resume_timeout)
-        sm.timer = asyncio.get_running_loop().call_later(
-            self.resume_timeout, self._expire, session)
+        sm.timer = self.api.call_later(self.resume_timeout,
+                                       functools.partial(self._expire, session))
 
     def queued_hibernated(self, session: Session, data: bytes) -> None:
         """A stanza went into the queue of a hibernated session (push notifications listen)."""
@@ -294,7 +295,7 @@ class StreamManagement(Module):
     async def _sweep(self, interval: float) -> None:
         request = f"<r xmlns='{NS.SM}'/>".encode()
         while True:
-            await asyncio.sleep(interval)
+            await self.api.sleep(interval)
             for s in list(self.enabled):
                 sm = _sm(s)
                 if sm is not None and sm.queue and sm.timer is None and s.state != CLOSED:

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 from hongyan.xmpp import ns as NS
 
 if TYPE_CHECKING:
-    import asyncio
-
+    from hongyan.server.clock import Handle
     from hongyan.server.session import Session
     from hongyan.xmpp.element import Element
 
@@ -57,7 +56,7 @@ class SMState:
         self.acked = 0  # the client's last h: stanzas it acknowledged, mod 2^32
         self.queue: collections.deque[bytes] | None = None  # sent, not yet acknowledged
         self.unrequested = 0  # queued since our last <r/>
-        self.timer: asyncio.TimerHandle | None = None  # while hibernated
+        self.timer: Handle | None = None  # while hibernated
 
     @property
     def resumable(self) -> bool:
