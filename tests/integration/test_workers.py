@@ -81,6 +81,10 @@ port = {free_port()}
 direct_tls_port = {free_port()}
 require_encryption = false
 allow_plaintext_auth = true
+[http]
+bind = ["127.0.0.1"]
+port = {free_port()}
+tls_port = {free_port()}
 [storage]
 url = "{storage_url}"
 [auth]
