@@ -9,6 +9,12 @@ accepted by another worker is moved to the home right after SASL succeeds:
 * plain TCP: the socket itself is passed (``SCM_RIGHTS``); the accepting worker keeps nothing;
 * TLS: the TLS state cannot move between processes, so the accepting worker keeps the TLS
   connection and relays its bytes over a socket pair whose other end the home adopts.
+* WebSocket (RFC 7395): the same as TLS, for the same reason (aiohttp holds the WebSocket's
+  state): the accepting worker keeps the connection and relays its messages, each
+  length-prefixed, over a socket pair; the home's session sees a WebSocket stream.
+
+HTTP requests are served by whichever worker accepted their connection (the listening sockets
+are shared like c2s's).
 
 So everything about one user — its sessions and resource conflicts, XEP-0198 resumption,
 rosters, blocklists, carbons, offline storage, its archive writes — is handled by one process,
@@ -45,8 +51,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from hongyan.server.c2s import BOUND, C2SSession, Host
+from hongyan.server.c2s import BOUND, C2SSession, Host, Transport
 from hongyan.server.session import SendFilter, Session
+from hongyan.transport.websocket import LinkTransport, Relay, WebSocketTransport
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID
@@ -63,7 +70,8 @@ class Node(Host, Protocol):
 
     @property
     def tls_config(self) -> TLSConfig | None: ...
-    def adopted_session(self, transport: StreamTransport, username: str) -> C2SSession: ...
+    def adopted_session(self, transport: Transport, username: str, websocket: bool = False
+                        ) -> C2SSession: ...
 
 #: how long a starting worker waits for its peers' sockets
 CONNECT_TIMEOUT = 30.0
@@ -447,8 +455,12 @@ class Workers:
     # -- moving a connection to its home --------------------------------------------------------
     async def hand_over(self, session: Session, index: int, success: bytes) -> None:
         """``session`` just authenticated as an account homed on worker ``index``: write SASL
-        success and move the connection there; this worker keeps at most a TLS relay."""
+        success and move the connection there; this worker keeps at most a TLS relay, or the
+        relay of a WebSocket."""
         assert isinstance(session, C2SSession)
+        if isinstance(session.transport, WebSocketTransport):
+            await self._relay_websocket(session, session.transport, index, success)
+            return
         st: StreamTransport = session.transport  # type: ignore[assignment]
         st.pause_reading()
         session.send(success, raw=True)
@@ -476,6 +488,22 @@ class Workers:
         st.session = relay.client_side
         await asyncio.get_running_loop().connect_accepted_socket(lambda: relay, here)
         st.resume_reading()
+
+    async def _relay_websocket(self, session: C2SSession, ws: WebSocketTransport, index: int,
+                               success: bytes) -> None:
+        """A WebSocket cannot move (aiohttp holds its state): it stays here, and its messages
+        go to and come from the home over a socket pair (``transport.websocket.Relay``)."""
+        ws.pause_reading()
+        session.send(success, raw=True)
+        session.flush()
+        here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        meta = {"u": session.username, "p": ws.peer_host, "s": ws.secure, "w": True}
+        self._send_fd(index, json.dumps(meta).encode(), there.detach())
+        session.abandon()
+        relay = Relay(ws)
+        ws.session = relay.client_side()
+        await asyncio.get_running_loop().connect_accepted_socket(lambda: relay, here)
+        ws.resume_reading()
 
     def _send_fd(self, index: int, meta: bytes, fd: int) -> None:
         queue = self._fd_queue[index]
@@ -525,6 +553,11 @@ class Workers:
         sock.setblocking(False)
         node = self.node
         username, peer, secure = str(meta["u"]), str(meta["p"]), bool(meta["s"])
+        if meta.get("w"):  # a WebSocket's messages, relayed by the worker that keeps it
+            node.spawn(asyncio.get_running_loop().connect_accepted_socket(
+                lambda: LinkTransport(lambda t: node.adopted_session(t, username, True),
+                                      peer, secure), sock))
+            return
 
         def factory(transport: StreamTransport) -> C2SSession:
             transport.peer_host = peer

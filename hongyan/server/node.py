@@ -26,7 +26,7 @@ from hongyan.config.schema import Config
 from hongyan.server import accounts as accounts_mod
 from hongyan.server.accounts import Accounts
 from hongyan.server.auth import Guard
-from hongyan.server.c2s import AUTHENTICATED, C2SSession
+from hongyan.server.c2s import AUTHENTICATED, C2SSession, Transport
 from hongyan.server.cluster import Cluster
 from hongyan.server.features import load_module_classes
 from hongyan.server.hooks import AccountDeleted, HookBus
@@ -36,7 +36,7 @@ from hongyan.server.router import Router
 from hongyan.server.session import Flushable, NonzaHandler
 from hongyan.server.sessions import SessionManager
 from hongyan.server.tls import cert_der, ensure_self_signed, server_context
-from hongyan.server.web import health
+from hongyan.server.web import WEBSOCKET_PATH, WebSocketEndpoint, health
 from hongyan.storage.db import Database, open_database
 from hongyan.storage.kv import KV_MIGRATIONS, KeyValueStore
 from hongyan.storage.migrations import Migration, migrate
@@ -48,7 +48,7 @@ from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
 from hongyan.xmpp.jid import JID
 from hongyan.xmpp.parser import parse_element
 from hongyan.xmpp.sasl import tls_server_end_point
-from hongyan.xmpp.stream import Parsers, Profile
+from hongyan.xmpp.stream import RFC7395, Parsers, Profile
 
 log = logging.getLogger("hongyan.node")
 
@@ -109,10 +109,14 @@ class Node:
         self._flush_scheduled = False
         self.in_batch = False
         #: what every c2s stream shares: domain, parser limits, the negotiation deadline
-        self.c2s_streams: Profile = Profile(
-            config.server.domain,
-            Parsers(max_stanza_size=config.c2s.max_stanza_size, max_depth=config.c2s.max_depth),
-            clock=time.monotonic, timeout=config.c2s.auth_timeout)
+        parsers = Parsers(max_stanza_size=config.c2s.max_stanza_size,
+                          max_depth=config.c2s.max_depth)
+        self.c2s_streams: Profile = Profile(config.server.domain, parsers, clock=time.monotonic,
+                                            timeout=config.c2s.auth_timeout)
+        #: the same over WebSocket (RFC 7395 framing)
+        self.ws_streams: Profile = Profile(config.server.domain, parsers, framing=RFC7395,
+                                           clock=time.monotonic,
+                                           timeout=config.c2s.auth_timeout)
         self.c2s_port = 0
         self.direct_tls_port = 0
         #: the HTTP routes, the node's own and those modules register (ModuleAPI.http_route)
@@ -294,6 +298,9 @@ class Node:
             return health(self)
 
         self.http_routes.add("GET", "/health", get_health)
+        if self.config.http.websocket:
+            self.http_routes.add("GET", WEBSOCKET_PATH,
+                                 WebSocketEndpoint(self, self.config.http, self._proxies))
 
     async def _listen_http(self) -> None:
         """The HTTP listener (``[http]``): port 5280, and 5281 with the certificate of c2s."""
@@ -323,10 +330,11 @@ class Node:
     def tls_config(self) -> TLSConfig | None:
         return self._tls
 
-    def adopted_session(self, transport: StreamTransport, username: str) -> C2SSession:
+    def adopted_session(self, transport: Transport, username: str, websocket: bool = False
+                        ) -> C2SSession:
         """A connection another worker authenticated for ``username`` (homed here): the next
-        thing on it is the client's stream restart."""
-        session = C2SSession(self, transport)
+        thing on it is the client's stream restart (``websocket``: an RFC 7395 stream)."""
+        session = C2SSession(self, transport, self.ws_streams if websocket else None)
         session.username = username
         session.state = AUTHENTICATED
         return session

@@ -104,6 +104,10 @@ class StreamTransport(asyncio.Protocol):
     def secure(self) -> bool:
         return self._secure
 
+    @property
+    def can_start_tls(self) -> bool:
+        return self._tls is not None
+
     def write(self, data: bytes) -> None:
         t = self._transport
         if t is not None and not self._closing:
