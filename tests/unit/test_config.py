@@ -50,6 +50,8 @@ def test_example_file_is_the_defaults() -> None:
     ("[http]\nwebsocket_origins = [\"chat.example.org\"]\n", 2, "http.websocket_origins",
      "not an origin"),
     ("[http]\nwebsocket_ping = -1\n", 2, "http.websocket_ping", "greater than or equal"),
+    ("[hostmeta]\nwebsocket_url = \"https://chat.example.org/ws\"\n", 2,
+     "hostmeta.websocket_url", "not a ws:// or wss:// URL"),
     ("[auth]\nmechanisms = [\n  \"PLAIN\",\n  \"MD5\",\n]\n", 2, "auth.mechanisms", "PLAIN"),
 ])
 def test_mistakes_name_key_file_and_line(tmp_path: Path, text: str, line: int, key: str,
