@@ -11,8 +11,8 @@ stream's framing, :func:`hongyan.xmpp.stream.websocket_messages`) and writes the
 
 With several workers, a WebSocket stays in the worker that accepted it (its aiohttp state cannot
 move) and, once the client authenticated as an account homed elsewhere, its messages travel to
-the home over a socket pair, each as ``[4-byte length][message]`` (:class:`Relay` here,
-:class:`LinkTransport` at the home, where the session lives).
+the home over a socket pair, each as ``[4-byte length][message]`` (:class:`WebSocketRelay`
+here, :class:`LinkTransport` at the home, where the session lives).
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from typing import Any, Protocol, cast
 
 from aiohttp import WSMsgType, web
 
+from hongyan.transport.relay import Relay
+from hongyan.transport.tcp import Session as TransportSession
+from hongyan.transport.tcp import StreamTransport
 from hongyan.xmpp.stream import websocket_messages
 
 log = logging.getLogger("hongyan.websocket")
@@ -172,115 +175,44 @@ class WebSocketTransport:
         return self._cb if self.secure else None
 
 
-class Relay(asyncio.Protocol):
-    """In the worker that keeps a client's WebSocket: its messages to the account's home over a
-    socket pair (this protocol is the pair's side here), and the home's back to the client.
-    It stands in for the session on the :class:`WebSocketTransport`."""
+class WebSocketRelay(Relay):
+    """In the worker that keeps a client's WebSocket: its messages to the account's home and
+    the home's back, each ``[4-byte length][message]`` on the socket pair."""
 
     def __init__(self, client: WebSocketTransport) -> None:
-        self._client = client
+        super().__init__(client)
+        self._ws = client
         self._reader = LinkReader()
-        self.home: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.home = cast(asyncio.Transport, transport)
+    def to_client(self, data: bytes) -> None:
+        self._ws.send_messages(self._reader.feed(data))
 
-    def data_received(self, data: bytes) -> None:
-        self._client.send_messages(self._reader.feed(data))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.home = None
-        self._client.close()
-
-    def pause_writing(self) -> None:
-        self._client.pause_reading()
-
-    def resume_writing(self) -> None:
-        self._client.resume_reading()
-
-    def client_side(self) -> Session:
-        """What the WebSocket's messages go to: the home."""
-        return _ToHome(self)
+    def to_home(self, data: bytes) -> bytes:
+        return link_frames([data])
 
 
-class _ToHome:
-    __slots__ = ("_relay",)
-
-    def __init__(self, relay: Relay) -> None:
-        self._relay = relay
-
-    def data_received(self, data: bytes) -> None:
-        home = self._relay.home
-        if home is not None:
-            home.write(link_frames([data]))
-
-    def connection_lost(self) -> None:
-        home = self._relay.home
-        if home is not None:
-            home.close()
-
-
-class LinkTransport(asyncio.Protocol):
+class LinkTransport(StreamTransport):
     """At the account's home: a WebSocket client's connection that another worker keeps, as the
-    session sees it (``c2s.Transport``), over the socket pair of a :class:`Relay`."""
+    session sees it, over the socket pair of a :class:`WebSocketRelay`: a stream transport
+    whose bytes are length-prefixed messages (``secure`` as the WebSocket was; no STARTTLS, no
+    channel binding: SASL is over by the time a connection comes home)."""
 
-    #: the session's (peer_host, secure) are the WebSocket's, told by the relaying worker
-    can_start_tls = False
+    __slots__ = ("_reader",)
 
-    def __init__(self, factory: Callable[[LinkTransport], Session], peer_host: str,
+    def __init__(self, factory: Callable[[StreamTransport], TransportSession],
                  secure: bool) -> None:
-        self._factory: Callable[[LinkTransport], Session] | None = factory
-        self.peer_host = peer_host
-        self.secure = secure
-        self._transport: asyncio.Transport | None = None
+        super().__init__(factory, None, secure)
         self._reader = LinkReader()
-        self.session: Session | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
-        factory, self._factory = self._factory, None
-        assert factory is not None
-        self.session = factory(self)
 
     def data_received(self, data: bytes) -> None:
         for message in self._reader.feed(data):
-            session = self.session
-            if session is None:
+            if self.session is None:
                 return
-            session.data_received(message)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-        session, self.session = self.session, None
-        if session is not None:
-            session.connection_lost()
+            self.session.data_received(message)
 
     def write(self, data: bytes) -> None:
-        t = self._transport
-        if t is not None and not t.is_closing():
-            t.write(link_frames(websocket_messages(data)))
-
-    def close(self) -> None:
-        t = self._transport
-        if t is not None and not t.is_closing():
-            t.close()
-
-    def pause_reading(self) -> None:
-        t = self._transport
-        if t is not None and t.is_reading():
-            t.pause_reading()
-
-    def resume_reading(self) -> None:
-        t = self._transport
-        if t is not None and not t.is_reading() and not t.is_closing():
-            t.resume_reading()
-
-    async def start_tls(self) -> None:
-        pass
-
-    def channel_binding(self) -> tuple[str, bytes] | None:
-        return None  # SASL is over by the time a connection comes home
+        super().write(link_frames(websocket_messages(data)))
 
 
-__all__ = ["LinkReader", "LinkTransport", "Relay", "WebSocketTransport", "link_frames",
-           "text_frame"]
+__all__ = ["LinkReader", "LinkTransport", "WebSocketRelay", "WebSocketTransport",
+           "link_frames", "text_frame"]

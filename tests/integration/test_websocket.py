@@ -206,11 +206,7 @@ async def test_stream_management_enable_and_resume(harness: Harness) -> None:
     bob.send_message(mto="frank@localhost/phone", mbody="two", mtype="chat")
     await asyncio.sleep(0.2)
     s2 = await wss(harness)
-    await s2.header()
-    s2.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>{b64(chr(0) + 'frank' + chr(0) + PASSWORD)}"
-            "</auth>")
-    await s2.read_element(b"success")
-    await s2.header()
+    await s2.authenticate("frank")
     s2.send(f"<resume xmlns='{SM}' previd='{sid}' h='1'/>")
     resumed = (await s2.read_element(b"<resumed")).decode()
     assert f"previd='{sid}'" in resumed, resumed
@@ -252,10 +248,10 @@ async def test_behind_a_trusted_proxy_that_terminates_tls(harness: Harness) -> N
     await harness.start(http_extra='trusted_proxies = ["127.0.0.1"]')
     await harness.user("hank")
     s = await ws(harness, headers=headers)
-    feats = await s.header()
-    assert mechanisms(feats) == [b"SCRAM-SHA-256", b"SCRAM-SHA-1", b"PLAIN"]
-    s.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>{b64(chr(0) + 'hank' + chr(0) + PASSWORD)}"
-           "</auth>")
-    assert b"<success" in await s.read_element(b"success")
-    await s.header()
-    assert "hank@localhost/ws" in await s.bind()
+    s.send(OPEN)
+    await s.message()
+    assert mechanisms((await s.message()).encode()) == [b"SCRAM-SHA-256", b"SCRAM-SHA-1",
+                                                        b"PLAIN"]
+    await s.close()
+    s = await ws(harness, headers=headers)
+    assert "hank@localhost/ws" in await s.login("hank")

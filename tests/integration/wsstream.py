@@ -66,38 +66,14 @@ class WsStream(RawStream):
 
         return await asyncio.wait_for(loop(), timeout)
 
-    async def read_until(self, marker: bytes, timeout: float = 5.0) -> bytes:
-        async def loop() -> bytes:
-            while marker not in self.buffer:
-                msg = await self.ws.receive()
-                if msg.type != aiohttp.WSMsgType.TEXT:
-                    break
-                self.messages.append(msg.data)
-                self.buffer += msg.data.encode()
-            idx = self.buffer.find(marker)
-            if idx < 0:
-                out, self.buffer = self.buffer, b""
-                return out
-            end = idx + len(marker)
-            out, self.buffer = self.buffer[:end], self.buffer[end:]
-            return out
-
-        return await asyncio.wait_for(loop(), timeout)
-
-    async def read_to_close(self, timeout: float = 5.0) -> bytes:
-        """Everything until the connection closes (its close code: :attr:`close_code`)."""
-        async def loop() -> bytes:
-            while True:
-                msg = await self.ws.receive()
-                if msg.type != aiohttp.WSMsgType.TEXT:
-                    return self.buffer
-                self.messages.append(msg.data)
-                self.buffer += msg.data.encode()
-
-        try:
-            return await asyncio.wait_for(loop(), timeout)
-        finally:
-            self.buffer = b""
+    async def more(self) -> bytes:
+        """The next message's bytes (b"" once the connection closed: see :attr:`close_code`),
+        for the byte-stream helpers of RawStream (read_until, read_element, read_to_close)."""
+        msg = await self.ws.receive()
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            return b""
+        self.messages.append(msg.data)
+        return str(msg.data).encode()
 
     @property
     def close_code(self) -> int | None:
@@ -108,13 +84,17 @@ class WsStream(RawStream):
         self.send(OPEN.replace("'localhost'", f"'{to}'"))
         return await self.read_until(b"</stream:features>")
 
-    async def login(self, user: str, resource: str = "ws", password: str = PASSWORD) -> str:
-        """PLAIN, restart, bind: returns the bound JID's result."""
+    async def authenticate(self, user: str, password: str = PASSWORD) -> bytes:
+        """Open, PLAIN, restart: returns the restarted stream's features."""
         await self.header()
         self.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>"
                   f"{b64(chr(0) + user + chr(0) + password)}</auth>")
         assert b"<success" in await self.read_element(b"success")
-        await self.header()
+        return await self.header()
+
+    async def login(self, user: str, resource: str = "ws", password: str = PASSWORD) -> str:
+        """PLAIN, restart, bind: returns the bind result."""
+        await self.authenticate(user, password)
         return await self.bind(resource)
 
     async def bind(self, resource: str = "ws") -> str:
