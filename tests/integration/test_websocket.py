@@ -255,3 +255,28 @@ async def test_behind_a_trusted_proxy_that_terminates_tls(harness: Harness) -> N
     await s.close()
     s = await ws(harness, headers=headers)
     assert "hank@localhost/ws" in await s.login("hank")
+
+
+async def test_node_stop_ends_websocket_sessions(harness: Harness) -> None:
+    await harness.user("ivy")
+    s = await wss(harness)
+    await s.login("ivy")
+    assert harness.node is not None
+    await asyncio.wait_for(harness.node.stop(), 10)
+    harness.node = None
+    out = await s.read_to_close()
+    assert b"<system-shutdown" in out and out.endswith(CLOSE.encode())
+
+
+async def test_carbons_reach_a_websocket_resource(harness: Harness) -> None:
+    await harness.logged_in("bob")
+    jack_tcp = await harness.logged_in("jack", resource="desk")
+    s = await wss(harness)
+    await s.login("jack", "browser")
+    s.send("<iq xmlns='jabber:client' type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/>"
+           "</iq>")
+    await s.until("id='c'")
+    jack_tcp.send_message(mto="bob@localhost", mbody="sent from the desk", mtype="chat")
+    copy = await s.until("sent from the desk")
+    assert copy.startswith("<message xmlns='jabber:client' ")
+    assert "<sent xmlns='urn:xmpp:carbons:2'>" in copy
