@@ -231,9 +231,12 @@ class Muc(Module):
                 self.leave(room, occ, sender, codes=("333",))
             return None
         if ptype == "unavailable":
-            # Leaving is an unavailable presence to one's own occupant JID (or to the room);
-            # one to another occupant (a blocking client's, XEP-0191 §3.3) changes nothing.
-            if room is not None and occ is not None and to.resource in ("", occ.nick):
+            # Leaving is an unavailable presence to one's own occupant JID, to the room, or to
+            # a nick the occupant had before (a client that missed its nick change would
+            # otherwise leave a ghost); one to another occupant (a blocking client's,
+            # XEP-0191 §3.3) changes nothing.
+            if room is not None and occ is not None and (
+                    to.resource in ("", occ.nick) or to.resource in occ.former):
                 if el.children:
                     occ.presence = el
                 self.leave(room, occ, sender)
@@ -351,6 +354,7 @@ class Muc(Module):
             raise StanzaError("conflict", "this nickname is reserved")
         room.broadcast_presence(occ, unavailable=True, codes=("303",), new_nick=nick)
         del room.occupants[occ.nick]
+        occ.former = (*[n for n in occ.former if n != nick], occ.nick)[-Occupant.FORMER:]
         occ.nick = nick
         occ.presence = el
         room.occupants[nick] = occ
