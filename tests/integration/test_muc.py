@@ -370,6 +370,27 @@ async def test_history_on_join(harness: Harness) -> None:
     assert got == ["m4"]
 
 
+async def test_subject_with_a_thread_is_a_message(harness: Harness) -> None:
+    """XEP-0045 §8.1: a <subject/> with a <body/> or a <thread/> is a message, not a subject
+    change (and needs no right to change the subject)."""
+    crone = await witch(harness, "crone")
+    await crone.create(ROOM, "firstwitch")
+    crone.send(f"<message to='{ROOM}' type='groupchat'><subject>Fire burn</subject></message>")
+    await crone.expect(lambda el: el.findtext(f"{C}subject") == "Fire burn")
+    wiccan = await witch(harness, "wiccan")
+    await wiccan.join(ROOM, "secondwitch")
+    for w, nick in ((crone, "firstwitch"), (wiccan, "secondwitch")):
+        w.send(f"<message to='{ROOM}' type='groupchat' id='t-{nick}'><subject>About {nick}"
+               "</subject><thread>t1</thread></message>")
+        for receiver in (crone, wiccan):
+            m = await receiver.expect(lambda el, n=nick: el.get("id") == f"t-{n}")
+            assert m.get("type") == "groupchat" and m.get("from") == f"{ROOM}/{nick}"
+            assert m.findtext(f"{C}thread") == "t1"
+    hag = await witch(harness, "hag")
+    _p, subject, _o, _h = await hag.muc.join_muc_wait(JID(ROOM), "thirdwitch", timeout=10)
+    assert subject["subject"] == "Fire burn"
+
+
 async def test_leaving_by_a_former_nick_leaves_no_ghost(harness: Harness) -> None:
     """A client that missed its nick change leaves with an unavailable presence to the nick
     it had: that is a leave (as Prosody treats it), never a ghost left in the room."""

@@ -461,7 +461,9 @@ class Muc(Module):
                         if isinstance(c, Element) and c.xmlns not in (MUC_USER, OCCUPANT_ID)
                         and not (c.xmlns == SID and c.attrs.get("by") == room.jid_str)]
         out.children.append(Element("occupant-id", OCCUPANT_ID, {"id": occ.occupant_id}))
-        if subject is not None and not has_body:
+        # §8.1: only a <subject/> with neither <body/> nor <thread/> changes the subject; with
+        # either it is an ordinary message.
+        if subject is not None and not has_body and el.find("thread") is None:
             if occ.role != "moderator" and not room.config.change_subject:
                 raise StanzaError("forbidden", "you may not change the subject")
             room.subject = subject.text
