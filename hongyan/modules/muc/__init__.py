@@ -595,9 +595,12 @@ class Muc(Module):
             return None
         if xmlns == MUC_ADMIN:
             return self._guarded(el, admin.admin_iq(self, room, el, payload, sender, itype))
-        if xmlns in (MAM, IQ_REGISTER) and payload.name == "query":
+        if (payload.name == "query" and xmlns in (MAM, IQ_REGISTER)) or \
+                (payload.name == "metadata" and xmlns == MAM):
             if room.locked and room.affiliation(sender.bare_str) != "owner":
                 raise StanzaError("item-not-found", "this room is not configured yet")
+            if payload.name == "metadata":
+                return self._guarded(el, self.archive.on_metadata(room, sender, itype))
             if xmlns == MAM:
                 return self._guarded(el, self.archive.on_query(room, payload, sender, itype))
             return self._guarded(el, admin.register_iq(self, room, payload, sender, itype))
