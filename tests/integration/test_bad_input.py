@@ -445,11 +445,26 @@ async def test_message_to_a_nonexistent_local_user(harness: Harness) -> None:
     s.close()
 
 
-@pytest.mark.parametrize("to", ["a b@localhost", "@localhost", "x@", "x@localhost/", "x@[bad"])
-async def test_malformed_to_is_jid_malformed(harness: Harness, to: str) -> None:
+@pytest.mark.parametrize(("to", "sent"), [
+    ("a b@localhost", None), ("@localhost", None), ("x@", None), ("x@localhost/", None),
+    ("x@[bad", None),
+    # room nicks that are no resourcepart (RFC 7622): empty, a control character
+    ("coven@conference.localhost/", None),
+    ("coven@conference.localhost/a\u0085b", "coven@conference.localhost/a&#x85;b"),
+])
+@pytest.mark.parametrize("stanza", [
+    "<message to='{to}' id='j1' type='chat'><body>x</body></message>",
+    "<presence to='{to}' id='j1'><x xmlns='http://jabber.org/protocol/muc'/></presence>",
+    "<iq to='{to}' id='j1' type='get'><ping xmlns='urn:xmpp:ping'/></iq>",
+])
+async def test_malformed_to_is_jid_malformed(harness: Harness, to: str, sent: str | None,
+                                             stanza: str) -> None:
+    """The error comes from the address the stanza was sent to (RFC 6120 §8.3.3.8), so that
+    the client can match it (a join, an IQ) to its request."""
     s = await authed_stream(harness, "mallory")
-    s.send(f"<message to='{to}' id='j1' type='chat'><body>x</body></message>")
+    s.send(stanza.format(to=sent or to))
     out = await s.read_element(b"id='j1'")
     assert stanza_error(out) == b"jid-malformed"
+    assert from_of(out) == to.encode(), out
     await ping_ok(s)
     s.close()
