@@ -3,8 +3,10 @@ by slixmpp's xep_0060 plugin: the same engine as PEP behind a component front en
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from hongyan.xmpp.stamps import parse_xmpp_datetime
 from tests.integration.conftest import Harness
 from tests.integration.pepkit import (
     EVENT,
@@ -224,3 +226,26 @@ def form_xml(fields: dict[str, str]) -> str:
     for var, value in fields.items():
         out += f"<field var='{var}'><value>{value}</value></field>"
     return out + "</x>"
+
+
+async def test_last_item_on_subscribe_carries_a_delay(harness: Harness) -> None:
+    """XEP-0060 §6.1.7: the last published item sent to a new subscriber is stamped with a
+    XEP-0203 delay (when it was published), so a client does not take it for news."""
+    hamlet, _ = await pep_client(harness, "hamlet")
+    horatio, horatio_ev = await pep_client(harness, "horatio")
+    await hamlet.plugin["xep_0060"].create_node(SERVICE, NODE)
+    before = time.time()
+    await hamlet.plugin["xep_0060"].publish(SERVICE, NODE, id="old", payload=tune("x"))
+    after = time.time()
+    await horatio.plugin["xep_0060"].subscribe(SERVICE, NODE)
+    ev = await horatio_ev.next()
+    assert ev.find(f".//{{{EVENT}}}item").get("id") == "old"
+    delay = ev.find("{urn:xmpp:delay}delay")
+    assert delay is not None and delay.get("from") == SERVICE
+    assert before - 0.01 <= parse_xmpp_datetime(delay.get("stamp")) <= after + 0.01
+    # a live notification has none
+    await hamlet.plugin["xep_0060"].publish(SERVICE, NODE, id="new", payload=tune("y"))
+    live = await horatio_ev.next()
+    assert live.find(f".//{{{EVENT}}}item").get("id") == "new"
+    assert live.find("{urn:xmpp:delay}delay") is None
+

@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 
 from hongyan.modules.pubsub.forms import NodeConfig, apply, unmet
 from hongyan.modules.pubsub.store import PubSubStore, StoredItem
+from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, StreamError
 from hongyan.xmpp.parser import parse_element
+from hongyan.xmpp.stamps import xmpp_datetime
 
 PUBSUB = "http://jabber.org/protocol/pubsub"
 PUBSUB_EVENT = PUBSUB + "#event"
@@ -476,12 +478,18 @@ class PubSub:
                 self.send(self.message(svc, node, jid, event))
 
     def send_last(self, svc: Service, node: Node, to: Iterable[str]) -> None:
-        """The node's last item to each JID (on subscription, on presence)."""
+        """The node's last item to each JID (on subscription, on presence), stamped with when
+        it was published (XEP-0060 §6.1.7, XEP-0203: a client tells it from a new event)."""
         last = node.last
         if last is None:
             return
         event = Element("event", PUBSUB_EVENT)
         event.add("items", attrs={"node": node.name}).children.append(
             last.element(node.config.deliver_payloads, PUBSUB_EVENT))
+        # an item's seq is its publication time in microseconds (next_seq)
+        delay = Element("delay", NS.DELAY, {"from": svc.jid,
+                                            "stamp": xmpp_datetime(last.seq / 1_000_000)})
         for jid in to:
-            self.send(self.message(svc, node, jid, event))
+            msg = self.message(svc, node, jid, event)
+            msg.children.append(delay)
+            self.send(msg)
