@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from hongyan.xmpp.stamps import parse_xmpp_datetime
 from tests.integration.conftest import Harness
 from tests.integration.pepkit import (
@@ -24,6 +26,14 @@ SERVICE = "pubsub.localhost"
 NODE = "princely_musings"
 DISCO_INFO = "http://jabber.org/protocol/disco#info"
 DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
+
+
+@pytest.fixture(autouse=True)
+async def hamlet_is_admin(harness: Harness) -> None:
+    """Creating nodes here is for the server's administrators (pubsub.create_nodes): the
+    tests' node owner is one."""
+    await harness.stop_node()
+    await harness.start(server_extra='admins = ["hamlet@localhost"]')
 
 
 def features_of(res: Any) -> set[str]:
@@ -121,7 +131,8 @@ async def test_bad_input(harness: Harness) -> None:
     delete = f"<pubsub xmlns='{PUBSUB}#owner'><delete node='{NODE}'/></pubsub>"
     assert error_of(await raw(horatio, SERVICE, delete, "set"))[0] == "forbidden"
     create = f"<pubsub xmlns='{PUBSUB}'><create node='{NODE}'/></pubsub>"
-    assert error_of(await raw(horatio, SERVICE, create, "set"))[0] == "conflict"
+    assert error_of(await raw(horatio, SERVICE, create, "set"))[0] == "forbidden"
+    assert error_of(await raw(hamlet, SERVICE, create, "set"))[0] == "conflict"
     missing = f"<pubsub xmlns='{PUBSUB}'><items node='nowhere'/></pubsub>"
     assert error_of(await raw(horatio, SERVICE, missing))[0] == "item-not-found"
     # subscribing someone else
@@ -249,3 +260,31 @@ async def test_last_item_on_subscribe_carries_a_delay(harness: Harness) -> None:
     assert live.find(f".//{{{EVENT}}}item").get("id") == "new"
     assert live.find("{urn:xmpp:delay}delay") is None
 
+
+async def test_node_creation_follows_the_configured_policy(harness: Harness) -> None:
+    """By default only the server's administrators (server.admins) create nodes on the
+    service (XEP-0060 §8.1.3.1: forbidden), by name, instantly or by publishing; with
+    pubsub.create_nodes = "users" every local user does. PEP is untouched."""
+    await harness.stop_node()
+    # the configured JID is prepared (RFC 7622) before it is compared
+    await harness.start(server_extra='admins = ["Hamlet@LOCALHOST"]')
+    hamlet, _ = await pep_client(harness, "hamlet")
+    horatio, _ = await pep_client(harness, "horatio")
+    named = f"<pubsub xmlns='{PUBSUB}'><create node='mine'/></pubsub>"
+    instant = f"<pubsub xmlns='{PUBSUB}'><create/></pubsub>"
+    publish = (f"<pubsub xmlns='{PUBSUB}'><publish node='auto'><item id='1'>"
+               f"<tune xmlns='{TUNE}'/></item></publish></pubsub>")
+    for request in (named, instant, publish):
+        res = await raw(horatio, SERVICE, request, "set")
+        assert error_of(res)[0] == "forbidden", request
+        assert (await raw(hamlet, SERVICE, request, "set"))["type"] == "result", request
+    # nothing was made for horatio; his own PEP is his to fill
+    affs = await horatio.plugin["xep_0060"].get_affiliations(SERVICE)
+    assert list(affs.xml.iter(f"{{{PUBSUB}}}affiliation")) == []
+    await horatio.plugin["xep_0060"].publish(None, NODE, id="1", payload=tune("mine"))
+    # anyone, when configured so
+    await harness.stop_node()
+    await harness.start(extra='[pubsub]\ncreate_nodes = "users"\n', server_extra="")
+    horatio, _ = await pep_client(harness, "horatio", create=False)
+    for request in (named.replace("mine", "his"), instant):
+        assert (await raw(horatio, SERVICE, request, "set"))["type"] == "result", request

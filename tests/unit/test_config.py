@@ -42,6 +42,8 @@ def test_example_file_is_the_defaults() -> None:
     ("[tls]\ncert_file = \"a.pem\"\n", 1, "tls", "both"),
     ("[storage]\nurl = \"mysql://x\"\n", 2, "storage.url", "sqlite://"),
     ("[server]\ndomain = \"not a domain\"\n", 2, "server.domain", "DNS name"),
+    ("[server]\nadmins = [\"root@localhost/phone\"]\n", 2, "server.admins", "bare JID"),
+    ("[pubsub]\ncreate_nodes = \"everyone\"\n", 2, "pubsub.create_nodes", "admins"),
     ("[auth]\nmechanisms = [\n  \"PLAIN\",\n  \"MD5\",\n]\n", 2, "auth.mechanisms", "PLAIN"),
 ])
 def test_mistakes_name_key_file_and_line(tmp_path: Path, text: str, line: int, key: str,

@@ -116,6 +116,8 @@ class PubSub:
         self.presence_allowed: PresenceAllowed | None = None
         self.presence_targets: PresenceTargets | None = None
         self.observers: list[Observer] = []
+        #: who (a bare JID) may create nodes on a service that is not PEP; None: anyone
+        self.may_create_node: Callable[[str], bool] | None = None
         #: subscriber's bare JID -> (service, node) it subscribed to (with its bare or a full
         #: JID): who gets last items when coming online, without loading every service
         self.by_subscriber: dict[str, set[tuple[str, str]]] = {}
@@ -207,9 +209,14 @@ class PubSub:
             raise StanzaError("forbidden", "only the node's owner may do that")
 
     def _may_create(self, svc: Service, bare: str) -> None:
-        if svc.pep and bare != svc.jid:
-            raise StanzaError("forbidden", "only the account may create nodes in its PEP "
-                              "service")
+        if svc.pep:
+            if bare != svc.jid:
+                raise StanzaError("forbidden", "only the account may create nodes in its PEP "
+                                  "service")
+        elif self.may_create_node is not None and not self.may_create_node(bare):
+            # XEP-0060 §8.1.3.1
+            raise StanzaError("forbidden", "only the server's administrators create nodes "
+                              "on this service")
 
     # -- owner operations -----------------------------------------------------------------------
     async def create(self, svc: Service, name: str, bare: str, values: dict[str, str]
