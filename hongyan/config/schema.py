@@ -28,6 +28,8 @@ def _service_host(v: str) -> str:
     return v
 
 
+_BARE = re.compile(r"^[^@/\s]+@[^@/\s]+$")
+
 ServiceHost = Annotated[str, AfterValidator(_service_host)]
 
 
@@ -55,9 +57,20 @@ class ServerSection(Section):
     data_dir: str = Field("./data", description="where the SQLite database and the "
                           "self-signed certificate live")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    admins: list[str] = Field(default_factory=list, description="bare JIDs of administrators")
+    admins: list[str] = Field(default_factory=list, description="bare JIDs of administrators "
+                              "(they may create nodes on the pubsub service, see "
+                              "pubsub.create_nodes)")
     workers: int = Field(1, ge=1, le=64, description="worker processes (one event loop each; "
                          "more than one uses more cores, see docs/design.md, Workers)")
+
+    @field_validator("admins")
+    @classmethod
+    def _admins(cls, v: list[str]) -> list[str]:
+        # the shape only (the node prepares each as a JID): user@domain, no resource
+        for jid in v:
+            if not _BARE.match(jid):
+                raise ValueError(f"{jid!r} is not a bare JID (user@domain)")
+        return v
 
     @field_validator("domain")
     @classmethod

@@ -200,6 +200,26 @@ async def page(db: Database, table: str, key_col: str, key: str, with_filter: Wi
     return [(int(i), str(x)) for i, x in rows], complete, (n if n <= COUNT_LIMIT else None)
 
 
+async def bounds(db: Database, table: str, key_col: str, key: str) -> tuple[int, int] | None:
+    """The ids of the first and the last message of archive ``key`` (None: it is empty): two
+    reads of one end of its ``(key, id)`` index."""
+    sql = f"SELECT id FROM {table} WHERE {key_col}=? ORDER BY id {{}} LIMIT 1"
+    first = await db.fetchval(sql.format("ASC"), key)
+    if first is None:
+        return None
+    return int(first), int(await db.fetchval(sql.format("DESC"), key))
+
+
+def metadata_element(found: tuple[int, int] | None) -> Element:
+    """XEP-0313 §6 archive metadata (what ``#extended`` promises): the id and time of the
+    archive's first and last message; an empty archive has neither."""
+    el = Element("metadata", MAM)
+    if found is not None:
+        for name, mid in zip(("start", "end"), found, strict=True):
+            el.add(name, MAM, {"id": str(mid), "timestamp": xmpp_datetime(mid / 1_000_000)})
+    return el
+
+
 def send_results(session: ClientSession | Endpoint | None, query: Element,
                  rows: list[tuple[int, str]], flip: bool, frm: str = "") -> None:
     """The result messages, as pre-built strings, to the querying session (from ``frm`` when

@@ -509,8 +509,8 @@ class C2SSession(ClientSession):
                 to = JID.parse(to_text)
             except JIDError as exc:
                 if attrs.get("type") != "error":
-                    reply = error_reply(el, StanzaError("jid-malformed", str(exc)))
-                    reply.attrs.pop("from", None)
-                    self.send(reply)
+                    # from the address as the client wrote it (RFC 6120 §8.3.3.8), which is
+                    # what it matches the error against (a room join, an IQ)
+                    self.send(error_reply(el, StanzaError("jid-malformed", str(exc))))
                 return None
         return self.node.router.route_from_session(el, self, to)

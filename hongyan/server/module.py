@@ -95,6 +95,7 @@ class Host(Protocol):
     config: Config
     domain: str
     domain_jid: JID
+    admins: frozenset[str]
     sessions: SessionManager
     hooks: HookBus
     router: Router
@@ -168,6 +169,12 @@ class ModuleAPI:
     @property
     def domain_jid(self) -> JID:
         return self._node.domain_jid
+
+    @property
+    def admins(self) -> frozenset[str]:
+        """The server's administrators (``server.admins``), as prepared bare JIDs: what a
+        feature compares a requester's ``bare_str`` with to grant it more."""
+        return self._node.admins
 
     @property
     def db(self) -> Database:

@@ -45,7 +45,7 @@ from hongyan.transport.tcp import StreamTransport, TLSConfig, listen, listening_
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
-from hongyan.xmpp.jid import JID
+from hongyan.xmpp.jid import JID, JIDError
 from hongyan.xmpp.parser import parse_element
 from hongyan.xmpp.sasl import tls_server_end_point
 from hongyan.xmpp.stream import RFC7395, Parsers, Profile
@@ -83,6 +83,7 @@ class Node:
         self.clock = clock if clock is not None else Clock()
         self.domain = config.server.domain
         self.domain_jid = JID("", self.domain, "")
+        self.admins = _admins(config.server.admins)
         self.data_dir = Path(config.server.data_dir)
         self.hooks = HookBus()
         self.sessions = SessionManager()
@@ -412,6 +413,21 @@ class Node:
             result = error_reply(iq.stanza, StanzaError("internal-server-error"))
         if isinstance(result, Element):
             session.send(_anon(result))
+
+
+def _admins(jids: list[str]) -> frozenset[str]:
+    """``server.admins`` prepared (RFC 7622), so that they compare with a requester's bare
+    JID; one that is no bare JID is a configuration error."""
+    out = set()
+    for text in jids:
+        try:
+            jid = JID.parse(text)
+        except JIDError as exc:
+            raise ValueError(f"server.admins: {text!r} is not a JID: {exc}") from None
+        if not jid.local or jid.resource:
+            raise ValueError(f"server.admins: {text!r} is not a bare JID (user@domain)")
+        out.add(jid.bare_str)
+    return frozenset(out)
 
 
 @functools.cache

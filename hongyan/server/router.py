@@ -247,12 +247,15 @@ class Router:
 
     # -- bounce ---------------------------------------------------------------------------------
     def bounce(self, el: Element, error: StanzaError) -> None:
-        """Answer ``el`` with ``error`` unless it is itself an error."""
+        """Answer ``el`` with ``error`` unless it is itself an error. A stanza with no ``to``
+        was for the sender's own account (RFC 6120 §10.3.3), so the error comes from its bare
+        JID (§8.1.2.1): from the domain, a client could not match it to its request."""
         if el.attrs.get("type") == "error":
             return
         reply = error_reply(el, error)
         if "from" not in reply.attrs:
-            reply.attrs["from"] = self._domain
+            frm = reply.attrs.get("to")
+            reply.attrs["from"] = frm.split("/", 1)[0] if frm else self._domain
         self.send(reply)
 
     # -- messages -------------------------------------------------------------------------------

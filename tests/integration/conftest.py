@@ -18,12 +18,13 @@ from tests.integration.rawstream import PASSWORD
 
 
 def write_config(tmp_path: Path, storage_url: str, extra: str = "", c2s_extra: str = "",
-                 http_extra: str = "") -> Path:
+                 http_extra: str = "", server_extra: str = "") -> Path:
     path = tmp_path / "hongyan.toml"
     path.write_text(f"""
 [server]
 domain = "localhost"
 data_dir = "{tmp_path / 'data'}"
+{server_extra}
 
 [c2s]
 bind = ["127.0.0.1"]
@@ -89,22 +90,25 @@ class Harness:
         self.extra_config = ""
         self.c2s_extra = ""
         self.http_extra = ""
+        self.server_extra = ""
         #: the nodes' clock, which a test moves with ``await harness.clock.advance(s)``
         self.clock = SteppedClock()
 
     async def start(self, extra: str | None = None, c2s_extra: str | None = None,
-                    http_extra: str | None = None) -> Node:
-        """Start a node; ``extra`` is appended to the config file, ``c2s_extra`` and
-        ``http_extra`` go into its [c2s] and [http] sections. All are remembered for
-        :meth:`restart`."""
+                    http_extra: str | None = None, server_extra: str | None = None) -> Node:
+        """Start a node; ``extra`` is appended to the config file, ``c2s_extra``,
+        ``http_extra`` and ``server_extra`` go into its [c2s], [http] and [server] sections.
+        All are remembered for :meth:`restart`."""
         if extra is not None:
             self.extra_config = extra
         if c2s_extra is not None:
             self.c2s_extra = c2s_extra
         if http_extra is not None:
             self.http_extra = http_extra
+        if server_extra is not None:
+            self.server_extra = server_extra
         cfg = load_config(write_config(self.tmp_path, self.storage_url, self.extra_config,
-                                       self.c2s_extra, self.http_extra))
+                                       self.c2s_extra, self.http_extra, self.server_extra))
         self.node = Node(cfg, clock=self.clock)
         await self.node.start()
         return self.node

@@ -319,19 +319,46 @@ async def test_unknown_top_level_element(harness: Harness, data: bytes, stage: s
 # ---- stanza errors: the stream goes on ----------------------------------------------------
 
 
-@pytest.mark.parametrize("to", [None, "localhost", "mallory@localhost", "bob@localhost",
-                                "mallory@localhost/nope", "bob@localhost/nope"])
-async def test_unknown_iq_payload_is_service_unavailable(harness: Harness, to: str | None
-                                                         ) -> None:
+def from_of(out: bytes) -> bytes | None:
+    """The ``from`` of the top-level element in ``out`` (None: it has none)."""
+    m = re.match(rb"<[a-z]+((?: [a-z]+='[^']*')*)", out)
+    assert m is not None, out
+    attr = re.search(rb" from='([^']*)'", m.group(1))
+    return None if attr is None else attr.group(1)
+
+
+#: (to of the request, the from its error may have: RFC 6120 §8.1.2.1 — an IQ with no to, or
+#: to the account's bare JID, is answered on the account's behalf: no from, or the bare JID)
+IQ_ADDRESSES = [
+    (None, {None, b"mallory@localhost"}),
+    ("localhost", {b"localhost"}),
+    ("mallory@localhost", {None, b"mallory@localhost"}),
+    ("bob@localhost", {b"bob@localhost"}),
+    ("mallory@localhost/nope", {b"mallory@localhost/nope"}),
+    ("bob@localhost/nope", {b"bob@localhost/nope"}),
+]
+
+
+@pytest.mark.parametrize(("to", "froms"), IQ_ADDRESSES)
+async def test_unknown_iq_payload_is_service_unavailable(harness: Harness, to: str | None,
+                                                         froms: set[bytes | None]) -> None:
     await harness.user("bob")
     s = await authed_stream(harness, "mallory")
     to_attr = f" to='{to}'" if to else ""
     s.send(f"<iq type='get' id='u1'{to_attr}><query xmlns='urn:example:unknown'/></iq>")
     out = await s.read_element(b"id='u1'")
     assert b"type='error'" in out and stanza_error(out) == b"service-unavailable"
+    assert from_of(out) in froms, out
     s.send(f"<iq type='set' id='u2'{to_attr}><query xmlns='urn:example:unknown'/></iq>")
     out = await s.read_element(b"id='u2'")
     assert stanza_error(out) == b"service-unavailable"
+    assert from_of(out) in froms, out
+    # two payloads, and none: bad-request, from the same address
+    s.send(f"<iq type='get' id='u3'{to_attr}><a xmlns='urn:example:a'/><b xmlns='urn:x:b'/>"
+           "</iq>")
+    out = await s.read_element(b"id='u3'")
+    assert stanza_error(out) in (b"bad-request", b"service-unavailable")
+    assert from_of(out) in froms, out
     await ping_ok(s)
     s.close()
 
@@ -418,11 +445,26 @@ async def test_message_to_a_nonexistent_local_user(harness: Harness) -> None:
     s.close()
 
 
-@pytest.mark.parametrize("to", ["a b@localhost", "@localhost", "x@", "x@localhost/", "x@[bad"])
-async def test_malformed_to_is_jid_malformed(harness: Harness, to: str) -> None:
+@pytest.mark.parametrize(("to", "sent"), [
+    ("a b@localhost", None), ("@localhost", None), ("x@", None), ("x@localhost/", None),
+    ("x@[bad", None),
+    # room nicks that are no resourcepart (RFC 7622): empty, a control character
+    ("coven@conference.localhost/", None),
+    ("coven@conference.localhost/a\u0085b", "coven@conference.localhost/a&#x85;b"),
+])
+@pytest.mark.parametrize("stanza", [
+    "<message to='{to}' id='j1' type='chat'><body>x</body></message>",
+    "<presence to='{to}' id='j1'><x xmlns='http://jabber.org/protocol/muc'/></presence>",
+    "<iq to='{to}' id='j1' type='get'><ping xmlns='urn:xmpp:ping'/></iq>",
+])
+async def test_malformed_to_is_jid_malformed(harness: Harness, to: str, sent: str | None,
+                                             stanza: str) -> None:
+    """The error comes from the address the stanza was sent to (RFC 6120 §8.3.3.8), so that
+    the client can match it (a join, an IQ) to its request."""
     s = await authed_stream(harness, "mallory")
-    s.send(f"<message to='{to}' id='j1' type='chat'><body>x</body></message>")
+    s.send(stanza.format(to=sent or to))
     out = await s.read_element(b"id='j1'")
     assert stanza_error(out) == b"jid-malformed"
+    assert from_of(out) == to.encode(), out
     await ping_ok(s)
     s.close()

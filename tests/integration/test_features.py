@@ -211,6 +211,11 @@ async def test_disco_lists_exactly_the_loaded_features(harness: Harness) -> None
     assert items["type"] == "result"
     account = await c.plugin["xep_0030"].get_info(jid="romeo@localhost")
     assert any(i[0] == "account" for i in account["disco_info"]["identities"])
+    # the account answers disco#items, so it says so (XEP-0030 §3.1)
+    assert {"http://jabber.org/protocol/disco#info", "http://jabber.org/protocol/disco#items"
+            } <= set(account["disco_info"]["features"])
+    account_items = await c.plugin["xep_0030"].get_items(jid="romeo@localhost")
+    assert account_items["type"] == "result"
 
 
 async def test_caps_in_stream_features_match_disco(harness: Harness) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
+from hongyan.modules.roster import Roster
 from tests.integration.clients import Client
 from tests.integration.conftest import Harness
 
@@ -252,6 +253,57 @@ async def test_presence_broadcast_probe_and_unavailable(harness: Harness) -> Non
     # clean disconnect: unavailable to contacts
     await juliet.close()
     await wait_presence(romeo, "juliet@localhost/test", "unavailable")
+
+
+async def test_probe_is_answered_as_rfc_6121_says(harness: Harness) -> None:
+    """RFC 6121 §4.3.2: a probe from a subscriber gets each available resource's presence,
+    or unavailable from the bare JID; from anyone else (or for an account that does not
+    exist) unsubscribed from the bare JID, which cancels what the prober's side believed."""
+    romeo = manual(await harness.logged_in("romeo"))
+    juliet = manual(await harness.logged_in("juliet"))
+    await subscribe_both(romeo, juliet)
+    juliet.send_presence(pstatus="on the balcony")
+    await wait_presence(romeo, "juliet@localhost/test")
+    romeo.send_presence(pto="juliet@localhost", ptype="probe")
+    p = await wait_presence(romeo, "juliet@localhost/test")
+    assert p["status"] == "on the balcony" and str(p["to"]) == "romeo@localhost/test"
+    await juliet.close()
+    await wait_presence(romeo, "juliet@localhost/test", "unavailable")
+    romeo.send_presence(pto="juliet@localhost", ptype="probe")
+    p = await wait_presence(romeo, "juliet@localhost", "unavailable")
+    assert str(p["from"]) == "juliet@localhost"  # the bare JID: no resource is leaked
+    # A stranger waiting for approval probes: unsubscribed, and its request is cancelled.
+    stranger = manual(await harness.logged_in("stranger"))
+    track_pushes(stranger)
+    stranger.send_presence(pto="romeo@localhost", ptype="subscribe")
+    await wait_presence(romeo, "stranger@localhost", "subscribe")
+    assert (await roster_push(stranger))["ask"] == "subscribe"
+    stranger.send_presence(pto="romeo@localhost/test", ptype="probe")
+    p = await wait_presence(stranger, "romeo@localhost", "unsubscribed")
+    assert str(p["from"]) == "romeo@localhost"
+    assert "ask" not in (await roster_push(stranger))
+    # No presence of Romeo's went to the stranger.
+    await asyncio.sleep(0.2)
+    while not stranger.presences.empty():
+        stranger.__dict__["unclaimed"].append(stranger.presences.get_nowait())
+    assert not [p for p in stranger.__dict__["unclaimed"] if str(p["from"]).startswith(
+        "romeo@") and p["type"] not in ("unsubscribed", "unavailable")]
+    # Sides out of step (Juliet's item for Romeo lost, say from a backup): Romeo's probe
+    # brings his side back to none.
+    assert harness.node is not None
+    roster = harness.node.modules["roster"]
+    assert isinstance(roster, Roster)
+    await roster.change("juliet", "romeo@localhost",
+                        lambda c: c.evolve(subscription="to") if c else None)
+    track_pushes(romeo)
+    romeo.send_presence(pto="juliet@localhost", ptype="probe")
+    await wait_presence(romeo, "juliet@localhost", "unsubscribed")
+    assert (await roster_push(romeo))["subscription"] == "from"
+    # An account that does not exist answers the same.
+    stranger.send_presence(pto="ghost@localhost", ptype="subscribe")
+    await roster_push(stranger)
+    stranger.send_presence(pto="ghost@localhost", ptype="probe")
+    await wait_presence(stranger, "ghost@localhost", "unsubscribed")
 
 
 async def test_unavailable_when_the_connection_is_cut(harness: Harness) -> None:

@@ -108,6 +108,40 @@ async def test_both_sides_archived_with_stanza_id(harness: Harness) -> None:
     assert {MAM, MAM + "#extended", SID} <= feats
 
 
+def metadata(res: Any) -> dict[str, tuple[str, str]]:
+    """XEP-0313 §6 archive metadata: {"start"|"end": (id, timestamp)}."""
+    assert res["type"] == "result", res
+    md = res.xml.find(f"{{{MAM}}}metadata")
+    assert md is not None, res
+    return {c.tag.split("}")[1]: (c.get("id"), c.get("timestamp")) for c in md}
+
+
+async def test_archive_metadata(harness: Harness) -> None:
+    """urn:xmpp:mam:2#extended is advertised, so <metadata/> is answered: the id and time of
+    the first and last message of the archive (XEP-0313 §6), nothing for an empty one."""
+    romeo, juliet = await pair(harness)
+    assert metadata(await romeo.iq(f"<metadata xmlns='{MAM}'/>")) == {}
+    for body in ("first", "middle", "last"):
+        romeo.send_message(mto="juliet@localhost", mbody=body, mtype="chat")
+        await juliet.next_message()
+    _, results = await query(juliet)
+    ids = [r.get("id") for r in results]
+    stamps = [r.find(f"{{{FWD}}}forwarded/{{urn:xmpp:delay}}delay").get("stamp")
+              for r in results]
+    want = {"start": (ids[0], stamps[0]), "end": (ids[-1], stamps[-1])}
+    # no 'to' and the own bare JID alike; the sender's archive holds the same messages
+    assert metadata(await juliet.iq(f"<metadata xmlns='{MAM}'/>")) == want
+    iq = juliet.make_iq_get()
+    iq["to"] = "juliet@localhost"
+    assert metadata(await juliet.send_raw_iq(iq, f"<metadata xmlns='{MAM}'/>", 10)) == want
+    assert metadata(await romeo.iq(f"<metadata xmlns='{MAM}'/>")) == want
+    # another user's archive is not told
+    iq = romeo.make_iq_get()
+    iq["to"] = "juliet@localhost"
+    assert condition(await romeo.send_raw_iq(iq, f"<metadata xmlns='{MAM}'/>", 10)) == \
+        "forbidden"
+
+
 async def test_forged_stanza_id_after_a_no_store_hint_is_removed(harness: Harness) -> None:
     # XEP-0359 §5: a stanza-id claiming our JIDs goes, whether the message is archived or not
     romeo, juliet = await pair(harness)

@@ -322,9 +322,11 @@ async def test_join_order_messages_subject_and_leave(harness: Harness) -> None:
     wiccan.send(f"<presence to='{ROOM}/oldhag'/>")
     old = await crone.expect(is_presence(f"{ROOM}/secondwitch", "unavailable"))
     assert codes(old) == {"303"} and item(old)["nick"] == "oldhag"
+    # §7.6: the 303 presence carries the occupant's role (it stays in the room).
+    assert item(old)["role"] == "participant"
     await crone.expect(is_presence(f"{ROOM}/oldhag"))
     mine = await wiccan.expect(is_presence(f"{ROOM}/secondwitch", "unavailable"))
-    assert codes(mine) == {"303", "110"}
+    assert codes(mine) == {"303", "110"} and item(mine)["role"] == "participant"
     # Status change, then leave.
     wiccan.send(f"<presence to='{ROOM}/oldhag'><show>away</show></presence>")
     away = await crone.expect(is_presence(f"{ROOM}/oldhag"))
@@ -366,6 +368,53 @@ async def test_history_on_join(harness: Harness) -> None:
     one = len(f"<message from='{ROOM}/firstwitch' type='groupchat'><body>m4</body>")
     got = await history("a6", maxchars=one + 250)
     assert got == ["m4"]
+
+
+async def test_subject_with_a_thread_is_a_message(harness: Harness) -> None:
+    """XEP-0045 §8.1: a <subject/> with a <body/> or a <thread/> is a message, not a subject
+    change (and needs no right to change the subject)."""
+    crone = await witch(harness, "crone")
+    await crone.create(ROOM, "firstwitch")
+    crone.send(f"<message to='{ROOM}' type='groupchat'><subject>Fire burn</subject></message>")
+    await crone.expect(lambda el: el.findtext(f"{C}subject") == "Fire burn")
+    wiccan = await witch(harness, "wiccan")
+    await wiccan.join(ROOM, "secondwitch")
+    for w, nick in ((crone, "firstwitch"), (wiccan, "secondwitch")):
+        w.send(f"<message to='{ROOM}' type='groupchat' id='t-{nick}'><subject>About {nick}"
+               "</subject><thread>t1</thread></message>")
+        for receiver in (crone, wiccan):
+            m = await receiver.expect(lambda el, n=nick: el.get("id") == f"t-{n}")
+            assert m.get("type") == "groupchat" and m.get("from") == f"{ROOM}/{nick}"
+            assert m.findtext(f"{C}thread") == "t1"
+    hag = await witch(harness, "hag")
+    _p, subject, _o, _h = await hag.muc.join_muc_wait(JID(ROOM), "thirdwitch", timeout=10)
+    assert subject["subject"] == "Fire burn"
+
+
+async def test_leaving_by_a_former_nick_leaves_no_ghost(harness: Harness) -> None:
+    """A client that missed its nick change leaves with an unavailable presence to the nick
+    it had: that is a leave (as Prosody treats it), never a ghost left in the room."""
+    crone = await witch(harness, "crone")
+    await crone.create(ROOM, "firstwitch")
+    wiccan = await witch(harness, "wiccan")
+    await wiccan.join(ROOM, "secondwitch")
+    wiccan.send(f"<presence to='{ROOM}/oldhag'/>")
+    await crone.expect(is_presence(f"{ROOM}/oldhag"))
+    wiccan.send(f"<presence to='{ROOM}/secondwitch' type='unavailable'/>")
+    gone = await crone.expect(is_presence(f"{ROOM}/oldhag", "unavailable"))
+    assert item(gone)["role"] == "none" and "303" not in codes(gone)
+    own = await wiccan.expect(is_presence(f"{ROOM}/oldhag", "unavailable"))
+    assert "110" in codes(own)
+    # whoever joins now sees only the owner
+    hag = await witch(harness, "hag")
+    _p, _s, occupants, _h = await hag.muc.join_muc_wait(JID(ROOM), "thirdwitch", timeout=10)
+    assert {str(o["from"]) for o in occupants} == {f"{ROOM}/firstwitch", f"{ROOM}/thirdwitch"}
+    # An unavailable presence to a nick the user never had (XEP-0191's, to a blocked
+    # occupant) is no leave.
+    wiccan.send(f"<presence to='{ROOM}/blocked'><x xmlns='{MUC}'/></presence>")
+    await crone.expect(is_presence(f"{ROOM}/blocked"))
+    wiccan.send(f"<presence to='{ROOM}/thirdwitch' type='unavailable'/>")
+    await crone.quiet(is_presence(f"{ROOM}/blocked", "unavailable"))
 
 
 async def test_multiple_resources_under_one_nick_and_self_ping(harness: Harness) -> None:

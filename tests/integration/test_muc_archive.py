@@ -125,6 +125,23 @@ async def test_room_archive_stanza_ids_and_queries(harness: Harness) -> None:
     # The query form.
     form = await wiccan.iq(ROOM, f"<query xmlns='{MAM}'/>")
     assert form.find(f"{{{MAM}}}query/{{jabber:x:data}}x") is not None
+    # Archive metadata (XEP-0313 §6, promised by #extended): the first and last message.
+    md = (await wiccan.iq(ROOM, f"<metadata xmlns='{MAM}'/>")).find(f"{{{MAM}}}metadata")
+    assert md.find(f"{{{MAM}}}start").get("id") == ids[0]
+    assert md.find(f"{{{MAM}}}end").get("id") == sid(reaction)
+    assert md.find(f"{{{MAM}}}start").get("timestamp") == xmpp_datetime(int(ids[0]) / 1e6)
+    # an outsider of a members-only room, and a room not archived, are not told
+    await crone.create(f"closed@{SERVICE}", "firstwitch", membersonly="1")
+    res = await wiccan.iq(f"closed@{SERVICE}", f"<metadata xmlns='{MAM}'/>")
+    assert res.get("type") == "error"
+    await crone.create(f"unlogged@{SERVICE}", "firstwitch", enablearchiving="0")
+    res = await wiccan.iq(f"unlogged@{SERVICE}", f"<metadata xmlns='{MAM}'/>")
+    assert res.get("type") == "error"
+    # an empty archive has neither end
+    await crone.create(f"empty@{SERVICE}", "firstwitch")
+    md = (await wiccan.iq(f"empty@{SERVICE}", f"<metadata xmlns='{MAM}'/>")).find(
+        f"{{{MAM}}}metadata")
+    assert md is not None and len(md) == 0
 
 
 async def test_archive_access_switch_restart_and_deletion(harness: Harness) -> None:

@@ -290,7 +290,10 @@ async def test_explicit_subscriber_gets_last_item_on_coming_online(harness: Harn
     await stranger.close()
     await romeo.plugin["xep_0060"].publish(None, TUNE, id="while-away", payload=tune("two"))
     _again, again_ev = await pep_client(harness, "stranger", create=False)
-    assert (await again_ev.next()).find(f".//{{{EVENT}}}item").get("id") == "while-away"
+    last = await again_ev.next()
+    assert last.find(f".//{{{EVENT}}}item").get("id") == "while-away"
+    # a last item is delayed delivery (XEP-0060 §6.1.7, XEP-0203)
+    assert last.find("{urn:xmpp:delay}delay").get("from") == "romeo@localhost"
 
 
 async def test_account_deletion_removes_pep_data(harness: Harness) -> None:

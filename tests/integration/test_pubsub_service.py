@@ -3,12 +3,17 @@ by slixmpp's xep_0060 plugin: the same engine as PEP behind a component front en
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+import pytest
+
+from hongyan.xmpp.stamps import parse_xmpp_datetime
 from tests.integration.conftest import Harness
 from tests.integration.pepkit import (
     EVENT,
     PUBSUB,
+    TUNE,
     error_of,
     item_ids,
     options,
@@ -21,6 +26,14 @@ SERVICE = "pubsub.localhost"
 NODE = "princely_musings"
 DISCO_INFO = "http://jabber.org/protocol/disco#info"
 DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
+
+
+@pytest.fixture(autouse=True)
+async def hamlet_is_admin(harness: Harness) -> None:
+    """Creating nodes here is for the server's administrators (pubsub.create_nodes): the
+    tests' node owner is one."""
+    await harness.stop_node()
+    await harness.start(server_extra='admins = ["hamlet@localhost"]')
 
 
 def features_of(res: Any) -> set[str]:
@@ -118,7 +131,8 @@ async def test_bad_input(harness: Harness) -> None:
     delete = f"<pubsub xmlns='{PUBSUB}#owner'><delete node='{NODE}'/></pubsub>"
     assert error_of(await raw(horatio, SERVICE, delete, "set"))[0] == "forbidden"
     create = f"<pubsub xmlns='{PUBSUB}'><create node='{NODE}'/></pubsub>"
-    assert error_of(await raw(horatio, SERVICE, create, "set"))[0] == "conflict"
+    assert error_of(await raw(horatio, SERVICE, create, "set"))[0] == "forbidden"
+    assert error_of(await raw(hamlet, SERVICE, create, "set"))[0] == "conflict"
     missing = f"<pubsub xmlns='{PUBSUB}'><items node='nowhere'/></pubsub>"
     assert error_of(await raw(horatio, SERVICE, missing))[0] == "item-not-found"
     # subscribing someone else
@@ -150,3 +164,127 @@ async def test_service_can_be_switched_off_and_pep_stays(harness: Harness) -> No
     assert error_of(res)[0] == "remote-server-not-found"
     await hamlet.plugin["xep_0060"].publish(None, NODE, id="1", payload=tune("still PEP"))
     assert item_ids(await hamlet.plugin["xep_0060"].get_items("hamlet@localhost", NODE)) == ["1"]
+
+
+async def test_publish_must_match_the_event_type(harness: Harness) -> None:
+    """XEP-0060 §4.3 and §7.1.3: what a publish request carries must fit the node's event
+    type (persistent or transient, notification-only or with payloads)."""
+    hamlet, _ = await pep_client(harness, "hamlet")
+    horatio, horatio_ev = await pep_client(harness, "horatio")
+    h60 = hamlet.plugin["xep_0060"]
+
+    async def node(name: str, persist: str, deliver: str, **more: str) -> None:
+        fields = {"pubsub#persist_items": persist, "pubsub#deliver_payloads": deliver, **more}
+        await raw(hamlet, SERVICE, f"<pubsub xmlns='{PUBSUB}'><create node='{name}'/>"
+                  f"<configure>{form_xml(fields)}</configure></pubsub>", "set")
+        await horatio.plugin["xep_0060"].subscribe(SERVICE, name)
+
+    def publish(name: str, item: str) -> str:
+        return f"<pubsub xmlns='{PUBSUB}'><publish node='{name}'>{item}</publish></pubsub>"
+
+    with_payload = "<item id='a'><tune xmlns='http://jabber.org/protocol/tune'/></item>"
+    # transient, notification-only: no item at all (§7.1.3.6 item-forbidden)
+    await node("flash", "0", "0")
+    for item in (with_payload, "<item id='a'/>", "<item/>"):
+        res = await raw(hamlet, SERVICE, publish("flash", item), "set")
+        assert error_of(res)[:2] == ("bad-request", "item-forbidden"), item
+    res = await raw(hamlet, SERVICE, publish("flash", ""), "set")
+    assert res["type"] == "result"
+    assert res.xml.find(f".//{{{PUBSUB}}}publish/{{{PUBSUB}}}item") is None
+    ev = await horatio_ev.next()
+    items = ev.find(f".//{{{EVENT}}}items")
+    assert items.get("node") == "flash" and len(items) == 0
+    await horatio_ev.none()
+    assert item_ids(await h60.get_items(SERVICE, "flash")) == []
+    # persistent with payloads: an item (item-required) with a payload (payload-required),
+    # of the node's pubsub#type when it has one (§7.1.3.5 invalid-payload)
+    await node("news", "1", "1", **{"pubsub#type": "http://jabber.org/protocol/tune"})
+    for item, app in (("", "item-required"), ("<item id='a'/>", "payload-required"),
+                      ("<item/>", "payload-required"),
+                      ("<item id='a'><mood xmlns='http://jabber.org/protocol/mood'/></item>",
+                       "invalid-payload"),
+                      ("<item id='a'><tune xmlns='http://jabber.org/protocol/tune'/>"
+                       "<tune xmlns='http://jabber.org/protocol/tune'/></item>",
+                       "invalid-payload")):
+        res = await raw(hamlet, SERVICE, publish("news", item), "set")
+        assert error_of(res)[:2] == ("bad-request", app), item
+    await horatio_ev.none()
+    res = await raw(hamlet, SERVICE, publish("news", with_payload), "set")
+    assert res["type"] == "result"
+    assert (await horatio_ev.next()).find(f".//{{{EVENT}}}item/{{{TUNE}}}tune") is not None
+    # persistent, notification-only: an item, with or without payload; none in notifications
+    await node("quiet", "1", "0")
+    res = await raw(hamlet, SERVICE, publish("quiet", ""), "set")
+    assert error_of(res)[:2] == ("bad-request", "item-required")
+    await raw(hamlet, SERVICE, publish("quiet", with_payload), "set")
+    ev = await horatio_ev.next()
+    assert ev.find(f".//{{{EVENT}}}item").get("id") == "a" and len(
+        ev.find(f".//{{{EVENT}}}item")) == 0
+    stored = await h60.get_items(SERVICE, "quiet")
+    assert stored.xml.find(f".//{{{PUBSUB}}}item/{{{TUNE}}}tune") is not None
+    # a refused publish to a node that does not exist creates none
+    res = await raw(hamlet, SERVICE, publish("never", ""), "set")
+    assert error_of(res)[:2] == ("bad-request", "item-required")
+    missing = await raw(hamlet, SERVICE, f"<pubsub xmlns='{PUBSUB}'><items node='never'/>"
+                        "</pubsub>")
+    assert error_of(missing)[0] == "item-not-found"
+
+
+def form_xml(fields: dict[str, str]) -> str:
+    """A submitted pubsub#node_config form, as XML."""
+    out = ("<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE' type='hidden'>"
+           f"<value>{PUBSUB}#node_config</value></field>")
+    for var, value in fields.items():
+        out += f"<field var='{var}'><value>{value}</value></field>"
+    return out + "</x>"
+
+
+async def test_last_item_on_subscribe_carries_a_delay(harness: Harness) -> None:
+    """XEP-0060 §6.1.7: the last published item sent to a new subscriber is stamped with a
+    XEP-0203 delay (when it was published), so a client does not take it for news."""
+    hamlet, _ = await pep_client(harness, "hamlet")
+    horatio, horatio_ev = await pep_client(harness, "horatio")
+    await hamlet.plugin["xep_0060"].create_node(SERVICE, NODE)
+    before = time.time()
+    await hamlet.plugin["xep_0060"].publish(SERVICE, NODE, id="old", payload=tune("x"))
+    after = time.time()
+    await horatio.plugin["xep_0060"].subscribe(SERVICE, NODE)
+    ev = await horatio_ev.next()
+    assert ev.find(f".//{{{EVENT}}}item").get("id") == "old"
+    delay = ev.find("{urn:xmpp:delay}delay")
+    assert delay is not None and delay.get("from") == SERVICE
+    assert before - 0.01 <= parse_xmpp_datetime(delay.get("stamp")) <= after + 0.01
+    # a live notification has none
+    await hamlet.plugin["xep_0060"].publish(SERVICE, NODE, id="new", payload=tune("y"))
+    live = await horatio_ev.next()
+    assert live.find(f".//{{{EVENT}}}item").get("id") == "new"
+    assert live.find("{urn:xmpp:delay}delay") is None
+
+
+async def test_node_creation_follows_the_configured_policy(harness: Harness) -> None:
+    """By default only the server's administrators (server.admins) create nodes on the
+    service (XEP-0060 §8.1.3.1: forbidden), by name, instantly or by publishing; with
+    pubsub.create_nodes = "users" every local user does. PEP is untouched."""
+    await harness.stop_node()
+    # the configured JID is prepared (RFC 7622) before it is compared
+    await harness.start(server_extra='admins = ["Hamlet@LOCALHOST"]')
+    hamlet, _ = await pep_client(harness, "hamlet")
+    horatio, _ = await pep_client(harness, "horatio")
+    named = f"<pubsub xmlns='{PUBSUB}'><create node='mine'/></pubsub>"
+    instant = f"<pubsub xmlns='{PUBSUB}'><create/></pubsub>"
+    publish = (f"<pubsub xmlns='{PUBSUB}'><publish node='auto'><item id='1'>"
+               f"<tune xmlns='{TUNE}'/></item></publish></pubsub>")
+    for request in (named, instant, publish):
+        res = await raw(horatio, SERVICE, request, "set")
+        assert error_of(res)[0] == "forbidden", request
+        assert (await raw(hamlet, SERVICE, request, "set"))["type"] == "result", request
+    # nothing was made for horatio; his own PEP is his to fill
+    affs = await horatio.plugin["xep_0060"].get_affiliations(SERVICE)
+    assert list(affs.xml.iter(f"{{{PUBSUB}}}affiliation")) == []
+    await horatio.plugin["xep_0060"].publish(None, NODE, id="1", payload=tune("mine"))
+    # anyone, when configured so
+    await harness.stop_node()
+    await harness.start(extra='[pubsub]\ncreate_nodes = "users"\n', server_extra="")
+    horatio, _ = await pep_client(harness, "horatio", create=False)
+    for request in (named.replace("mine", "his"), instant):
+        assert (await raw(horatio, SERVICE, request, "set"))["type"] == "result", request

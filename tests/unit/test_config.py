@@ -52,6 +52,8 @@ def test_example_file_is_the_defaults() -> None:
     ("[http]\nwebsocket_ping = -1\n", 2, "http.websocket_ping", "greater than or equal"),
     ("[hostmeta]\nwebsocket_url = \"https://chat.example.org/ws\"\n", 2,
      "hostmeta.websocket_url", "not a ws:// or wss:// URL"),
+    ("[server]\nadmins = [\"root@localhost/phone\"]\n", 2, "server.admins", "bare JID"),
+    ("[pubsub]\ncreate_nodes = \"everyone\"\n", 2, "pubsub.create_nodes", "admins"),
     ("[auth]\nmechanisms = [\n  \"PLAIN\",\n  \"MD5\",\n]\n", 2, "auth.mechanisms", "PLAIN"),
 ])
 def test_mistakes_name_key_file_and_line(tmp_path: Path, text: str, line: int, key: str,

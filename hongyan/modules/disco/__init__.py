@@ -44,7 +44,8 @@ class Disco(Module):
         return identities, sorted(features)
 
     def _account_features(self) -> list[str]:
-        features: set[str] = {NS.DISCO_INFO}
+        # the bare JID answers both (on_account_items), so it lists both
+        features: set[str] = {NS.DISCO_INFO, NS.DISCO_ITEMS}
         for mod in self.api.loaded():
             features |= mod.account_features
         return sorted(features)

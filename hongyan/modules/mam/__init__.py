@@ -464,6 +464,13 @@ class Mam(Module):
         query.send_results(iq.session, q, rows, flip)
         return iq.result(query.fin_element(rows, complete, count, flip))
 
+    @iq_handler(MAM, "metadata", "get", scope=("self", "bare"))
+    async def on_metadata(self, iq: Iq) -> Element:
+        self._own(iq)
+        await self.flush_everywhere()
+        return iq.result(query.metadata_element(
+            await query.bounds(self.api.db, "mam_messages", "owner", iq.sender.local)))
+
     async def page(self, owner: str, form: dict[str, list[str]], max_n: int,
                    after: str | None = None, before: str | None = None) -> query.Page:
         """One page of ``owner``'s archive (see :func:`.query.page`)."""

@@ -231,9 +231,12 @@ class Muc(Module):
                 self.leave(room, occ, sender, codes=("333",))
             return None
         if ptype == "unavailable":
-            # Leaving is an unavailable presence to one's own occupant JID (or to the room);
-            # one to another occupant (a blocking client's, XEP-0191 §3.3) changes nothing.
-            if room is not None and occ is not None and to.resource in ("", occ.nick):
+            # Leaving is an unavailable presence to one's own occupant JID, to the room, or to
+            # a nick the occupant had before (a client that missed its nick change would
+            # otherwise leave a ghost); one to another occupant (a blocking client's,
+            # XEP-0191 §3.3) changes nothing.
+            if room is not None and occ is not None and (
+                    to.resource in ("", occ.nick) or to.resource in occ.former):
                 if el.children:
                     occ.presence = el
                 self.leave(room, occ, sender)
@@ -351,6 +354,7 @@ class Muc(Module):
             raise StanzaError("conflict", "this nickname is reserved")
         room.broadcast_presence(occ, unavailable=True, codes=("303",), new_nick=nick)
         del room.occupants[occ.nick]
+        occ.former = (*[n for n in occ.former if n != nick], occ.nick)[-Occupant.FORMER:]
         occ.nick = nick
         occ.presence = el
         room.occupants[nick] = occ
@@ -457,7 +461,9 @@ class Muc(Module):
                         if isinstance(c, Element) and c.xmlns not in (MUC_USER, OCCUPANT_ID)
                         and not (c.xmlns == SID and c.attrs.get("by") == room.jid_str)]
         out.children.append(Element("occupant-id", OCCUPANT_ID, {"id": occ.occupant_id}))
-        if subject is not None and not has_body:
+        # §8.1: only a <subject/> with neither <body/> nor <thread/> changes the subject; with
+        # either it is an ordinary message.
+        if subject is not None and not has_body and el.find("thread") is None:
             if occ.role != "moderator" and not room.config.change_subject:
                 raise StanzaError("forbidden", "you may not change the subject")
             room.subject = subject.text
@@ -589,9 +595,12 @@ class Muc(Module):
             return None
         if xmlns == MUC_ADMIN:
             return self._guarded(el, admin.admin_iq(self, room, el, payload, sender, itype))
-        if xmlns in (MAM, IQ_REGISTER) and payload.name == "query":
+        if (payload.name == "query" and xmlns in (MAM, IQ_REGISTER)) or \
+                (payload.name == "metadata" and xmlns == MAM):
             if room.locked and room.affiliation(sender.bare_str) != "owner":
                 raise StanzaError("item-not-found", "this room is not configured yet")
+            if payload.name == "metadata":
+                return self._guarded(el, self.archive.on_metadata(room, sender, itype))
             if xmlns == MAM:
                 return self._guarded(el, self.archive.on_query(room, payload, sender, itype))
             return self._guarded(el, admin.register_iq(self, room, payload, sender, itype))

@@ -119,6 +119,22 @@ class RoomArchive:
         if (c.members_only or c.password_protected) and AFF_RANK[aff] < AFF_RANK["member"]:
             raise StanzaError("forbidden", "only members may read this room's archive")
 
+    async def _settled(self, room: Room) -> None:
+        """Wait until what the room archived is in the table (and a removal is done)."""
+        deleting = self._deleting.get(room.name)
+        if deleting is not None:
+            await asyncio.shield(deleting)
+        await self.flush()
+
+    async def on_metadata(self, room: Room, sender: JID, itype: str) -> Element:
+        """XEP-0313 §6: the first and last message of the room's archive."""
+        self.check_access(room, sender)
+        if itype != "get":
+            raise StanzaError("bad-request", "archive metadata is read with a get")
+        await self._settled(room)
+        return query.metadata_element(
+            await query.bounds(self.api.db, "muc_archive", "room", room.name))
+
     async def on_query(self, room: Room, payload: Element, sender: JID, itype: str) -> Element:
         self.check_access(room, sender)
         if itype == "get":
@@ -137,10 +153,7 @@ class RoomArchive:
                 raise StanzaError("not-allowed", "this room does not show real JIDs")
             return [("sender=?", peer.bare_str)]
 
-        deleting = self._deleting.get(room.name)
-        if deleting is not None:
-            await asyncio.shield(deleting)
-        await self.flush()
+        await self._settled(room)
         rows, complete, count = await query.page(self.api.db, "muc_archive", "room", room.name,
                                                  with_filter, form, max_n, after, before)
         flip = payload.find("flip-page", MAM) is not None

@@ -49,10 +49,16 @@ def spliced(el: Element) -> tuple[bytes, bytes]:
 class Occupant:
     """One nick in a room: one user (bare JID), one or more of its resources."""
 
-    __slots__ = ("bare", "nick", "occupant_id", "presence", "resources", "role")
+    __slots__ = ("bare", "former", "nick", "occupant_id", "presence", "resources", "role")
+
+    #: former nicks remembered per occupant (an unavailable presence to one is a leave)
+    FORMER = 4
 
     def __init__(self, nick: str, bare: str, role: str, occupant_id: str) -> None:
         self.nick = nick
+        #: the nicks it had before, newest last: a client that missed its own nick change
+        #: leaves with an unavailable presence to one of them
+        self.former: tuple[str, ...] = ()
         self.bare = bare
         self.role = role
         self.occupant_id = occupant_id
@@ -153,8 +159,10 @@ class Room:
                         c.xmlns != "http://jabber.org/protocol/muc" and c.name != "error":
                     el.children.append(c)
         x = el.add("x", MUC_USER)
+        # Leaving, the role is none; changing nick (§7.6, 303), the occupant keeps its role.
         item = x.add("item", attrs={"affiliation": self.affiliation(occ.bare),
-                                    "role": "none" if unavailable else occ.role})
+                                    "role": "none" if unavailable and not new_nick
+                                    else occ.role})
         if with_jid and occ.resources:
             item.attrs["jid"] = occ.first_jid
         if new_nick:

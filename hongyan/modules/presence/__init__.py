@@ -103,6 +103,11 @@ class Presence(Module):
                 await self._outbound_subscription(session.jid, to.bare, ptype, el.children)
             return True
         if ptype == "probe":
+            # A client's probe (RFC 6121 §4.3; XEP-0318) goes to the contact's bare JID and is
+            # answered there (§4.3.2), to the asking resource.
+            probe = Element("presence", attrs={"type": "probe", "from": str(session.jid),
+                                               "to": to.bare_str})
+            await self._send(probe, session.jid, to.bare)
             return True
         if ptype is None or ptype == "unavailable":
             directed = self._directed(session)
@@ -252,12 +257,28 @@ class Presence(Module):
             await self._inbound_subscription(el, sender, to.bare, ptype)
             return True
         if ptype == "probe":
-            item = (await self.roster.items(to.local)).get(sender.bare_str)
-            if item is not None and item.has_from:
-                await self._presence_to(to.bare, str(sender), unavailable=False)
+            await self._answer_probe(sender, to.bare)
             return True
         self.api.router.deliver_presence(el, to)
         return True
+
+    async def _answer_probe(self, prober: JID, user: JID) -> None:
+        """RFC 6121 §4.3.2: to a prober without a ``from``/``both`` subscription (or for an
+        account that does not exist), ``unsubscribed`` from the bare JID, which brings the
+        prober's side back in step; else each available resource's presence, or
+        ``unavailable`` from the bare JID when there is none."""
+        contact = prober.bare_str
+        if contact != user.bare_str:  # an account always sees its own resources
+            item = (await self.roster.items(user.local)).get(contact)
+            if item is None or not item.has_from:
+                await self._send(_subscription_stanza("unsubscribed", user.bare_str, contact),
+                                 user, prober.bare)
+                return
+        if not self.api.sessions.available(user):
+            await self._send(Element("presence", attrs={
+                "type": "unavailable", "from": user.bare_str, "to": str(prober)}), user, prober)
+            return
+        await self._presence_to(user, str(prober), unavailable=False)
 
     def _deliver_all(self, el: Element, user: JID) -> None:
         for s in self.api.sessions.available(user):

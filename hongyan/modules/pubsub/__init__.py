@@ -4,7 +4,8 @@ service at ``pubsub.<domain>`` (``[pubsub] host``) for applications that need on
 The engine (:mod:`.engine`: nodes, items, configuration, affiliations, subscriptions, with
 the tables of :mod:`.store`) is public API for the ``pep`` module, which puts one service on
 each account's bare JID (XEP-0163). Here the service domain is hosted as a component: any
-local user may create nodes there (becoming their owner); access models open and whitelist.
+server administrator (``server.admins``; every local user with ``[pubsub] create_nodes =
+"users"``) may create nodes there, becoming their owner; access models open and whitelist.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class PubSubModule(Module):
                              max_items=cfg.max_items, max_item_size=cfg.max_item_size,
                              max_nodes=cfg.max_nodes, now=self.api.now)
         await self.engine.start()
+        if cfg.create_nodes == "admins":
+            admins = self.api.admins
+            self.engine.may_create_node = admins.__contains__
         self.protocol = Protocol(self.engine)
         self.host = cfg.host_for(self.api.domain)
         if cfg.service:

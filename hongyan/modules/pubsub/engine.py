@@ -21,9 +21,11 @@ from dataclasses import dataclass, field
 
 from hongyan.modules.pubsub.forms import NodeConfig, apply, unmet
 from hongyan.modules.pubsub.store import PubSubStore, StoredItem
+from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, StreamError
 from hongyan.xmpp.parser import parse_element
+from hongyan.xmpp.stamps import xmpp_datetime
 
 PUBSUB = "http://jabber.org/protocol/pubsub"
 PUBSUB_EVENT = PUBSUB + "#event"
@@ -114,6 +116,8 @@ class PubSub:
         self.presence_allowed: PresenceAllowed | None = None
         self.presence_targets: PresenceTargets | None = None
         self.observers: list[Observer] = []
+        #: who (a bare JID) may create nodes on a service that is not PEP; None: anyone
+        self.may_create_node: Callable[[str], bool] | None = None
         #: subscriber's bare JID -> (service, node) it subscribed to (with its bare or a full
         #: JID): who gets last items when coming online, without loading every service
         self.by_subscriber: dict[str, set[tuple[str, str]]] = {}
@@ -205,9 +209,14 @@ class PubSub:
             raise StanzaError("forbidden", "only the node's owner may do that")
 
     def _may_create(self, svc: Service, bare: str) -> None:
-        if svc.pep and bare != svc.jid:
-            raise StanzaError("forbidden", "only the account may create nodes in its PEP "
-                              "service")
+        if svc.pep:
+            if bare != svc.jid:
+                raise StanzaError("forbidden", "only the account may create nodes in its PEP "
+                                  "service")
+        elif self.may_create_node is not None and not self.may_create_node(bare):
+            # XEP-0060 §8.1.3.1
+            raise StanzaError("forbidden", "only the server's administrators create nodes "
+                              "on this service")
 
     # -- owner operations -----------------------------------------------------------------------
     async def create(self, svc: Service, name: str, bare: str, values: dict[str, str]
@@ -312,11 +321,38 @@ class PubSub:
                        f"{self.max_item_size}")
         return payloads[0]
 
+    @staticmethod
+    def _check_publish(config: NodeConfig, with_item: bool, payload: Element | None) -> None:
+        """What the node's event type asks of a publish request (XEP-0060 §4.3, §7.1.3.5,
+        §7.1.3.6): a transient notification-only node takes no item, every other node one;
+        a node that delivers payloads wants one, of its ``pubsub#type`` when it has one."""
+        if not config.persist_items and not config.deliver_payloads:
+            if with_item:
+                raise perr("bad-request", "item-forbidden", "this node is transient and "
+                           "notification-only: publish no item")
+            return
+        if not with_item:
+            raise perr("bad-request", "item-required", "publish an item to this node")
+        if payload is None:
+            if config.deliver_payloads:
+                raise perr("bad-request", "payload-required", "this node needs a payload")
+        elif config.type and payload.xmlns != config.type:
+            raise perr("bad-request", "invalid-payload",
+                       f"this node's payloads are of namespace {config.type}")
+
     async def publish(self, svc: Service, name: str, bare: str, item_id: str | None,
-                      payload: Element | None, options: dict[str, str] | None) -> str:
+                      payload: Element | None, options: dict[str, str] | None,
+                      with_item: bool = True) -> str:
+        """Publish an item (``with_item`` False: the request had no ``<item/>``, which only a
+        transient notification-only node takes; it notifies with an empty ``<items/>`` and
+        keeps nothing). Returns the item's id ("" when there is none)."""
         async with svc.lock:
             node = svc.nodes.get(name)
             if node is None:
+                # checked before the node is made, so that a refused publish creates nothing
+                self._may_create(svc, bare)
+                self._check_publish(apply(self.default_config(svc.pep), options or {}, svc.pep,
+                                          self.max_items), with_item, payload)
                 node = await self.create(svc, name, bare, options or {})
             elif options:
                 why = unmet(node.config, options, svc.pep, self.max_items)
@@ -326,22 +362,25 @@ class PubSub:
             if aff not in ("owner", "publisher", "publish-only") and not (
                     node.config.publish_model == "open" and aff != "outcast"):
                 raise StanzaError("forbidden", "you may not publish to this node")
-            if payload is None and node.config.deliver_payloads:
-                raise perr("bad-request", "item-required" if item_id is None
-                           else "payload-required", "this node needs a payload")
-            item = Item(item_id or secrets.token_hex(8), bare, payload, self.next_seq())
-            if node.volatile is None:
-                await self.store.publish(svc.jid, name, self._stored(item),
-                                         node.config.max_items)
-            else:
-                node.volatile.pop(item.id, None)
-                node.volatile[item.id] = item
-                while len(node.volatile) > node.config.max_items:
-                    del node.volatile[next(iter(node.volatile))]
-            node.last = item
+            self._check_publish(node.config, with_item, payload)
+            item: Item | None = None
+            if with_item:
+                item = Item(item_id or secrets.token_hex(8), bare, payload, self.next_seq())
+                if node.volatile is None:
+                    await self.store.publish(svc.jid, name, self._stored(item),
+                                             node.config.max_items)
+                else:
+                    node.volatile.pop(item.id, None)
+                    node.volatile[item.id] = item
+                    while len(node.volatile) > node.config.max_items:
+                        del node.volatile[next(iter(node.volatile))]
+                node.last = item
         event = Element("event", PUBSUB_EVENT)
-        event.add("items", attrs={"node": name}).children.append(
-            item.element(node.config.deliver_payloads, PUBSUB_EVENT))
+        items = event.add("items", attrs={"node": name})
+        if item is None:  # transient and notification-only: an empty <items/>, nothing kept
+            await self.notify(svc, node, event)
+            return ""
+        items.children.append(item.element(node.config.deliver_payloads, PUBSUB_EVENT))
         await self.notify(svc, node, event)
         await self._observe(svc, name, "publish", item, item.id)
         return item.id
@@ -446,12 +485,18 @@ class PubSub:
                 self.send(self.message(svc, node, jid, event))
 
     def send_last(self, svc: Service, node: Node, to: Iterable[str]) -> None:
-        """The node's last item to each JID (on subscription, on presence)."""
+        """The node's last item to each JID (on subscription, on presence), stamped with when
+        it was published (XEP-0060 §6.1.7, XEP-0203: a client tells it from a new event)."""
         last = node.last
         if last is None:
             return
         event = Element("event", PUBSUB_EVENT)
         event.add("items", attrs={"node": node.name}).children.append(
             last.element(node.config.deliver_payloads, PUBSUB_EVENT))
+        # an item's seq is its publication time in microseconds (next_seq)
+        delay = Element("delay", NS.DELAY, {"from": svc.jid,
+                                            "stamp": xmpp_datetime(last.seq / 1_000_000)})
         for jid in to:
-            self.send(self.message(svc, node, jid, event))
+            msg = self.message(svc, node, jid, event)
+            msg.children.append(delay)
+            self.send(msg)

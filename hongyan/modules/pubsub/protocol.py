@@ -162,9 +162,12 @@ class Protocol:
                 raise StanzaError("bad-request", "publish-options needs a "
                                   f"{forms.PUBLISH_OPTIONS} form")
             options = forms.parse_values(x) if x is not None else None
-        new_id = await self.engine.publish(svc, name, bare, item_id, content, options)
+        new_id = await self.engine.publish(svc, name, bare, item_id, content, options,
+                                           with_item=item_el is not None)
         out = Element("pubsub", PUBSUB)
-        out.add("publish", attrs={"node": name}).add("item", attrs={"id": new_id})
+        published = out.add("publish", attrs={"node": name})
+        if new_id:
+            published.add("item", attrs={"id": new_id})
         return out
 
     async def _items(self, svc: Service, op: Element, bare: str) -> Element:
