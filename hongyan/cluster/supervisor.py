@@ -68,6 +68,9 @@ async def _supervise(config: Config, config_path: str | None) -> int:
     socks = {"c2s": _listeners(c2s.bind, c2s.port)}
     if c2s.direct_tls:
         socks["tls"] = _listeners(c2s.bind, c2s.direct_tls_port)
+    if config.components:
+        socks["component"] = _listeners(config.component_listener.bind,
+                                        config.component_listener.port)
     fds = [sock.fileno() for group in socks.values() for sock in group]
     run_dir = tempfile.mkdtemp(prefix="hongyan-workers-")
     ready_r, ready_w = os.pipe()

@@ -26,6 +26,7 @@ from hongyan.server.auth import Guard
 from hongyan.server.c2s import AUTHENTICATED, C2SSession
 from hongyan.server.clock import Clock
 from hongyan.server.cluster import Cluster
+from hongyan.server.component import ComponentSession, ExternalComponents
 from hongyan.server.features import load_module_classes
 from hongyan.server.hooks import AccountDeleted, HookBus
 from hongyan.server.iq import Iq, IqTracker
@@ -44,7 +45,7 @@ from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
 from hongyan.xmpp.jid import JID
 from hongyan.xmpp.parser import parse_element
 from hongyan.xmpp.sasl import tls_server_end_point
-from hongyan.xmpp.stream import Parsers, Profile
+from hongyan.xmpp.stream import COMPONENT, Parsers, Profile
 
 log = logging.getLogger("hongyan.node")
 
@@ -111,6 +112,12 @@ class Node:
             clock=self.clock.monotonic, timeout=config.c2s.auth_timeout)
         self.c2s_port = 0
         self.direct_tls_port = 0
+        #: external components (XEP-0114): their streams share the limits of c2s's
+        self.components = ExternalComponents(self.router, config.components)
+        self.component_streams: Profile = Profile(
+            config.server.domain, self.c2s_streams.parsers, role=COMPONENT,
+            domains=self.components.names)
+        self.component_port = 0
 
     # -- services -------------------------------------------------------------------------------
     @property
@@ -224,6 +231,7 @@ class Node:
             self.workers.on("auth-failed", self.guard.peer_failed)
             self.workers.on("auth-ok", self.guard.peer_ok)
             self.guard.notify = self.workers.notify
+            self.components.attach_cluster(self.workers)
             # the router and the modules look the workers up as they start routing
             self.router.attach(self.workers)
             for api in self._apis:
@@ -233,6 +241,7 @@ class Node:
             await self.workers.start()
         if listen_c2s:
             await self._listen()
+            await self._listen_components()
         if self.config.c2s.idle_parser_release > 0:
             self._rest_task = asyncio.get_running_loop().create_task(self._rest_idle_parsers())
 
@@ -276,6 +285,29 @@ class Node:
     def _new_session(self, transport: StreamTransport) -> C2SSession:
         return C2SSession(self, transport)
 
+    async def _listen_components(self) -> None:
+        """The XEP-0114 listener (``[component_listener]``), when some component is
+        configured: plain TCP (the protocol has no TLS), on loopback by default."""
+        if not self.components.names:
+            return
+        cfg = self.config.component_listener
+        socks = self._worker.listeners.get("component", []) if self._worker is not None else []
+
+        def factory() -> StreamTransport:
+            return StreamTransport(self.adopted_component, None, False)
+
+        given: list[socket.socket | None] = [*socks] or [None]
+        servers = [await listen(cfg.bind, cfg.port, factory, sock=sock) for sock in given]
+        self._servers.extend(servers)
+        self.component_port = int(servers[0].sockets[0].getsockname()[1])
+        log.info("%s: components (XEP-0114) on %s", self.domain, self.component_port)
+
+    def adopted_component(self, transport: StreamTransport, received: bytes = b""
+                          ) -> ComponentSession:
+        """A component's connection, accepted here or (``received``: what was read from it)
+        by another worker."""
+        return ComponentSession(self, transport, received)
+
     def _peer_account_deleted(self, body: bytes) -> None:
         self.accounts.forget(body.decode())
 
@@ -302,6 +334,7 @@ class Node:
             server.close()
         for s in self.sessions.all():
             s.stream_error(StreamError("system-shutdown"))
+        self.components.stop()
         if self._tasks:
             # let the SessionClosed hooks just started finish while their modules are still
             # there (stream management hands unacknowledged messages to offline storage)
@@ -316,6 +349,7 @@ class Node:
                 await module.stop()
             except Exception:
                 log.exception("module %s failed to stop", module.name)
+        self.components.release()
         for api in reversed(self._apis):
             await api.release()
         self._apis.clear()
