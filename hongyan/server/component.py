@@ -267,6 +267,7 @@ class ComponentSession(Session):
             home = cluster.service_home(name)
             if home != cluster.index:
                 # nothing was said yet: the component's home takes it from here
+                log.debug("component %s: the stream moves to worker %d", name, home)
                 self._stop_timer()
                 self.state = CLOSED
                 self.stream.release()
