@@ -46,7 +46,7 @@ failure_delay_max = 0.2
 #: restarts, workers) runs on SQLite and on PostgreSQL.
 PROTOCOL_ONLY = frozenset({"test_bad_input", "test_c2s", "test_stream", "test_carbons",
                            "test_csi", "test_chat", "test_passthrough", "test_omemo",
-                           "test_bench_idle", "test_component"})
+                           "test_bench_idle", "test_component", "test_biboumi"})
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
