@@ -69,7 +69,6 @@ class Host(Flusher, Protocol):
     config: Config
     router: Router
     clock: Clock
-    guard: Guard
     component_streams: Profile
     components: ExternalComponents
     in_batch: bool
@@ -83,8 +82,12 @@ class ExternalComponents:
     """The configured components of a node: their secrets, and the one stream of each that is
     connected to this process (the component's home)."""
 
-    def __init__(self, router: Router, entries: Iterable[ComponentEntry]) -> None:
+    def __init__(self, router: Router, entries: Iterable[ComponentEntry], guard: Guard) -> None:
+        """``guard``: failed handshakes per address, which delay the next answer (a guard of
+        their own: a gateway retrying a wrong secret must not slow the clients' logins from
+        its address, often the same loopback)."""
         self._router = router
+        self.guard = guard
         self._secrets = {e.name: e.secret for e in entries}
         #: the names a component's stream may ask for
         self.names = frozenset(self._secrets)
@@ -283,7 +286,7 @@ class ComponentSession(Session):
 
     def _handshake(self, el: Element) -> Awaitable[None] | None:
         name, peer = self._name, self.transport.peer_host
-        guard = self.node.guard
+        guard = self.node.components.guard
         if not self.node.components.handshake_ok(name, self.stream.id, el.text):
             log.info("component %s: wrong handshake from %s", name, peer)
             return self._refuse(guard.failed(peer))

@@ -113,7 +113,9 @@ class Node:
         self.c2s_port = 0
         self.direct_tls_port = 0
         #: external components (XEP-0114): their streams share the limits of c2s's
-        self.components = ExternalComponents(self.router, config.components)
+        self.components = ExternalComponents(
+            self.router, config.components,
+            Guard(config.auth, lambda: self.accounts, lambda: self.secret))
         self.component_streams: Profile = Profile(
             config.server.domain, self.c2s_streams.parsers, role=COMPONENT,
             domains=self.components.names)

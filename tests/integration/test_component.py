@@ -317,3 +317,16 @@ async def test_a_client_cannot_be_a_component(comp_harness: Harness) -> None:
     s.send(HEADER.format(to="localhost"))
     assert stream_error(await s.read_to_close()) == "invalid-namespace"
     s.close()
+
+
+def test_hongyan_check_names_the_component_key_and_hides_the_secret(tmp_path: Path) -> None:
+    from tests.integration.test_process import hongyan
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[server]\ndomain = "example.org"\n\n[[components]]\n'
+                   'name = "example.org"\nsecret = "do-not-print-me"\n')
+    r = hongyan("check", config=bad)
+    assert r.returncode == 1
+    assert f"{bad}:5: components.name: must be a domain of its own, not server.domain" \
+        in r.stderr
+    assert "do-not-print-me" not in r.stdout + r.stderr
