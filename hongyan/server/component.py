@@ -26,7 +26,15 @@ import logging
 from collections.abc import Awaitable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
-from hongyan.server.session import BOUND, CLOSED, NEGOTIATING, WAIT_OPEN, Flusher, Session
+from hongyan.server.session import (
+    BOUND,
+    CLOSED,
+    NEGOTIATING,
+    WAIT_OPEN,
+    Batcher,
+    Connection,
+    StreamSession,
+)
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
@@ -44,26 +52,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hongyan.component")
 
-#: stanzas read ahead while an earlier one is handled, before reading pauses
-MAX_QUEUED = 256
 #: bytes a connection may send before its stream header is complete (kept to pass them on
 #: with the connection when it moves to the component's home worker)
 MAX_PRELUDE = 16384
 _HANDSHAKE_OK = b"<handshake/>"
 
 
-class Transport(Protocol):
+class Transport(Connection, Protocol):
     """What a component's stream needs of its connection."""
 
     @property
     def peer_host(self) -> str: ...
-    def write(self, data: bytes) -> None: ...
-    def close(self) -> None: ...
-    def pause_reading(self) -> None: ...
-    def resume_reading(self) -> None: ...
 
 
-class Host(Flusher, Protocol):
+class Host(Batcher, Protocol):
     """What a component's stream uses of its node."""
 
     config: Config
@@ -71,11 +73,9 @@ class Host(Flusher, Protocol):
     clock: Clock
     component_streams: Profile
     components: ExternalComponents
-    in_batch: bool
 
     @property
     def cluster(self) -> Cluster | None: ...
-    def end_batch(self) -> None: ...
 
 
 class ExternalComponents:
@@ -158,12 +158,11 @@ class ExternalComponents:
             session.stream_error(StreamError("system-shutdown"))
 
 
-class ComponentSession(Session):
+class ComponentSession(StreamSession):
     """The server's side of one component's stream: header, handshake, then stanzas, handled
-    in order (a stanza whose handling waits holds the ones after it, as on a client's
-    stream)."""
+    in order as on a client's stream (:class:`~hongyan.server.session.StreamSession`)."""
 
-    __slots__ = ("_backlog", "_name", "_prelude", "_timer", "stream")
+    __slots__ = ("_name", "_pending", "_prelude", "_task", "_timer", "stream")
 
     node: Host
     transport: Transport
@@ -178,7 +177,8 @@ class ComponentSession(Session):
         self.stream = Stream(node.component_streams)
         self._name = ""
         self._prelude = b""
-        self._backlog: collections.deque[Event] | None = None
+        self._pending: collections.deque[Event] | None = None
+        self._task: asyncio.Task[None] | None = None
         self._timer: Handle | None = node.clock.call_later(node.config.c2s.auth_timeout,
                                                            self._timeout)
         if received:
@@ -196,58 +196,7 @@ class ComponentSession(Session):
             if len(self._prelude) > MAX_PRELUDE:
                 self.stream_error(StreamError("policy-violation", "no stream header"))
                 return
-        try:
-            events = self.stream.receive(data)
-        except StreamError as exc:
-            self.stream_error(exc)
-            return
-        node = self.node
-        node.in_batch = True
-        try:
-            for ev in events:
-                backlog = self._backlog
-                if backlog is not None:
-                    backlog.append(ev)
-                    if len(backlog) == MAX_QUEUED:
-                        self.transport.pause_reading()
-                    continue
-                self._take(ev)
-                if self.state == CLOSED:
-                    return
-        finally:
-            node.end_batch()
-
-    def _take(self, ev: Event) -> None:
-        try:
-            waiting = self._handle(ev)
-        except StreamError as exc:
-            self.stream_error(exc)
-            return
-        if waiting is not None:
-            self._backlog = collections.deque()
-            asyncio.get_running_loop().create_task(self._in_order(waiting))
-
-    async def _in_order(self, waiting: Awaitable[object]) -> None:
-        backlog = self._backlog
-        assert backlog is not None
-        try:
-            step: Awaitable[object] | None = waiting
-            while True:
-                if step is not None:
-                    await step
-                if not backlog or self.state == CLOSED:
-                    break
-                if len(backlog) == MAX_QUEUED // 2:
-                    self.transport.resume_reading()
-                step = self._handle(backlog.popleft())
-        except StreamError as exc:
-            self.stream_error(exc)
-        except Exception:
-            log.exception("component stream %r failed", self)
-            self.stream_error(StreamError("internal-server-error"))
-        finally:
-            self._backlog = None
-            self.transport.resume_reading()
+        self._receive(data)
 
     def _handle(self, ev: Event) -> Awaitable[object] | None:
         if isinstance(ev, StreamOpen):
@@ -345,19 +294,6 @@ class ComponentSession(Session):
         return self.node.router.route(el, sender, to)
 
     # -- ending ---------------------------------------------------------------------------------
-    def stream_error(self, exc: StreamError) -> None:
-        if self.state == CLOSED:
-            return
-        log.debug("stream error to %r: %s", self, exc)
-        self._write(self.stream.error(exc))
-        self._shutdown()
-
-    def close(self) -> None:
-        if self.state == CLOSED:
-            return
-        self._write(self.stream.closing())
-        self._shutdown()
-
     def _shutdown(self) -> None:
         self.flush()
         self._ended()
@@ -371,8 +307,8 @@ class ComponentSession(Session):
         self.state = CLOSED
         self._stop_timer()
         self.stream.release()
-        if self._backlog is not None:
-            self._backlog.clear()
+        if self._pending is not None:
+            self._pending.clear()
         if was == BOUND:
             self.node.components.detach(self, self._name)
             log.info("component %s disconnected", self._name)
