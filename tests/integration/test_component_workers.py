@@ -19,8 +19,8 @@ from tests.integration.clients import Client
 from tests.integration.components import SECRET, Component, components_config
 from tests.integration.rawstream import RawStream
 from tests.integration.test_component import HEADER, handshake, stream_error
-from tests.integration.test_process import PW, Server, free_port, hongyan
-from tests.integration.test_workers import A0, A1, Node
+from tests.integration.test_process import free_port
+from tests.integration.test_workers import A0, A1, Node, serving
 
 #: two components, homed on worker 1 and on worker 0 (checked below)
 C1, C0 = "comp.localhost", "gw.localhost"
@@ -31,7 +31,11 @@ def test_the_components_have_the_homes_the_tests_assume() -> None:
 
 
 class ComponentNode(Node):
-    component_port = 0
+    def __init__(self, config: Path) -> None:
+        super().__init__(config)
+        text = config.read_text()
+        self.component_port = int(text.split("[component_listener]")[1]
+                                  .split("\nport = ")[1].split("\n")[0])
 
     async def component(self, name: str) -> Component:
         c = Component(name, SECRET)
@@ -41,38 +45,10 @@ class ComponentNode(Node):
 
 @pytest.fixture
 async def node(tmp_path: Path, storage_url: str) -> AsyncIterator[ComponentNode]:
-    path = tmp_path / "hongyan.toml"
-    cport = free_port()
-    path.write_text(f"""
-[server]
-data_dir = "{tmp_path / 'data'}"
-workers = 2
-log_level = "warning"
-[c2s]
-bind = ["127.0.0.1"]
-port = {free_port()}
-direct_tls_port = {free_port()}
-[storage]
-url = "{storage_url}"
-[auth]
-failure_delay = 0.05
-{components_config(cport, (C1, SECRET), (C0, SECRET))}
-""")
-    for user in (A0, A1):
-        r = hongyan("adduser", f"{user}@localhost", stdin=PW + "\n", config=path)
-        assert r.returncode == 0, r.stderr
-    srv = Server(path)
-    await srv.start()
-    n = ComponentNode(path)
-    n.component_port = cport
-    try:
+    extra = components_config(free_port(), (C1, SECRET), (C0, SECRET))
+    async with serving(tmp_path, storage_url, extra, ComponentNode) as n:
+        assert isinstance(n, ComponentNode)
         yield n
-    finally:
-        for c in n.clients:
-            await c.close()
-        if srv.proc is not None and srv.proc.returncode is None:
-            srv.proc.terminate()
-            await srv.wait()
 
 
 async def disco_items(client: Client) -> set[str]:
