@@ -228,9 +228,9 @@ class ComponentSession(StreamSession):
         self._prelude = b""
         header, wrong = self.stream.accept(ev)
         self._write(header)
+        self._name = name[:255]  # (an unknown one too: the log line names it)
         if wrong is not None:
             raise wrong
-        self._name = name
         self.state = NEGOTIATING
 
     def _handshake(self, el: Element) -> Awaitable[None] | None:
@@ -294,6 +294,12 @@ class ComponentSession(StreamSession):
         return self.node.router.route(el, sender, to)
 
     # -- ending ---------------------------------------------------------------------------------
+    def stream_error(self, exc: StreamError) -> None:
+        if self.state != CLOSED:  # (a few streams, each refusal worth a line)
+            log.info("component stream %r from %s ended: %s", self._name,
+                     self.transport.peer_host, exc)
+        super().stream_error(exc)
+
     def _shutdown(self) -> None:
         self.flush()
         self._ended()

@@ -187,13 +187,17 @@ async def test_a_wrong_secret_is_not_authorized(comp_harness: Harness,
     assert "wrong handshake" in caplog.text
 
 
-async def test_an_unconfigured_name_is_host_unknown(comp_harness: Harness) -> None:
+async def test_an_unconfigured_name_is_host_unknown(comp_harness: Harness,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "hongyan.component")
     s = await RawStream.open(port(comp_harness))
     s.send(HEADER.format(to="nobody.localhost"))
     assert stream_error(await s.read_to_close()) == "host-unknown"
     s.close()
     unknown = Component("other.localhost", SECRET)
     assert not await unknown.start(port(comp_harness))
+    # each refusal is a log line naming what was asked and from where
+    assert "'nobody.localhost' from 127.0.0.1 ended: host-unknown" in caplog.text
 
 
 async def test_a_second_connection_for_a_connected_name_is_refused(comp_harness: Harness
