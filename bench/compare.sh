@@ -46,6 +46,8 @@ port = $HYPORT
 direct_tls = false
 require_encryption = false
 allow_plaintext_auth = true
+[http]
+enabled = false
 [storage]
 url = "${HY_STORAGE_URL:-sqlite:///$HYRUN/data/hongyan.db}"
 [auth]

@@ -83,7 +83,8 @@ async def _serve(config: Config) -> None:
     node = Node(config)
     await run_node(node, lambda _stop: print(
         f"hongyan: serving {node.domain} on c2s port {node.c2s_port}"
-        f" and direct TLS port {node.direct_tls_port or 'off'}", flush=True))
+        f", direct TLS port {node.direct_tls_port or 'off'}, HTTP port {node.http_port or 'off'}"
+        f" and HTTPS port {node.https_port or 'off'}", flush=True))
 
 
 async def run_node(node: Node, ready: Callable[[asyncio.Event], object]) -> None:

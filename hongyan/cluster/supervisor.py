@@ -15,43 +15,14 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 
 from hongyan.config.schema import Config
+from hongyan.transport.tcp import listening_sockets
 
 log = logging.getLogger("hongyan.supervisor")
-
-
-def _listeners(hosts: list[str], port: int) -> list[socket.socket]:
-    """The listening sockets of ``c2s.bind`` (each address a host name resolves to, as a
-    one-process node's listener binds them), all on one port (with port 0, the one the kernel
-    picked for the first)."""
-    socks: list[socket.socket] = []
-    seen: set[tuple[int, str]] = set()
-    try:
-        for host in hosts or ["0.0.0.0"]:
-            for family, _, _, _, addr in socket.getaddrinfo(
-                    host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE):
-                if (family, str(addr[0])) in seen:
-                    continue
-                seen.add((family, str(addr[0])))
-                sock = socket.socket(family, socket.SOCK_STREAM)
-                socks.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:  # "::" beside "0.0.0.0": each its own family
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind((addr[0], port, *addr[2:]))
-                port = sock.getsockname()[1]
-                sock.listen(1024)
-                sock.set_inheritable(True)
-    except BaseException:
-        for sock in socks:
-            sock.close()
-        raise
-    return socks
 
 
 async def prepare(config: Config) -> None:
@@ -65,12 +36,17 @@ async def prepare(config: Config) -> None:
 
 async def _supervise(config: Config, config_path: str | None) -> int:
     c2s = config.c2s
-    socks = {"c2s": _listeners(c2s.bind, c2s.port)}
+    http = config.http
+    socks = {"c2s": listening_sockets(c2s.bind, c2s.port)}
     if c2s.direct_tls:
-        socks["tls"] = _listeners(c2s.bind, c2s.direct_tls_port)
+        socks["tls"] = listening_sockets(c2s.bind, c2s.direct_tls_port)
+    if http.enabled:
+        socks["http"] = listening_sockets(http.bind, http.port)
+        if http.tls:
+            socks["https"] = listening_sockets(http.bind, http.tls_port)
     if config.components:
-        socks["component"] = _listeners(config.component_listener.bind,
-                                        config.component_listener.port)
+        socks["component"] = listening_sockets(config.component_listener.bind,
+                                               config.component_listener.port)
     fds = [sock.fileno() for group in socks.values() for sock in group]
     run_dir = tempfile.mkdtemp(prefix="hongyan-workers-")
     ready_r, ready_w = os.pipe()
@@ -105,10 +81,11 @@ async def _supervise(config: Config, config_path: str | None) -> int:
         if len(got) != count:
             log.error("the workers did not all start")
             return 1
-        port = socks["c2s"][0].getsockname()[1]
-        tls = socks["tls"][0].getsockname()[1] if "tls" in socks else "off"
-        print(f"hongyan: serving {config.server.domain} on c2s port {port} and direct TLS "
-              f"port {tls} ({count} workers)", flush=True)
+        def port(name: str) -> int | str:
+            return int(socks[name][0].getsockname()[1]) if name in socks else "off"
+        print(f"hongyan: serving {config.server.domain} on c2s port {port('c2s')}, direct "
+              f"TLS port {port('tls')}, HTTP port {port('http')} and HTTPS port "
+              f"{port('https')} ({count} workers)", flush=True)
         stopped = asyncio.ensure_future(stop.wait())
         done, _ = await asyncio.wait([stopped, *waits], return_when=asyncio.FIRST_COMPLETED)
         if stopped not in done:

@@ -9,6 +9,12 @@ accepted by another worker is moved to the home right after SASL succeeds:
 * plain TCP: the socket itself is passed (``SCM_RIGHTS``); the accepting worker keeps nothing;
 * TLS: the TLS state cannot move between processes, so the accepting worker keeps the TLS
   connection and relays its bytes over a socket pair whose other end the home adopts.
+* WebSocket (RFC 7395): the same as TLS, for the same reason (aiohttp holds the WebSocket's
+  state): the accepting worker keeps the connection and relays its messages, each
+  length-prefixed, over a socket pair; the home's session sees a WebSocket stream.
+
+HTTP requests are served by whichever worker accepted their connection (the listening sockets
+are shared like c2s's).
 
 So everything about one user — its sessions and resource conflicts, XEP-0198 resumption,
 rosters, blocklists, carbons, offline storage, its archive writes — is handled by one process,
@@ -44,18 +50,21 @@ import socket
 import zlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
-from hongyan.server.c2s import C2SSession, Host
+from hongyan.server.c2s import C2SSession, Host, Transport
 from hongyan.server.component import ComponentSession
 from hongyan.server.session import Session
+from hongyan.transport.relay import Relay
+from hongyan.transport.tcp import StreamTransport
+from hongyan.transport.websocket import LinkTransport, WebSocketRelay, WebSocketTransport
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID
 from hongyan.xmpp.parser import StreamParser
 
 if TYPE_CHECKING:
-    from hongyan.transport.tcp import StreamTransport, TLSConfig
+    from hongyan.transport.tcp import TLSConfig
 
 log = logging.getLogger("hongyan.workers")
 
@@ -65,7 +74,8 @@ class Node(Host, Protocol):
 
     @property
     def tls_config(self) -> TLSConfig | None: ...
-    def adopted_session(self, transport: StreamTransport, username: str) -> C2SSession: ...
+    def adopted_session(self, transport: Transport, username: str, websocket: bool = False
+                        ) -> C2SSession: ...
     def adopted_component(self, transport: StreamTransport, received: bytes
                           ) -> ComponentSession: ...
 
@@ -432,17 +442,23 @@ class Workers:
     # -- moving a connection to its home --------------------------------------------------------
     async def hand_over(self, session: Session, index: int, success: bytes) -> None:
         """``session`` just authenticated as an account homed on worker ``index``: write SASL
-        success and move the connection there; this worker keeps at most a TLS relay."""
+        success and move the connection there; this worker keeps at most a relay (of a TLS
+        connection's bytes, or of a WebSocket's messages)."""
         assert isinstance(session, C2SSession)
-        st: StreamTransport = session.transport  # type: ignore[assignment]
-        st.pause_reading()
+        t = session.transport
+        assert isinstance(t, StreamTransport | WebSocketTransport)
+        t.pause_reading()
         session.send(success, raw=True)
         session.flush()
-        raw = st.raw
+        meta: dict[str, Any] = {"u": session.username, "p": t.peer_host, "s": t.secure}
+        if isinstance(t, WebSocketTransport):  # (aiohttp holds its state: it cannot move)
+            meta["w"] = True
+            await self._relay(session, t, WebSocketRelay(t), index, meta)
+            return
+        raw = t.raw
         if raw is None:
             return
-        meta = {"u": session.username, "p": st.peer_host, "s": st.secure}
-        if not st.secure:
+        if not t.secure:
             # the socket itself moves: wait until SASL success has left this process
             for _ in range(2000):
                 if raw.get_write_buffer_size() == 0:
@@ -451,16 +467,21 @@ class Workers:
             sock = raw.get_extra_info("socket")
             fd = os.dup(sock.fileno())
             session.abandon()
-            st.detach()
+            t.detach()
             self._send_fd(index, json.dumps(meta).encode(), fd)
             return
+        await self._relay(session, t, Relay(t), index, meta)
+
+    async def _relay(self, session: C2SSession, client: StreamTransport | WebSocketTransport,
+                     relay: Relay, index: int, meta: dict[str, Any]) -> None:
+        """Keep the client's connection here and relay it to worker ``index`` over a socket
+        pair whose other end goes there."""
         here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._send_fd(index, json.dumps(meta).encode(), there.detach())
         session.abandon()
-        relay = _Relay(st)
-        st.session = relay.client_side
+        client.session = relay.client_side
         await asyncio.get_running_loop().connect_accepted_socket(lambda: relay, here)
-        st.resume_reading()
+        client.resume_reading()
 
     def pass_stream(self, session: Session, index: int, received: bytes) -> None:
         """Move a plain TCP connection nothing was written to yet (an external component's,
@@ -518,8 +539,6 @@ class Workers:
                 os.close(fd)
 
     def _adopt(self, meta: dict[str, Any], fd: int) -> None:
-        from hongyan.transport.tcp import StreamTransport
-
         sock = socket.socket(fileno=fd)
         sock.setblocking(False)
         node = self.node
@@ -534,6 +553,14 @@ class Workers:
                 lambda: StreamTransport(component, None, False), sock))
             return
         username, peer, secure = str(meta["u"]), str(meta["p"]), bool(meta["s"])
+        if meta.get("w"):  # a WebSocket's messages, relayed by the worker that keeps it
+            def ws_factory(transport: StreamTransport) -> C2SSession:
+                transport.peer_host = peer
+                return node.adopted_session(transport, username, True)
+
+            node.spawn(asyncio.get_running_loop().connect_accepted_socket(
+                lambda: LinkTransport(ws_factory, secure), sock))
+            return
 
         def factory(transport: StreamTransport) -> C2SSession:
             transport.peer_host = peer
@@ -541,62 +568,6 @@ class Workers:
 
         node.spawn(asyncio.get_running_loop().connect_accepted_socket(
             lambda: StreamTransport(factory, node.tls_config, secure), sock))
-
-
-class _Relay(asyncio.Protocol):
-    """Bytes between a client's TLS connection (kept here) and the account's home worker: this
-    protocol is the socket pair's side; :class:`_ClientSide` stands in for the session on the
-    client's transport."""
-
-    def __init__(self, client: StreamTransport) -> None:
-        self._client = client
-        self.home: asyncio.Transport | None = None
-        self.client_side = _ClientSide(self)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.home = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        self._client.write(data)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.home = None
-        self._client.close()
-
-    def pause_writing(self) -> None:
-        self._client.pause_reading()
-
-    def resume_writing(self) -> None:
-        self._client.resume_reading()
-
-
-class _ClientSide:
-    """What the client's transport calls (its ``session``) once its connection is relayed."""
-
-    __slots__ = ("_relay",)
-
-    def __init__(self, relay: _Relay) -> None:
-        self._relay = relay
-
-    def data_received(self, data: bytes) -> None:
-        home = self._relay.home
-        if home is not None:
-            home.write(data)
-
-    def connection_lost(self) -> None:
-        home = self._relay.home
-        if home is not None:
-            home.close()
-
-    def pause_writing(self) -> None:
-        home = self._relay.home
-        if home is not None:
-            home.pause_reading()
-
-    def resume_writing(self) -> None:
-        home = self._relay.home
-        if home is not None:
-            home.resume_reading()
 
 
 __all__ = ["Peer", "Workers", "home_of"]

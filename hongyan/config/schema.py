@@ -92,6 +92,42 @@ class C2SSection(Section):
                                        "memory (0 = never)")
 
 
+def _network(v: str) -> str:
+    """A trusted proxy: an IP address or network (``10.0.0.0/8``), normalized."""
+    try:
+        return str(ipaddress.ip_network(v.strip(), strict=False))
+    except ValueError:
+        raise ValueError(f"not an IP address or network: {v!r}") from None
+
+
+def _origin(v: str) -> str:
+    """An allowed WebSocket origin: ``scheme://host[:port]``, as browsers send it."""
+    o = v.strip().lower().rstrip("/")
+    if not re.fullmatch(r"https?://[^/\s?#]+", o):
+        raise ValueError(f"not an origin (scheme://host[:port]): {v!r}")
+    return o
+
+
+class HTTPSection(Section):
+    enabled: bool = Field(True, description="the HTTP listener (WebSocket, discovery, /health)")
+    bind: list[str] = Field(default_factory=lambda: ["0.0.0.0"],
+                            description="addresses to listen on")
+    port: int = Field(5280, ge=0, le=65535, description="HTTP port (0 = any free port)")
+    tls: bool = Field(True, description="also listen for HTTPS, with the certificate of c2s")
+    tls_port: int = Field(5281, ge=0, le=65535, description="HTTPS port (0 = any free port)")
+    trusted_proxies: list[Annotated[str, AfterValidator(_network)]] = Field(
+        default_factory=list, description="reverse proxies (addresses or networks) whose "
+        "X-Forwarded-For and X-Forwarded-Proto headers are believed; nobody else's are")
+    websocket: bool = Field(True, description="XMPP over WebSocket (RFC 7395) at "
+                            "/xmpp-websocket")
+    websocket_ping: float = Field(30.0, ge=0, description="seconds between WebSocket pings "
+                                  "to an idle client (0 = none); no pong within half of it "
+                                  "closes the connection")
+    websocket_origins: list[Annotated[str, AfterValidator(_origin)]] = Field(
+        default_factory=list, description="origins (scheme://host[:port]) whose pages may "
+        "open a WebSocket; empty = any")
+
+
 class TLSSection(Section):
     cert_file: str = Field("", description="PEM certificate chain; empty = self-signed")
     key_file: str = Field("", description="PEM private key")
@@ -181,6 +217,7 @@ class ComponentEntry(Section):
 class Config(Section):
     server: ServerSection = ServerSection()
     c2s: C2SSection = C2SSection()
+    http: HTTPSection = HTTPSection()
     tls: TLSSection = TLSSection()
     storage: StorageSection = StorageSection()
     auth: AuthSection = AuthSection()

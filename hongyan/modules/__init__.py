@@ -28,4 +28,5 @@ ORDER: tuple[str, ...] = (
     "pep",
     "bookmarks",
     "avatar",
+    "hostmeta",
 )

@@ -36,8 +36,6 @@ from hongyan.xmpp.parser import Event, StreamClose, StreamOpen
 from hongyan.xmpp.stream import Stream
 
 if TYPE_CHECKING:
-    import ssl
-
     from hongyan.config.schema import Config
     from hongyan.server.clock import Clock, Handle
     from hongyan.server.cluster import Cluster
@@ -59,6 +57,9 @@ class Transport(Protocol):
     def secure(self) -> bool: ...
     @property
     def peer_host(self) -> str: ...
+    #: STARTTLS may be offered (never over WebSocket: RFC 7395 §3.9)
+    @property
+    def can_start_tls(self) -> bool: ...
     def write(self, data: bytes) -> None: ...
     def close(self) -> None: ...
     def pause_reading(self) -> None: ...
@@ -76,7 +77,6 @@ class Host(Service, Protocol):
     router: Router
     nonzas: dict[tuple[str, str], NonzaHandler]
     registration_enabled: bool
-    ssl_context: ssl.SSLContext | None
     c2s_streams: Profile
     clock: Clock
     #: set while a read's stanzas are handled: output waits for :meth:`end_batch`
@@ -97,6 +97,7 @@ class _Detached:
 
     secure = False
     peer_host = ""
+    can_start_tls = False
 
     def write(self, data: bytes) -> None:
         pass
@@ -133,11 +134,13 @@ class C2SSession(StreamSession, ClientSession):
     node: Host
     transport: Transport
 
-    def __init__(self, node: Host, transport: Transport) -> None:
+    def __init__(self, node: Host, transport: Transport, streams: Profile | None = None) -> None:
+        """A client's stream over ``transport``; ``streams``: its listener's profile (its
+        framing: WebSocket's, or by default TCP's)."""
         super().__init__()
         self.node = node
         self.transport = transport
-        self.stream = Stream(node.c2s_streams)
+        self.stream = Stream(node.c2s_streams if streams is None else streams)
         self._active = True
         self._pending: collections.deque[Event] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -217,7 +220,7 @@ class C2SSession(StreamSession, ClientSession):
         cfg = self.node.config
         if self.state == NEGOTIATING:
             secure = self.transport.secure
-            if not secure and self.node.ssl_context is not None:
+            if not secure and self.transport.can_start_tls:
                 st = feats.add("starttls", NS.TLS)
                 if cfg.c2s.require_encryption:
                     st.add("required")
@@ -328,7 +331,7 @@ class C2SSession(StreamSession, ClientSession):
         raise StreamError("unsupported-stanza-type", f"unexpected <{el.name} xmlns='{xmlns}'/>")
 
     def _starttls(self) -> Awaitable[None]:
-        if self.transport.secure or self.node.ssl_context is None:
+        if self.transport.secure or not self.transport.can_start_tls:
             raise StreamError("policy-violation", "TLS is not available here")
         self._write(f"<proceed xmlns='{NS.TLS}'/>".encode())
         self.flush()

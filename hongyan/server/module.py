@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from hongyan.server.sessions import SessionManager
     from hongyan.storage.db import Database
     from hongyan.storage.kv import KeyValueStore
+    from hongyan.transport.http import Handler, Routes
 
 # what a feature module imports from here
 __all__ = ["Iq", "Module", "ModuleAPI", "Timer", "hook", "iq_handler"]
@@ -101,6 +102,7 @@ class Host(Protocol):
     nonzas: dict[tuple[str, str], NonzaHandler]
     modules: dict[str, Module]
     clock: Clock
+    http_routes: Routes
 
     @property
     def db(self) -> Database: ...
@@ -300,6 +302,13 @@ class ModuleAPI:
         ``conference.<domain>``): ``handler(stanza, sender, to)``, with the router's contract
         (return an awaitable to keep the sender's stanzas in order)."""
         self._undo.append(self._node.router.register_component(domain, handler))
+
+    def http_route(self, method: str, path: str, handler: Handler) -> None:
+        """Serve HTTP ``method`` on ``path`` (ports 5280/5281; a path ending in ``/*``: every
+        path under it) with the aiohttp handler ``handler(request) -> response``. The request's
+        ``remote`` and ``scheme`` are the client's, also behind a trusted reverse proxy. With
+        several workers, a request is served by whichever worker accepted its connection."""
+        self._undo.append(self._node.http_routes.add(method, path, handler))
 
     def register(self, module: Module) -> None:
         """Register every handler ``module`` marked with decorators."""

@@ -18,12 +18,14 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
 from hongyan.cluster.workers import Workers
 from hongyan.config.schema import Config
 from hongyan.server import accounts as accounts_mod
 from hongyan.server.accounts import Accounts
 from hongyan.server.auth import Guard
-from hongyan.server.c2s import AUTHENTICATED, C2SSession
+from hongyan.server.c2s import AUTHENTICATED, C2SSession, Transport
 from hongyan.server.clock import Clock
 from hongyan.server.cluster import Cluster
 from hongyan.server.component import ComponentSession, ExternalComponents
@@ -35,17 +37,19 @@ from hongyan.server.router import Router
 from hongyan.server.session import Flushable, NonzaHandler
 from hongyan.server.sessions import SessionManager
 from hongyan.server.tls import cert_der, ensure_self_signed, server_context
+from hongyan.server.web import WEBSOCKET_PATH, WebSocketEndpoint, health
 from hongyan.storage.db import Database, open_database
 from hongyan.storage.kv import KV_MIGRATIONS, KeyValueStore
 from hongyan.storage.migrations import Migration, migrate
-from hongyan.transport.tcp import StreamTransport, TLSConfig, listen
+from hongyan.transport.http import HttpServer, Proxies, Routes
+from hongyan.transport.tcp import StreamTransport, TLSConfig, listen, listening_sockets
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
 from hongyan.xmpp.jid import JID
 from hongyan.xmpp.parser import parse_element
 from hongyan.xmpp.sasl import tls_server_end_point
-from hongyan.xmpp.stream import COMPONENT, Parsers, Profile
+from hongyan.xmpp.stream import COMPONENT, RFC7395, Parsers, Profile
 
 log = logging.getLogger("hongyan.node")
 
@@ -60,8 +64,8 @@ class WorkerSpec:
         self.index = index
         self.count = count
         self.run_dir = run_dir
-        #: "c2s" and "tls": the listening sockets (one per c2s.bind address) made by the
-        #: supervisor
+        #: "c2s" and "tls" (one per c2s.bind address), "http" and "https" (per http.bind
+        #: address): the listening sockets made by the supervisor
         self.listeners = listeners
 
 
@@ -93,6 +97,7 @@ class Node:
         self.secret = secrets.token_bytes(32)
         self.ssl_context: ssl.SSLContext | None = None
         self._tls: TLSConfig | None = None
+        self._https_context: ssl.SSLContext | None = None
         self._db: Database | None = None
         self._kv: KeyValueStore | None = None
         self._accounts: Accounts | None = None
@@ -106,18 +111,30 @@ class Node:
         self._flush_scheduled = False
         self.in_batch = False
         #: what every c2s stream shares: domain, parser limits, the negotiation deadline
-        self.c2s_streams: Profile = Profile(
-            config.server.domain,
-            Parsers(max_stanza_size=config.c2s.max_stanza_size, max_depth=config.c2s.max_depth),
-            clock=self.clock.monotonic, timeout=config.c2s.auth_timeout)
+        parsers = Parsers(max_stanza_size=config.c2s.max_stanza_size,
+                          max_depth=config.c2s.max_depth)
+        self.c2s_streams: Profile = Profile(config.server.domain, parsers,
+                                            clock=self.clock.monotonic,
+                                            timeout=config.c2s.auth_timeout)
+        #: the same over WebSocket (RFC 7395 framing)
+        self.ws_streams: Profile = Profile(config.server.domain, parsers, framing=RFC7395,
+                                           clock=self.clock.monotonic,
+                                           timeout=config.c2s.auth_timeout)
         self.c2s_port = 0
         self.direct_tls_port = 0
+        #: the HTTP routes, the node's own and those modules register (ModuleAPI.http_route)
+        self.http_routes = Routes()
+        self._proxies = Proxies(config.http.trusted_proxies)
+        self._http: HttpServer | None = None
+        self.http_port = 0
+        self.https_port = 0
+        self._http_routes()
         #: external components (XEP-0114): their streams share the limits of c2s's
         self.components = ExternalComponents(
             self.router, config.components,
             Guard(config.auth, lambda: self.accounts, lambda: self.secret))
         self.component_streams: Profile = Profile(
-            config.server.domain, self.c2s_streams.parsers, role=COMPONENT,
+            config.server.domain, parsers, role=COMPONENT,
             domains=self.components.names)
         self.component_port = 0
 
@@ -243,6 +260,8 @@ class Node:
             await self.workers.start()
         if listen_c2s:
             await self._listen()
+            if self.config.http.enabled:
+                await self._listen_http()
             await self._listen_components()
         if self.config.c2s.idle_parser_release > 0:
             self._rest_task = asyncio.get_running_loop().create_task(self._rest_idle_parsers())
@@ -254,6 +273,8 @@ class Node:
         else:
             cert, key = ensure_self_signed(self.data_dir, self.domain)
         self.ssl_context = server_context(cert, key, alpn=["xmpp-client"])
+        #: the same certificate for HTTPS, which negotiates HTTP/1.1 instead of xmpp-client
+        self._https_context = server_context(cert, key, alpn=["http/1.1"])
         self._tls = TLSConfig(self.ssl_context, tls_server_end_point(cert_der(cert)))
 
     async def _listen(self) -> None:
@@ -283,6 +304,30 @@ class Node:
                    for sock in given]
         self._servers.extend(servers)
         return int(servers[0].sockets[0].getsockname()[1])
+
+    def _http_routes(self) -> None:
+        async def get_health(_request: web.BaseRequest) -> web.StreamResponse:
+            return health(self)
+
+        self.http_routes.add("GET", "/health", get_health)
+        if self.config.http.websocket:
+            self.http_routes.add("GET", WEBSOCKET_PATH,
+                                 WebSocketEndpoint(self, self.config.http, self._proxies))
+
+    async def _listen_http(self) -> None:
+        """The HTTP listener (``[http]``): port 5280, and 5281 with the certificate of c2s."""
+        http = self.config.http
+        socks = self._worker.listeners if self._worker is not None else {}
+        plain = socks.get("http") or listening_sockets(http.bind, http.port)
+        secure: list[socket.socket] = []
+        if http.tls:
+            secure = socks.get("https") or listening_sockets(http.bind, http.tls_port)
+        self._http = HttpServer(self.http_routes, self._proxies)
+        await self._http.start(plain, secure, self._https_context)
+        self.http_port = int(plain[0].getsockname()[1])
+        self.https_port = int(secure[0].getsockname()[1]) if secure else 0
+        log.info("%s: HTTP on %s, HTTPS on %s", self.domain, self.http_port,
+                 self.https_port or "off")
 
     def _new_session(self, transport: StreamTransport) -> C2SSession:
         return C2SSession(self, transport)
@@ -320,10 +365,11 @@ class Node:
     def tls_config(self) -> TLSConfig | None:
         return self._tls
 
-    def adopted_session(self, transport: StreamTransport, username: str) -> C2SSession:
+    def adopted_session(self, transport: Transport, username: str, websocket: bool = False
+                        ) -> C2SSession:
         """A connection another worker authenticated for ``username`` (homed here): the next
-        thing on it is the client's stream restart."""
-        session = C2SSession(self, transport)
+        thing on it is the client's stream restart (``websocket``: an RFC 7395 stream)."""
+        session = C2SSession(self, transport, self.ws_streams if websocket else None)
         session.username = username
         session.state = AUTHENTICATED
         return session
@@ -337,6 +383,9 @@ class Node:
         for s in self.sessions.all():
             s.stream_error(StreamError("system-shutdown"))
         self.components.stop()
+        if self._http is not None:
+            await self._http.stop()
+            self._http = None
         if self._tasks:
             # let the SessionClosed hooks just started finish while their modules are still
             # there (stream management hands unacknowledged messages to offline storage)

@@ -104,6 +104,10 @@ class StreamTransport(asyncio.Protocol):
     def secure(self) -> bool:
         return self._secure
 
+    @property
+    def can_start_tls(self) -> bool:
+        return self._tls is not None
+
     def write(self, data: bytes) -> None:
         t = self._transport
         if t is not None and not self._closing:
@@ -146,6 +150,35 @@ class StreamTransport(asyncio.Protocol):
         if self._secure and self._tls is not None:
             return ("tls-server-end-point", self._tls.cb_server_end_point)
         return None
+
+
+def listening_sockets(hosts: list[str], port: int) -> list[socket.socket]:
+    """Listening sockets on each address ``hosts`` name (each address a host name resolves to),
+    all on one port (with port 0, the one the kernel picked for the first): made once and
+    shared by every worker of a node, or used by a one-process node itself."""
+    socks: list[socket.socket] = []
+    seen: set[tuple[int, str]] = set()
+    try:
+        for host in hosts or ["0.0.0.0"]:
+            for family, _, _, _, addr in socket.getaddrinfo(
+                    host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE):
+                if (family, str(addr[0])) in seen:
+                    continue
+                seen.add((family, str(addr[0])))
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:  # "::" beside "0.0.0.0": each its own family
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind((addr[0], port, *addr[2:]))
+                port = sock.getsockname()[1]
+                sock.listen(1024)
+                sock.set_inheritable(True)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
 
 
 async def listen(host: str | list[str], port: int,

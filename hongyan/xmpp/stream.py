@@ -46,6 +46,8 @@ _WS_ROOT = (f"<stream:stream xmlns='{NS.CLIENT}' xmlns:stream='{NS.STREAM}'>").e
 _WS_CLOSE = f"<close xmlns='{NS.FRAMING}'/>".encode()
 _TCP_CLOSE = b"</stream:stream>"
 _ROOT_TAG = re.compile(rb"<([A-Za-z_][\w.:-]*)([\s/>])")
+# A tag of well-formed XML: "<" never occurs in text or attribute values, ">" only quoted
+_TAG = re.compile(rb"<[^>'\"]*(?:(?:'[^']*'|\"[^\"]*\")[^>'\"]*)*>")
 
 RootNS = tuple[tuple[str | None, str], ...]
 
@@ -219,22 +221,9 @@ class Stream:
 
     def frame(self, data: bytes) -> bytes:
         """A stanza serialized for a TCP stream, as this stream must carry it."""
-        if self.profile.framing == RFC6120 or data[:1] != b"<":
+        if self.profile.framing == RFC6120:
             return data
-        m = _ROOT_TAG.match(data)
-        if m is None:
-            return data
-        tag = m.group(1)
-        head = data[:data.find(b">")]
-        if tag.startswith(b"stream:"):
-            if b" xmlns:stream=" in head:
-                return data
-            decl = b" xmlns:stream='" + NS.STREAM.encode() + b"'"
-        else:
-            if b" xmlns=" in head:
-                return data
-            decl = b" xmlns='" + NS.CLIENT.encode() + b"'"
-        return b"<" + tag + decl + data[m.end(1):]
+        return declare(data)
 
     def error(self, exc: StreamError) -> bytes:
         """A stream error and the end of the stream (with a header first if none was sent:
@@ -268,5 +257,59 @@ class Stream:
             self.parser = None
 
 
+def declare(data: bytes) -> bytes:
+    """One element serialized for a TCP stream (its namespace, ``jabber:client`` or the
+    ``stream:`` prefix, declared by the stream header), declaring it itself, as a WebSocket
+    message must (RFC 7395 §3.3.3)."""
+    if data[:1] != b"<":
+        return data
+    m = _ROOT_TAG.match(data)
+    if m is None:
+        return data
+    tag = m.group(1)
+    head = data[:data.find(b">")]
+    if tag.startswith(b"stream:"):
+        if b" xmlns:stream=" in head:
+            return data
+        decl = b" xmlns:stream='" + NS.STREAM.encode() + b"'"
+    else:
+        if b" xmlns=" in head:
+            return data
+        decl = b" xmlns='" + NS.CLIENT.encode() + b"'"
+    return b"<" + tag + decl + data[m.end(1):]
+
+
+def websocket_messages(data: bytes) -> list[bytes]:
+    """What a session wrote in one pass (whole elements serialized for a TCP stream, one after
+    another: a stanza and an XEP-0198 ``<r/>``, a stream error and ``<close/>``) as RFC 7395
+    messages: one per top-level element, each declaring its namespace."""
+    return [declare(el) for el in split_elements(data)]
+
+
+def split_elements(data: bytes) -> list[bytes]:
+    """The top-level elements of ``data``: complete, well-formed elements one after another (as
+    this server serializes them: no comments, CDATA or processing instructions), with perhaps
+    whitespace between them. Text with no element, or an element left open, ends the list
+    as one piece of its own (it never happens with what the server writes)."""
+    out: list[bytes] = []
+    depth = 0
+    start = -1
+    for m in _TAG.finditer(data):
+        a, b = m.span()
+        if start < 0:
+            start = a
+        if data[a + 1] == 0x2F:  # </name>
+            depth -= 1
+        elif data[b - 2] != 0x2F:  # <name ...> (not <name .../>)
+            depth += 1
+        if depth <= 0:
+            out.append(data[start:b])
+            depth = 0
+            start = -1
+    if start >= 0:
+        out.append(data[start:])
+    return out
+
+
 __all__ = ["C2S", "COMPONENT", "RFC6120", "RFC7395", "Element", "Parsers", "Profile", "Stream",
-           "StreamClose", "StreamOpen"]
+           "StreamClose", "StreamOpen", "declare", "split_elements", "websocket_messages"]

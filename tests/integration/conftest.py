@@ -17,7 +17,8 @@ from tests.integration.clients import Client
 from tests.integration.rawstream import PASSWORD
 
 
-def write_config(tmp_path: Path, storage_url: str, extra: str = "", c2s_extra: str = "") -> Path:
+def write_config(tmp_path: Path, storage_url: str, extra: str = "", c2s_extra: str = "",
+                 http_extra: str = "") -> Path:
     path = tmp_path / "hongyan.toml"
     path.write_text(f"""
 [server]
@@ -29,6 +30,12 @@ bind = ["127.0.0.1"]
 port = 0
 direct_tls_port = 0
 {c2s_extra}
+
+[http]
+bind = ["127.0.0.1"]
+port = 0
+tls_port = 0
+{http_extra}
 
 [storage]
 url = "{storage_url}"
@@ -45,6 +52,7 @@ failure_delay_max = 0.2
 #: SQLite only. Every other module (accounts, rosters, offline, archives, rooms, pubsub, push,
 #: restarts, workers) runs on SQLite and on PostgreSQL.
 PROTOCOL_ONLY = frozenset({"test_bad_input", "test_c2s", "test_stream", "test_carbons",
+                           "test_websocket", "test_http", "test_hostmeta",
                            "test_csi", "test_chat", "test_passthrough", "test_omemo",
                            "test_bench_idle", "test_component", "test_biboumi"})
 
@@ -80,18 +88,23 @@ class Harness:
         self.clients: list[Client] = []
         self.extra_config = ""
         self.c2s_extra = ""
+        self.http_extra = ""
         #: the nodes' clock, which a test moves with ``await harness.clock.advance(s)``
         self.clock = SteppedClock()
 
-    async def start(self, extra: str | None = None, c2s_extra: str | None = None) -> Node:
-        """Start a node; ``extra`` is appended to the config file, ``c2s_extra`` goes into its
-        [c2s] section. Both are remembered for :meth:`restart`."""
+    async def start(self, extra: str | None = None, c2s_extra: str | None = None,
+                    http_extra: str | None = None) -> Node:
+        """Start a node; ``extra`` is appended to the config file, ``c2s_extra`` and
+        ``http_extra`` go into its [c2s] and [http] sections. All are remembered for
+        :meth:`restart`."""
         if extra is not None:
             self.extra_config = extra
         if c2s_extra is not None:
             self.c2s_extra = c2s_extra
+        if http_extra is not None:
+            self.http_extra = http_extra
         cfg = load_config(write_config(self.tmp_path, self.storage_url, self.extra_config,
-                                       self.c2s_extra))
+                                       self.c2s_extra, self.http_extra))
         self.node = Node(cfg, clock=self.clock)
         await self.node.start()
         return self.node

@@ -37,10 +37,14 @@ class RawStream:
         self.send(HEADER.format(to=to))
         return await self.read_until(b"</stream:features>")
 
+    async def more(self) -> bytes:
+        """The next bytes that arrive (b"" once the connection closed)."""
+        return await self.reader.read(65536)
+
     async def read_until(self, marker: bytes, timeout: float = 5.0) -> bytes:
         async def loop() -> bytes:
             while marker not in self.buffer:
-                chunk = await self.reader.read(65536)
+                chunk = await self.more()
                 if not chunk:
                     break
                 self.buffer += chunk
@@ -68,7 +72,7 @@ class RawStream:
     async def read_to_close(self, timeout: float = 5.0) -> bytes:
         async def loop() -> bytes:
             while True:
-                chunk = await self.reader.read(65536)
+                chunk = await self.more()
                 if not chunk:
                     return self.buffer
                 self.buffer += chunk

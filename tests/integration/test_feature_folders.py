@@ -30,7 +30,7 @@ async def main(d):
     cfg = Path(d) / "h.toml"
     cfg.write_text(f"[server]\\ndata_dir = '{d}'\\nlog_level = 'warning'\\n"
                    f"[storage]\\nurl = 'sqlite:///{d}/h.db'\\n[c2s]\\nport = 0\\n"
-                   "direct_tls_port = 0\\n")
+                   "direct_tls_port = 0\\n[http]\\nport = 0\\ntls_port = 0\\n")
     node = Node(load_config(cfg))
     await node.start()
     r, w = await asyncio.open_connection("127.0.0.1", node.c2s_port)

@@ -44,6 +44,10 @@ data_dir = "{tmp_path / 'data'}"
 bind = ["127.0.0.1"]
 port = {free_port()}
 direct_tls_port = {free_port()}
+[http]
+bind = ["127.0.0.1"]
+port = {free_port()}
+tls_port = {free_port()}
 [storage]
 url = "{storage_url}"
 [auth]

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
@@ -28,6 +29,9 @@ from tests.integration.netcut import NetCut
 from tests.integration.rawstream import SASL, RawStream, b64
 from tests.integration.test_process import PW, Server, free_port, hongyan
 from tests.integration.test_sm_resume import resume
+from tests.integration.wsstream import CLOSE, WsStream, ws_url
+
+SM = "urn:xmpp:sm:3"
 
 #: two accounts homed on worker 0 and two on worker 1 (checked below)
 A0, B0, A1, B1 = "bob", "dave", "alice", "carol"
@@ -45,6 +49,7 @@ class Node:
         text = config.read_text()
         self.port = int(text.split("\nport = ")[1].split("\n")[0])
         self.tls_port = int(text.split("\ndirect_tls_port = ")[1].split("\n")[0])
+        self.http_port = int(text.split("[http]")[1].split("\nport = ")[1].split("\n")[0])
         self.clients: list[Client] = []
 
     async def login(self, user: str, resource: str = "r", mode: str = "starttls",
@@ -90,6 +95,10 @@ port = {free_port()}
 direct_tls_port = {free_port()}
 require_encryption = false
 allow_plaintext_auth = true
+[http]
+bind = ["127.0.0.1"]
+port = {free_port()}
+tls_port = {free_port()}
 [storage]
 url = "{storage_url}"
 [auth]
@@ -163,6 +172,37 @@ async def test_failed_logins_count_on_every_worker(node: Node) -> None:
         assert t >= 0.05 * 2 ** i * 0.9, took
     await node.login(A0, mode="plain")
     assert await fail("bad") < 0.09
+
+
+async def test_websocket_sessions_whatever_worker_accepts(node: Node) -> None:
+    """Each WebSocket is accepted by either worker; one that is not the account's home keeps it
+    and relays its messages to the home. Login, chat both ways with a TCP user, stream
+    management, and a clean close, for accounts homed on each worker, many times over."""
+    tcp = await node.login(B0, "tcp")
+    workers_seen = set()
+    for round_ in range(6):
+        for user in (A0, A1):
+            s = await WsStream.connect(ws_url(node.http_port))
+            await s.login(user, f"w{round_}", PW)
+            s.send(f"<enable xmlns='{SM}'/>")
+            await s.until("<enabled")
+            s.send("<presence xmlns='jabber:client'/>")
+            s.send(f"<message xmlns='jabber:client' to='{B0}@localhost/tcp' type='chat'>"
+                   f"<body>ws {user} {round_}</body></message>")
+            m = await tcp.next_message()
+            assert (m["body"], str(m["from"])) == (f"ws {user} {round_}",
+                                                   f"{user}@localhost/w{round_}")
+            tcp.send_message(mto=f"{user}@localhost/w{round_}", mbody=f"tcp {round_}",
+                             mtype="chat")
+            got = await s.until(f"tcp {round_}")
+            assert got.startswith("<message xmlns='jabber:client' ")
+            s.send(CLOSE)
+            assert (await s.read_to_close()).endswith(CLOSE.encode())
+            await s.close()
+        async with aiohttp.ClientSession() as http, http.get(
+                f"http://127.0.0.1:{node.http_port}/health") as r:
+            workers_seen.add((await r.json())["worker"])
+    assert workers_seen <= {0, 1}
 
 
 async def test_offline_message_to_another_home(node: Node) -> None:

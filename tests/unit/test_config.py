@@ -23,6 +23,8 @@ def test_defaults() -> None:
     cfg = load_config(None)
     assert cfg.server.domain == "localhost"
     assert cfg.c2s.port == 5222 and cfg.c2s.direct_tls_port == 5223
+    assert (cfg.http.port, cfg.http.tls, cfg.http.tls_port) == (5280, True, 5281)
+    assert cfg.http.trusted_proxies == [] and cfg.http.websocket_origins == []
     assert cfg.storage.url.startswith("sqlite:///")
     assert cfg.registration_enabled
     assert cfg.c2s.max_stanza_size == 262144
@@ -42,6 +44,14 @@ def test_example_file_is_the_defaults() -> None:
     ("[tls]\ncert_file = \"a.pem\"\n", 1, "tls", "both"),
     ("[storage]\nurl = \"mysql://x\"\n", 2, "storage.url", "sqlite://"),
     ("[server]\ndomain = \"not a domain\"\n", 2, "server.domain", "DNS name"),
+    ("[http]\nport = 99999\n", 2, "http.port", "less than or equal"),
+    ("[http]\ntrusted_proxies = [\"10.0.0.0/8\", \"proxy.lan\"]\n", 2, "http.trusted_proxies",
+     "not an IP address or network"),
+    ("[http]\nwebsocket_origins = [\"chat.example.org\"]\n", 2, "http.websocket_origins",
+     "not an origin"),
+    ("[http]\nwebsocket_ping = -1\n", 2, "http.websocket_ping", "greater than or equal"),
+    ("[hostmeta]\nwebsocket_url = \"https://chat.example.org/ws\"\n", 2,
+     "hostmeta.websocket_url", "not a ws:// or wss:// URL"),
     ("[auth]\nmechanisms = [\n  \"PLAIN\",\n  \"MD5\",\n]\n", 2, "auth.mechanisms", "PLAIN"),
 ])
 def test_mistakes_name_key_file_and_line(tmp_path: Path, text: str, line: int, key: str,

@@ -7,7 +7,17 @@ import pytest
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StreamError
-from hongyan.xmpp.stream import RFC6120, RFC7395, Parsers, Profile, Stream, StreamClose, StreamOpen
+from hongyan.xmpp.stream import (
+    RFC6120,
+    RFC7395,
+    Parsers,
+    Profile,
+    Stream,
+    StreamClose,
+    StreamOpen,
+    split_elements,
+    websocket_messages,
+)
 
 TCP_OPEN = (b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
             b"xmlns:stream='http://etherx.jabber.org/streams' to='localhost' version='1.0'>")
@@ -160,6 +170,64 @@ def test_frame(tcp: bytes, ws: bytes) -> None:
     assert stream(RFC7395).frame(tcp) == ws
     assert stream(RFC7395).frame(ws) == ws  # already framed
     assert stream().content_ns == NS.CLIENT and stream(RFC7395).content_ns == ""
+
+
+# what a session writes in one pass -> the WebSocket messages (RFC 7395 §3.3.3)
+SM_R = b"<r xmlns='urn:xmpp:sm:3'/>"
+MESSAGES = [
+    (b"", []),
+    (b"<presence/>", [b"<presence xmlns='jabber:client'/>"]),
+    # a stanza and the XEP-0198 request stream management puts after it
+    (b"<message to='a'><body>1 &lt; 2 &gt; 0</body></message>" + SM_R,
+     [b"<message xmlns='jabber:client' to='a'><body>1 &lt; 2 &gt; 0</body></message>", SM_R]),
+    # '>' and '/' are allowed unescaped in attribute values and text
+    (b"<iq id='a/>b'><q xmlns='q' v=\"x>\">t/>t</q></iq><presence type='x/'/>",
+     [b"<iq xmlns='jabber:client' id='a/>b'><q xmlns='q' v=\"x>\">t/>t</q></iq>",
+      b"<presence xmlns='jabber:client' type='x/'/>"]),
+    # nested elements of the same name; a self-closing tag with a space before '/>'
+    (b"<message><x><x/><x></x></x></message><a xmlns='urn:xmpp:sm:3' h='1' />",
+     [b"<message xmlns='jabber:client'><x><x/><x></x></x></message>",
+      b"<a xmlns='urn:xmpp:sm:3' h='1' />"]),
+    # a stream error and the close (Stream.error's output once the header went out)
+    (b"<stream:error><conflict xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>"
+     b"<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>",
+     [b"<stream:error xmlns:stream='" + NS.STREAM.encode() + b"'><conflict "
+      b"xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>",
+      b"<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>"]),
+    # the header and the features of one pass
+    (b"<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' id='x' from='localhost' "
+     b"version='1.0'/><stream:features><bind xmlns='b'/></stream:features>",
+     [b"<open xmlns='urn:ietf:params:xml:ns:xmpp-framing' id='x' from='localhost' "
+      b"version='1.0'/>",
+      b"<stream:features xmlns:stream='" + NS.STREAM.encode() + b"'><bind xmlns='b'/>"
+      b"</stream:features>"]),
+    # whitespace between elements is not a message; pre-serialized stanzas keep their bytes
+    (b"<message xmlns='jabber:client' to='a'/>\n <presence/>",
+     [b"<message xmlns='jabber:client' to='a'/>", b"<presence xmlns='jabber:client'/>"]),
+    # UTF-8 passes untouched
+    ("<message><body>红雁 ✓</body></message>".encode(),
+     ["<message xmlns='jabber:client'><body>红雁 ✓</body></message>".encode()]),
+]
+
+
+@pytest.mark.parametrize(("written", "messages"), MESSAGES)
+def test_websocket_messages_of_one_pass(written: bytes, messages: list[bytes]) -> None:
+    assert websocket_messages(written) == messages
+
+
+def test_split_leaves_what_is_not_whole_as_one_piece() -> None:
+    assert split_elements(b"<a/><b><c/>") == [b"<a/>", b"<b><c/>"]
+    assert split_elements(b"text") == []
+
+
+def test_websocket_stream_rests_and_resumes() -> None:
+    s = stream(RFC7395)
+    s.receive(WS_OPEN)
+    assert s.rest() and s.parser is None
+    [el] = s.receive(b"<presence xmlns='jabber:client'/>")
+    assert isinstance(el, Element) and el.name == "presence" and el.xmlns == NS.CLIENT
+    [el] = s.receive(b"<message to='a@localhost'/>")  # no xmlns: jabber:client all the same
+    assert isinstance(el, Element) and el.xmlns == NS.CLIENT
 
 
 # -- restarts, rest, the deadline ---------------------------------------------------------------

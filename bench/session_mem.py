@@ -1,0 +1,149 @@
+"""bench/session_mem.py - Python heap per idle session, counted by tracemalloc.
+
+The RSS row of ``bench/compare.sh`` ("mem10000") is the headline figure, but it moves by
+0.3-0.6 KB between two runs of the same commit (allocator fragmentation, OpenSSL buffers, the
+load of the machine). This counts only what the server's own Python objects hold per session,
+which is repeatable to a few bytes, so that two commits can be told apart: a node in this
+process (SQLite, no TLS, as the comparison rows run); a child process opens ``--clients`` real
+TCP connections that log in the way ``xmppload.py login`` does (stream, SASL PLAIN, bind,
+initial presence, roster get) and then stay silent; the node's heap is measured before the
+first and after the last login (after a collection), and the difference divided by the number
+of sessions.
+
+    .venv/bin/python -m bench.session_mem --clients 2000
+
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import gc
+import json
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+from hongyan.config.loader import load_config
+from hongyan.server.node import Node
+
+CONFIG = """
+[server]
+domain = "localhost"
+data_dir = "{data}"
+log_level = "warning"
+[c2s]
+bind = ["127.0.0.1"]
+port = 0
+direct_tls = false
+require_encryption = false
+allow_plaintext_auth = true
+[storage]
+url = "sqlite:///{data}/hongyan.db"
+[auth]
+failure_delay = 0.0
+[modules]
+disabled = ["mam"]
+"""
+
+
+async def _read_until(reader: asyncio.StreamReader, marker: bytes, buf: bytearray) -> None:
+    while marker not in buf:
+        chunk = await asyncio.wait_for(reader.read(65536), 10)
+        if not chunk:
+            raise ConnectionError("closed during login")
+        buf += chunk
+    del buf[:buf.index(marker) + len(marker)]
+
+
+async def login(port: int, user: str) -> asyncio.StreamWriter:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    buf = bytearray()
+    header = (b"<?xml version='1.0'?><stream:stream to='localhost' version='1.0' "
+              b"xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
+    writer.write(header)
+    await _read_until(reader, b"</stream:features>", buf)
+    cred = base64.b64encode(f"\0{user}\0pass".encode())
+    writer.write(b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>" + cred
+                 + b"</auth>")
+    await _read_until(reader, b"<success", buf)
+    writer.write(header)
+    await _read_until(reader, b"</stream:features>", buf)
+    writer.write(b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+                 b"<resource>r</resource></bind></iq>")
+    await _read_until(reader, b"</iq>", buf)
+    writer.write(b"<presence/><iq type='get' id='r'><query xmlns='jabber:iq:roster'/></iq>")
+    await _read_until(reader, b"id='r'", buf)
+    return writer
+
+
+async def hold(port: int, clients: int) -> None:
+    """The child: log ``clients`` sessions in (user1..), say so, stay until stdin closes."""
+    writers = [await login(port, f"user{i}") for i in range(1, clients + 1)]
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    for w in writers:
+        w.close()
+
+
+async def run(clients: int, settle: float) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp)
+        cfg_path = data / "hongyan.toml"
+        cfg_path.write_text(CONFIG.format(data=data))
+        node = Node(load_config(cfg_path))
+        await node.start()
+        try:
+            for i in range(clients + 1):
+                await node.accounts.create(f"user{i}", "pass", time.time())
+            # one login first, so that caches and lazily built tables are not counted
+            first = await login(node.c2s_port, "user0")
+            await asyncio.sleep(0.2)
+            gc.collect()
+            tracemalloc.start()
+            before = tracemalloc.get_traced_memory()[0]
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bench.session_mem", "--hold", str(node.c2s_port),
+                "--clients", str(clients), stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE)
+            assert child.stdout is not None and child.stdin is not None
+            line = await asyncio.wait_for(child.stdout.readline(), 600)
+            if line.strip() != b"ready":
+                raise RuntimeError(f"the clients did not log in: {line!r}")
+            await asyncio.sleep(settle)  # idle parsers rest (c2s.idle_parser_release)
+            gc.collect()
+            after = tracemalloc.get_traced_memory()[0]
+            sessions = node.sessions.count() - 1
+            tracemalloc.stop()
+            child.stdin.close()
+            await asyncio.wait_for(child.wait(), 60)
+            first.close()
+        finally:
+            await node.stop()
+    return {"clients": clients, "sessions": sessions,
+            "heap_bytes_per_session": round((after - before) / clients)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clients", type=int, default=2000)
+    ap.add_argument("--settle", type=float, default=3.0)
+    ap.add_argument("--hold", type=int, default=0, help="(the child process: the port)")
+    args = ap.parse_args()
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    if args.hold:
+        asyncio.run(hold(args.hold, args.clients))
+    else:
+        print(json.dumps(asyncio.run(run(args.clients, args.settle))))
+
+
+if __name__ == "__main__":
+    main()

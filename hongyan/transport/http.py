@@ -1,0 +1,171 @@
+"""The HTTP listener (aiohttp): one low-level server for port 5280 (HTTP) and 5281 (HTTPS), whose
+routes the node and its modules register and remove while it runs.
+
+aiohttp's own router freezes when the application starts, and modules come and go with their
+registrations, so the listener keeps its own table (:class:`Routes`: an exact path, or a prefix
+for paths ending in ``/*``) and aiohttp sees one handler. Behind a reverse proxy the client's
+address and scheme come from ``X-Forwarded-For``/``X-Forwarded-Proto``, believed only when the
+connection comes from a configured proxy (:class:`Proxies`); a handler sees the corrected
+``request.remote`` and ``request.scheme``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import ssl
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+log = logging.getLogger("hongyan.http")
+
+#: what a route is: an aiohttp handler of the low-level server
+Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Routes:
+    """``(method, path)`` → handler. A path ending in ``/*`` is a prefix: it matches every path
+    under it (the longest registered prefix wins). One handler per method and path."""
+
+    __slots__ = ("_exact", "_prefix")
+
+    def __init__(self) -> None:
+        self._exact: dict[str, dict[str, Handler]] = {}
+        self._prefix: dict[str, dict[str, Handler]] = {}
+
+    def add(self, method: str, path: str, handler: Handler) -> Callable[[], None]:
+        """Register ``handler``; returns what removes it."""
+        method = method.upper()
+        if not path.startswith("/"):
+            raise ValueError(f"an HTTP path starts with '/': {path!r}")
+        table, key = ((self._prefix, path[:-1]) if path.endswith("/*")
+                      else (self._exact, path))
+        methods = table.setdefault(key, {})
+        if method in methods:
+            raise ValueError(f"two handlers for HTTP {method} {path}")
+        methods[method] = handler
+
+        def remove() -> None:
+            if methods.get(method) is handler:
+                del methods[method]
+                if not methods:
+                    table.pop(key, None)
+        return remove
+
+    def find(self, method: str, path: str) -> tuple[Handler | None, tuple[str, ...]]:
+        """The handler of ``method`` on ``path`` and the methods the path has (empty: no such
+        path). HEAD falls back to GET."""
+        methods = self._exact.get(path)
+        if methods is None:
+            best = ""
+            for prefix in self._prefix:
+                if path.startswith(prefix) and len(prefix) > len(best):
+                    best = prefix
+            methods = self._prefix.get(best) if best else None
+        if methods is None:
+            return None, ()
+        handler = methods.get(method) or (methods.get("GET") if method == "HEAD" else None)
+        return handler, tuple(sorted(methods))
+
+
+class Proxies:
+    """The reverse proxies whose forwarding headers are believed (addresses or networks)."""
+
+    __slots__ = ("_nets",)
+
+    def __init__(self, networks: list[str]) -> None:
+        self._nets: tuple[IPNetwork, ...] = tuple(
+            ipaddress.ip_network(n, strict=False) for n in networks)
+
+    def __bool__(self) -> bool:
+        return bool(self._nets)
+
+    def trusted(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self._nets)
+
+    def client(self, peer: str, forwarded_for: str | None, forwarded_proto: str | None
+               ) -> tuple[str, str | None]:
+        """The client's address and the scheme it used (None: the connection's own), from the
+        connection's ``peer`` and its forwarding headers. Only a trusted peer is believed; in
+        ``X-Forwarded-For`` (each proxy appends who connected to it) the client is the last
+        address that is not a trusted proxy. The scheme is the nearest proxy's word."""
+        if not self._nets or not self.trusted(peer):
+            return peer, None
+        client = peer
+        if forwarded_for:
+            for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+                try:
+                    hop = str(ipaddress.ip_address(hop.strip("[]")))
+                except ValueError:
+                    break  # garbage: keep the last proxy that said something sensible
+                client = hop
+                if not self.trusted(hop):
+                    break
+        scheme = None
+        if forwarded_proto:
+            last = forwarded_proto.rsplit(",", 1)[-1].strip().lower()
+            if last in ("http", "https"):
+                scheme = last
+        return client, scheme
+
+
+class HttpServer:
+    """The listener: aiohttp's low-level server on the given sockets, dispatching through
+    ``routes``."""
+
+    def __init__(self, routes: Routes, proxies: Proxies, *,
+                 shutdown_timeout: float = 2.0) -> None:
+        self.routes = routes
+        self.proxies = proxies
+        self._runner = web.ServerRunner(web.Server(self._handle, access_log=None),
+                                        handle_signals=False,
+                                        shutdown_timeout=shutdown_timeout)
+        self._sites: list[web.SockSite] = []
+
+    async def start(self, plain: list[socket.socket], secure: list[socket.socket],
+                    ssl_context: ssl.SSLContext | None) -> None:
+        await self._runner.setup()
+        for sock in plain:
+            self._sites.append(web.SockSite(self._runner, sock))
+        for sock in secure:
+            self._sites.append(web.SockSite(self._runner, sock, ssl_context=ssl_context))
+        for site in self._sites:
+            await site.start()
+
+    async def stop(self) -> None:
+        await self._runner.cleanup()
+        self._sites.clear()
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if self.proxies:
+            remote, scheme = self.proxies.client(
+                request.remote or "", request.headers.get("X-Forwarded-For"),
+                request.headers.get("X-Forwarded-Proto"))
+            if remote != request.remote or scheme is not None:
+                request = request.clone(remote=remote, scheme=scheme or request.scheme)
+        handler, methods = self.routes.find(request.method, request.path)
+        if handler is None:
+            if methods:
+                return web.Response(status=405, text="method not allowed\n",
+                                    headers={"Allow": ", ".join(methods)})
+            return web.Response(status=404, text="not found\n")
+        try:
+            return await handler(request)
+        except web.HTTPException:
+            raise  # aiohttp answers it
+        except Exception:
+            log.exception("HTTP %s %s failed", request.method, request.path)
+            return web.Response(status=500, text="internal server error\n")
+
+
+__all__ = ["Handler", "HttpServer", "Proxies", "Routes"]
