@@ -44,6 +44,9 @@ async def _supervise(config: Config, config_path: str | None) -> int:
         socks["http"] = listening_sockets(http.bind, http.port)
         if http.tls:
             socks["https"] = listening_sockets(http.bind, http.tls_port)
+    if config.components:
+        socks["component"] = listening_sockets(config.component_listener.bind,
+                                               config.component_listener.port)
     fds = [sock.fileno() for group in socks.values() for sock in group]
     run_dir = tempfile.mkdtemp(prefix="hongyan-workers-")
     ready_r, ready_w = os.pipe()

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import base64
 import collections
 import itertools
 import json
@@ -52,6 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hongyan.server.c2s import C2SSession, Host, Transport
+from hongyan.server.component import ComponentSession
 from hongyan.server.session import Session
 from hongyan.transport.relay import Relay
 from hongyan.transport.tcp import StreamTransport
@@ -74,6 +76,8 @@ class Node(Host, Protocol):
     def tls_config(self) -> TLSConfig | None: ...
     def adopted_session(self, transport: Transport, username: str, websocket: bool = False
                         ) -> C2SSession: ...
+    def adopted_component(self, transport: StreamTransport, received: bytes
+                          ) -> ComponentSession: ...
 
 #: how long a starting worker waits for its peers' sockets
 CONNECT_TIMEOUT = 30.0
@@ -479,6 +483,20 @@ class Workers:
         await asyncio.get_running_loop().connect_accepted_socket(lambda: relay, here)
         client.resume_reading()
 
+    def pass_stream(self, session: Session, index: int, received: bytes) -> None:
+        """Move a plain TCP connection nothing was written to yet (an external component's,
+        whose stream header named a domain homed on worker ``index``) with the bytes read
+        from it: the home reads those first, as if they had just arrived there."""
+        st: StreamTransport = session.transport  # type: ignore[assignment]
+        raw = st.raw
+        if raw is None:
+            return
+        st.pause_reading()
+        fd = os.dup(raw.get_extra_info("socket").fileno())
+        st.detach()
+        meta = {"c": base64.b64encode(received).decode(), "p": st.peer_host}
+        self._send_fd(index, json.dumps(meta).encode(), fd)
+
     def _send_fd(self, index: int, meta: bytes, fd: int) -> None:
         queue = self._fd_queue[index]
         queue.append((meta, fd))
@@ -524,6 +542,16 @@ class Workers:
         sock = socket.socket(fileno=fd)
         sock.setblocking(False)
         node = self.node
+        if "c" in meta:  # an external component's stream, for its home (pass_stream)
+            received, host = base64.b64decode(meta["c"]), str(meta["p"])
+
+            def component(transport: StreamTransport) -> ComponentSession:
+                transport.peer_host = host
+                return node.adopted_component(transport, received)
+
+            node.spawn(asyncio.get_running_loop().connect_accepted_socket(
+                lambda: StreamTransport(component, None, False), sock))
+            return
         username, peer, secure = str(meta["u"]), str(meta["p"]), bool(meta["s"])
         if meta.get("w"):  # a WebSocket's messages, relayed by the worker that keeps it
             def ws_factory(transport: StreamTransport) -> C2SSession:

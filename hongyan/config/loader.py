@@ -37,6 +37,7 @@ class ConfigError(Exception):
 
 
 _HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
+_ARRAY = re.compile(r"^\s*\[\[\s*([^\[\]]+?)\s*\]\]\s*(#.*)?$")
 _KEY = re.compile(r"^\s*((?:\"[^\"]*\"|'[^']*'|[A-Za-z0-9_-]+)(?:\s*\.\s*(?:\"[^\"]*\"|'[^']*'|"
                   r"[A-Za-z0-9_-]+))*)\s*=")
 _TOML_LINE = re.compile(r"line (\d+)")
@@ -52,8 +53,18 @@ def locate(text: str, key: list[str]) -> int | None:
     line, else the line of the nearest enclosing table or key that holds it."""
     best: tuple[int, int] | None = None  # (matched depth, line)
     table: list[str] = []
+    arrays: dict[str, int] = {}  # [[name]] headers seen: the n-th is key part "name", "n"
     for no, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0] if "\"" not in raw and "'" not in raw else raw
+        m = _ARRAY.match(line)
+        if m:
+            name = m.group(1)
+            arrays[name] = arrays.get(name, -1) + 1
+            table = [*_split_key(name), str(arrays[name])]
+            depth = _prefix(table, key)
+            if depth == len(table) and (best is None or depth > best[0]):
+                best = (depth, no)
+            continue
         m = _HEADER.match(line)
         if m and not line.strip().startswith("[["):
             table = _split_key(m.group(1))
@@ -120,12 +131,15 @@ def _problems(exc: ValidationError, name: str, text: str, prefix: tuple[str, ...
               ) -> list[Problem]:
     out = []
     for err in exc.errors():
-        loc = [*prefix, *(str(p) for p in err["loc"] if not isinstance(p, int))]
+        # (a list's index finds the line, of the n-th [[table]]; the key is named without it)
+        loc = [*prefix, *(str(p) for p in err["loc"])]
+        key = ".".join(p for p, raw in zip(loc, [*prefix, *err["loc"]], strict=True)
+                       if not isinstance(raw, int))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         msg = msg.removeprefix("Value error, ")
-        out.append(Problem(name, locate(text, loc), ".".join(loc), msg))
+        out.append(Problem(name, locate(text, loc), key, msg))
     return out
 
 
@@ -179,6 +193,18 @@ def _validate(data: dict[str, Any], name: str, text: str) -> Config:
                 problems.append(Problem(name, locate(text, [key, field]), where,
                                         f"{host} is {served[host]} already"))
             served[host] = where
+    for i, component in enumerate(config.components):
+        host, line = component.name, locate(text, ["components", str(i), "name"])
+        if host == domain:
+            problems.append(Problem(name, line, "components.name",
+                                    "must be a domain of its own, not server.domain"))
+        elif served.get(host) == "components.name":
+            problems.append(Problem(name, line, "components.name",
+                                    f"{host} is configured twice"))
+        elif host in served:
+            problems.append(Problem(name, line, "components.name",
+                                    f"{host} is {served[host]} already"))
+        served[host] = "components.name"
     if problems:
         raise ConfigError(problems)
     return config.with_features(features)

@@ -12,6 +12,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SecretStr,
     field_validator,
     model_validator,
 )
@@ -197,6 +198,35 @@ class ModulesSection(Section):
                          "the feature modules (each exposes MODULE)")
 
 
+class ComponentListenerSection(Section):
+    bind: list[str] = Field(default_factory=lambda: ["127.0.0.1"],
+                            description="addresses external components (XEP-0114) connect "
+                            "to: the protocol has no TLS, so loopback by default")
+    port: int = Field(5347, ge=0, le=65535, description="0 = any free port; the listener "
+                      "opens only when some component is configured")
+
+
+class ComponentEntry(Section):
+    """One ``[[components]]`` entry: an external component (XEP-0114) and its secret."""
+
+    name: ServiceHost = Field(description="the domain the component serves")
+    secret: SecretStr = Field(description="what its handshake proves it knows")
+
+    @field_validator("name")
+    @classmethod
+    def _named(cls, v: str) -> str:
+        if not v:
+            raise ValueError("a component needs a name (its domain)")
+        return v
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, v: SecretStr) -> SecretStr:
+        if not v.get_secret_value():
+            raise ValueError("must not be empty")
+        return v
+
+
 class Config(Section):
     server: ServerSection = ServerSection()
     c2s: C2SSection = C2SSection()
@@ -207,6 +237,8 @@ class Config(Section):
     registration: RegistrationSection = RegistrationSection()
     cluster: ClusterSection = ClusterSection()
     modules: ModulesSection = ModulesSection()
+    component_listener: ComponentListenerSection = ComponentListenerSection()
+    components: list[ComponentEntry] = Field(default_factory=list)
 
     #: each feature's section, by name (see :meth:`options`; the loader fills it)
     _features: dict[str, Section] = PrivateAttr(default_factory=dict)

@@ -26,6 +26,7 @@ from hongyan.server.session import (
     WAIT_OPEN,
     ClientSession,
     Flushable,
+    StreamSession,
 )
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
@@ -47,7 +48,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("hongyan.c2s")
 
 __all__ = ["AUTHENTICATED", "BOUND", "CLOSED", "NEGOTIATING", "WAIT_OPEN", "C2SSession"]
-MAX_QUEUED = 256
 
 
 class Transport(Protocol):
@@ -121,7 +121,7 @@ class _Detached:
 DETACHED = _Detached()
 
 
-class C2SSession(ClientSession):
+class C2SSession(StreamSession, ClientSession):
     __slots__ = (
         "_active",
         "_auth_timer",
@@ -156,25 +156,7 @@ class C2SSession(ClientSession):
         if self.state == CLOSED:
             return
         self._active = True
-        try:
-            events = self.stream.receive(data)
-        except StreamError as exc:
-            self.stream_error(exc)
-            return
-        node = self.node
-        node.in_batch = True
-        try:
-            for ev in events:
-                if self._pending is not None:
-                    self._pending.append(ev)
-                    if len(self._pending) == MAX_QUEUED:
-                        self.transport.pause_reading()
-                    continue
-                self._dispatch(ev)
-                if self.state == CLOSED:
-                    return
-        finally:
-            node.end_batch()
+        self._receive(data)
 
     def connection_lost(self) -> None:
         sm = self.sm
@@ -209,40 +191,6 @@ class C2SSession(ClientSession):
             self.sm.ended(self)
 
     # -- event dispatch -------------------------------------------------------------------------
-    def _dispatch(self, ev: Event) -> None:
-        try:
-            pending = self._handle(ev)
-        except StreamError as exc:
-            self.stream_error(exc)
-            return
-        if pending is not None:
-            self._pending = collections.deque()
-            self._task = asyncio.get_running_loop().create_task(self._drain(pending))
-
-    async def _drain(self, first: Awaitable[object]) -> None:
-        pending = self._pending
-        assert pending is not None
-        try:
-            await first
-            while pending and self.state != CLOSED:
-                ev = pending.popleft()
-                if len(pending) == MAX_QUEUED // 2:
-                    self.transport.resume_reading()
-                nxt = self._handle(ev)
-                if nxt is not None:
-                    await nxt
-        except StreamError as exc:
-            self.stream_error(exc)
-        except Exception:
-            log.exception("session %r failed", self)
-            self.stream_error(StreamError("internal-server-error"))
-        finally:
-            if self._pending is pending:
-                self._pending = None
-            self._task = None
-            if len(pending) >= MAX_QUEUED // 2:
-                self.transport.resume_reading()
-
     def _handle(self, ev: Event) -> Awaitable[object] | None:
         if isinstance(ev, Element):
             if self.state == BOUND and ev.xmlns == NS.CLIENT:
@@ -318,20 +266,6 @@ class C2SSession(ClientSession):
             self._pending.clear()
         self.stream.release()
         self.transport.close()
-
-    def stream_error(self, exc: StreamError) -> None:
-        if self.state == CLOSED:
-            return
-        log.debug("stream error to %r: %s", self, exc)
-        self._write(self.stream.error(exc))
-        self._shutdown()
-
-    def close(self) -> None:
-        """Close the stream cleanly (our closing tag, then the socket)."""
-        if self.state == CLOSED:
-            return
-        self._write(self.stream.closing())
-        self._shutdown()
 
     def _shutdown(self) -> None:
         self.flush()

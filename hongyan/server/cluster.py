@@ -49,5 +49,9 @@ class Cluster(Protocol):
     def hand_over(self, session: Session, index: int, success: bytes) -> Awaitable[None]:
         """``session`` just authenticated as an account homed on ``index``: write ``success``
         and move the connection there."""
+    def pass_stream(self, session: Session, index: int, received: bytes) -> None:
+        """Move the connection of ``session``, to which nothing was written yet, to process
+        ``index``, which reads ``received`` (what came on it so far) first: an external
+        component's stream, to the home of its domain."""
     def deliver(self, index: int, full: str, data: bytes) -> None:
         """Write a serialized stanza to the session ``full`` bound on process ``index``."""

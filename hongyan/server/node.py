@@ -28,6 +28,7 @@ from hongyan.server.auth import Guard
 from hongyan.server.c2s import AUTHENTICATED, C2SSession, Transport
 from hongyan.server.clock import Clock
 from hongyan.server.cluster import Cluster
+from hongyan.server.component import ComponentSession, ExternalComponents
 from hongyan.server.features import load_module_classes
 from hongyan.server.hooks import AccountDeleted, HookBus
 from hongyan.server.iq import Iq, IqTracker
@@ -48,7 +49,7 @@ from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
 from hongyan.xmpp.jid import JID, JIDError
 from hongyan.xmpp.parser import parse_element
 from hongyan.xmpp.sasl import tls_server_end_point
-from hongyan.xmpp.stream import RFC7395, Parsers, Profile
+from hongyan.xmpp.stream import COMPONENT, RFC7395, Parsers, Profile
 
 log = logging.getLogger("hongyan.node")
 
@@ -129,6 +130,14 @@ class Node:
         self.http_port = 0
         self.https_port = 0
         self._http_routes()
+        #: external components (XEP-0114): their streams share the limits of c2s's
+        self.components = ExternalComponents(
+            self.router, config.components,
+            Guard(config.auth, lambda: self.accounts, lambda: self.secret))
+        self.component_streams: Profile = Profile(
+            config.server.domain, parsers, role=COMPONENT,
+            domains=self.components.names)
+        self.component_port = 0
 
     # -- services -------------------------------------------------------------------------------
     @property
@@ -242,6 +251,7 @@ class Node:
             self.workers.on("auth-failed", self.guard.peer_failed)
             self.workers.on("auth-ok", self.guard.peer_ok)
             self.guard.notify = self.workers.notify
+            self.components.attach_cluster(self.workers)
             # the router and the modules look the workers up as they start routing
             self.router.attach(self.workers)
             for api in self._apis:
@@ -253,6 +263,7 @@ class Node:
             await self._listen()
             if self.config.http.enabled:
                 await self._listen_http()
+            await self._listen_components()
         if self.config.c2s.idle_parser_release > 0:
             self._rest_task = asyncio.get_running_loop().create_task(self._rest_idle_parsers())
 
@@ -322,6 +333,29 @@ class Node:
     def _new_session(self, transport: StreamTransport) -> C2SSession:
         return C2SSession(self, transport)
 
+    async def _listen_components(self) -> None:
+        """The XEP-0114 listener (``[component_listener]``), when some component is
+        configured: plain TCP (the protocol has no TLS), on loopback by default."""
+        if not self.components.names:
+            return
+        cfg = self.config.component_listener
+        socks = self._worker.listeners.get("component", []) if self._worker is not None else []
+
+        def factory() -> StreamTransport:
+            return StreamTransport(self.adopted_component, None, False)
+
+        given: list[socket.socket | None] = [*socks] or [None]
+        servers = [await listen(cfg.bind, cfg.port, factory, sock=sock) for sock in given]
+        self._servers.extend(servers)
+        self.component_port = int(servers[0].sockets[0].getsockname()[1])
+        log.info("%s: components (XEP-0114) on %s", self.domain, self.component_port)
+
+    def adopted_component(self, transport: StreamTransport, received: bytes = b""
+                          ) -> ComponentSession:
+        """A component's connection, accepted here or (``received``: what was read from it)
+        by another worker."""
+        return ComponentSession(self, transport, received)
+
     def _peer_account_deleted(self, body: bytes) -> None:
         self.accounts.forget(body.decode())
 
@@ -349,6 +383,7 @@ class Node:
             server.close()
         for s in self.sessions.all():
             s.stream_error(StreamError("system-shutdown"))
+        self.components.stop()
         if self._http is not None:
             await self._http.stop()
             self._http = None
@@ -366,6 +401,7 @@ class Node:
                 await module.stop()
             except Exception:
                 log.exception("module %s failed to stop", module.name)
+        self.components.release()
         for api in reversed(self._apis):
             await api.release()
         self._apis.clear()

@@ -191,8 +191,12 @@ class Router:
     def has_iq(self, xmlns: str, name: str, type: str, scope: str) -> bool:
         return (xmlns, name, type, scope) in self._iq
 
-    def register_component(self, domain: str, handler: ComponentHandler) -> Callable[[], None]:
-        self.components[domain] = handler
+    def register_component(self, domain: str, handler: ComponentHandler, listed: bool = True
+                           ) -> Callable[[], None]:
+        """Hand every stanza for ``domain`` to ``handler``; ``listed``: among the server's
+        components (disco#items) from now on, else once :meth:`announce` says so."""
+        if listed:
+            self.components[domain] = handler
         self._services[domain] = Target(SERVICE, handler=handler)
 
         def undo() -> None:
@@ -200,6 +204,15 @@ class Router:
             self._services.pop(domain, None)
 
         return undo
+
+    def announce(self, domain: str, listed: bool) -> None:
+        """List the service ``domain`` among the server's components or not (an external
+        component that connected or left, here or on another process of the node)."""
+        service = self._services.get(domain)
+        if listed and service is not None and service.handler is not None:
+            self.components[domain] = service.handler
+        elif not listed:
+            self.components.pop(domain, None)
 
     # -- entry points ---------------------------------------------------------------------------
     def route_from_session(self, el: Element, session: ClientSession, to: JID | None

@@ -14,15 +14,22 @@ filter), and a session with none pays one truth test per stanza.
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
+from hongyan.xmpp.errors import StreamError
 
 if TYPE_CHECKING:
-    from hongyan.xmpp.errors import StreamError
     from hongyan.xmpp.jid import JID
+    from hongyan.xmpp.parser import Event
+    from hongyan.xmpp.stream import Stream
+
+log = logging.getLogger("hongyan.session")
 
 # states
 WAIT_OPEN, NEGOTIATING, AUTHENTICATED, BOUND, CLOSED = range(5)
@@ -144,6 +151,121 @@ class Session:
 
     def close(self) -> None:
         """End the stream cleanly."""
+
+
+#: events read ahead while an earlier one is handled, before a stream's reading pauses
+MAX_QUEUED = 256
+
+
+class Connection(Writer, Protocol):
+    """The transport of a stream of ours, as its input handling uses it."""
+
+    def close(self) -> None: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+
+
+class Batcher(Flusher, Protocol):
+    """The node as a stream's input handling uses it: output waits for the end of the batch."""
+
+    in_batch: bool
+
+    def end_batch(self) -> None: ...
+
+
+class StreamSession(Session):
+    """A session over a stream of ours (a client's, a component's): its input handled strictly
+    in order without a task per connection. Events are handled synchronously; one whose
+    handling returns an awaitable starts one task that awaits it and handles the events queued
+    behind it meanwhile (past MAX_QUEUED of them, reading pauses). A subclass provides the
+    slots ``stream``, ``_pending`` and ``_task``, :meth:`_handle` and :meth:`_shutdown`."""
+
+    __slots__ = ()
+
+    stream: Stream
+    transport: Connection
+    node: Batcher
+    _pending: collections.deque[Event] | None
+    _task: asyncio.Task[None] | None
+
+    def _receive(self, data: bytes) -> None:
+        try:
+            events = self.stream.receive(data)
+        except StreamError as exc:
+            self.stream_error(exc)
+            return
+        node = self.node
+        node.in_batch = True
+        try:
+            for ev in events:
+                if self._pending is not None:
+                    self._pending.append(ev)
+                    if len(self._pending) == MAX_QUEUED:
+                        self.transport.pause_reading()
+                    continue
+                self._dispatch(ev)
+                if self.state == CLOSED:
+                    return
+        finally:
+            node.end_batch()
+
+    def _dispatch(self, ev: Event) -> None:
+        try:
+            pending = self._handle(ev)
+        except StreamError as exc:
+            self.stream_error(exc)
+            return
+        if pending is not None:
+            # (the subclass's slots: mypy sees only this class's empty ones)
+            self._pending = collections.deque()  # type: ignore[misc]
+            self._task = asyncio.get_running_loop().create_task(  # type: ignore[misc]
+                self._drain(pending))
+
+    async def _drain(self, first: Awaitable[object]) -> None:
+        pending = self._pending
+        assert pending is not None
+        try:
+            await first
+            while pending and self.state != CLOSED:
+                ev = pending.popleft()
+                if len(pending) == MAX_QUEUED // 2:
+                    self.transport.resume_reading()
+                nxt = self._handle(ev)
+                if nxt is not None:
+                    await nxt
+        except StreamError as exc:
+            self.stream_error(exc)
+        except Exception:
+            log.exception("session %r failed", self)
+            self.stream_error(StreamError("internal-server-error"))
+        finally:
+            if self._pending is pending:
+                self._pending = None  # type: ignore[misc]
+            self._task = None  # type: ignore[misc]
+            if len(pending) >= MAX_QUEUED // 2:
+                self.transport.resume_reading()
+
+    def _handle(self, ev: Event) -> Awaitable[object] | None:
+        """Handle one event; an awaitable when the events after it must wait for it."""
+        raise NotImplementedError
+
+    def _shutdown(self) -> None:
+        """Write what is queued, end the session, close the connection."""
+        raise NotImplementedError
+
+    def stream_error(self, exc: StreamError) -> None:
+        if self.state == CLOSED:
+            return
+        log.debug("stream error to %r: %s", self, exc)
+        self._write(self.stream.error(exc))
+        self._shutdown()
+
+    def close(self) -> None:
+        """Close the stream cleanly (our closing tag, then the socket)."""
+        if self.state == CLOSED:
+            return
+        self._write(self.stream.closing())
+        self._shutdown()
 
 
 class ClientSession(Session):

@@ -5,6 +5,7 @@ from __future__ import annotations
 STREAM = "http://etherx.jabber.org/streams"
 FRAMING = "urn:ietf:params:xml:ns:xmpp-framing"  # RFC 7395, XMPP over WebSocket
 CLIENT = "jabber:client"
+COMPONENT = "jabber:component:accept"  # XEP-0114, a component connecting to the server
 SERVER = "jabber:server"
 XML = "http://www.w3.org/XML/1998/namespace"
 TLS = "urn:ietf:params:xml:ns:xmpp-tls"

@@ -101,6 +101,7 @@ class StreamParser:
         "_max_size",
         "_opened",
         "_parser",
+        "_renamed",
         "_rest",
         "_root_ns",
         "_stack",
@@ -108,9 +109,17 @@ class StreamParser:
 
     def __init__(self, *, max_stanza_size: int = 262144, max_depth: int = 64,
                  content_ns: str = NS.CLIENT) -> None:
+        """``content_ns``: the stream's default namespace. Stanzas of a stream whose default
+        is not ``jabber:client`` (a component's, XEP-0114) come out in ``jabber:client``, as
+        the server handles every stanza, whatever stream it came on."""
         p = expat.ParserCreate("UTF-8", _SEP)
         p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
         p.StartElementHandler = self._start
+        # (a handler of its own, so that a client stream's elements pay nothing for it)
+        self._renamed = ("", "")
+        if content_ns != NS.CLIENT:
+            self._renamed = (content_ns + _SEP, NS.CLIENT + _SEP)
+            p.StartElementHandler = self._start_renamed
         p.EndElementHandler = self._end
         p.CharacterDataHandler = self._chars
         p.StartNamespaceDeclHandler = self._nsdecl
@@ -238,6 +247,12 @@ class StreamParser:
             self._check_size()
             self._stack[-1].children.append(el)
         self._stack.append(el)
+
+    def _start_renamed(self, name: str, attrs: dict[str, str]) -> None:
+        theirs, ours = self._renamed
+        if name.startswith(theirs):
+            name = ours + name[len(theirs):]
+        self._start(name, attrs)
 
     def _end(self, name: str) -> None:
         depth = self._depth

@@ -5,12 +5,18 @@ top-level elements, :class:`StreamClose`), and every byte the stream itself must
 as the return value of a method: the response header (:meth:`Stream.accept`), a stream error
 (:meth:`Stream.error`), the closing (:meth:`Stream.closing`). Nothing here does I/O, reads a
 clock of its own or knows about sessions; the negotiation deadline is computed from the clock
-the owner injects. Two framings (:data:`RFC6120` and :data:`RFC7395`) and one role today
-(client-to-server); server-to-server and component streams are further roles of this class.
+the owner injects. Two framings (:data:`RFC6120` and :data:`RFC7395`) and two roles: a client's
+stream (:data:`C2S`) and an external component's (:data:`COMPONENT`, XEP-0114); server-to-server
+is a further role of this class.
 
 * RFC 6120 framing: one XML document per stream, ``<stream:stream>`` … ``</stream:stream>``,
   restarted (a new parser) after STARTTLS and after SASL; an idle stream between stanzas may
   drop its expat parser and resume it on the next byte (:meth:`Stream.rest`).
+* The component role (XEP-0114, ``jabber:component:accept``): the initiating entity's ``to`` is
+  the component's own name, which the response header's ``from`` repeats; no version, no
+  features. Its stanzas come out of :meth:`Stream.receive` in ``jabber:client``, like every
+  other stream's, and what the server writes to it (serialized as on a client stream, without
+  an ``xmlns`` of its own) is in the header's default namespace, ``jabber:component:accept``.
 * RFC 7395 framing (WebSocket): each message is one complete element with its namespaces
   declared; ``<open/>`` and ``<close/>`` in ``urn:ietf:params:xml:ns:xmpp-framing`` stand for
   the stream header and its end; a restart is a new ``<open/>`` on the same parser.
@@ -31,6 +37,9 @@ from hongyan.xmpp.parser import Event, StreamClose, StreamOpen, StreamParser
 RFC6120: Final = "rfc6120"  # TCP and TLS: <stream:stream>
 RFC7395: Final = "rfc7395"  # WebSocket: <open/> and <close/>, one element per message
 C2S: Final = "c2s"
+COMPONENT: Final = "component"  # XEP-0114: an external component connecting to the server
+#: the default namespace of each role's stream
+_CONTENT_NS = {C2S: NS.CLIENT, COMPONENT: NS.COMPONENT}
 
 # The root a WebSocket stream's parser is given once, so that every message parses as a child
 _WS_ROOT = (f"<stream:stream xmlns='{NS.CLIENT}' xmlns:stream='{NS.STREAM}'>").encode()
@@ -54,12 +63,13 @@ class Parsers:
         self.max_depth = max_depth
         self._interned: dict[RootNS, RootNS] = {}
 
-    def new(self) -> StreamParser:
-        return StreamParser(max_stanza_size=self.max_stanza_size, max_depth=self.max_depth)
+    def new(self, content_ns: str = NS.CLIENT) -> StreamParser:
+        return StreamParser(max_stanza_size=self.max_stanza_size, max_depth=self.max_depth,
+                            content_ns=content_ns)
 
-    def resume(self, root_ns: RootNS) -> StreamParser:
+    def resume(self, root_ns: RootNS, content_ns: str = NS.CLIENT) -> StreamParser:
         return StreamParser.resume(root_ns, max_stanza_size=self.max_stanza_size,
-                                   max_depth=self.max_depth)
+                                   max_depth=self.max_depth, content_ns=content_ns)
 
     def intern(self, root_ns: RootNS) -> RootNS:
         return self._interned.setdefault(root_ns, root_ns)
@@ -78,6 +88,8 @@ class Profile:
                  clock: Callable[[], float] | None = None, timeout: float = 0.0) -> None:
         if framing not in (RFC6120, RFC7395):
             raise ValueError(f"unknown framing {framing!r}")
+        if role not in _CONTENT_NS or (role == COMPONENT and framing != RFC6120):
+            raise ValueError(f"unknown role {role!r} for framing {framing!r}")
         self.domain = domain
         self.domains: Container[str] = domains if domains is not None else (domain,)
         self.framing = framing
@@ -105,7 +117,8 @@ class Stream:
         self._new_parser()
 
     def _new_parser(self) -> None:
-        parser = self.parser = self.profile.parsers.new()
+        profile = self.profile
+        parser = self.parser = profile.parsers.new(_CONTENT_NS[profile.role])
         if self.profile.framing == RFC7395:
             parser.feed(_WS_ROOT)
 
@@ -119,7 +132,8 @@ class Stream:
                 self.deadline = profile.clock() + profile.timeout
         parser = self.parser
         if parser is None:
-            parser = self.parser = self.profile.parsers.resume(self._root_ns)
+            parser = self.parser = self.profile.parsers.resume(
+                self._root_ns, _CONTENT_NS[self.profile.role])
         events = parser.feed(data)
         if self.profile.framing == RFC7395:
             return self._framed(parser, events)
@@ -145,20 +159,33 @@ class Stream:
         """The response header to the initiating entity's header ``ev``, and what is wrong with
         ``ev`` (RFC 6120 §4.7, §4.9.3): the header must be sent before that error."""
         self.id = secrets.token_urlsafe(12)
-        header = self._header(ev.attrs.get("from"))
-        self.header_sent = True
         to = ev.to
-        if to is None or to.lower().rstrip(".") not in self.profile.domains:
+        name = to.lower().rstrip(".") if to is not None else None
+        known = name is not None and name in self.profile.domains
+        component = self.profile.role == COMPONENT
+        # a component's stream comes from the name it asked for (XEP-0114 §3)
+        header = self._header(ev.attrs.get("from"), name if component and known else None)
+        self.header_sent = True
+        if not known:
+            if component:
+                return header, StreamError("host-unknown", "no component of that name is "
+                                                           "configured here")
             return header, StreamError("host-unknown", f"this server serves "
                                                        f"{self.profile.domain}")
+        if component:
+            return header, None
         if ev.version is None or not ev.version.startswith("1."):
             return header, StreamError("unsupported-version", "XMPP 1.0 streams only")
         return header, None
 
-    def _header(self, to: str | None) -> bytes:
+    def _header(self, to: str | None, name: str | None = None) -> bytes:
         # RFC 6120 §4.7.2: the response's 'to' is the initiating entity's 'from'
         to_attr = f" to='{escape_attr(to)}'" if to else ""
         domain = self.profile.domain
+        if self.profile.role == COMPONENT:
+            return (f"<?xml version='1.0'?><stream:stream xmlns='{NS.COMPONENT}' "
+                    f"xmlns:stream='{NS.STREAM}' id='{self.id}' "
+                    f"from='{escape_attr(name or domain)}'>").encode()
         if self.profile.framing == RFC7395:
             return (f"<open xmlns='{NS.FRAMING}' id='{self.id}' from='{domain}'"
                     f"{to_attr} version='1.0' xml:lang='en'/>").encode()
@@ -284,6 +311,5 @@ def split_elements(data: bytes) -> list[bytes]:
     return out
 
 
-__all__ = ["C2S", "RFC6120", "RFC7395", "Element", "Parsers", "Profile", "Stream", "StreamClose",
-           "StreamOpen", "declare", "split_elements",
-           "websocket_messages"]
+__all__ = ["C2S", "COMPONENT", "RFC6120", "RFC7395", "Element", "Parsers", "Profile", "Stream",
+           "StreamClose", "StreamOpen", "declare", "split_elements", "websocket_messages"]

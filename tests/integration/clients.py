@@ -20,27 +20,23 @@ def insecure_context() -> ssl.SSLContext:
     return ctx
 
 
-class Client(slixmpp.ClientXMPP):  # type: ignore[misc]
-    """A slixmpp client that records what it receives."""
+class Recording:
+    """What the tests' slixmpp streams (clients, components) record: the messages and
+    presences they get, stream errors, whether their session started, when they are gone."""
 
-    def __init__(self, jid: str, password: str, plugins: tuple[str, ...] = ()) -> None:
-        super().__init__(jid, password)
-        self.ssl_context = insecure_context()
+    def _record(self, stream: Any, plugins: tuple[str, ...]) -> None:
         self.messages: asyncio.Queue[Any] = asyncio.Queue()
         self.presences: asyncio.Queue[Any] = asyncio.Queue()
         self.stream_errors: list[Any] = []
         self.gone = asyncio.Event()
-        self.auth_failures: list[Any] = []
         self._started: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         for p in ("xep_0030", "xep_0199", *plugins):
-            self.register_plugin(p)
-        self.add_event_handler("session_start", self._on_start)
-        self.add_event_handler("failed_all_auth", self._on_failed)
-        self.add_event_handler("failed_auth", lambda e: self.auth_failures.append(e))
-        self.add_event_handler("stream_error", lambda e: self.stream_errors.append(e))
-        self.add_event_handler("message", self.messages.put_nowait)
-        self.add_event_handler("presence", self.presences.put_nowait)
-        self.add_event_handler("disconnected", self._on_disconnected)
+            stream.register_plugin(p)
+        stream.add_event_handler("session_start", self._on_start)
+        stream.add_event_handler("stream_error", self.stream_errors.append)
+        stream.add_event_handler("message", self.messages.put_nowait)
+        stream.add_event_handler("presence", self.presences.put_nowait)
+        stream.add_event_handler("disconnected", self._on_disconnected)
 
     def _on_start(self, _event: Any) -> None:
         if not self._started.done():
@@ -55,6 +51,31 @@ class Client(slixmpp.ClientXMPP):  # type: ignore[misc]
         if not self._started.done():
             self._started.set_result(False)
 
+    async def next_message(self, timeout: float = TIMEOUT) -> Any:
+        return await asyncio.wait_for(self.messages.get(), timeout)
+
+    async def next_presence(self, timeout: float = TIMEOUT) -> Any:
+        return await asyncio.wait_for(self.presences.get(), timeout)
+
+    async def close(self) -> None:
+        stream: Any = self
+        if stream.transport is not None:
+            stream.disconnect()
+            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
+                await asyncio.wait_for(stream.disconnected, 5)
+
+
+class Client(Recording, slixmpp.ClientXMPP):  # type: ignore[misc]
+    """A slixmpp client that records what it receives."""
+
+    def __init__(self, jid: str, password: str, plugins: tuple[str, ...] = ()) -> None:
+        super().__init__(jid, password)
+        self.ssl_context = insecure_context()
+        self.auth_failures: list[Any] = []
+        self._record(self, plugins)
+        self.add_event_handler("failed_all_auth", self._on_failed)
+        self.add_event_handler("failed_auth", lambda e: self.auth_failures.append(e))
+
     async def login(self, port: int, direct_tls: bool = False, presence: bool = True,
                     host: str = "127.0.0.1") -> bool:
         self.enable_direct_tls = direct_tls
@@ -66,12 +87,6 @@ class Client(slixmpp.ClientXMPP):  # type: ignore[misc]
             self.send_presence()
             await asyncio.wait_for(self.get_roster(), TIMEOUT)
         return ok
-
-    async def next_message(self, timeout: float = TIMEOUT) -> Any:
-        return await asyncio.wait_for(self.messages.get(), timeout)
-
-    async def next_presence(self, timeout: float = TIMEOUT) -> Any:
-        return await asyncio.wait_for(self.presences.get(), timeout)
 
     async def iq(self, xml: str, timeout: float = TIMEOUT) -> Any:
         """Send a raw IQ (``xml`` is its payload and attributes) and return the answer, error
@@ -87,9 +102,3 @@ class Client(slixmpp.ClientXMPP):  # type: ignore[misc]
             return await iq.send(timeout=timeout)
         except IqError as exc:
             return exc.iq
-
-    async def close(self) -> None:
-        if self.transport is not None:
-            self.disconnect()
-            with contextlib.suppress(TimeoutError, asyncio.TimeoutError):
-                await asyncio.wait_for(self.disconnected, 5)

@@ -10,6 +10,7 @@ connection accepted by the account's home stays, one accepted by the other worke
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -74,6 +75,14 @@ class Node:
 
 @pytest.fixture
 async def node(tmp_path: Path, storage_url: str) -> AsyncIterator[Node]:
+    async with serving(tmp_path, storage_url) as n:
+        yield n
+
+
+@contextlib.asynccontextmanager
+async def serving(tmp_path: Path, storage_url: str, extra: str = "",
+                  node_class: type[Node] = Node) -> AsyncIterator[Node]:
+    """``hongyan serve`` with two workers and the four accounts; ``extra``: more config."""
     path = tmp_path / "hongyan.toml"
     path.write_text(f"""
 [server]
@@ -94,13 +103,14 @@ tls_port = {free_port()}
 url = "{storage_url}"
 [auth]
 failure_delay = 0.05
+{extra}
 """)
     for user in (A0, B0, A1, B1):
         r = hongyan("adduser", f"{user}@localhost", stdin=PW + "\n", config=path)
         assert r.returncode == 0, r.stderr
     srv = Server(path)
     await srv.start()
-    n = Node(path)
+    n = node_class(path)
     n.server = srv  # type: ignore[attr-defined]
     try:
         yield n

@@ -72,3 +72,18 @@ def test_an_unregistered_service_is_out_of_reach_again() -> None:
     undo()
     assert r.resolve(JID.parse("room@conference.localhost")) is OUT_OF_REACH
     assert "conference.localhost" not in r.components
+
+
+def test_an_external_component_routes_before_it_is_listed() -> None:
+    """A configured component's domain is a service from the start (a stanza reaches its
+    handler, which bounces while it is not connected); disco lists it only once announced."""
+    r = router()
+    r.register_component("irc.localhost", lambda el, s, t: None, listed=False)
+    assert r.resolve(JID.parse("#c%irc.example@irc.localhost")).kind == SERVICE
+    assert "irc.localhost" not in r.components
+    r.announce("irc.localhost", True)
+    assert "irc.localhost" in r.components
+    r.announce("irc.localhost", False)
+    assert "irc.localhost" not in r.components
+    r.announce("nothing.localhost", True)  # only a registered service can be listed
+    assert "nothing.localhost" not in r.components
