@@ -12,7 +12,7 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
 echo "== ruff"
-.venv/bin/ruff check hongyan tests bench
+.venv/bin/ruff check hongyan tests bench fuzz
 echo "== mypy"
 .venv/bin/python -m mypy
 echo "== pytest"
