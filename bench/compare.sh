@@ -2,7 +2,7 @@
 # bench/compare.sh - Hongyan side by side with Prosody and ejabberd, same generator, same
 # settings, interleaved A B C per repetition, fresh servers, medians of REPS.
 #
-#   bench/compare.sh [quick|main|pinned|scram|tls|archive|muc|mem|idle|all]     (default: main)
+#   bench/compare.sh [quick|main|pinned|scram|tls|archive|muc|mem|idle|ws|all]  (default: main)
 #
 # Needs ../shared/bench (anchors.sh, xmppload.py, summarize.py). First time:
 #   (cd ../shared/bench && ./anchors.sh install && ./anchors.sh setup 10000)
@@ -27,6 +27,10 @@ OUT="${OUT:-$HERE/results/compare-$(date +%Y%m%d-%H%M%S).jsonl}"
 RUN="${ANCHORS_RUN:-${TMPDIR:-/tmp}/hongyan-anchors}"
 HYRUN="$RUN/hongyan"
 HYPORT=29222  # not 35222: other work on this machine copied that port
+HYHTTP=29280  # the WebSocket rows only (HY_HTTP=true)
+declare -A WSURL=([prosody]=ws://127.0.0.1:15280/xmpp-websocket
+                  [ejabberd]=ws://127.0.0.1:25280/xmpp-websocket
+                  [hongyan]=ws://127.0.0.1:$HYHTTP/xmpp-websocket)
 declare -A PORT=([prosody]=15222 [ejabberd]=25222 [hongyan]=$HYPORT)
 declare -A PIDF=([prosody]=$RUN/prosody/prosody.pid [ejabberd]=$RUN/ejabberd/ejabberd.pid
                  [hongyan]=$HYRUN/hongyan.pid)
@@ -47,7 +51,10 @@ direct_tls = false
 require_encryption = false
 allow_plaintext_auth = true
 [http]
-enabled = false
+enabled = ${HY_HTTP:-false}
+bind = ["127.0.0.1"]
+port = $HYHTTP
+tls = false
 [storage]
 url = "${HY_STORAGE_URL:-sqlite:///$HYRUN/data/hongyan.db}"
 [auth]
@@ -93,6 +100,56 @@ start() { # server [pin]; fails (and the run is skipped) when the server does no
 }
 
 stop() { if [ "$1" = hongyan ]; then hy_stop; else $A stop "$1" >/dev/null 2>&1; fi; }
+
+ws_start() { # server: started with XMPP over WebSocket on its HTTP port. anchors.sh's configs
+             # serve none, so its generated config is extended here (runtime state, not the
+             # shared script): Prosody restarted on it with mod_websocket, ejabberd given an
+             # ejabberd_http_ws handler and told to reload its config.
+  local s=$1 run="$RUN/$1"
+  case $s in
+    hongyan) HY_HTTP=true hy_start || return 1 ;;
+    prosody)
+      start prosody || return 1
+      $A stop prosody >/dev/null 2>&1
+      sed -i -e 's/"register"; "posix";/"register"; "posix"; "websocket";/' \
+        -e 's/^c2s_require_encryption = false/c2s_require_encryption = false\nconsider_websocket_secure = true/' \
+        "$run/prosody.cfg.lua"
+      (cd "$run" && setsid prosody --config "$run/prosody.cfg.lua" -F >"$run/log/stdout.log" 2>&1 &)
+      ;;
+    ejabberd)
+      start ejabberd || return 1
+      sed -i 's|      /api: mod_http_api|      /api: mod_http_api\n      /xmpp-websocket: ejabberd_http_ws|' \
+        "$run/etc/ejabberd.yml"
+      setpriv --reuid=ejabberd --regid=ejabberd --init-groups env HOME=/var/lib/ejabberd \
+        ejabberdctl --config-dir "$run/etc" --spool "$run/db" --logs "$run/log" \
+        --node bench@localhost reload_config >/dev/null
+      ;;
+  esac
+  local url="${WSURL[$s]}" http="${WSURL[$s]/ws:/http:}"
+  for i in $(seq 1 300); do
+    curl -s -o /dev/null -m 2 "$http" && { sleep 2; return 0; }
+    if [ $s = ejabberd ] && [ $((i % 50)) = 0 ]; then  # a reload before it was ready
+      setpriv --reuid=ejabberd --regid=ejabberd --init-groups env HOME=/var/lib/ejabberd \
+        ejabberdctl --config-dir "$run/etc" --spool "$run/db" --logs "$run/log" \
+        --node bench@localhost reload_config >/dev/null
+    fi
+    sleep 0.2
+  done
+  echo "$s serves no WebSocket at $url" >&2; return 1
+}
+
+ws() { # memory per idle WebSocket session (issue 18), every server freshly started
+  for ((r = 1; r <= REPS; r++)); do
+    for s in $SERVERS; do
+      ws_start $s || continue
+      echo "== $(date +%T) $s ws_idle r$r" >&2
+      (cd "$ROOT" && timeout 900 .venv/bin/python -m bench.wsload --url "${WSURL[$s]}" \
+        --pid "$(cat "${PIDF[$s]}")" --clients "${WS_CLIENTS:-5000}" --label "ws_idle r$r" \
+        --json "$OUT") | cut -c1-300
+      stop $s
+    done
+  done
+}
 
 cleanup() { for s in prosody ejabberd; do $A stop $s >/dev/null 2>&1; done; hy_stop; }
 trap cleanup EXIT
@@ -269,8 +326,9 @@ case "${1:-main}" in
   muc) muc ;;
   mem) mem ;;
   tls) tls ;;
+  ws) ws ;;
   all) main; pinned; scram; tls; archive; idle ;;
-  *) echo "usage: $0 [quick|tput|main|pinned|scram|tls|archive|muc|mem|idle|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [quick|tput|main|pinned|scram|tls|archive|muc|mem|idle|ws|all]" >&2; exit 2 ;;
 esac
 "$PY" "$SHARED/summarize.py" "$OUT" --names "15222=prosody,25222=ejabberd,$HYPORT=hongyan" \
   > "${OUT%.jsonl}.md" && echo "summary: ${OUT%.jsonl}.md" >&2
