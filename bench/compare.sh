@@ -138,7 +138,8 @@ ws_start() { # server: started with XMPP over WebSocket on its HTTP port. anchor
   echo "$s serves no WebSocket at $url" >&2; return 1
 }
 
-ws() { # memory per idle WebSocket session (issue 18), every server freshly started
+ws() { # memory per idle WebSocket session and 1:1 throughput over WebSocket (issue 18),
+      # every server freshly started
   for ((r = 1; r <= REPS; r++)); do
     for s in $SERVERS; do
       ws_start $s || continue
@@ -146,6 +147,10 @@ ws() { # memory per idle WebSocket session (issue 18), every server freshly star
       (cd "$ROOT" && timeout 900 .venv/bin/python -m bench.wsload --url "${WSURL[$s]}" \
         --pid "$(cat "${PIDF[$s]}")" --clients "${WS_CLIENTS:-5000}" --label "ws_idle r$r" \
         --json "$OUT") | cut -c1-300
+      echo "== $(date +%T) $s ws_tput r$r" >&2
+      (cd "$ROOT" && timeout 300 .venv/bin/python -m bench.wsload --url "${WSURL[$s]}" \
+        --pid "$(cat "${PIDF[$s]}")" --label "ws_tput r$r" --json "$OUT" throughput \
+        --pairs 50 --window 10 --duration "$DUR" --warmup 3) | cut -c1-300
       stop $s
     done
   done
