@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from hongyan.server.hooks import HookBus, HookSet
 from hongyan.server.iq import Iq, IqHandlerFn, IqSpec, iq_handler
+from hongyan.server.metrics import Kind, Metrics, Reading, Source
 from hongyan.storage.migrations import Migration
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID
@@ -103,6 +104,7 @@ class Host(Protocol):
     modules: dict[str, Module]
     clock: Clock
     http_routes: Routes
+    metrics: Metrics
 
     @property
     def db(self) -> Database: ...
@@ -309,6 +311,19 @@ class ModuleAPI:
         ``remote`` and ``scheme`` are the client's, also behind a trusted reverse proxy. With
         several workers, a request is served by whichever worker accepted its connection."""
         self._undo.append(self._node.http_routes.add(method, path, handler))
+
+    def metric(self, kind: Kind, name: str, help: str, read: Callable[[], Reading],
+               labels: tuple[str, ...] = ()) -> None:
+        """Show a number at ``/metrics`` as ``hongyan_<name>`` (a counter: ``_total``
+        appended), read by ``read()`` only when it is scraped: a module counts in a plain
+        attribute of its own and nothing runs per stanza. ``read`` returns one value, or one
+        per tuple of ``labels`` values."""
+        self._undo.append(self._node.metrics.add(Source(name, kind, help, read, labels)))
+
+    @property
+    def metrics(self) -> Metrics:
+        """The node's numbers (what ``/metrics`` shows)."""
+        return self._node.metrics
 
     def register(self, module: Module) -> None:
         """Register every handler ``module`` marked with decorators."""

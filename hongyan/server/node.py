@@ -25,12 +25,13 @@ from hongyan.config.schema import Config
 from hongyan.server import accounts as accounts_mod
 from hongyan.server.accounts import Accounts
 from hongyan.server.auth import Guard
-from hongyan.server.c2s import AUTHENTICATED, C2SSession, Transport
+from hongyan.server.c2s import AUTHENTICATED, DETACHED, C2SSession, Transport
 from hongyan.server.clock import Clock
 from hongyan.server.cluster import Cluster
 from hongyan.server.features import load_module_classes
 from hongyan.server.hooks import AccountDeleted, HookBus
 from hongyan.server.iq import Iq, IqTracker
+from hongyan.server.metrics import Counters, Metrics, Reading, Source, resident_memory
 from hongyan.server.module import Module, ModuleAPI
 from hongyan.server.router import Router
 from hongyan.server.session import Flushable, NonzaHandler
@@ -41,7 +42,13 @@ from hongyan.storage.db import Database, open_database
 from hongyan.storage.kv import KV_MIGRATIONS, KeyValueStore
 from hongyan.storage.migrations import Migration, migrate
 from hongyan.transport.http import HttpServer, Proxies, Routes
-from hongyan.transport.tcp import StreamTransport, TLSConfig, listen, listening_sockets
+from hongyan.transport.tcp import (
+    Connections,
+    StreamTransport,
+    TLSConfig,
+    listen,
+    listening_sockets,
+)
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
@@ -85,6 +92,10 @@ class Node:
         self.domain_jid = JID("", self.domain, "")
         self.data_dir = Path(config.server.data_dir)
         self.hooks = HookBus()
+        #: what /metrics shows, and what the sessions and listeners count for it
+        self.metrics = Metrics()
+        self.counters = Counters()
+        self.connections = Connections()
         self.sessions = SessionManager()
         self.router = Router(self)
         self.iq_tracker = IqTracker()
@@ -128,6 +139,7 @@ class Node:
         self.http_port = 0
         self.https_port = 0
         self._http_routes()
+        self._metrics()
 
     # -- services -------------------------------------------------------------------------------
     @property
@@ -286,7 +298,7 @@ class Node:
             ctx = tls.context
 
         def factory() -> StreamTransport:
-            return StreamTransport(self._new_session, tls, direct)
+            return StreamTransport(self._new_session, tls, direct, self.connections)
 
         given: list[socket.socket | None] = [*socks] or [None]
         servers = [await listen(self.config.c2s.bind, port, factory, ctx, sock=sock)
@@ -302,6 +314,47 @@ class Node:
         if self.config.http.websocket:
             self.http_routes.add("GET", WEBSOCKET_PATH,
                                  WebSocketEndpoint(self, self.config.http, self._proxies))
+
+    def _metrics(self) -> None:
+        """The core's numbers for /metrics (modules add theirs: ``ModuleAPI.metric``)."""
+        conns, counters, guard, router = (self.connections, self.counters, self.guard,
+                                          self.router)
+        for source in (
+            Source("connections", "gauge", "client connections open, by transport",
+                   lambda: {("tcp",): conns.tcp, ("tls",): conns.tls,
+                            ("websocket",): conns.websocket}, ("transport",)),
+            Source("sessions", "gauge", "bound client sessions, by transport (detached: "
+                   "kept for a stream management resumption)", self._sessions_by_transport,
+                   ("transport",)),
+            Source("stanzas_in", "counter", "stanzas from bound client sessions, routed",
+                   lambda: router.messages_routed + router.others_routed),
+            Source("stanzas_out", "counter", "XML elements written to client streams "
+                   "(stanzas, and the streams' own: headers, features, SASL, acks)",
+                   lambda: counters.written),
+            Source("messages_routed", "counter", "messages from bound client sessions, routed",
+                   lambda: router.messages_routed),
+            Source("logins", "counter", "successful logins (SASL)", lambda: guard.logins),
+            Source("login_failures", "counter", "failed logins (SASL)",
+                   lambda: guard.login_failures),
+            Source("resident_memory_bytes", "gauge", "resident memory of the process",
+                   resident_memory),
+        ):
+            self.metrics.add(source)
+
+    def _sessions_by_transport(self) -> Reading:
+        counts: dict[tuple[str, ...], float] = dict.fromkeys(
+            (("tcp",), ("tls",), ("websocket",), ("detached",)), 0.0)
+        for s in self.sessions.all():
+            if not isinstance(s, C2SSession):
+                continue
+            if s.transport is DETACHED:
+                kind = "detached"
+            elif s.stream.profile is self.ws_streams:
+                kind = "websocket"
+            else:
+                kind = "tls" if s.transport.secure else "tcp"
+            counts[(kind,)] += 1
+        return counts
 
     async def _listen_http(self) -> None:
         """The HTTP listener (``[http]``): port 5280, and 5281 with the certificate of c2s."""
