@@ -29,4 +29,5 @@ ORDER: tuple[str, ...] = (
     "bookmarks",
     "avatar",
     "hostmeta",
+    "metrics",
 )

@@ -26,6 +26,7 @@ from hongyan.cluster.workers import home_of
 from tests.integration.clients import TIMEOUT, Client
 from tests.integration.netcut import NetCut
 from tests.integration.rawstream import SASL, RawStream, b64
+from tests.integration.test_metrics import parse, scrape, v
 from tests.integration.test_process import PW, Server, free_port, hongyan
 from tests.integration.test_sm_resume import resume
 from tests.integration.wsstream import CLOSE, WsStream, ws_url
@@ -488,3 +489,29 @@ async def test_the_senders_worker_archives_and_blocks_the_recipients_home_copies
     for c in (a, b1):
         _, results = await mam_query(c, rsm="<max>100</max>")
         assert bodies(results) == ["to one"]
+
+
+async def test_metrics_of_the_whole_node_from_whichever_worker_answers(node: Node) -> None:
+    """/metrics, whichever worker the kernel hands the request to, shows every worker's
+    numbers and their sums: the answering worker asks the other one for its numbers."""
+    a = await node.login(A0, "m")
+    b = await node.login(A1, "m")
+    a.send_message(mto=f"{A1}@localhost/m", mbody="count me", mtype="chat")
+    assert (await b.next_message())["body"] == "count me"
+    seen_workers = set()
+    for _ in range(12):
+        status, _, body = await scrape(node.http_port)
+        assert status == 200, body
+        vals = parse(body)
+        assert v(vals, "hongyan_sessions", transport="tls") == 2
+        assert v(vals, "hongyan_worker_sessions", transport="tls", worker="0") == 1  # A0's home
+        assert v(vals, "hongyan_worker_sessions", transport="tls", worker="1") == 1
+        assert v(vals, "hongyan_connections", transport="tls") == 2
+        assert v(vals, "hongyan_logins_total") >= 2
+        assert v(vals, "hongyan_messages_routed_total") >= 1
+        assert v(vals, "hongyan_logins_total") == sum(
+            v(vals, "hongyan_worker_logins_total", worker=w) for w in ("0", "1"))
+        async with aiohttp.ClientSession() as http, http.get(
+                f"http://127.0.0.1:{node.http_port}/health") as r:
+            seen_workers.add((await r.json())["worker"])
+    assert seen_workers <= {0, 1}
