@@ -105,6 +105,9 @@ class Host(Protocol):
     clock: Clock
     http_routes: Routes
     metrics: Metrics
+    #: the HTTP listener's ports (0: not listening)
+    http_port: int
+    https_port: int
 
     @property
     def db(self) -> Database: ...
@@ -324,6 +327,18 @@ class ModuleAPI:
     def metrics(self) -> Metrics:
         """The node's numbers (what ``/metrics`` shows)."""
         return self._node.metrics
+
+    @property
+    def http_url(self) -> str:
+        """The HTTP listener's base URL as this node knows it: ``https://<domain>:<port>``
+        when it serves HTTPS, else ``http://``; empty while it does not listen. A reverse
+        proxy's public address is configuration (the modules' own options)."""
+        node = self._node
+        if node.https_port:
+            return f"https://{node.domain}:{node.https_port}"
+        if node.http_port:
+            return f"http://{node.domain}:{node.http_port}"
+        return ""
 
     def register(self, module: Module) -> None:
         """Register every handler ``module`` marked with decorators."""

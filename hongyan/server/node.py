@@ -224,12 +224,8 @@ class Node:
 
         Why persistent: a fake salt that changed with every restart would tell an attacker
         which usernames do not exist (a real account's salt never changes)."""
-        await self.db.execute(
-            "INSERT INTO kv_store (username, ns, key, value) VALUES ('', ?, 'secret', ?) "
-            "ON CONFLICT (username, ns, key) DO NOTHING", _SECRET_NS, secrets.token_hex(32))
-        value = await self.kv.get("", _SECRET_NS, "secret")
-        assert value is not None
-        return bytes.fromhex(value)
+        return bytes.fromhex(await self.kv.setdefault("", _SECRET_NS, "secret",
+                                                      secrets.token_hex(32)))
 
     async def start(self, listen_c2s: bool = True) -> None:
         if self.config.cluster.backend != "local":
