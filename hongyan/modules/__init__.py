@@ -29,5 +29,6 @@ ORDER: tuple[str, ...] = (
     "bookmarks",
     "avatar",
     "hostmeta",
+    "upload",
     "metrics",
 )

@@ -10,6 +10,7 @@ connection accepted by the account's home stays, one accepted by the other worke
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import time
@@ -76,6 +77,7 @@ class Node:
 @pytest.fixture
 async def node(tmp_path: Path, storage_url: str) -> AsyncIterator[Node]:
     path = tmp_path / "hongyan.toml"
+    http_port = free_port()
     path.write_text(f"""
 [server]
 data_dir = "{tmp_path / 'data'}"
@@ -89,12 +91,14 @@ require_encryption = false
 allow_plaintext_auth = true
 [http]
 bind = ["127.0.0.1"]
-port = {free_port()}
+port = {http_port}
 tls_port = {free_port()}
 [storage]
 url = "{storage_url}"
 [auth]
 failure_delay = 0.05
+[upload]
+public_url = "http://127.0.0.1:{http_port}"
 """)
     for user in (A0, B0, A1, B1):
         r = hongyan("adduser", f"{user}@localhost", stdin=PW + "\n", config=path)
@@ -515,3 +519,36 @@ async def test_metrics_of_the_whole_node_from_whichever_worker_answers(node: Nod
                 f"http://127.0.0.1:{node.http_port}/health") as r:
             seen_workers.add((await r.json())["worker"])
     assert seen_workers <= {0, 1}
+
+
+async def test_upload_and_download_whichever_worker_gets_them(node: Node) -> None:
+    """The slot request goes to the upload service's home; each PUT and GET goes to whichever
+    worker the kernel hands the connection to (a new connection each), which checks the
+    signed slot itself: the bytes come back, a slot is used once, for accounts of both
+    homes."""
+    for user in (A0, A1):
+        c = await node.login(user, "up", plugins=("xep_0363",))
+        for i in range(4):
+            data = os.urandom(50_000 + i)
+            url = await c.plugin["xep_0363"].upload_file(
+                f"f{i}.bin", size=len(data), content_type="application/octet-stream",
+                input_file=io.BytesIO(data), timeout=10)
+            for _ in range(3):
+                async with aiohttp.ClientSession() as http, http.get(url) as r:
+                    assert r.status == 200 and await r.read() == data
+        await c.close()
+    c = await node.login(A1, "raw")
+    iq = await c.send_raw_iq(c.make_iq_get(ito="upload.localhost"),
+                             "<request xmlns='urn:xmpp:http:upload:0' filename='once.txt' "
+                             "size='4' content-type='text/plain'/>", TIMEOUT)
+    put_url = iq.xml.find("{urn:xmpp:http:upload:0}slot/{urn:xmpp:http:upload:0}put"
+                          ).attrib["url"]
+    statuses = []
+    for body in (b"once", b"twice", b"4444", b"4444"):
+        async with aiohttp.ClientSession() as http, http.put(
+                put_url, data=body, headers={"Content-Type": "text/plain"}) as r:
+            statuses.append(r.status)
+    assert statuses == [201, 413, 409, 409]
+    scraped = parse((await scrape(node.http_port))[2])
+    assert v(scraped, "hongyan_uploads_total") == 9
+    assert v(scraped, "hongyan_upload_bytes_total") == 8 * 50_000 + 2 * 6 + 4
