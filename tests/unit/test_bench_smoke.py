@@ -21,3 +21,11 @@ def test_archive_layout_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> No
     out = capsys.readouterr().out
     for layout in LAYOUTS:
         assert f"{layout} batch" in out
+
+
+def test_upload_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench/upload.py end to end on a tiny load (its own server, slots, PUTs, a GET)."""
+    from bench.upload import main
+
+    assert main(["--files", "3", "--size", "200000", "--users", "1", "--deadline", "60"]) == 0
+    assert '"created": 3' in capsys.readouterr().out
