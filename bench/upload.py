@@ -34,6 +34,8 @@ from xml.etree import ElementTree as ET
 
 import aiohttp
 
+from bench.idle import rss_kb
+
 UP = "urn:xmpp:http:upload:0"
 PASSWORD = "bench-pass"
 CHUNK = 64 * 1024
@@ -43,19 +45,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def rss_kb(pid: int) -> int:
-    """RSS of ``pid`` and all its descendants (supervisor, workers, writers)."""
-    total = 0
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        return total
-    return total + sum(rss_kb(int(c)) for c in children)
 
 
 class Sampler:

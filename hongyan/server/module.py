@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
@@ -19,6 +19,7 @@ from hongyan.server.iq import Iq, IqHandlerFn, IqSpec, iq_handler
 from hongyan.server.metrics import Kind, Metrics, Reading, Source
 from hongyan.storage.migrations import Migration
 from hongyan.xmpp.element import Element
+from hongyan.xmpp.errors import StanzaError, error_reply
 from hongyan.xmpp.jid import JID
 
 if TYPE_CHECKING:
@@ -36,6 +37,10 @@ if TYPE_CHECKING:
 
 # what a feature module imports from here
 __all__ = ["Iq", "Module", "ModuleAPI", "Timer", "hook", "iq_handler"]
+
+#: what answers the IQs of a service (:meth:`ModuleAPI.service`): (type, payload, sender) ->
+#: the result's payload (None: an empty result); a StanzaError raised is the error answer
+ServiceHandler = Callable[[str, Element, JID], Awaitable[Element | None]]
 
 E = TypeVar("E")
 M = TypeVar("M", bound="Module")
@@ -307,6 +312,42 @@ class ModuleAPI:
         ``conference.<domain>``): ``handler(stanza, sender, to)``, with the router's contract
         (return an awaitable to keep the sender's stanzas in order)."""
         self._undo.append(self._node.router.register_component(domain, handler))
+
+    def service(self, domain: str, handler: ServiceHandler) -> None:
+        """Host ``domain`` as a service spoken to with IQs (publish-subscribe, file upload):
+        an IQ get or set to the domain itself with one payload goes to ``handler``, and its
+        answer or :class:`StanzaError` goes back from ``domain``; a message gets
+        service-unavailable, anything else is ignored."""
+        route = self.route
+
+        async def answer(el: Element, itype: str, payload: Element, sender: JID) -> None:
+            try:
+                result = await handler(itype, payload, sender)
+            except StanzaError as exc:
+                route(error_reply(el, exc))
+                return
+            reply = Element("iq", attrs={"type": "result", "id": el.attrs.get("id", ""),
+                                         "from": domain, "to": str(sender)})
+            if result is not None:
+                reply.children.append(result)
+            route(reply)
+
+        def on_stanza(el: Element, sender: JID, to: JID) -> Awaitable[object] | None:
+            if el.name != "iq":
+                if el.name == "message" and el.attrs.get("type") != "error":
+                    self._node.router.bounce(el, StanzaError("service-unavailable"))
+                return None
+            itype = el.attrs.get("type", "")
+            if itype not in ("get", "set"):
+                return None
+            payloads = list(el.elements)
+            if to.local or to.resource or len(payloads) != 1:
+                self._node.router.bounce(el, StanzaError(
+                    "service-unavailable" if payloads else "bad-request"))
+                return None
+            return answer(el, itype, payloads[0], sender)
+
+        self.component(domain, on_stanza)
 
     def http_route(self, method: str, path: str, handler: Handler) -> None:
         """Serve HTTP ``method`` on ``path`` (ports 5280/5281; a path ending in ``/*``: every

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 import itertools
 import json
 
@@ -27,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from hongyan.modules.metrics.options import MetricsOptions
 from hongyan.server.metrics import Snapshot, render
 from hongyan.server.module import Module
+from hongyan.transport.http import Networks
 
 METRICS_PATH = "/metrics"
 
@@ -36,7 +36,7 @@ class Metrics(Module):
 
     async def start(self) -> None:
         opts = self.api.options(MetricsOptions)
-        self._nets = tuple(ipaddress.ip_network(n) for n in opts.allow_from)
+        self._allowed = Networks(opts.allow_from)
         self._token = opts.token.encode()
         self._timeout = opts.peer_timeout
         self._ids = itertools.count(1)
@@ -47,15 +47,6 @@ class Metrics(Module):
         self.api.http_route("GET", METRICS_PATH, self.serve)
 
     # -- who may read ---------------------------------------------------------------------------
-    def _from_allowed(self, remote: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(remote)
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in net for net in self._nets)
-
     def _refused(self, request: web.BaseRequest) -> web.Response | None:
         """None when ``request`` may read the numbers, else the answer that says why not."""
         auth = request.headers.get("Authorization", "")
@@ -63,7 +54,7 @@ class Metrics(Module):
             if hmac.compare_digest(auth[7:].strip().encode(), self._token):
                 return None
             return web.Response(status=403, text="wrong token\n")
-        if self._from_allowed(request.remote or ""):
+        if (request.remote or "") in self._allowed:
             return None
         if self._token:
             return web.Response(status=401, text="a bearer token is needed\n",

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Awaitable
 from pathlib import Path
 
 from hongyan.modules.upload.http import Files
@@ -37,7 +36,7 @@ from hongyan.server.hooks import AccountDeleted
 from hongyan.server.module import Module, hook
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
-from hongyan.xmpp.errors import StanzaError, error_reply
+from hongyan.xmpp.errors import StanzaError
 from hongyan.xmpp.jid import JID
 from hongyan.xmpp.stamps import xmpp_datetime
 
@@ -62,7 +61,7 @@ class Upload(Module):
         #: slots handed out and not yet used or expired: id -> (owner, size, expiry)
         self._open: dict[str, tuple[str, int, int]] = {}
         self._quota_lock = asyncio.Lock()
-        self.api.component(self.host, self.on_stanza)
+        self.api.service(self.host, self._request)
         self.api.http_route("PUT", PATH + "/*", self.files.put)
         self.api.http_route("GET", PATH + "/*", self.files.get)
         self.api.http_route("OPTIONS", PATH + "/*", self.files.options)
@@ -78,32 +77,6 @@ class Upload(Module):
         return domain != self.api.domain or await self.api.accounts.exists(local)
 
     # -- the service ----------------------------------------------------------------------------
-    def on_stanza(self, el: Element, sender: JID, to: JID) -> Awaitable[object] | None:
-        if el.name != "iq":
-            if el.name == "message" and el.attrs.get("type") != "error":
-                self.api.router.bounce(el, StanzaError("service-unavailable"))
-            return None
-        itype = el.attrs.get("type")
-        if itype not in ("get", "set"):
-            return None
-        payloads = list(el.elements)
-        if to.local or to.resource or len(payloads) != 1:
-            self.api.router.bounce(el, StanzaError("service-unavailable" if payloads else
-                                                   "bad-request"))
-            return None
-        return self._iq(el, itype, payloads[0], sender)
-
-    async def _iq(self, el: Element, itype: str, payload: Element, sender: JID) -> None:
-        try:
-            result = await self._request(itype, payload, sender)
-        except StanzaError as exc:
-            self.api.route(error_reply(el, exc))
-            return
-        reply = Element("iq", attrs={"type": "result", "id": el.attrs.get("id", ""),
-                                     "from": self.host, "to": str(sender)})
-        reply.children.append(result)
-        self.api.route(reply)
-
     async def _request(self, itype: str, payload: Element, sender: JID) -> Element:
         if itype == "get" and payload.name == "query" and not payload.attrs.get("node"):
             if payload.xmlns == NS.DISCO_INFO:
