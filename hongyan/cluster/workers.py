@@ -64,13 +64,16 @@ from hongyan.xmpp.jid import JID
 from hongyan.xmpp.parser import StreamParser
 
 if TYPE_CHECKING:
-    from hongyan.transport.tcp import TLSConfig
+    from hongyan.transport.tcp import Connections, TLSConfig
 
 log = logging.getLogger("hongyan.workers")
 
 
 class Node(Host, Protocol):
     """What the workers use of their process's node (besides what its sessions use)."""
+
+    #: the client connections this process holds open
+    connections: Connections
 
     @property
     def tls_config(self) -> TLSConfig | None: ...
@@ -566,8 +569,11 @@ class Workers:
             transport.peer_host = peer
             return node.adopted_session(transport, username)
 
+        # a plain TCP socket moved here (counted here now); a TLS connection's relay is
+        # counted where the connection is
+        conns = None if secure else node.connections
         node.spawn(asyncio.get_running_loop().connect_accepted_socket(
-            lambda: StreamTransport(factory, node.tls_config, secure), sock))
+            lambda: StreamTransport(factory, node.tls_config, secure, conns), sock))
 
 
 __all__ = ["Peer", "Workers", "home_of"]

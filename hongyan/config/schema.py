@@ -113,6 +113,10 @@ def _network(v: str) -> str:
         raise ValueError(f"not an IP address or network: {v!r}") from None
 
 
+#: an IP address or network, normalized (trusted proxies; who may read /metrics)
+Network = Annotated[str, AfterValidator(_network)]
+
+
 def _origin(v: str) -> str:
     """An allowed WebSocket origin: ``scheme://host[:port]``, as browsers send it."""
     o = v.strip().lower().rstrip("/")
@@ -128,7 +132,7 @@ class HTTPSection(Section):
     port: int = Field(5280, ge=0, le=65535, description="HTTP port (0 = any free port)")
     tls: bool = Field(True, description="also listen for HTTPS, with the certificate of c2s")
     tls_port: int = Field(5281, ge=0, le=65535, description="HTTPS port (0 = any free port)")
-    trusted_proxies: list[Annotated[str, AfterValidator(_network)]] = Field(
+    trusted_proxies: list[Network] = Field(
         default_factory=list, description="reverse proxies (addresses or networks) whose "
         "X-Forwarded-For and X-Forwarded-Proto headers are believed; nobody else's are")
     websocket: bool = Field(True, description="XMPP over WebSocket (RFC 7395) at "

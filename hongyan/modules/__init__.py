@@ -29,4 +29,6 @@ ORDER: tuple[str, ...] = (
     "bookmarks",
     "avatar",
     "hostmeta",
+    "upload",
+    "metrics",
 )

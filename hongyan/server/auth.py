@@ -55,9 +55,13 @@ class Guard:
         self._failures: dict[str, tuple[int, float]] = {}
         self._plain_ok: dict[str, bytes] = {}
         self.notify: Callable[[str, bytes], None] | None = None
+        #: logins that succeeded and failed in this process (``/metrics``)
+        self.logins = 0
+        self.login_failures = 0
 
     def failed(self, host: str) -> float:
         """Record a failed login from ``host``; return how long to delay the answer."""
+        self.login_failures += 1
         count = self._count(host)
         if self.notify is not None:
             self.notify("auth-failed", host.encode())
@@ -65,6 +69,7 @@ class Guard:
                          self._cfg.failure_delay_max))
 
     def succeeded(self, host: str) -> None:
+        self.logins += 1
         # every worker holds the same counts: none here, none anywhere (no notice per login)
         if self._failures.pop(host, None) is not None and self.notify is not None:
             self.notify("auth-ok", host.encode())

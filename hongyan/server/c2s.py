@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from hongyan.server.clock import Clock, Handle
     from hongyan.server.cluster import Cluster
     from hongyan.server.hooks import HookBus
+    from hongyan.server.metrics import Counters
     from hongyan.server.router import Router
     from hongyan.server.session import NonzaHandler
     from hongyan.server.sessions import SessionManager
@@ -79,6 +80,8 @@ class Host(Service, Protocol):
     registration_enabled: bool
     c2s_streams: Profile
     clock: Clock
+    #: what sessions write (``/metrics``)
+    counters: Counters
     #: set while a read's stanzas are handled: output waits for :meth:`end_batch`
     in_batch: bool
 

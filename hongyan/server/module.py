@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 from hongyan.server.hooks import HookBus, HookSet
 from hongyan.server.iq import Iq, IqHandlerFn, IqSpec, iq_handler
+from hongyan.server.metrics import Kind, Metrics, Reading, Source
 from hongyan.storage.migrations import Migration
 from hongyan.xmpp.element import Element
+from hongyan.xmpp.errors import StanzaError, error_reply
 from hongyan.xmpp.jid import JID
 
 if TYPE_CHECKING:
@@ -35,6 +37,10 @@ if TYPE_CHECKING:
 
 # what a feature module imports from here
 __all__ = ["Iq", "Module", "ModuleAPI", "Timer", "hook", "iq_handler"]
+
+#: what answers the IQs of a service (:meth:`ModuleAPI.service`): (type, payload, sender) ->
+#: the result's payload (None: an empty result); a StanzaError raised is the error answer
+ServiceHandler = Callable[[str, Element, JID], Awaitable[Element | None]]
 
 E = TypeVar("E")
 M = TypeVar("M", bound="Module")
@@ -104,6 +110,10 @@ class Host(Protocol):
     modules: dict[str, Module]
     clock: Clock
     http_routes: Routes
+    metrics: Metrics
+    #: the HTTP listener's ports (0: not listening)
+    http_port: int
+    https_port: int
 
     @property
     def db(self) -> Database: ...
@@ -310,12 +320,73 @@ class ModuleAPI:
         (return an awaitable to keep the sender's stanzas in order)."""
         self._undo.append(self._node.router.register_component(domain, handler))
 
+    def service(self, domain: str, handler: ServiceHandler) -> None:
+        """Host ``domain`` as a service spoken to with IQs (publish-subscribe, file upload):
+        an IQ get or set to the domain itself with one payload goes to ``handler``, and its
+        answer or :class:`StanzaError` goes back from ``domain``; a message gets
+        service-unavailable, anything else is ignored."""
+        route = self.route
+
+        async def answer(el: Element, itype: str, payload: Element, sender: JID) -> None:
+            try:
+                result = await handler(itype, payload, sender)
+            except StanzaError as exc:
+                route(error_reply(el, exc))
+                return
+            reply = Element("iq", attrs={"type": "result", "id": el.attrs.get("id", ""),
+                                         "from": domain, "to": str(sender)})
+            if result is not None:
+                reply.children.append(result)
+            route(reply)
+
+        def on_stanza(el: Element, sender: JID, to: JID) -> Awaitable[object] | None:
+            if el.name != "iq":
+                if el.name == "message" and el.attrs.get("type") != "error":
+                    self._node.router.bounce(el, StanzaError("service-unavailable"))
+                return None
+            itype = el.attrs.get("type", "")
+            if itype not in ("get", "set"):
+                return None
+            payloads = list(el.elements)
+            if to.local or to.resource or len(payloads) != 1:
+                self._node.router.bounce(el, StanzaError(
+                    "service-unavailable" if payloads else "bad-request"))
+                return None
+            return answer(el, itype, payloads[0], sender)
+
+        self.component(domain, on_stanza)
+
     def http_route(self, method: str, path: str, handler: Handler) -> None:
         """Serve HTTP ``method`` on ``path`` (ports 5280/5281; a path ending in ``/*``: every
         path under it) with the aiohttp handler ``handler(request) -> response``. The request's
         ``remote`` and ``scheme`` are the client's, also behind a trusted reverse proxy. With
         several workers, a request is served by whichever worker accepted its connection."""
         self._undo.append(self._node.http_routes.add(method, path, handler))
+
+    def metric(self, kind: Kind, name: str, help: str, read: Callable[[], Reading],
+               labels: tuple[str, ...] = ()) -> None:
+        """Show a number at ``/metrics`` as ``hongyan_<name>`` (a counter: ``_total``
+        appended), read by ``read()`` only when it is scraped: a module counts in a plain
+        attribute of its own and nothing runs per stanza. ``read`` returns one value, or one
+        per tuple of ``labels`` values."""
+        self._undo.append(self._node.metrics.add(Source(name, kind, help, read, labels)))
+
+    @property
+    def metrics(self) -> Metrics:
+        """The node's numbers (what ``/metrics`` shows)."""
+        return self._node.metrics
+
+    @property
+    def http_url(self) -> str:
+        """The HTTP listener's base URL as this node knows it: ``https://<domain>:<port>``
+        when it serves HTTPS, else ``http://``; empty while it does not listen. A reverse
+        proxy's public address is configuration (the modules' own options)."""
+        node = self._node
+        if node.https_port:
+            return f"https://{node.domain}:{node.https_port}"
+        if node.http_port:
+            return f"http://{node.domain}:{node.http_port}"
+        return ""
 
     def register(self, module: Module) -> None:
         """Register every handler ``module`` marked with decorators."""

@@ -25,13 +25,14 @@ from hongyan.config.schema import Config
 from hongyan.server import accounts as accounts_mod
 from hongyan.server.accounts import Accounts
 from hongyan.server.auth import Guard
-from hongyan.server.c2s import AUTHENTICATED, C2SSession, Transport
+from hongyan.server.c2s import AUTHENTICATED, DETACHED, C2SSession, Transport
 from hongyan.server.clock import Clock
 from hongyan.server.cluster import Cluster
 from hongyan.server.component import ComponentSession, ExternalComponents
 from hongyan.server.features import load_module_classes
 from hongyan.server.hooks import AccountDeleted, HookBus
 from hongyan.server.iq import Iq, IqTracker
+from hongyan.server.metrics import Counters, Metrics, Reading, Source, resident_memory
 from hongyan.server.module import Module, ModuleAPI
 from hongyan.server.router import Router
 from hongyan.server.session import Flushable, NonzaHandler
@@ -42,7 +43,13 @@ from hongyan.storage.db import Database, open_database
 from hongyan.storage.kv import KV_MIGRATIONS, KeyValueStore
 from hongyan.storage.migrations import Migration, migrate
 from hongyan.transport.http import HttpServer, Proxies, Routes
-from hongyan.transport.tcp import StreamTransport, TLSConfig, listen, listening_sockets
+from hongyan.transport.tcp import (
+    Connections,
+    StreamTransport,
+    TLSConfig,
+    listen,
+    listening_sockets,
+)
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
@@ -87,6 +94,10 @@ class Node:
         self.admins = _admins(config.server.admins)
         self.data_dir = Path(config.server.data_dir)
         self.hooks = HookBus()
+        #: what /metrics shows, and what the sessions and listeners count for it
+        self.metrics = Metrics()
+        self.counters = Counters()
+        self.connections = Connections()
         self.sessions = SessionManager()
         self.router = Router(self)
         self.iq_tracker = IqTracker()
@@ -138,6 +149,7 @@ class Node:
             config.server.domain, parsers, role=COMPONENT,
             domains=self.components.names)
         self.component_port = 0
+        self._metrics()
 
     # -- services -------------------------------------------------------------------------------
     @property
@@ -222,12 +234,8 @@ class Node:
 
         Why persistent: a fake salt that changed with every restart would tell an attacker
         which usernames do not exist (a real account's salt never changes)."""
-        await self.db.execute(
-            "INSERT INTO kv_store (username, ns, key, value) VALUES ('', ?, 'secret', ?) "
-            "ON CONFLICT (username, ns, key) DO NOTHING", _SECRET_NS, secrets.token_hex(32))
-        value = await self.kv.get("", _SECRET_NS, "secret")
-        assert value is not None
-        return bytes.fromhex(value)
+        return bytes.fromhex(await self.kv.setdefault("", _SECRET_NS, "secret",
+                                                      secrets.token_hex(32)))
 
     async def start(self, listen_c2s: bool = True) -> None:
         if self.config.cluster.backend != "local":
@@ -298,7 +306,7 @@ class Node:
             ctx = tls.context
 
         def factory() -> StreamTransport:
-            return StreamTransport(self._new_session, tls, direct)
+            return StreamTransport(self._new_session, tls, direct, self.connections)
 
         given: list[socket.socket | None] = [*socks] or [None]
         servers = [await listen(self.config.c2s.bind, port, factory, ctx, sock=sock)
@@ -314,6 +322,47 @@ class Node:
         if self.config.http.websocket:
             self.http_routes.add("GET", WEBSOCKET_PATH,
                                  WebSocketEndpoint(self, self.config.http, self._proxies))
+
+    def _metrics(self) -> None:
+        """The core's numbers for /metrics (modules add theirs: ``ModuleAPI.metric``)."""
+        conns, counters, guard, router = (self.connections, self.counters, self.guard,
+                                          self.router)
+        for source in (
+            Source("connections", "gauge", "client connections open, by transport",
+                   lambda: {("tcp",): conns.tcp, ("tls",): conns.tls,
+                            ("websocket",): conns.websocket}, ("transport",)),
+            Source("sessions", "gauge", "bound client sessions, by transport (detached: "
+                   "kept for a stream management resumption)", self._sessions_by_transport,
+                   ("transport",)),
+            Source("stanzas_in", "counter", "stanzas from bound client sessions, routed",
+                   lambda: router.messages_routed + router.others_routed),
+            Source("stanzas_out", "counter", "XML elements written to client streams "
+                   "(stanzas, and the streams' own: headers, features, SASL, acks)",
+                   lambda: counters.written),
+            Source("messages_routed", "counter", "messages from bound client sessions, routed",
+                   lambda: router.messages_routed),
+            Source("logins", "counter", "successful logins (SASL)", lambda: guard.logins),
+            Source("login_failures", "counter", "failed logins (SASL)",
+                   lambda: guard.login_failures),
+            Source("resident_memory_bytes", "gauge", "resident memory of the process",
+                   resident_memory),
+        ):
+            self.metrics.add(source)
+
+    def _sessions_by_transport(self) -> Reading:
+        counts: dict[tuple[str, ...], float] = dict.fromkeys(
+            (("tcp",), ("tls",), ("websocket",), ("detached",)), 0.0)
+        for s in self.sessions.all():
+            if not isinstance(s, C2SSession):
+                continue
+            if s.transport is DETACHED:
+                kind = "detached"
+            elif s.stream.profile is self.ws_streams:
+                kind = "websocket"
+            else:
+                kind = "tls" if s.transport.secure else "tcp"
+            counts[(kind,)] += 1
+        return counts
 
     async def _listen_http(self) -> None:
         """The HTTP listener (``[http]``): port 5280, and 5281 with the certificate of c2s."""

@@ -120,6 +120,10 @@ class Router:
         #: stanzas are handled on its home process (see :meth:`resolve`).
         self.cluster: Cluster | None = None
         self._processes: tuple[Target, ...] = ()
+        #: stanzas from this process's client sessions it routed: messages, and the others
+        #: (one increment per stanza; /metrics adds them up)
+        self.messages_routed = 0
+        self.others_routed = 0
 
     def attach(self, cluster: Cluster) -> None:
         """This process is one of several (``server.workers``)."""
@@ -227,7 +231,9 @@ class Router:
                     return None
         name = el.name
         if name == "message":
+            self.messages_routed += 1
             return self.message(el, sender, to if to is not None else sender.bare)
+        self.others_routed += 1
         if name == "presence":
             return self._hooks.fire(PresenceOutbound(el, session, to))
         return self.iq(el, sender, to, session)

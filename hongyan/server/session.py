@@ -25,6 +25,7 @@ from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StreamError
 
 if TYPE_CHECKING:
+    from hongyan.server.metrics import Counters
     from hongyan.xmpp.jid import JID
     from hongyan.xmpp.parser import Event
     from hongyan.xmpp.stream import Stream
@@ -49,6 +50,9 @@ class Flushable(Protocol):
 
 class Flusher(Protocol):
     """Who writes dirty outboxes once per pass of the event loop (the node)."""
+
+    #: what its sessions count (what they write)
+    counters: Counters
 
     def schedule_flush(self, session: Flushable) -> None: ...
 
@@ -144,6 +148,7 @@ class Session:
         out = self._out
         if out is not None:
             self._out = None
+            self.node.counters.written += len(out)
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def stream_error(self, exc: StreamError) -> None:

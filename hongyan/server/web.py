@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from hongyan.config.schema import HTTPSection
     from hongyan.server.cluster import Cluster
     from hongyan.transport.http import Proxies
-    from hongyan.transport.tcp import TLSConfig
+    from hongyan.transport.tcp import Connections, TLSConfig
     from hongyan.xmpp.stream import Profile
 
 #: RFC 7395 §3.1: the subprotocol a client must ask for
@@ -33,6 +33,7 @@ class WebHost(Host, Protocol):
     """What the HTTP routes use of the node."""
 
     ws_streams: Profile
+    connections: Connections
 
     @property
     def tls_config(self) -> TLSConfig | None: ...
@@ -90,7 +91,11 @@ class WebSocketEndpoint:
         transport = WebSocketTransport(ws, raw, peer_host=request.remote or "",
                                        secure=request.scheme == "https", channel_binding=cb,
                                        max_message=self._limit)
-        await transport.run(C2SSession(node, transport, node.ws_streams))
+        node.connections.websocket += 1
+        try:
+            await transport.run(C2SSession(node, transport, node.ws_streams))
+        finally:
+            node.connections.websocket -= 1
         return ws
 
 

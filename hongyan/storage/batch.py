@@ -84,6 +84,10 @@ class BatchWriter(Generic[T]):
         self._flushing: asyncio.Task[Any] | None = None
         self._handover = HandOver()
 
+    def __len__(self) -> int:
+        """Rows queued and not yet handed to the database."""
+        return len(self._queue)
+
     def add(self, row: T) -> Awaitable[None] | None:
         """Queue a row (no I/O, no task unless a write is due). With ``max_queued`` rows
         queued (writes fall behind), it returns what the caller should wait for before adding

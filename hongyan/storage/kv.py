@@ -40,6 +40,16 @@ class KeyValueStore:
             "ON CONFLICT (username, ns, key) DO UPDATE SET value = excluded.value",
             username, ns, key, value)
 
+    async def setdefault(self, username: str, ns: str, key: str, value: str) -> str:
+        """The value stored under the key, ``value`` stored first when there is none: the
+        first writer wins a race (a node's workers starting at once agree on a secret)."""
+        await self._db.execute(
+            "INSERT INTO kv_store (username, ns, key, value) VALUES (?,?,?,?) "
+            "ON CONFLICT (username, ns, key) DO NOTHING", username, ns, key, value)
+        stored = await self.get(username, ns, key)
+        assert stored is not None
+        return stored
+
     async def delete(self, username: str, ns: str, key: str = "") -> None:
         await self._db.execute("DELETE FROM kv_store WHERE username=? AND ns=? AND key=?",
                                username, ns, key)

@@ -72,8 +72,9 @@ class Routes:
         return handler, tuple(sorted(methods))
 
 
-class Proxies:
-    """The reverse proxies whose forwarding headers are believed (addresses or networks)."""
+class Networks:
+    """Addresses and networks, and whether a client's address is among them (an IPv4
+    address seen as IPv4-mapped IPv6 counts as itself)."""
 
     __slots__ = ("_nets",)
 
@@ -84,14 +85,23 @@ class Proxies:
     def __bool__(self) -> bool:
         return bool(self._nets)
 
-    def trusted(self, address: str) -> bool:
+    def __contains__(self, address: object) -> bool:
         try:
-            ip = ipaddress.ip_address(address)
+            ip = ipaddress.ip_address(str(address))
         except ValueError:
             return False
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         return any(ip in net for net in self._nets)
+
+
+class Proxies(Networks):
+    """The reverse proxies whose forwarding headers are believed (addresses or networks)."""
+
+    __slots__ = ()
+
+    def trusted(self, address: str) -> bool:
+        return address in self
 
     def client(self, peer: str, forwarded_for: str | None, forwarded_proto: str | None
                ) -> tuple[str, str | None]:
@@ -168,4 +178,4 @@ class HttpServer:
             return web.Response(status=500, text="internal server error\n")
 
 
-__all__ = ["Handler", "HttpServer", "Proxies", "Routes"]
+__all__ = ["Handler", "HttpServer", "Networks", "Proxies", "Routes"]

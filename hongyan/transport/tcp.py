@@ -32,16 +32,31 @@ class TLSConfig:
         self.cb_server_end_point = cb_server_end_point
 
 
-class StreamTransport(asyncio.Protocol):
-    """One client connection."""
+class Connections:
+    """How many client connections of each kind this process holds open (``/metrics``):
+    counted where a connection opens and closes, never per byte."""
 
-    __slots__ = ("_closing", "_factory", "_secure", "_tls", "_transport", "peer_host", "session")
+    __slots__ = ("tcp", "tls", "websocket")
+
+    def __init__(self) -> None:
+        self.tcp = 0
+        self.tls = 0  # direct TLS, and TCP after STARTTLS
+        self.websocket = 0
+
+
+class StreamTransport(asyncio.Protocol):
+    """One client connection (``conns``: counted there while it is open)."""
+
+    __slots__ = ("_closing", "_conns", "_factory", "_secure", "_tls", "_transport", "peer_host",
+                 "session")
 
     def __init__(self, session_factory: Callable[[StreamTransport], Session],
-                 tls: TLSConfig | None, direct_tls: bool) -> None:
+                 tls: TLSConfig | None, direct_tls: bool,
+                 conns: Connections | None = None) -> None:
         self._factory: Callable[[StreamTransport], Session] | None = session_factory
         self._tls = tls
         self._secure = direct_tls
+        self._conns = conns
         self._transport: asyncio.Transport | None = None
         self._closing = False
         self.peer_host = ""
@@ -53,6 +68,12 @@ class StreamTransport(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer_host = str(peer[0]) if peer else ""
+        conns = self._conns
+        if conns is not None:
+            if self._secure:
+                conns.tls += 1
+            else:
+                conns.tcp += 1
         # No TCP_NODELAY here: uvloop and asyncio set it on every TCP transport, and asking
         # uvloop for the socket object makes it build and keep one per connection.
         # The factory is used once: an idle connection keeps no closure or bound method.
@@ -70,6 +91,12 @@ class StreamTransport(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        conns, self._conns = self._conns, None
+        if conns is not None:
+            if self._secure:
+                conns.tls -= 1
+            else:
+                conns.tcp -= 1
         session = self.session
         self.session = None
         if session is not None:
@@ -145,6 +172,9 @@ class StreamTransport(asyncio.Protocol):
             return
         self._transport = new
         self._secure = True
+        if self._conns is not None:
+            self._conns.tcp -= 1
+            self._conns.tls += 1
 
     def channel_binding(self) -> tuple[str, bytes] | None:
         if self._secure and self._tls is not None:

@@ -803,15 +803,16 @@ async def test_occupant_errors(harness: Harness) -> None:
 
 async def test_host_is_configurable_and_muc_can_be_switched_off(harness: Harness) -> None:
     await harness.stop_node()
-    # (the pubsub service, another component, off: the list holds only MUC's)
-    harness.extra_config = '[muc]\nhost = "rooms.localhost"\n[pubsub]\nservice = false\n'
+    # (the pubsub and upload services, other components, off: the list holds only MUC's)
+    harness.extra_config = ('[muc]\nhost = "rooms.localhost"\n[pubsub]\nservice = false\n'
+                            '[modules]\ndisabled = ["upload"]\n')
     await harness.start()
     crone = await witch(harness, "crone")
     await crone.create("coven@rooms.localhost", "firstwitch")
     items = await crone.iq("localhost", f"<query xmlns='{DISCO_ITEMS}'/>")
     assert {i.get("jid") for i in items.iter(f"{{{DISCO_ITEMS}}}item")} == {"rooms.localhost"}
     await harness.stop_node()
-    harness.extra_config = '[modules]\ndisabled = ["muc"]\n[pubsub]\nservice = false\n'
+    harness.extra_config = '[modules]\ndisabled = ["muc", "upload"]\n[pubsub]\nservice = false\n'
     await harness.start()
     crone = await witch(harness, "crone")
     items = await crone.iq("localhost", f"<query xmlns='{DISCO_ITEMS}'/>")

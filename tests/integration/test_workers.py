@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import signal
 import time
@@ -27,6 +28,7 @@ from hongyan.cluster.workers import home_of
 from tests.integration.clients import TIMEOUT, Client
 from tests.integration.netcut import NetCut
 from tests.integration.rawstream import SASL, RawStream, b64
+from tests.integration.test_metrics import parse, scrape, v
 from tests.integration.test_process import PW, Server, free_port, hongyan
 from tests.integration.test_sm_resume import resume
 from tests.integration.wsstream import CLOSE, WsStream, ws_url
@@ -84,6 +86,7 @@ async def serving(tmp_path: Path, storage_url: str, extra: str = "",
                   node_class: type[Node] = Node) -> AsyncIterator[Node]:
     """``hongyan serve`` with two workers and the four accounts; ``extra``: more config."""
     path = tmp_path / "hongyan.toml"
+    http_port = free_port()
     path.write_text(f"""
 [server]
 data_dir = "{tmp_path / 'data'}"
@@ -97,13 +100,15 @@ require_encryption = false
 allow_plaintext_auth = true
 [http]
 bind = ["127.0.0.1"]
-port = {free_port()}
+port = {http_port}
 tls_port = {free_port()}
 [storage]
 url = "{storage_url}"
 [auth]
 failure_delay = 0.05
 {extra}
+[upload]
+public_url = "http://127.0.0.1:{http_port}"
 """)
     for user in (A0, B0, A1, B1):
         r = hongyan("adduser", f"{user}@localhost", stdin=PW + "\n", config=path)
@@ -498,3 +503,62 @@ async def test_the_senders_worker_archives_and_blocks_the_recipients_home_copies
     for c in (a, b1):
         _, results = await mam_query(c, rsm="<max>100</max>")
         assert bodies(results) == ["to one"]
+
+
+async def test_metrics_of_the_whole_node_from_whichever_worker_answers(node: Node) -> None:
+    """/metrics, whichever worker the kernel hands the request to, shows every worker's
+    numbers and their sums: the answering worker asks the other one for its numbers."""
+    a = await node.login(A0, "m")
+    b = await node.login(A1, "m")
+    a.send_message(mto=f"{A1}@localhost/m", mbody="count me", mtype="chat")
+    assert (await b.next_message())["body"] == "count me"
+    seen_workers = set()
+    for _ in range(12):
+        status, _, body = await scrape(node.http_port)
+        assert status == 200, body
+        vals = parse(body)
+        assert v(vals, "hongyan_sessions", transport="tls") == 2
+        assert v(vals, "hongyan_worker_sessions", transport="tls", worker="0") == 1  # A0's home
+        assert v(vals, "hongyan_worker_sessions", transport="tls", worker="1") == 1
+        assert v(vals, "hongyan_connections", transport="tls") == 2
+        assert v(vals, "hongyan_logins_total") >= 2
+        assert v(vals, "hongyan_messages_routed_total") >= 1
+        assert v(vals, "hongyan_logins_total") == sum(
+            v(vals, "hongyan_worker_logins_total", worker=w) for w in ("0", "1"))
+        async with aiohttp.ClientSession() as http, http.get(
+                f"http://127.0.0.1:{node.http_port}/health") as r:
+            seen_workers.add((await r.json())["worker"])
+    assert seen_workers <= {0, 1}
+
+
+async def test_upload_and_download_whichever_worker_gets_them(node: Node) -> None:
+    """The slot request goes to the upload service's home; each PUT and GET goes to whichever
+    worker the kernel hands the connection to (a new connection each), which checks the
+    signed slot itself: the bytes come back, a slot is used once, for accounts of both
+    homes."""
+    for user in (A0, A1):
+        c = await node.login(user, "up", plugins=("xep_0363",))
+        for i in range(4):
+            data = os.urandom(50_000 + i)
+            url = await c.plugin["xep_0363"].upload_file(
+                f"f{i}.bin", size=len(data), content_type="application/octet-stream",
+                input_file=io.BytesIO(data), timeout=10)
+            for _ in range(3):
+                async with aiohttp.ClientSession() as http, http.get(url) as r:
+                    assert r.status == 200 and await r.read() == data
+        await c.close()
+    c = await node.login(A1, "raw")
+    iq = await c.send_raw_iq(c.make_iq_get(ito="upload.localhost"),
+                             "<request xmlns='urn:xmpp:http:upload:0' filename='once.txt' "
+                             "size='4' content-type='text/plain'/>", TIMEOUT)
+    put_url = iq.xml.find("{urn:xmpp:http:upload:0}slot/{urn:xmpp:http:upload:0}put"
+                          ).attrib["url"]
+    statuses = []
+    for body in (b"once", b"twice", b"4444", b"4444"):
+        async with aiohttp.ClientSession() as http, http.put(
+                put_url, data=body, headers={"Content-Type": "text/plain"}) as r:
+            statuses.append(r.status)
+    assert statuses == [201, 413, 409, 409]
+    scraped = parse((await scrape(node.http_port))[2])
+    assert v(scraped, "hongyan_uploads_total") == 9
+    assert v(scraped, "hongyan_upload_bytes_total") == 8 * 50_000 + 2 * 6 + 4

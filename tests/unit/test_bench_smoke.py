@@ -31,3 +31,11 @@ async def test_session_memory_benchmark_runs() -> None:
     assert result["sessions"] == 20
     per = result["heap_bytes_per_session"]
     assert isinstance(per, int) and 0 < per < 100_000
+
+
+def test_upload_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """bench/upload.py end to end on a tiny load (its own server, slots, PUTs, a GET)."""
+    from bench.upload import main
+
+    assert main(["--files", "3", "--size", "200000", "--users", "1", "--deadline", "60"]) == 0
+    assert '"created": 3' in capsys.readouterr().out

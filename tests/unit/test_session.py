@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from hongyan.modules.csi.state import CSIState
 from hongyan.modules.sm.state import REQUEST, SMState
+from hongyan.server.metrics import Counters
 from hongyan.server.session import BOUND, CLOSED, Session
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
@@ -16,6 +17,7 @@ from hongyan.xmpp.element import Element
 class Node:
     def __init__(self) -> None:
         self.dirty: list[Session] = []
+        self.counters = Counters()
 
     def schedule_flush(self, session: Session) -> None:
         self.dirty.append(session)

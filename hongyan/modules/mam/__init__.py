@@ -211,6 +211,8 @@ class Mam(Module):
     async def start(self) -> None:
         self.api.on_notice("mam-prefs", self._peer_prefs)
         self.api.on_notice("mam-flush", self._peer_flush)
+        self.api.metric("gauge", "archive_queue", "messages queued for the user archives, not "
+                        "yet handed to the database", lambda: len(self._queue))
         await self._convert_legacy()
         last = await self.api.db.fetchval("SELECT MAX(id) FROM mam_log")
         self._last_id = int(last or 0)

@@ -71,6 +71,8 @@ class RoomArchive:
     async def start(self) -> None:
         last = await self.api.db.fetchval("SELECT MAX(id) FROM muc_archive")
         self.ids.last = int(last or 0)
+        self.api.metric("gauge", "room_archive_queue", "room messages queued for the room "
+                        "archives, not yet handed to the database", lambda: len(self._writer))
 
     # -- writing (the fan-out path: memory only) ------------------------------------------------
     def add(self, room: str, mid: int, nick: str, sender: str, tail: bytes

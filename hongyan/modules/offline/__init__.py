@@ -97,6 +97,12 @@ class Offline(Module):
         # per-user lock and how many tasks hold or wait for it; dropped when none does (a
         # lock that merely looks unlocked may already be promised to a waiter)
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        #: messages this process stored (``/metrics``)
+        self.stored = 0
+
+    async def start(self) -> None:
+        self.api.metric("counter", "offline_messages_stored", "messages stored for accounts "
+                        "with no available resource", lambda: self.stored)
 
     def _enter(self, username: str) -> asyncio.Lock:
         lock, users = self._locks.get(username) or (asyncio.Lock(), 0)
@@ -156,6 +162,7 @@ class Offline(Module):
                     await self.api.db.executemany(
                         "INSERT INTO offline_messages (username, created_at, stanza) "
                         "VALUES (?,?,?)", rows)
+                self.stored += len(rows)
                 return refused
         finally:
             self._leave(username)

@@ -10,8 +10,6 @@ server administrator (``server.admins``; every local user with ``[pubsub] create
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-
 from hongyan.modules.pubsub.engine import PUBSUB, PubSub, Service
 from hongyan.modules.pubsub.options import PubSubOptions
 from hongyan.modules.pubsub.protocol import FEATURES, INSTANT_NODES, PUBSUB_OWNER, Protocol
@@ -20,7 +18,7 @@ from hongyan.server.hooks import AccountDeleted
 from hongyan.server.module import Module, hook
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
-from hongyan.xmpp.errors import StanzaError, error_reply
+from hongyan.xmpp.errors import StanzaError
 from hongyan.xmpp.jid import JID
 
 __all__ = ["PUBSUB", "PubSub", "PubSubModule", "Service"]
@@ -43,39 +41,12 @@ class PubSubModule(Module):
         self.protocol = Protocol(self.engine)
         self.host = cfg.host_for(self.api.domain)
         if cfg.service:
-            self.api.component(self.host, self.on_stanza)
+            self.api.service(self.host, self._request)
 
     # -- the service at pubsub.<domain> ---------------------------------------------------------
-    def on_stanza(self, el: Element, sender: JID, to: JID) -> Awaitable[object] | None:
-        if el.name != "iq":
-            if el.name == "message" and el.attrs.get("type") != "error":
-                self.api.router.bounce(el, StanzaError("service-unavailable"))
-            return None
-        itype = el.attrs.get("type")
-        if itype not in ("get", "set"):
-            return None
-        payloads = list(el.elements)
-        if to.local or to.resource or len(payloads) != 1:
-            self.api.router.bounce(el, StanzaError("service-unavailable" if payloads else
-                                                   "bad-request"))
-            return None
-        return self._iq(el, itype, payloads[0], sender)
-
-    async def _iq(self, el: Element, itype: str, payload: Element, sender: JID) -> None:
-        try:
-            if not sender.local or sender.domain != self.api.domain:
-                raise StanzaError("forbidden", "this service is for the server's users")
-            result = await self._request(itype, payload, sender)
-        except StanzaError as exc:
-            self.api.route(error_reply(el, exc))
-            return
-        reply = Element("iq", attrs={"type": "result", "id": el.attrs.get("id", ""),
-                                     "from": self.host, "to": str(sender)})
-        if result is not None:
-            reply.children.append(result)
-        self.api.route(reply)
-
     async def _request(self, itype: str, payload: Element, sender: JID) -> Element | None:
+        if not sender.local or sender.domain != self.api.domain:
+            raise StanzaError("forbidden", "this service is for the server's users")
         if payload.xmlns == NS.DISCO_INFO and payload.name == "query" and itype == "get":
             return await self._disco_info(payload.attrs.get("node", ""), sender)
         if payload.xmlns == NS.DISCO_ITEMS and payload.name == "query" and itype == "get":
