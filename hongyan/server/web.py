@@ -90,7 +90,9 @@ class WebSocketEndpoint:
         transport = WebSocketTransport(ws, raw, peer_host=request.remote or "",
                                        secure=request.scheme == "https", channel_binding=cb,
                                        max_message=self._limit)
-        await transport.run(C2SSession(node, transport, node.ws_streams))
+        session = C2SSession(node, transport, node.ws_streams)
+        session.admit()  # (over a cap it ends at once: run() then returns when the peer goes)
+        await transport.run(session)
         return ws
 
 
