@@ -103,6 +103,17 @@ class C2SSection(Section):
     idle_parser_release: float = Field(2.0, ge=0, description="seconds without input after "
                                        "which an idle session's XML parser is released to save "
                                        "memory (0 = never)")
+    # limits (docs/design.md, Limits); with several workers each counts for itself
+    rate_bytes: int = Field(131072, ge=1024, description="bytes per second a client stream may "
+                            "send on average; past its burst the server stops reading it")
+    rate_burst: int = Field(1048576, ge=1024, description="bytes a client may send at once "
+                            "before rate_bytes applies")
+    preauth_max_stanza_size: int = Field(16384, ge=1024, description="max stanza size (bytes) "
+                                         "before authentication (at most max_stanza_size)")
+    preauth_per_ip: int = Field(32, ge=1, description="unauthenticated connections from one "
+                                "address (per worker); the next gets policy-violation")
+    preauth_total: int = Field(10000, ge=1, description="unauthenticated connections in all "
+                               "(per worker); the next gets policy-violation")
 
 
 def _network(v: str) -> str:
@@ -188,6 +199,8 @@ class RegistrationSection(Section):
     enabled: bool | None = Field(None, description="in-band registration (XEP-0077); "
                                  "default: on for localhost, off otherwise")
     min_password_length: int = Field(4, ge=1, le=1024)
+    per_ip_per_hour: int = Field(5, ge=0, description="accounts one address may register in an "
+                                 "hour (per worker; 0 = no limit)")
 
 
 class ClusterSection(Section):

@@ -5,6 +5,12 @@ Events from the sans-I/O parser are handled synchronously in ``data_received``. 
 I/O (an account look-up, an IQ handler that touches storage, offline storage) returns an awaitable;
 the session then runs it in one task and queues the events that follow, so a client's stanzas are
 processed strictly in order and an idle connection owns no task at all.
+
+Limits (docs/design.md, Limits): each stream has a byte budget (a token bucket of
+``c2s.rate_burst`` bytes refilled at ``c2s.rate_bytes`` per second, two floats in the session);
+a read that overdraws it pauses reading the socket until the budget is back, so a flooding
+client is slowed by TCP itself instead of filling our buffers. Until SASL succeeds a stream
+counts against the node's :class:`~hongyan.server.limits.Preauth` caps.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from hongyan.server.session import (
     AUTHENTICATED,
     BOUND,
     CLOSED,
+    MAX_QUEUED,
     NEGOTIATING,
     WAIT_OPEN,
     ClientSession,
@@ -40,6 +47,7 @@ if TYPE_CHECKING:
     from hongyan.server.clock import Clock, Handle
     from hongyan.server.cluster import Cluster
     from hongyan.server.hooks import HookBus
+    from hongyan.server.limits import Preauth
     from hongyan.server.metrics import Counters
     from hongyan.server.router import Router
     from hongyan.server.session import NonzaHandler
@@ -74,6 +82,7 @@ class Host(Service, Protocol):
 
     config: Config
     sessions: SessionManager
+    preauth: Preauth
     hooks: HookBus
     router: Router
     nonzas: dict[tuple[str, str], NonzaHandler]
@@ -129,8 +138,11 @@ class C2SSession(StreamSession, ClientSession):
         "_active",
         "_auth_timer",
         "_pending",
+        "_preauth",
         "_sasl",
+        "_stamp",
         "_task",
+        "_tokens",
         "stream",
     )
 
@@ -150,16 +162,61 @@ class C2SSession(StreamSession, ClientSession):
         self._sasl: SaslExchange | None = None  # while SASL is under way
         self._auth_timer: Handle | None = node.clock.call_later(
             node.config.c2s.auth_timeout, self._auth_timeout)
+        self._tokens = float(node.config.c2s.rate_burst)
+        self._stamp = node.clock.monotonic()
+        #: the address this stream counts against in node.preauth, until it authenticates
+        self._preauth: str | None = None
 
     def __repr__(self) -> str:
         return f"<C2SSession {self.jid or self.transport.peer_host} state={self.state}>"
 
     # -- transport callbacks --------------------------------------------------------------------
+    def admit(self) -> bool:
+        """Count this new connection against the pre-authentication caps; when over one,
+        end it at once with ``policy-violation`` and return False."""
+        host = self.transport.peer_host
+        refused = self.node.preauth.enter(host)
+        if refused is not None:
+            self.stream_error(StreamError("policy-violation", refused))
+            return False
+        self._preauth = host
+        return True
+
+    def _leave_preauth(self) -> None:
+        host = self._preauth
+        if host is not None:
+            self._preauth = None
+            self.node.preauth.leave(host)
+
     def data_received(self, data: bytes) -> None:
         if self.state == CLOSED:
             return
         self._active = True
+        tokens = self._tokens - len(data)
+        if tokens < 0.0:
+            self._overdrawn(tokens)
+        else:
+            self._tokens = tokens
         self._receive(data)
+
+    def _overdrawn(self, tokens: float) -> None:
+        # The budget ran out: refill it for the time since the last refill; still short, stop
+        # reading until it is back (what was read is handled: it is in memory already).
+        cfg = self.node.config.c2s
+        clock = self.node.clock
+        now = clock.monotonic()
+        tokens = min(tokens + (now - self._stamp) * cfg.rate_bytes, float(cfg.rate_burst))
+        self._stamp = now
+        self._tokens = tokens
+        if tokens < 0.0:
+            log.info("%s sends faster than %d bytes/s: reading paused",
+                     self.transport.peer_host, cfg.rate_bytes)
+            self.transport.pause_reading()
+            clock.call_later(-tokens / cfg.rate_bytes, self._refilled)
+
+    def _refilled(self) -> None:
+        if self.state != CLOSED and (self._pending is None or len(self._pending) < MAX_QUEUED):
+            self.transport.resume_reading()
 
     def connection_lost(self) -> None:
         sm = self.sm
@@ -174,6 +231,7 @@ class C2SSession(StreamSession, ClientSession):
             return
         was_closed = self.state == CLOSED
         self.state = CLOSED
+        self._leave_preauth()
         self.stream.release()
         self._sasl = None
         self._stop_auth_timer()
@@ -253,6 +311,7 @@ class C2SSession(StreamSession, ClientSession):
         """This process lets go of an authenticated, unbound connection (it moved to the
         account's home worker): no hooks, no output, the timers stopped."""
         self.state = CLOSED
+        self._leave_preauth()
         self._stop_auth_timer()
         self.stream.release()
         self._out = None
@@ -273,6 +332,7 @@ class C2SSession(StreamSession, ClientSession):
     def _shutdown(self) -> None:
         self.flush()
         self.state = CLOSED
+        self._leave_preauth()
         self._sasl = None
         self._stop_auth_timer()
         self._ended()
@@ -297,7 +357,7 @@ class C2SSession(StreamSession, ClientSession):
     def restart(self) -> None:
         """A stream restart (after STARTTLS or SASL): the next bytes open a new stream.
         Events are handled only after ``feed`` returned, so the old parser can go now."""
-        self.stream.restart()
+        self.stream.restart(self.state >= AUTHENTICATED)
 
     def rest(self) -> bool:
         """Called periodically: drop the parser of a bound session that received nothing since
@@ -373,6 +433,7 @@ class C2SSession(StreamSession, ClientSession):
         self._sasl = None
         self.username = username
         self.state = AUTHENTICATED
+        self._leave_preauth()
         cluster = self.node.cluster
         if cluster is not None:
             home = cluster.home(username)

@@ -32,6 +32,7 @@ from hongyan.server.component import ComponentSession, ExternalComponents
 from hongyan.server.features import load_module_classes
 from hongyan.server.hooks import AccountDeleted, HookBus
 from hongyan.server.iq import Iq, IqTracker
+from hongyan.server.limits import Preauth
 from hongyan.server.metrics import Counters, Metrics, Reading, Source, resident_memory
 from hongyan.server.module import Module, ModuleAPI
 from hongyan.server.router import Router
@@ -125,9 +126,14 @@ class Node:
         #: what every c2s stream shares: domain, parser limits, the negotiation deadline
         parsers = Parsers(max_stanza_size=config.c2s.max_stanza_size,
                           max_depth=config.c2s.max_depth)
+        preauth = Parsers(max_stanza_size=min(config.c2s.preauth_max_stanza_size,
+                                              config.c2s.max_stanza_size),
+                          max_depth=config.c2s.max_depth)
         self.c2s_streams: Profile = Profile(config.server.domain, parsers,
                                             clock=self.clock.monotonic,
-                                            timeout=config.c2s.auth_timeout)
+                                            timeout=config.c2s.auth_timeout, preauth=preauth)
+        #: unauthenticated connections per address and in all (this process's)
+        self.preauth = Preauth(config.c2s.preauth_per_ip, config.c2s.preauth_total)
         #: the same over WebSocket (RFC 7395 framing)
         self.ws_streams: Profile = Profile(config.server.domain, parsers, framing=RFC7395,
                                            clock=self.clock.monotonic,
@@ -380,7 +386,9 @@ class Node:
                  self.https_port or "off")
 
     def _new_session(self, transport: StreamTransport) -> C2SSession:
-        return C2SSession(self, transport)
+        session = C2SSession(self, transport)
+        session.admit()
+        return session
 
     async def _listen_components(self) -> None:
         """The XEP-0114 listener (``[component_listener]``), when some component is
@@ -422,6 +430,7 @@ class Node:
         session = C2SSession(self, transport, self.ws_streams if websocket else None)
         session.username = username
         session.state = AUTHENTICATED
+        session.stream.restart(authenticated=True)
         return session
 
     async def stop(self) -> None:

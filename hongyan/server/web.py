@@ -91,9 +91,11 @@ class WebSocketEndpoint:
         transport = WebSocketTransport(ws, raw, peer_host=request.remote or "",
                                        secure=request.scheme == "https", channel_binding=cb,
                                        max_message=self._limit)
+        session = C2SSession(node, transport, node.ws_streams)
+        session.admit()  # (over a cap it ends at once: run() then returns when the peer goes)
         node.connections.websocket += 1
         try:
-            await transport.run(C2SSession(node, transport, node.ws_streams))
+            await transport.run(session)
         finally:
             node.connections.websocket -= 1
         return ws

@@ -79,13 +79,16 @@ class Profile:
     """What every stream of one listener shares: the served ``domain`` (and ``domains``, the
     names a ``to`` may carry, else ``host-unknown``), the framing, the role, the parser limits,
     and the negotiation deadline's ``clock`` and ``timeout``. Held once per listener, so that a
-    stream costs only its own few fields."""
+    stream costs only its own few fields. ``preauth``: the (smaller) parser limits of a stream
+    until SASL succeeds (default: ``parsers``)."""
 
-    __slots__ = ("clock", "domain", "domains", "framing", "parsers", "role", "timeout")
+    __slots__ = ("clock", "domain", "domains", "framing", "parsers", "preauth", "role",
+                 "timeout")
 
     def __init__(self, domain: str, parsers: Parsers, *, framing: str = RFC6120,
                  role: str = C2S, domains: Container[str] | None = None,
-                 clock: Callable[[], float] | None = None, timeout: float = 0.0) -> None:
+                 clock: Callable[[], float] | None = None, timeout: float = 0.0,
+                 preauth: Parsers | None = None) -> None:
         if framing not in (RFC6120, RFC7395):
             raise ValueError(f"unknown framing {framing!r}")
         if role not in _CONTENT_NS or (role == COMPONENT and framing != RFC6120):
@@ -95,6 +98,7 @@ class Profile:
         self.framing = framing
         self.role = role
         self.parsers = parsers
+        self.preauth = preauth if preauth is not None else parsers
         self.clock = clock
         self.timeout = timeout
 
@@ -114,11 +118,11 @@ class Stream:
         clock = profile.clock
         self.deadline = clock() + profile.timeout if clock is not None else 0.0
         self.parser: StreamParser | None = None
-        self._new_parser()
+        self._new_parser(profile.preauth)
 
-    def _new_parser(self) -> None:
+    def _new_parser(self, parsers: Parsers) -> None:
         profile = self.profile
-        parser = self.parser = profile.parsers.new(_CONTENT_NS[profile.role])
+        parser = self.parser = parsers.new(_CONTENT_NS[profile.role])
         if self.profile.framing == RFC7395:
             parser.feed(_WS_ROOT)
 
@@ -193,13 +197,15 @@ class Stream:
                 f"xmlns:stream='{NS.STREAM}' id='{self.id}' from='{domain}'"
                 f"{to_attr} version='1.0' xml:lang='en'>").encode()
 
-    def restart(self) -> None:
+    def restart(self, authenticated: bool = False) -> None:
         """After STARTTLS or SASL success (RFC 6120 §4.3.3): the next header opens a new
-        stream. Over WebSocket the parser stays (each message is a document of its own)."""
+        stream, with the profile's full parser limits once ``authenticated``. Over WebSocket
+        the parser stays (each message is a document of its own; it keeps its limits)."""
         self.header_sent = False
         if self.profile.framing == RFC6120:
             old = self.parser
-            self._new_parser()
+            profile = self.profile
+            self._new_parser(profile.parsers if authenticated else profile.preauth)
             if old is not None:
                 old.close()
 

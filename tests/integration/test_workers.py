@@ -83,8 +83,9 @@ async def node(tmp_path: Path, storage_url: str) -> AsyncIterator[Node]:
 
 @contextlib.asynccontextmanager
 async def serving(tmp_path: Path, storage_url: str, extra: str = "",
-                  node_class: type[Node] = Node) -> AsyncIterator[Node]:
-    """``hongyan serve`` with two workers and the four accounts; ``extra``: more config."""
+                  node_class: type[Node] = Node, c2s_extra: str = "") -> AsyncIterator[Node]:
+    """``hongyan serve`` with two workers and the four accounts; ``extra``: more config,
+    ``c2s_extra``: more of its [c2s] section."""
     path = tmp_path / "hongyan.toml"
     http_port = free_port()
     path.write_text(f"""
@@ -98,6 +99,7 @@ port = {free_port()}
 direct_tls_port = {free_port()}
 require_encryption = false
 allow_plaintext_auth = true
+{c2s_extra}
 [http]
 bind = ["127.0.0.1"]
 port = {http_port}
@@ -177,6 +179,31 @@ async def test_failed_logins_count_on_every_worker(node: Node) -> None:
         assert t >= 0.05 * 2 ** i * 0.9, took
     await node.login(A0, mode="plain")
     assert await fail("bad") < 0.09
+
+
+async def test_unauthenticated_connections_per_address_are_capped_per_worker(
+        tmp_path: Path, storage_url: str) -> None:
+    """c2s.preauth_per_ip counts in each worker: of five connections from one address, each
+    worker lets in at most two (which worker accepts is the kernel's choice), so at least one
+    gets policy-violation; once they are gone a client logs in."""
+    async with serving(tmp_path, storage_url, c2s_extra="preauth_per_ip = 2") as node:
+        streams = [await RawStream.open(node.port) for _ in range(5)]
+        admitted = refused = 0
+        for s in streams:
+            s.send("<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                   "xmlns:stream='http://etherx.jabber.org/streams' to='localhost' "
+                   "version='1.0'>")
+            out = await s.read_until(b"</stream:features>")
+            if b"<policy-violation " in out:
+                refused += 1
+            else:
+                assert b"<stream:features" in out, out
+                admitted += 1
+        assert refused >= 1 and 2 <= admitted <= 4, (admitted, refused)
+        for s in streams:
+            s.close()
+        await asyncio.sleep(0.2)  # (each worker notices its closes on its next read)
+        await node.login(A0, mode="plain")
 
 
 async def test_websocket_sessions_whatever_worker_accepts(node: Node) -> None:

@@ -1,10 +1,17 @@
 """XEP-0077 In-Band Registration: create an account before authenticating (when the config
-allows it), change one's password, and delete one's own account with all its data."""
+allows it), change one's password, and delete one's own account with all its data.
+
+At most ``registration.per_ip_per_hour`` accounts are created in band from one client address
+in an hour (counted by this process: with several workers, by each worker); past it the answer
+is ``resource-constraint`` (type ``wait``: the limit is temporary, and XEP-0077 §3.1 keeps
+``not-allowed`` for a host that does not allow registration at all)."""
 
 from __future__ import annotations
 
+import collections
+
 from hongyan.server.accounts import AccountError
-from hongyan.server.module import Iq, Module, iq_handler
+from hongyan.server.module import Iq, Module, ModuleAPI, iq_handler
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError
@@ -14,6 +21,27 @@ class Register(Module):
     name = "register"
     xeps = {"0077": "2.4"}
     features = frozenset({NS.REGISTER})
+
+    _HOUR = 3600.0
+    _MAX_HOSTS = 10_000
+
+    def __init__(self, api: ModuleAPI) -> None:
+        super().__init__(api)
+        #: when each address registered in the last hour
+        self._book: dict[str, collections.deque[float]] = {}
+
+    def _recent(self, host: str) -> collections.deque[float]:
+        """The times of this hour's registrations from ``host`` (older ones dropped)."""
+        book = self._book
+        times = book.get(host)
+        if times is None:
+            if len(book) >= self._MAX_HOSTS:
+                book.clear()
+            times = book[host] = collections.deque()
+        now = self.api.now()
+        while times and now - times[0] >= self._HOUR:
+            times.popleft()
+        return times
 
     @iq_handler(NS.REGISTER, "query", "get", scope=("host", "self"))
     def on_get(self, iq: Iq) -> Element:
@@ -62,6 +90,12 @@ class Register(Module):
             raise StanzaError("not-allowed", "registration is closed on this server")
         if not username or not password:
             raise StanzaError("not-acceptable", "a username and a password are required")
+        cap = self.api.config.registration.per_ip_per_hour
+        host = str(getattr(session.transport, "peer_host", "")) if session is not None else ""
+        recent = self._recent(host) if cap else None
+        if recent is not None and len(recent) >= cap:
+            raise StanzaError("resource-constraint", f"no more than {cap} registrations from "
+                                                     "one address in an hour")
         if len(password) < min_len:
             raise StanzaError("not-acceptable",
                               f"the password needs at least {min_len} characters")
@@ -75,6 +109,8 @@ class Register(Module):
             await self.api.accounts.create(user, password, self.api.now())
         except AccountError as exc:
             raise StanzaError("conflict", str(exc)) from None
+        if recent is not None:
+            recent.append(self.api.now())
         self.log.info("registered %s@%s in band", user, self.api.domain)
         return iq.result()
 

@@ -1,0 +1,143 @@
+"""Bounded everything (issue 25 item 8), through the front door: the caps on unauthenticated
+connections (per address, in all), the smaller stanza size before authentication, the byte
+budget of a client stream (reading pauses, then resumes), in-band registrations per address
+and hour; and a normal client that notices none of it."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.integration.conftest import Harness
+from tests.integration.rawstream import (
+    PASSWORD,
+    SASL,
+    RawStream,
+    authed_stream,
+    b64,
+    tls_stream,
+)
+from tests.integration.test_bad_input import headed_error, stream_error
+
+PING = ("<iq type='get' id='{id}' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>")
+REGISTER = ("<iq type='set' id='{id}'><query xmlns='jabber:iq:register'>"
+            "<username>{user}</username><password>{pw}</password></query></iq>")
+
+
+async def opened(harness: Harness, n: int) -> list[RawStream]:
+    streams = []
+    for _ in range(n):
+        s = await RawStream.open(harness.port)
+        await s.header()
+        streams.append(s)
+    return streams
+
+
+async def test_unauthenticated_connections_per_address_are_capped(harness: Harness) -> None:
+    """Past c2s.preauth_per_ip, the next connection gets policy-violation before it says
+    anything; one that authenticates frees its place, and a real client logs in."""
+    await harness.stop_node()
+    await harness.start(c2s_extra="preauth_per_ip = 2")
+    held = await opened(harness, 2)
+    s = await RawStream.open(harness.port)
+    assert headed_error(await s.read_to_close()) == b"policy-violation"
+    s.close()
+    held[0].close()
+    held[1].close()
+    authed = await authed_stream(harness, "alice")  # one place while it negotiates, then none
+    more = await opened(harness, 1)
+    await harness.logged_in("bob")  # the second place (alice's stream no longer counts)
+    for x in (authed, *more):
+        x.close()
+
+
+async def test_unauthenticated_connections_in_all_are_capped(harness: Harness) -> None:
+    await harness.stop_node()
+    await harness.start(c2s_extra="preauth_total = 3")
+    held = await opened(harness, 3)
+    s = await RawStream.open(harness.port)
+    out = await s.read_to_close()
+    assert headed_error(out) == b"policy-violation"
+    assert b"to this server" in out
+    s.close()
+    held[0].close()
+    for _ in range(100):  # (the server notices the close on its next read)
+        assert harness.node is not None
+        if harness.node.preauth.total < 3:
+            break
+        await asyncio.sleep(0.01)
+    again = await opened(harness, 1)
+    for x in (*held[1:], *again):
+        x.close()
+
+
+async def test_stanzas_are_smaller_before_authentication(harness: Harness) -> None:
+    """c2s.preauth_max_stanza_size (16 KiB) before SASL; max_stanza_size after it."""
+    body = "x" * 20000
+    s = await tls_stream(harness)
+    await s.header()
+    s.send(f"<iq type='get' id='big'><query xmlns='jabber:iq:register'>{body}</query></iq>")
+    assert stream_error(await s.read_to_close()) == b"policy-violation"
+    s.close()
+    s = await authed_stream(harness, "carol")
+    s.send(f"<message to='carol@localhost/raw' id='m'><body>{body}</body></message>")
+    assert body.encode() in await s.read_until(b"</message>")
+    s.close()
+
+
+async def test_a_flooding_stream_is_paused_then_resumed(harness: Harness) -> None:
+    """Past its burst the server stops reading the socket (what it read is handled); once the
+    budget is back (clock stepped) it reads again and answers what waited."""
+    await harness.stop_node()
+    await harness.start(c2s_extra="rate_bytes = 1024\nrate_burst = 16384")
+    s = await authed_stream(harness, "dave")
+    s.send(" " * 20000 + PING.format(id="p1"))
+    assert b"id='p1'" in await s.read_until(b"id='p1'")
+    s.send(PING.format(id="p2"))
+    try:
+        got = await s.read_until(b"id='p2'", timeout=0.5)
+    except (TimeoutError, AssertionError):
+        got = b""
+    assert b"id='p2'" not in got  # reading paused: nothing answered
+    await harness.clock.advance(10)  # 4 KB over budget at 1 KB/s: back after 4 s
+    assert b"id='p2'" in await s.read_until(b"id='p2'")
+    s.close()
+
+
+async def test_a_normal_client_notices_no_limit(harness: Harness) -> None:
+    a = await harness.logged_in("erin")
+    b = await harness.logged_in("frank")
+    for i in range(200):
+        a.send_message(mto="frank@localhost/test", mbody=f"hello {i} " + "y" * 500)
+    got = [await asyncio.wait_for(b.next_message(), 5) for _ in range(200)]
+    assert got[-1]["body"].startswith("hello 199")
+
+
+async def register(s: RawStream, i: int, user: str) -> bytes:
+    s.send(REGISTER.format(id=f"r{i}", user=user, pw=PASSWORD))
+    return await s.read_element(f"id='r{i}'".encode())
+
+
+async def test_registrations_per_address_and_hour(harness: Harness) -> None:
+    """registration.per_ip_per_hour: the next one is refused with resource-constraint (wait)
+    until an hour has passed since the first."""
+    await harness.stop_node()
+    await harness.start(extra="[registration]\nper_ip_per_hour = 2")
+    s = await tls_stream(harness)
+    await s.header()
+    assert b"type='result'" in await register(s, 1, "reg1")
+    assert b"type='result'" in await register(s, 2, "reg2")
+    out = await register(s, 3, "reg3")
+    assert b"type='error'" in out and b"<resource-constraint " in out, out
+    assert b"type='wait'" in out
+    s.close()
+    await harness.clock.advance(3601)  # (past every negotiation deadline too: a new stream)
+    s = await tls_stream(harness)
+    await s.header()
+    assert b"type='result'" in await register(s, 4, "reg3")
+    s.close()
+    s = await tls_stream(harness)
+    await s.header()
+    s.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>{b64(chr(0) + 'reg3' + chr(0) + PASSWORD)}"
+           "</auth>")
+    assert b"<success" in await s.read_until(b"success>")
+    s.close()
