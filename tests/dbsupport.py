@@ -46,6 +46,8 @@ TEMPLATE_PREFIX = "hongyan_tmpl_"
 _TEMPLATE_LOCK = 0x4879546D
 #: how long a test process waits for another one that builds the template
 _TEMPLATE_WAIT = "120s"
+#: templates of other migration sets left in place (other checkouts' suites may use them)
+_TEMPLATES_KEPT = 6
 
 
 def postgres_admin_url() -> str:
@@ -163,12 +165,21 @@ async def _ensure_template(conn: Any) -> str:
     await conn.execute("SELECT pg_advisory_lock($1)", _TEMPLATE_LOCK)
     try:
         if not await _exists(conn, name):
-            # older templates (other migration sets) and builds a killed process left behind
-            stale = await conn.fetch(
+            # builds a killed process left behind, and the oldest templates of other
+            # migration sets beyond the newest few (other checkouts' suites may be using
+            # them right now: worktrees of branches with other migrations run side by side)
+            others = await conn.fetch(
                 "SELECT datname FROM pg_database WHERE starts_with(datname, $1) "
-                "AND datname <> $2", TEMPLATE_PREFIX, name)
-            for row in stale:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{row[0]}" WITH (FORCE)')
+                "AND datname <> $2 ORDER BY oid DESC", TEMPLATE_PREFIX, name)
+            kept = 0
+            for row in others:
+                other = str(row[0])
+                if "_b" not in other.removeprefix(TEMPLATE_PREFIX) and kept < _TEMPLATES_KEPT:
+                    kept += 1
+                    continue
+                if "_b" in other.removeprefix(TEMPLATE_PREFIX) and _building(other):
+                    continue
+                await conn.execute(f'DROP DATABASE IF EXISTS "{other}" WITH (FORCE)')
             build = f"{name}_b{os.getpid()}"
             await conn.execute(f'CREATE DATABASE "{build}"')
             try:
@@ -183,6 +194,17 @@ async def _ensure_template(conn: Any) -> str:
         await conn.execute("RESET lock_timeout")
     _template_ready = name
     return name
+
+
+def _building(build: str) -> bool:
+    """Whether the process a ``…_b<pid>`` build is named after still runs (on this host)."""
+    try:
+        os.kill(int(build.rsplit("_b", 1)[1]), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 async def _migrate(url: str, migs: Iterable[Migration]) -> None:
