@@ -115,6 +115,9 @@ class Router:
         self._inbound = node.hooks.chain(StanzaInbound)
         self._iq: dict[tuple[str, str, str, str], IqHandlerFn] = {}
         self.components: dict[str, ComponentHandler] = {}
+        #: the domains of external components (XEP-0114 gateways, connected or not): what
+        #: they send is a contact's message like any other, unlike what a room sends
+        self.gateways: set[str] = set()
         self._services: dict[str, Target] = {}
         #: the node's other processes (None: this process is the whole node). An account's
         #: stanzas are handled on its home process (see :meth:`resolve`).
@@ -201,10 +204,13 @@ class Router:
         components (disco#items) from now on, else once :meth:`announce` says so."""
         if listed:
             self.components[domain] = handler
+        else:
+            self.gateways.add(domain)
         self._services[domain] = Target(SERVICE, handler=handler)
 
         def undo() -> None:
             self.components.pop(domain, None)
+            self.gateways.discard(domain)
             self._services.pop(domain, None)
 
         return undo

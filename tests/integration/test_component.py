@@ -17,6 +17,7 @@ from hongyan.config.loader import ConfigError, load_config
 from tests.integration.components import COMP, SECRET, Component, components_config
 from tests.integration.conftest import Harness, write_config
 from tests.integration.rawstream import RawStream
+from tests.integration.test_carbons import C, device, forwarded
 
 STREAMS = "urn:ietf:params:xml:ns:xmpp-streams"
 HEADER = ("<stream:stream xmlns='jabber:component:accept' "
@@ -97,6 +98,26 @@ async def test_chat_through_a_component_both_ways(comp_harness: Harness) -> None
                       mtype="chat")
     back = await alice.next_message()
     assert (back["body"], str(back["from"])) == ("hi alice", f"x@{COMP}/irc")
+    await comp.close()
+
+
+async def test_a_gateway_contacts_messages_are_carbon_copied(comp_harness: Harness) -> None:
+    """A message from a gateway's user (an IRC nick, an SMS number) to one of alice's
+    resources reaches her other carbons-enabled resource as a <received/> copy (XEP-0280 §6
+    exempts rooms, not contacts behind a component); what she sends it is copied as <sent/>."""
+    comp = await component(comp_harness)
+    await comp_harness.user("alice")
+    a = await device(comp_harness, "alice", "a")
+    b = await device(comp_harness, "alice", "b")
+    comp.send_message(mto="alice@localhost/a", mfrom=f"+123@{COMP}", mbody="sms in",
+                      mtype="chat")
+    assert (await a.next()).findtext(C + "body") == "sms in"
+    copy = forwarded(await b.next(), "received")
+    assert (copy.findtext(C + "body"), copy.get("from")) == ("sms in", f"+123@{COMP}")
+    a.send(f"+123@{COMP}", "sms out")
+    assert (await comp.next_message())["body"] == "sms out"
+    sent = forwarded(await b.next(), "sent")
+    assert (sent.findtext(C + "body"), sent.get("to")) == ("sms out", f"+123@{COMP}")
     await comp.close()
 
 

@@ -19,8 +19,10 @@ Eligibility (XEP-0280 §6, as Prosody's mod_carbons applies it):
   other devices saw that message as a sent-carbon and should see it fail); never
   ``groupchat`` or ``headline``.
 * Not inbound messages from a MUC (with ``<x xmlns=muc#user/>``: private messages through a
-  room, mediated invitations) or from a component domain; the other resources are not in the
-  room and could not answer. A private message the user *sends* into a room is copied (as
+  room, mediated invitations) or from one of the server's own services (rooms, pubsub); the
+  other resources are not in the room and could not answer. A message from an external
+  component (a gateway: IRC, SMS) is a contact's message and is copied like any other.
+  A private message the user *sends* into a room is copied (as
   Prosody and ejabberd do; Conversations and Dino show it in the other devices' PM thread).
 * Not messages between the user's own resources (to or from the user's own bare or full JID):
   the user's other resources receive a message to the bare JID themselves, a sent- and a
@@ -216,8 +218,10 @@ class Carbons(Module):
             return False
         if sender.local == to.local and sender.domain == to.domain:
             return False
-        if flags & _MUC_USER or sender.domain in self.api.router.components:
-            return False  # sent by a MUC room or service (XEP-0280 §6)
+        router = self.api.router
+        if flags & _MUC_USER or (sender.domain in router.components
+                                 and sender.domain not in router.gateways):
+            return False  # sent by a MUC room or service of ours (XEP-0280 §6)
         mtype = el.attrs.get("type", "normal")
         sessions = self.api.sessions
         if mtype == "error":
