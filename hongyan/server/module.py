@@ -251,6 +251,10 @@ class ModuleAPI:
         """Wall-clock time (seconds since the epoch) from the node's injectable clock."""
         return self._node.clock.time()
 
+    def monotonic(self) -> float:
+        """Monotonic seconds from the node's clock (for durations: uptime, idle times)."""
+        return self._node.clock.monotonic()
+
     @property
     def clock(self) -> Callable[[], float]:
         """The node's clock itself (what :meth:`now` calls), for a hot path to keep."""

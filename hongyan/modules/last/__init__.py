@@ -3,8 +3,6 @@ the user shares presence with, RFC 6121 subscription ``from`` or ``both``)."""
 
 from __future__ import annotations
 
-import time
-
 from hongyan.modules.roster import Roster
 from hongyan.server.hooks import SessionClosed
 from hongyan.server.module import Iq, Module, hook, iq_handler
@@ -22,11 +20,11 @@ class Last(Module):
 
     async def start(self) -> None:
         self.roster = self.api.module(Roster)
-        self.started = time.monotonic()
+        self.started = self.api.monotonic()
 
     @iq_handler(NS.LAST, "query", "get", scope="host")
     def on_server(self, iq: Iq) -> Element:
-        seconds = int(time.monotonic() - self.started)
+        seconds = int(self.api.monotonic() - self.started)
         return iq.result(Element("query", NS.LAST, {"seconds": str(seconds)}))
 
     @iq_handler(NS.LAST, "query", "get", scope=("self", "bare"))
