@@ -13,7 +13,7 @@ import hashlib
 import hmac
 
 from hongyan.xmpp import ns as NS
-from hongyan.xmpp.element import Element
+from hongyan.xmpp.element import Element, escape_attr, escape_text
 
 
 def key(secret: bytes, receiving: str, originating: str, stream_id: str) -> str:
@@ -30,25 +30,36 @@ def valid(secret: bytes, receiving: str, originating: str, stream_id: str, given
     return hmac.compare_digest(expected.encode(), given.strip().lower().encode())
 
 
-def result(frm: str, to: str, text: str = "", type: str | None = None) -> Element:
-    """``<db:result/>``: a key (from the originating server) or the verdict on it."""
-    el = Element("result", NS.DIALBACK, {"from": frm, "to": to})
-    if type is not None:
-        el.attrs["type"] = type
-    if text:
-        el.children.append(text)
-    return el
+def result(frm: str, to: str, text: str = "", type: str | None = None) -> bytes:
+    """``<db:result/>``: a key (from the originating server) or the verdict on it, written
+    with the ``db:`` prefix the stream header declares (as every server writes it)."""
+    return _element("result", {"from": frm, "to": to}, text, type)
 
 
 def verify(frm: str, to: str, stream_id: str, text: str = "", type: str | None = None
-           ) -> Element:
+           ) -> bytes:
     """``<db:verify/>``: a key to check (to the authoritative server), or its answer."""
-    el = Element("verify", NS.DIALBACK, {"from": frm, "to": to, "id": stream_id})
+    return _element("verify", {"from": frm, "to": to, "id": stream_id}, text, type)
+
+
+def error(name: str, frm: str, to: str, stream_id: str | None, err: Element) -> bytes:
+    """A dialback request answered with an error (XEP-0220 §2.4: ``type='error'``); ``err``
+    is a stanza error element (jabber:client inside, as the stream writes every stanza)."""
+    attrs = {"from": frm, "to": to}
+    if stream_id is not None:
+        attrs["id"] = stream_id
+    return _element(name, attrs, "", "error", err.to_str(NS.CLIENT))
+
+
+def _element(name: str, attrs: dict[str, str], text: str, type: str | None,
+             inner: str = "") -> bytes:
     if type is not None:
-        el.attrs["type"] = type
-    if text:
-        el.children.append(text)
-    return el
+        attrs["type"] = type
+    head = "".join(f" {k}='{escape_attr(v)}'" for k, v in attrs.items())
+    body = escape_text(text) + inner
+    if not body:
+        return f"<db:{name}{head}/>".encode()
+    return f"<db:{name}{head}>{body}</db:{name}>".encode()
 
 
-__all__ = ["key", "result", "valid", "verify"]
+__all__ = ["error", "key", "result", "valid", "verify"]

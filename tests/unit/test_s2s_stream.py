@@ -91,3 +91,15 @@ def test_dialback_keys() -> None:
     assert dialback.valid(b"s3cr3tf0rd14lb4ck", "example.net", "example.com", "D60000229F", k)
     assert not dialback.valid(b"other", "example.net", "example.com", "D60000229F", k)
     assert not dialback.valid(b"s3cr3tf0rd14lb4ck", "example.net", "example.com", "X", k)
+
+
+def test_dialback_elements_use_the_declared_prefix() -> None:
+    assert dialback.result("a.test", "b.test", "k1") == \
+        b"<db:result from='a.test' to='b.test'>k1</db:result>"
+    assert dialback.verify("b.test", "a.test", "s1", type="valid") == \
+        b"<db:verify from='b.test' to='a.test' id='s1' type='valid'/>"
+    # and they parse back into the dialback namespace on a server stream
+    s = s2s_stream()
+    s.receive(OPEN)
+    [el] = s.receive(dialback.result("b.test", "a.test", type="invalid"))
+    assert isinstance(el, Element) and el.xmlns == NS.DIALBACK and el.attrs["type"] == "invalid"

@@ -187,13 +187,8 @@ class IncomingStream(StreamSession):
         return remote, local
 
     def _db_error(self, el: Element, condition: str, text: str) -> None:
-        reply = Element(el.name, NS.DIALBACK, {"from": el.attrs.get("to", ""),
-                                               "to": el.attrs.get("from", ""),
-                                               "type": "error"})
-        if "id" in el.attrs:
-            reply.attrs["id"] = el.attrs["id"]
-        reply.append(StanzaError(condition, text).element())
-        self._write(reply.to_bytes(NS.CLIENT))
+        self._write(dialback.error(el.name, el.attrs.get("to", ""), el.attrs.get("from", ""),
+                                   el.attrs.get("id"), StanzaError(condition, text).element()))
 
     def _db_result(self, el: Element) -> None:
         """XEP-0220 §2.1: a key for a stream from ``from`` to ``to``; checked with the
@@ -202,7 +197,7 @@ class IncomingStream(StreamSession):
         if pair is None:
             return
         if pair in self.domains:
-            self._write(dialback.result(pair[1], pair[0], type="valid").to_bytes(NS.CLIENT))
+            self._write(dialback.result(pair[1], pair[0], type="valid"))
             return
         self.node.spawn(self._check(pair, el.text.strip()))
 
@@ -220,8 +215,7 @@ class IncomingStream(StreamSession):
                      local, self.transport.peer_host)
         else:
             log.info("s2s: dialback for %s from %s failed", remote, self.transport.peer_host)
-        self._write(dialback.result(local, remote, type="valid" if ok else "invalid")
-                    .to_bytes(NS.CLIENT))
+        self._write(dialback.result(local, remote, type="valid" if ok else "invalid"))
         self.flush()
 
     def _db_verify(self, el: Element) -> None:
@@ -234,7 +228,7 @@ class IncomingStream(StreamSession):
             return
         ok = self.federation.key_valid(receiving, originating, sid, el.text)
         self._write(dialback.verify(originating, receiving, sid, type="valid" if ok else
-                                    "invalid").to_bytes(NS.CLIENT))
+                                    "invalid"))
 
     def _authenticated(self) -> None:
         self.state = BOUND

@@ -94,8 +94,7 @@ class OutgoingStream(StreamSession):
             return fut
         self._verifies.setdefault(stream_id, []).append((receiving, key, fut))
         if self._phase == _READY:
-            self._write(dialback.verify(receiving, self.remote, stream_id, key)
-                        .to_bytes(NS.CLIENT))
+            self._write(dialback.verify(receiving, self.remote, stream_id, key))
         return fut
 
     # -- connecting -----------------------------------------------------------------------------
@@ -172,13 +171,12 @@ class OutgoingStream(StreamSession):
         self._phase = _READY
         for sid, asks in self._verifies.items():
             for receiving, key, _ in asks:
-                self._write(dialback.verify(receiving, self.remote, sid, key)
-                            .to_bytes(NS.CLIENT))
+                self._write(dialback.verify(receiving, self.remote, sid, key))
         if not cfg.dialback:
             self._fail("remote-server-not-found", f"no way to authenticate to {self.remote}")
             return None
         key = self.federation.key(self.remote, self.local, self.stream.id)
-        self._write(dialback.result(self.local, self.remote, key).to_bytes(NS.CLIENT))
+        self._write(dialback.result(self.local, self.remote, key))
         return None
 
     async def _start_tls(self) -> None:
