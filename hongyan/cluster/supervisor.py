@@ -47,6 +47,8 @@ async def _supervise(config: Config, config_path: str | None) -> int:
     if config.components:
         socks["component"] = listening_sockets(config.component_listener.bind,
                                                config.component_listener.port)
+    if config.s2s_enabled:
+        socks["s2s"] = listening_sockets(config.s2s.bind, config.s2s.port)
     fds = [sock.fileno() for group in socks.values() for sock in group]
     run_dir = tempfile.mkdtemp(prefix="hongyan-workers-")
     ready_r, ready_w = os.pipe()

@@ -244,6 +244,61 @@ class ComponentEntry(Section):
         return v
 
 
+def _route(v: str) -> str:
+    """A static route's address: ``host:port`` (``[v6]:port``)."""
+    host, sep, port = v.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not host:port: {v!r}")
+    return f"{host}:{port}"
+
+
+Domain = Annotated[str, AfterValidator(_service_host)]
+
+
+class S2SSection(Section):
+    """Server-to-server federation (RFC 6120; docs/design.md, Federation)."""
+
+    enabled: bool | None = Field(None, description="federate with other XMPP servers (port "
+                                 "5269); default: on unless the domain is localhost")
+    bind: list[str] = Field(default_factory=lambda: ["0.0.0.0"],
+                            description="addresses other servers connect to")
+    port: int = Field(5269, ge=0, le=65535, description="0 = any free port")
+    require_encryption: bool = Field(True, description="STARTTLS before anything else, in "
+                                     "both directions")
+    dialback: bool = Field(True, description="authenticate servers by dialback (XEP-0220) "
+                           "when their certificate does not prove their name")
+    routes: dict[str, Annotated[str, AfterValidator(_route)]] = Field(
+        default_factory=dict, description="domain -> host:port used instead of DNS (tests, "
+        "private networks)")
+    allow: list[Domain] = Field(default_factory=list, description="the only domains to "
+                                "federate with (empty = any not in deny)")
+    deny: list[Domain] = Field(default_factory=list, description="domains never federated "
+                               "with")
+    connect_timeout: float = Field(10.0, gt=0, description="seconds to reach a remote server")
+    negotiation_timeout: float = Field(30.0, gt=0, description="seconds a stream may take to "
+                                       "finish TLS and authentication, in either direction")
+    idle_timeout: float = Field(600.0, gt=0, description="seconds without a stanza after "
+                                "which a stream is closed")
+    max_queue: int = Field(1000, ge=1, description="stanzas held per remote domain while its "
+                           "stream connects; past it they bounce")
+    max_streams_per_ip: int = Field(32, ge=1, description="incoming streams from one address "
+                                    "(per worker); the next gets policy-violation")
+    max_streams: int = Field(10000, ge=1, description="incoming streams in all (per worker)")
+    max_stanza_size: int = Field(262144, ge=10000, description="bytes")
+
+    @model_validator(mode="after")
+    def _lists(self) -> S2SSection:
+        both = set(self.allow) & set(self.deny)
+        if both:
+            raise ValueError(f"in both allow and deny: {', '.join(sorted(both))}")
+        return self
+
+    def federates(self, domain: str) -> bool:
+        if domain in self.deny:
+            return False
+        return not self.allow or domain in self.allow
+
+
 class Config(Section):
     server: ServerSection = ServerSection()
     c2s: C2SSection = C2SSection()
@@ -256,6 +311,7 @@ class Config(Section):
     modules: ModulesSection = ModulesSection()
     component_listener: ComponentListenerSection = ComponentListenerSection()
     components: list[ComponentEntry] = Field(default_factory=list)
+    s2s: S2SSection = S2SSection()
 
     #: each feature's section, by name (see :meth:`options`; the loader fills it)
     _features: dict[str, Section] = PrivateAttr(default_factory=dict)
@@ -269,6 +325,12 @@ class Config(Section):
     def with_features(self, features: dict[str, Section]) -> Config:
         self._features = dict(features)
         return self
+
+    @property
+    def s2s_enabled(self) -> bool:
+        if self.s2s.enabled is not None:
+            return self.s2s.enabled
+        return self.server.domain != "localhost"
 
     @property
     def registration_enabled(self) -> bool:

@@ -26,7 +26,7 @@ from hongyan.xmpp.jid import JID, JIDError
 from hongyan.xmpp.stamps import parse_xmpp_datetime, xmpp_datetime
 
 if TYPE_CHECKING:
-    from hongyan.server.router import Endpoint
+    from hongyan.server.router import Endpoint, RemoteEndpoint
     from hongyan.server.session import ClientSession
     from hongyan.storage.db import Database
 
@@ -220,7 +220,7 @@ def metadata_element(found: tuple[int, int] | None) -> Element:
     return el
 
 
-def send_results(session: ClientSession | Endpoint | None, query: Element,
+def send_results(session: ClientSession | Endpoint | RemoteEndpoint | None, query: Element,
                  rows: list[tuple[int, str]], flip: bool, frm: str = "") -> None:
     """The result messages, as pre-built strings, to the querying session (from ``frm`` when
     the archive is not the user's own)."""

@@ -36,9 +36,10 @@ from hongyan.server.limits import Preauth
 from hongyan.server.metrics import Counters, Metrics, Reading, Source, resident_memory
 from hongyan.server.module import Module, ModuleAPI
 from hongyan.server.router import Router
+from hongyan.server.s2s import Federation, Served
 from hongyan.server.session import Flushable, NonzaHandler
 from hongyan.server.sessions import SessionManager
-from hongyan.server.tls import cert_der, ensure_self_signed, server_context
+from hongyan.server.tls import cert_der, client_context, ensure_self_signed, server_context
 from hongyan.server.web import WEBSOCKET_PATH, WebSocketEndpoint, health
 from hongyan.storage.db import Database, open_database
 from hongyan.storage.kv import KV_MIGRATIONS, KeyValueStore
@@ -57,7 +58,7 @@ from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
 from hongyan.xmpp.jid import JID, JIDError
 from hongyan.xmpp.parser import parse_element
 from hongyan.xmpp.sasl import tls_server_end_point
-from hongyan.xmpp.stream import COMPONENT, RFC7395, Parsers, Profile
+from hongyan.xmpp.stream import COMPONENT, RFC7395, S2S, Parsers, Profile
 
 log = logging.getLogger("hongyan.node")
 
@@ -155,6 +156,9 @@ class Node:
             config.server.domain, parsers, role=COMPONENT,
             domains=self.components.names)
         self.component_port = 0
+        #: server-to-server federation (``[s2s]``; None when off), made once TLS is set up
+        self.federation: Federation | None = None
+        self.s2s_port = 0
         self._metrics()
 
     # -- services -------------------------------------------------------------------------------
@@ -249,6 +253,8 @@ class Node:
         await self.open_storage()
         self.secret = await self._server_secret()
         self._setup_tls()
+        if self.config.s2s_enabled:
+            await self._setup_federation()
         for cls in self._classes:
             api = ModuleAPI(self, cls.name)
             module = cls(api)
@@ -278,6 +284,8 @@ class Node:
             if self.config.http.enabled:
                 await self._listen_http()
             await self._listen_components()
+            if self.federation is not None:
+                await self._listen_s2s()
         if self.config.c2s.idle_parser_release > 0:
             self._rest_task = asyncio.get_running_loop().create_task(self._rest_idle_parsers())
 
@@ -291,6 +299,43 @@ class Node:
         #: the same certificate for HTTPS, which negotiates HTTP/1.1 instead of xmpp-client
         self._https_context = server_context(cert, key, alpn=["http/1.1"])
         self._tls = TLSConfig(self.ssl_context, tls_server_end_point(cert_der(cert)))
+
+    async def _setup_federation(self) -> None:
+        """Federation's streams, its TLS contexts and its dialback secret (XEP-0185), kept in
+        the database so that every worker, node and restart makes the same keys."""
+        cfg = self.config.s2s
+        parsers = Parsers(max_stanza_size=cfg.max_stanza_size,
+                          max_depth=self.config.c2s.max_depth)
+        streams = Profile(self.domain, parsers, role=S2S, domains=Served(self.router),
+                          clock=self.clock.monotonic, timeout=cfg.negotiation_timeout)
+        tls = self.config.tls
+        if tls.cert_file and tls.key_file:
+            cert, key = Path(tls.cert_file), Path(tls.key_file)
+        else:
+            cert, key = ensure_self_signed(self.data_dir, self.domain)
+        fed = Federation(self, cfg, streams, client_context(cert, key))
+        fed.secret = bytes.fromhex(await self.kv.setdefault("", _SECRET_NS, "dialback",
+                                                            secrets.token_hex(32)))
+        self._s2s_tls = TLSConfig(server_context(cert, key), b"")
+        self.federation = fed
+        self.router.remote = fed
+
+    async def _listen_s2s(self) -> None:
+        """The server-to-server listener (``[s2s]``, port 5269)."""
+        fed = self.federation
+        assert fed is not None
+        cfg = self.config.s2s
+        socks = self._worker.listeners.get("s2s", []) if self._worker is not None else []
+        tls = self._s2s_tls
+
+        def factory() -> StreamTransport:
+            return StreamTransport(fed.incoming_stream, tls, False)
+
+        given: list[socket.socket | None] = [*socks] or [None]
+        servers = [await listen(cfg.bind, cfg.port, factory, sock=sock) for sock in given]
+        self._servers.extend(servers)
+        self.s2s_port = int(servers[0].sockets[0].getsockname()[1])
+        log.info("%s: server-to-server on %s", self.domain, self.s2s_port)
 
     async def _listen(self) -> None:
         c2s = self.config.c2s
@@ -442,6 +487,8 @@ class Node:
         for s in self.sessions.all():
             s.stream_error(StreamError("system-shutdown"))
         self.components.stop()
+        if self.federation is not None:
+            self.federation.stop()
         if self._http is not None:
             await self._http.stop()
             self._http = None

@@ -27,6 +27,7 @@ from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, error_reply
 from hongyan.xmpp.jid import JID, JIDError
+from hongyan.xmpp.parser import parse_element
 
 if TYPE_CHECKING:
     import asyncio
@@ -44,13 +45,14 @@ IQ_TYPES = frozenset({"get", "set", "result", "error"})
 ComponentHandler = Callable[[Element, JID, JID], "Awaitable[object] | None"]
 
 # where a JID's stanzas are handled (Router.resolve)
-HERE, PROCESS, SERVICE, UNREACHABLE = range(4)
+HERE, PROCESS, SERVICE, UNREACHABLE, REMOTE = range(5)
 
 
 class Target:
     """A place stanzas are handled: this process (its sessions, its modules, the server
     itself), another process of the node (``index``), a service such as a component
-    (``handler``), or out of reach (a remote domain: no server-to-server yet)."""
+    (``handler``), a remote domain (server-to-server), or out of reach (a domain this server
+    does not federate with)."""
 
     __slots__ = ("handler", "index", "kind")
 
@@ -61,11 +63,22 @@ class Target:
         self.handler = handler
 
     def __repr__(self) -> str:
-        return f"<Target {('here', 'process', 'service', 'unreachable')[self.kind]} {self.index}>"
+        kinds = ("here", "process", "service", "unreachable", "remote")
+        return f"<Target {kinds[self.kind]} {self.index}>"
 
 
 THIS_PROCESS = Target(HERE)
 OUT_OF_REACH = Target(UNREACHABLE)
+ELSEWHERE = Target(REMOTE)
+
+
+class Remote(Protocol):
+    """Server-to-server federation as the router uses it."""
+
+    def federates(self, domain: str) -> bool:
+        """Stanzas for ``domain`` (not one of this server's) go out to its server."""
+    def deliver(self, el: Element, sender: JID, to: JID) -> None:
+        """Send ``el`` (``from`` a domain of this server) to the server of ``to``."""
 
 
 class Endpoint:
@@ -89,6 +102,31 @@ class Endpoint:
     def send(self, item: Element | bytes) -> None:
         data = item.to_bytes(NS.CLIENT) if isinstance(item, Element) else item
         self._cluster.deliver(self.target.index, self.jid.text, data)
+
+
+class RemoteEndpoint:
+    """A full JID at another server, as a service here writes to it (a room's remote
+    occupant): what it is sent goes out through server-to-server, from its ``from``."""
+
+    __slots__ = ("_router", "jid")
+
+    sm: None = None
+
+    def __init__(self, router: Router, jid: JID) -> None:
+        self._router = router
+        self.jid = jid
+
+    def __repr__(self) -> str:
+        return f"<RemoteEndpoint {self.jid}>"
+
+    def send(self, item: Element | bytes) -> None:
+        el = item if isinstance(item, Element) else parse_element(item)
+        try:
+            sender = JID.parse(el.attrs["from"])
+        except (KeyError, JIDError):
+            log.warning("dropping a stanza for %s without a valid from", self.jid)
+            return
+        self._router.remote_send(el, sender, self.jid)
 
 
 class Host(Protocol):
@@ -123,6 +161,8 @@ class Router:
         #: stanzas are handled on its home process (see :meth:`resolve`).
         self.cluster: Cluster | None = None
         self._processes: tuple[Target, ...] = ()
+        #: server-to-server federation (None: every remote domain is out of reach)
+        self.remote: Remote | None = None
         #: stanzas from this process's client sessions it routed: messages, and the others
         #: (one increment per stanza; /metrics adds them up)
         self.messages_routed = 0
@@ -141,7 +181,10 @@ class Router:
         if to.domain != self._domain:
             service = self._services.get(to.domain)
             if service is None:
-                return OUT_OF_REACH
+                remote = self.remote
+                if remote is None or not remote.federates(to.domain):
+                    return OUT_OF_REACH
+                service = ELSEWHERE  # (one process of the node keeps each domain's stream)
             if cluster is not None:
                 home = cluster.service_home(to.domain)
                 if home != cluster.index:
@@ -153,13 +196,18 @@ class Router:
                 return self._processes[home]
         return THIS_PROCESS
 
-    def reach(self, jid: JID) -> ClientSession | Endpoint | None:
+    def reach(self, jid: JID) -> ClientSession | Endpoint | RemoteEndpoint | None:
         """What writes to the bound resource ``jid`` wherever it is: its session here, an
-        :class:`Endpoint` for a session homed elsewhere, None when it is not bound here and
-        has no other place (services such as rooms write to occupants this way)."""
+        :class:`Endpoint` for a session homed elsewhere, a :class:`RemoteEndpoint` for one at
+        another server, None when it is not bound here and has no other place (services such
+        as rooms write to occupants this way)."""
         s = self._sessions.get(jid)
-        if s is not None or not jid.resource or not jid.local or jid.domain != self._domain:
+        if s is not None or not jid.resource or not jid.local:
             return s
+        if jid.domain != self._domain:
+            if jid.domain in self._services or self.resolve(jid) is OUT_OF_REACH:
+                return None
+            return RemoteEndpoint(self, jid)
         target = self.resolve(jid)
         if target.kind != PROCESS:
             return None
@@ -176,10 +224,24 @@ class Router:
         if target.kind == SERVICE:
             assert target.handler is not None
             return target.handler(el, sender, to)
-        # No server-to-server yet: every remote domain is unreachable.
+        if target.kind == REMOTE:
+            assert self.remote is not None
+            self.remote.deliver(el, sender, to)
+            return None
         self.bounce(el, StanzaError("remote-server-not-found",
                                     f"this server does not federate with {to.domain}"))
         return None
+
+    def remote_send(self, el: Element, sender: JID, to: JID) -> None:
+        """A stanza for a JID at another server (from a :class:`RemoteEndpoint`)."""
+        pending = self._reach(el, sender, to, self.resolve(to))
+        if pending is not None:
+            self._node.spawn(pending)
+
+    def serves(self, domain: str) -> bool:
+        """``domain`` is this server's or one of its services' (a stream from another server
+        may name it)."""
+        return domain == self._domain or domain in self._services
 
     # -- registration ---------------------------------------------------------------------------
     def register_iq(self, spec: IqSpec, handler: IqHandlerFn) -> Callable[[], None]:

@@ -68,6 +68,22 @@ def server_context(cert_file: Path, key_file: Path, alpn: list[str] | None = Non
     return ctx
 
 
+def client_context(cert_file: Path, key_file: Path, ca_file: str = "") -> ssl.SSLContext:
+    """The TLS client side of a server-to-server stream this server opens: it shows our
+    certificate (the peer may authenticate us by it) and does not fail the handshake on the
+    peer's (dialback authenticates a server whose certificate does not prove its name)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(cert_file), str(key_file))
+    ctx.options |= ssl.OP_NO_COMPRESSION
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if ca_file:
+        ctx.load_verify_locations(ca_file)
+    ctx.set_alpn_protocols(["xmpp-server"])
+    return ctx
+
+
 def cert_der(cert_file: Path) -> bytes:
     cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
     return cert.public_bytes(serialization.Encoding.DER)

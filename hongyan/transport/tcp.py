@@ -176,6 +176,40 @@ class StreamTransport(asyncio.Protocol):
             self._conns.tcp -= 1
             self._conns.tls += 1
 
+    async def start_client_tls(self, context: ssl.SSLContext, server_hostname: str,
+                               timeout: float = 30.0) -> bool:
+        """STARTTLS on a connection this server opened (server-to-server): this side is the
+        TLS client. False when the handshake failed (the connection is then dropped)."""
+        t = self._transport
+        if t is None:
+            return False
+        loop = asyncio.get_running_loop()
+        try:
+            new = await loop.start_tls(t, self, context, server_side=False,
+                                       server_hostname=server_hostname,
+                                       ssl_handshake_timeout=timeout)
+        except (TimeoutError, OSError, ssl.SSLError, ConnectionError) as exc:
+            log.info("TLS handshake with %s (%s) failed: %s", server_hostname, self.peer_host,
+                     exc)
+            t.abort()
+            return False
+        if new is None:
+            return False
+        self._transport = new
+        self._secure = True
+        return True
+
+    def peer_certificate(self) -> bytes | None:
+        """The peer's certificate (DER) on a TLS connection, if it sent one."""
+        t = self._transport
+        if t is None or not self._secure:
+            return None
+        obj = t.get_extra_info("ssl_object")
+        if obj is None:
+            return None
+        der: bytes | None = obj.getpeercert(binary_form=True)
+        return der
+
     def channel_binding(self) -> tuple[str, bytes] | None:
         if self._secure and self._tls is not None:
             return ("tls-server-end-point", self._tls.cb_server_end_point)
@@ -209,6 +243,17 @@ def listening_sockets(hosts: list[str], port: int) -> list[socket.socket]:
             sock.close()
         raise
     return socks
+
+
+async def connect(host: str, port: int, protocol: asyncio.Protocol, timeout: float,
+                  ssl_context: ssl.SSLContext | None = None, server_hostname: str | None = None
+                  ) -> None:
+    """Open a TCP connection (direct TLS with ``ssl_context``) to ``host``:``port`` for
+    ``protocol``, within ``timeout`` seconds. Raises OSError or TimeoutError."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(timeout):
+        await loop.create_connection(lambda: protocol, host, port, ssl=ssl_context,
+                                     server_hostname=server_hostname if ssl_context else None)
 
 
 async def listen(host: str | list[str], port: int,

@@ -6,8 +6,8 @@ as the return value of a method: the response header (:meth:`Stream.accept`), a 
 (:meth:`Stream.error`), the closing (:meth:`Stream.closing`). Nothing here does I/O, reads a
 clock of its own or knows about sessions; the negotiation deadline is computed from the clock
 the owner injects. Two framings (:data:`RFC6120` and :data:`RFC7395`) and two roles: a client's
-stream (:data:`C2S`) and an external component's (:data:`COMPONENT`, XEP-0114); server-to-server
-is a further role of this class.
+stream (:data:`C2S`), an external component's (:data:`COMPONENT`, XEP-0114) and another
+server's (:data:`S2S`, RFC 6120 §9), which this server may also initiate (:meth:`Stream.initiate`).
 
 * RFC 6120 framing: one XML document per stream, ``<stream:stream>`` … ``</stream:stream>``,
   restarted (a new parser) after STARTTLS and after SASL; an idle stream between stanzas may
@@ -17,6 +17,11 @@ is a further role of this class.
   features. Its stanzas come out of :meth:`Stream.receive` in ``jabber:client``, like every
   other stream's, and what the server writes to it (serialized as on a client stream, without
   an ``xmlns`` of its own) is in the header's default namespace, ``jabber:component:accept``.
+* The server-to-server role (``jabber:server``): the header declares the dialback prefix
+  (XEP-0220) and answers from the name the peer asked for (one of the domains this server
+  serves: its own and its services'); stanzas come out in ``jabber:client`` and are written
+  unprefixed under the header's ``jabber:server``, as on a component's stream. The same parser
+  reads the answer header of a stream this server initiated.
 * RFC 7395 framing (WebSocket): each message is one complete element with its namespaces
   declared; ``<open/>`` and ``<close/>`` in ``urn:ietf:params:xml:ns:xmpp-framing`` stand for
   the stream header and its end; a restart is a new ``<open/>`` on the same parser.
@@ -38,8 +43,9 @@ RFC6120: Final = "rfc6120"  # TCP and TLS: <stream:stream>
 RFC7395: Final = "rfc7395"  # WebSocket: <open/> and <close/>, one element per message
 C2S: Final = "c2s"
 COMPONENT: Final = "component"  # XEP-0114: an external component connecting to the server
+S2S: Final = "s2s"  # RFC 6120 §9: another server, in either direction
 #: the default namespace of each role's stream
-_CONTENT_NS = {C2S: NS.CLIENT, COMPONENT: NS.COMPONENT}
+_CONTENT_NS = {C2S: NS.CLIENT, COMPONENT: NS.COMPONENT, S2S: NS.SERVER}
 
 # The root a WebSocket stream's parser is given once, so that every message parses as a child
 _WS_ROOT = (f"<stream:stream xmlns='{NS.CLIENT}' xmlns:stream='{NS.STREAM}'>").encode()
@@ -91,7 +97,7 @@ class Profile:
                  preauth: Parsers | None = None) -> None:
         if framing not in (RFC6120, RFC7395):
             raise ValueError(f"unknown framing {framing!r}")
-        if role not in _CONTENT_NS or (role == COMPONENT and framing != RFC6120):
+        if role not in _CONTENT_NS or (role != C2S and framing != RFC6120):
             raise ValueError(f"unknown role {role!r} for framing {framing!r}")
         self.domain = domain
         self.domains: Container[str] = domains if domains is not None else (domain,)
@@ -166,9 +172,11 @@ class Stream:
         to = ev.to
         name = to.lower().rstrip(".") if to is not None else None
         known = name is not None and name in self.profile.domains
-        component = self.profile.role == COMPONENT
-        # a component's stream comes from the name it asked for (XEP-0114 §3)
-        header = self._header(ev.attrs.get("from"), name if component and known else None)
+        role = self.profile.role
+        component = role == COMPONENT
+        # a component's stream, and a server's, come from the name they asked for (XEP-0114
+        # §3, RFC 6120 §4.7.1)
+        header = self._header(ev.attrs.get("from"), name if role != C2S and known else None)
         self.header_sent = True
         if not known:
             if component:
@@ -190,12 +198,24 @@ class Stream:
             return (f"<?xml version='1.0'?><stream:stream xmlns='{NS.COMPONENT}' "
                     f"xmlns:stream='{NS.STREAM}' id='{self.id}' "
                     f"from='{escape_attr(name or domain)}'>").encode()
+        if self.profile.role == S2S:
+            return (f"<?xml version='1.0'?><stream:stream xmlns='{NS.SERVER}' "
+                    f"xmlns:stream='{NS.STREAM}' xmlns:db='{NS.DIALBACK}' id='{self.id}' "
+                    f"from='{escape_attr(name or domain)}'{to_attr} version='1.0'>").encode()
         if self.profile.framing == RFC7395:
             return (f"<open xmlns='{NS.FRAMING}' id='{self.id}' from='{domain}'"
                     f"{to_attr} version='1.0' xml:lang='en'/>").encode()
         return (f"<?xml version='1.0'?><stream:stream xmlns='{NS.CLIENT}' "
                 f"xmlns:stream='{NS.STREAM}' id='{self.id}' from='{domain}'"
                 f"{to_attr} version='1.0' xml:lang='en'>").encode()
+
+    def initiate(self, frm: str, to: str) -> bytes:
+        """The header of a server-to-server stream this server opens, from its domain ``frm``
+        to the peer's ``to`` (RFC 6120 §4.7; the peer's answer header carries the id)."""
+        self.header_sent = True
+        return (f"<?xml version='1.0'?><stream:stream xmlns='{NS.SERVER}' "
+                f"xmlns:stream='{NS.STREAM}' xmlns:db='{NS.DIALBACK}' "
+                f"from='{escape_attr(frm)}' to='{escape_attr(to)}' version='1.0'>").encode()
 
     def restart(self, authenticated: bool = False) -> None:
         """After STARTTLS or SASL success (RFC 6120 §4.3.3): the next header opens a new
@@ -317,5 +337,5 @@ def split_elements(data: bytes) -> list[bytes]:
     return out
 
 
-__all__ = ["C2S", "COMPONENT", "RFC6120", "RFC7395", "Element", "Parsers", "Profile", "Stream",
-           "StreamClose", "StreamOpen", "declare", "split_elements", "websocket_messages"]
+__all__ = ["C2S", "COMPONENT", "RFC6120", "RFC7395", "S2S", "Element", "Parsers", "Profile",
+           "Stream", "StreamClose", "StreamOpen", "declare", "split_elements", "websocket_messages"]

@@ -18,11 +18,13 @@ from tests.integration.rawstream import PASSWORD
 
 
 def write_config(tmp_path: Path, storage_url: str, extra: str = "", c2s_extra: str = "",
-                 http_extra: str = "", server_extra: str = "") -> Path:
+                 http_extra: str = "", server_extra: str = "", s2s_extra: str = "",
+                 domain: str = "localhost") -> Path:
+    """A test node's config file; ``s2s_extra``: its [s2s] section (off when empty)."""
     path = tmp_path / "hongyan.toml"
     path.write_text(f"""
 [server]
-domain = "localhost"
+domain = "{domain}"
 data_dir = "{tmp_path / 'data'}"
 {server_extra}
 
@@ -44,6 +46,9 @@ url = "{storage_url}"
 [auth]
 failure_delay = 0.05
 failure_delay_max = 0.2
+
+[s2s]
+{s2s_extra or "enabled = false"}
 {extra}
 """)
     return path
@@ -83,8 +88,11 @@ async def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIt
 class Harness:
     """Starts nodes from a config; makes accounts and logged-in clients."""
 
-    def __init__(self, tmp_path: Path, storage_url: str) -> None:
+    def __init__(self, tmp_path: Path, storage_url: str, domain: str = "localhost") -> None:
         self.tmp_path = tmp_path
+        self.domain = domain
+        #: the [s2s] section (empty: federation off)
+        self.s2s_extra = ""
         self.storage_url = storage_url
         self.node: Node | None = None
         self.clients: list[Client] = []
@@ -109,7 +117,8 @@ class Harness:
         if server_extra is not None:
             self.server_extra = server_extra
         cfg = load_config(write_config(self.tmp_path, self.storage_url, self.extra_config,
-                                       self.c2s_extra, self.http_extra, self.server_extra))
+                                       self.c2s_extra, self.http_extra, self.server_extra,
+                                       self.s2s_extra, self.domain))
         self.node = Node(cfg, clock=self.clock)
         await self.node.start()
         return self.node
@@ -134,7 +143,7 @@ class Harness:
     async def user(self, name: str, password: str = PASSWORD) -> str:
         assert self.node is not None
         await self.node.accounts.create(name, password, time.time())
-        return f"{name}@localhost"
+        return f"{name}@{self.domain}"
 
     async def client(self, jid: str, password: str = PASSWORD, *, login: bool = True,
                      presence: bool = True, direct_tls: bool = False,

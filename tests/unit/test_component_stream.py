@@ -80,7 +80,7 @@ def test_the_component_role_is_tcp_only() -> None:
         Profile("localhost", Parsers(max_stanza_size=4096, max_depth=16), role=COMPONENT,
                 framing=RFC7395)
     with pytest.raises(ValueError):
-        Profile("localhost", Parsers(max_stanza_size=4096, max_depth=16), role="s2s")
+        Profile("localhost", Parsers(max_stanza_size=4096, max_depth=16), role="bogus")
 
 
 def test_rest_and_resume_keep_the_namespace() -> None:

@@ -21,9 +21,11 @@ from hongyan.xmpp.stamps import parse_xmpp_datetime, xmpp_datetime
 
 if TYPE_CHECKING:
     from hongyan.server.module import ModuleAPI
-    from hongyan.server.router import Endpoint
+    from hongyan.server.router import Endpoint, RemoteEndpoint
     from hongyan.server.session import ClientSession
 
+    #: where an occupant's resource is written to
+    Place = ClientSession | Endpoint | RemoteEndpoint
 
 
 class Service(Protocol):
@@ -66,10 +68,10 @@ class Occupant:
         #: session, or the endpoint of its session on another process). Looked up once, at
         #: join: an occupant's resource leaves the room when that session ends
         #: (``Muc.on_session_closed``).
-        self.resources: dict[str, tuple[JID, bytes, ClientSession | Endpoint | None]] = {}
+        self.resources: dict[str, tuple[JID, bytes, Place | None]] = {}
         self.presence: Element | None = None
 
-    def add_resource(self, jid: JID, session: ClientSession | Endpoint | None) -> None:
+    def add_resource(self, jid: JID, session: Place | None) -> None:
         s = str(jid)
         self.resources[s] = (jid, escape_attr(s).encode(), session)
 

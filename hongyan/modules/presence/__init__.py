@@ -164,7 +164,8 @@ class Presence(Module):
     async def _initial(self, session: ClientSession, items: dict[str, RosterItem]) -> None:
         jid = session.jid
         assert jid is not None
-        # Probes: local contacts answer at once with each available resource's presence.
+        # Probes: local contacts answer at once with each available resource's presence,
+        # remote ones through their server.
         for contact, item in list(items.items()):
             if not item.has_to:
                 continue
@@ -173,6 +174,11 @@ class Presence(Module):
             except JIDError:
                 continue
             if cj.domain != self.api.domain:
+                if self.api.router.serves(cj.domain):
+                    continue
+                # a contact at another server: its server answers (RFC 6121 §4.3)
+                await self._send(Element("presence", attrs={
+                    "type": "probe", "from": jid.bare_str, "to": contact}), jid.bare, cj)
                 continue
             for cs in self.api.sessions.available(cj):
                 if cs.presence is not None and cs.jid is not None:
