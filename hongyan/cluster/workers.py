@@ -12,9 +12,13 @@ accepted by another worker is moved to the home right after SASL succeeds:
 * WebSocket (RFC 7395): the same as TLS, for the same reason (aiohttp holds the WebSocket's
   state): the accepting worker keeps the connection and relays its messages, each
   length-prefixed, over a socket pair; the home's session sees a WebSocket stream.
+* BOSH (XEP-0206): the same as WebSocket; the BOSH session (its rid window, its held
+  requests) stays in the worker that created it, which its sid names (``<random>.<index>``),
+  and an HTTP request of it that another worker accepted is passed there over the links
+  (notices ``bosh``/``bosh-reply``, see ``hongyan.server.bosh``).
 
 HTTP requests are served by whichever worker accepted their connection (the listening sockets
-are shared like c2s's).
+are shared like c2s's), but for a BOSH session's, which go to the worker that has it.
 
 So everything about one user — its sessions and resource conflicts, XEP-0198 resumption,
 rosters, blocklists, carbons, offline storage, its archive writes — is handled by one process,
@@ -55,6 +59,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from hongyan.server.c2s import C2SSession, Host, Transport
 from hongyan.server.component import ComponentSession
 from hongyan.server.session import Session
+from hongyan.transport.bosh import BoshRelay, BoshTransport
 from hongyan.transport.relay import Relay
 from hongyan.transport.tcp import StreamTransport
 from hongyan.transport.websocket import LinkTransport, WebSocketRelay, WebSocketTransport
@@ -449,7 +454,7 @@ class Workers:
         connection's bytes, or of a WebSocket's messages)."""
         assert isinstance(session, C2SSession)
         t = session.transport
-        assert isinstance(t, StreamTransport | WebSocketTransport)
+        assert isinstance(t, StreamTransport | WebSocketTransport | BoshTransport)
         t.pause_reading()
         session.send(success, raw=True)
         session.flush()
@@ -457,6 +462,10 @@ class Workers:
         if isinstance(t, WebSocketTransport):  # (aiohttp holds its state: it cannot move)
             meta["w"] = True
             await self._relay(session, t, WebSocketRelay(t), index, meta)
+            return
+        if isinstance(t, BoshTransport):  # (the same: its BOSH session stays here)
+            meta["w"] = True
+            await self._relay(session, t, BoshRelay(t), index, meta)
             return
         raw = t.raw
         if raw is None:
@@ -475,7 +484,8 @@ class Workers:
             return
         await self._relay(session, t, Relay(t), index, meta)
 
-    async def _relay(self, session: C2SSession, client: StreamTransport | WebSocketTransport,
+    async def _relay(self, session: C2SSession,
+                     client: StreamTransport | WebSocketTransport | BoshTransport,
                      relay: Relay, index: int, meta: dict[str, Any]) -> None:
         """Keep the client's connection here and relay it to worker ``index`` over a socket
         pair whose other end goes there."""

@@ -154,6 +154,18 @@ class HTTPSection(Section):
     websocket_origins: list[Annotated[str, AfterValidator(_origin)]] = Field(
         default_factory=list, description="origins (scheme://host[:port]) whose pages may "
         "open a WebSocket; empty = any")
+    bosh: bool = Field(True, description="XMPP over BOSH (XEP-0206) at /http-bind")
+    bosh_max_wait: int = Field(60, ge=1, le=3600, description="the longest a BOSH request "
+                               "is held for the server's output, seconds (a client's "
+                               "'wait' is cut to it)")
+    bosh_max_hold: int = Field(1, ge=0, le=8, description="the most BOSH requests held at "
+                               "once per session (a client's 'hold' is cut to it)")
+    bosh_inactivity: int = Field(60, ge=5, le=3600, description="seconds a BOSH session "
+                                 "may go without a request before it is over")
+    bosh_polling: int = Field(2, ge=0, le=600, description="the shortest interval, seconds, "
+                              "between two empty requests of a polling session (hold 0)")
+    bosh_max_pause: int = Field(120, ge=0, le=3600, description="the longest pause, "
+                                "seconds, a BOSH client may ask for")
 
 
 class TLSSection(Section):

@@ -25,6 +25,7 @@ from hongyan.config.schema import Config
 from hongyan.server import accounts as accounts_mod
 from hongyan.server.accounts import Accounts
 from hongyan.server.auth import Guard
+from hongyan.server.bosh import BOSH_PATH, BoshEndpoint
 from hongyan.server.c2s import AUTHENTICATED, DETACHED, C2SSession, Transport
 from hongyan.server.clock import Clock
 from hongyan.server.cluster import Cluster
@@ -145,6 +146,8 @@ class Node:
         self.http_routes = Routes()
         self._proxies = Proxies(config.http.trusted_proxies)
         self._http: HttpServer | None = None
+        #: XMPP over BOSH at /http-bind (None: off)
+        self.bosh: BoshEndpoint | None = None
         self.http_port = 0
         self.https_port = 0
         self._http_routes()
@@ -272,6 +275,8 @@ class Node:
             self.workers.on("auth-ok", self.guard.peer_ok)
             self.guard.notify = self.workers.notify
             self.components.attach_cluster(self.workers)
+            if self.bosh is not None:
+                self.bosh.attach(self.workers)
             # the router and the modules look the workers up as they start routing
             self.router.attach(self.workers)
             for api in self._apis:
@@ -373,6 +378,11 @@ class Node:
         if self.config.http.websocket:
             self.http_routes.add("GET", WEBSOCKET_PATH,
                                  WebSocketEndpoint(self, self.config.http, self._proxies))
+        if self.config.http.bosh:
+            bosh = self.bosh = BoshEndpoint(self, self.config.http, self._proxies)
+            self.http_routes.add("POST", BOSH_PATH, bosh.post)
+            self.http_routes.add("GET", BOSH_PATH, bosh.get)
+            self.http_routes.add("OPTIONS", BOSH_PATH, bosh.options)
 
     def _metrics(self) -> None:
         """The core's numbers for /metrics (modules add theirs: ``ModuleAPI.metric``)."""
@@ -486,6 +496,8 @@ class Node:
             server.close()
         for s in self.sessions.all():
             s.stream_error(StreamError("system-shutdown"))
+        if self.bosh is not None:
+            self.bosh.stop()
         self.components.stop()
         if self.federation is not None:
             self.federation.stop()

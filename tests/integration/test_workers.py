@@ -83,9 +83,10 @@ async def node(tmp_path: Path, storage_url: str) -> AsyncIterator[Node]:
 
 @contextlib.asynccontextmanager
 async def serving(tmp_path: Path, storage_url: str, extra: str = "",
-                  node_class: type[Node] = Node, c2s_extra: str = "") -> AsyncIterator[Node]:
+                  node_class: type[Node] = Node, c2s_extra: str = "",
+                  http_extra: str = "") -> AsyncIterator[Node]:
     """``hongyan serve`` with two workers and the four accounts; ``extra``: more config,
-    ``c2s_extra``: more of its [c2s] section."""
+    ``c2s_extra`` and ``http_extra``: more of its [c2s] and [http] sections."""
     path = tmp_path / "hongyan.toml"
     http_port = free_port()
     path.write_text(f"""
@@ -104,6 +105,7 @@ allow_plaintext_auth = true
 bind = ["127.0.0.1"]
 port = {http_port}
 tls_port = {free_port()}
+{http_extra}
 [storage]
 url = "{storage_url}"
 [auth]
