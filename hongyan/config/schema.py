@@ -154,6 +154,10 @@ class HTTPSection(Section):
     websocket_origins: list[Annotated[str, AfterValidator(_origin)]] = Field(
         default_factory=list, description="origins (scheme://host[:port]) whose pages may "
         "open a WebSocket; empty = any")
+    loopback_secure: bool = Field(True, description="a browser on this machine whose page "
+                                  "came from this machine (loopback client, loopback Origin, "
+                                  "no forwarding headers) may log in over plain HTTP, as over "
+                                  "TLS: what lets the web client at http://localhost:5280/ work")
 
 
 class TLSSection(Section):
