@@ -44,8 +44,10 @@ const commands = {
     async fill({ name, selector, value, timeout = 15000 }) {
         await user(name).page.locator(selector).first().fill(value, { timeout });
     },
-    async click({ name, selector, timeout = 15000 }) {
-        await user(name).page.locator(selector).first().click({ timeout });
+    async click({ name, selector, text = null, timeout = 15000 }) {
+        let loc = user(name).page.locator(selector);
+        if (text !== null) loc = loc.filter({ hasText: text });
+        await loc.first().click({ timeout });
     },
     async press({ name, selector, key, timeout = 15000 }) {
         await user(name).page.locator(selector).first().press(key, { timeout });

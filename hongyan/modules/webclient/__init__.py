@@ -133,6 +133,7 @@ class WebClient(Module):
                 "allow_registration": True,
                 "registration_domain": self.api.domain,
                 "providers_link": "",
+                "muc_nickname_from_jid": True,
                 "play_sounds": False,
                 "sounds_path": DIST + "/sounds/",
                 "persistent_store": "IndexedDB",

@@ -1,0 +1,226 @@
+"""The bundled web client in a real browser: Converse.js, served by the real server at ``/``,
+in headless Debian Chromium driven by playwright-core (``tests/integration/browser.py``).
+
+Two people log in through the page — alice over WebSocket, bob over the transport of the test's
+parameter (WebSocket, or BOSH once the server answers ``/http-bind``) — and each chats both
+ways with sam, a slixmpp user on TCP; all three meet in a room and talk there; alice bookmarks
+the room (XEP-0402, which Converse publishes with ``pubsub#max_items=max``); alice sends
+sam a picture through the upload service (XEP-0363), which sam downloads and finds byte-equal.
+Nothing the pages load comes from anywhere but this server. Screenshots and the browsers'
+console logs are kept in the test's artifacts folder (``$HONGYAN_TEST_ARTIFACTS``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import struct
+import zlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from slixmpp import JID
+
+from tests.integration.browser import Browsers, artifacts_dir, require_browser
+from tests.integration.clients import TIMEOUT, Client, insecure_context
+from tests.integration.conftest import Harness
+
+ROOM = "lobby@conference.localhost"
+PASSWORD = "correct horse battery"
+BOOKMARKS = "urn:xmpp:bookmarks:1"
+
+
+def png(width: int = 48, height: int = 32) -> bytes:
+    """A small real PNG (a colour gradient), made here."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    rows = b"".join(b"\x00" + b"".join(bytes((x * 5 % 256, y * 8 % 256, 160))
+                                       for x in range(width)) for y in range(height))
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+
+
+async def bosh_served(harness: Harness) -> bool:
+    """Whether the server answers at ``/http-bind`` (XEP-0206), i.e. BOSH is there."""
+    assert harness.node is not None
+    url = f"http://127.0.0.1:{harness.node.http_port}/http-bind"
+    async with aiohttp.ClientSession() as http, http.post(
+            url, data=b"", headers={"Content-Type": "text/xml; charset=utf-8"}) as r:
+        return r.status != 404
+
+
+class Page:
+    """One person's browser showing the web client."""
+
+    def __init__(self, browsers: Browsers, name: str, out: Path) -> None:
+        self.b = browsers
+        self.name = name
+        self.out = out
+        self.shots = 0
+
+    async def call(self, cmd: str, **kw: Any) -> Any:
+        return await self.b.call(cmd, name=self.name, **kw)
+
+    async def shot(self, what: str) -> None:
+        self.shots += 1
+        name = f"{self.name}-{self.shots:02d}-{what}.png"
+        await self.call("screenshot", path=str(self.out / name))
+
+    async def login(self, base: str, transport: str) -> dict[str, Any]:
+        opened = await self.call("open", url=f"{base}/?transport={transport}",
+                                 ignoreHTTPSErrors=True)
+        await self.call("fill", selector="input[name=jid]", value=self.name)
+        await self.call("fill", selector="input[name=password]", value=PASSWORD)
+        await self.shot("login")
+        await self.call("click", selector="converse-login-form button[type=submit]")
+        await self.call("wait", selector="converse-user-profile", text=f"{self.name}@localhost")
+        await self.call("wait", selector="converse-user-profile", text="online")
+        await self.shot("logged-in")
+        got: dict[str, Any] = opened
+        return got
+
+    async def go(self, fragment: str) -> None:
+        """Follow a ``#converse/...`` link (as a click on an ``xmpp:`` link would)."""
+        await self.call("eval", expression=f"window.location.hash = {json.dumps(fragment)}")
+
+    def box(self, jid: str) -> str:
+        return f":is(converse-chat, converse-muc)[jid='{jid}']"
+
+    async def sees(self, jid: str, text: str, timeout: int = 20000) -> None:
+        await self.call("wait", selector=f"{self.box(jid)} .chat-msg__text", text=text,
+                        timeout=timeout)
+
+    async def say(self, jid: str, text: str) -> None:
+        area = f"{self.box(jid)} textarea.chat-textarea"
+        await self.call("fill", selector=area, value=text)
+        await self.call("press", selector=area, key="Enter")
+
+
+async def message(c: Client, pred: Callable[[Any], bool], timeout: float = 20) -> Any:
+    """The next message ``c`` gets for which ``pred`` holds (others are dropped)."""
+    async def loop() -> Any:
+        while True:
+            m = await c.next_message(timeout)
+            if pred(m):
+                return m
+    return await asyncio.wait_for(loop(), timeout)
+
+
+@pytest.fixture
+async def browsers(tmp_path: Path) -> AsyncIterator[Browsers]:
+    require_browser()
+    b = Browsers(tmp_path / "profiles")
+    await b.start()
+    try:
+        yield b
+    finally:
+        await b.stop()
+
+
+@pytest.mark.parametrize("bob_transport", ["websocket", "bosh"])
+async def test_two_people_chat_meet_in_a_room_and_share_a_picture(
+        harness: Harness, browsers: Browsers, tmp_path: Path, bob_transport: str) -> None:
+    assert harness.node is not None
+    if bob_transport == "bosh" and not await bosh_served(harness):
+        pytest.skip("BOSH (/http-bind) is not served by this server yet")
+    out = artifacts_dir(tmp_path, f"webclient-{bob_transport}")
+    node = harness.node
+    base = f"http://localhost:{node.http_port}"
+    for name in ("alice", "bob", "sam"):
+        await harness.user(name, PASSWORD)
+    sam = await harness.client("sam@localhost/tcp", PASSWORD, plugins=("xep_0045",))
+    alice, bob = Page(browsers, "alice", out), Page(browsers, "bob", out)
+    try:
+        await scenario(harness, sam, alice, bob, base, bob_transport, out)
+    finally:
+        for p in (alice, bob):
+            try:
+                (out / f"{p.name}-console.log").write_text(
+                    "\n".join(await p.call("log")) + "\n")
+                await p.shot("last")
+            except Exception as exc:  # (the browser may be gone: keep the rest)
+                (out / f"{p.name}-console.log").write_text(f"no log: {exc}\n")
+
+
+async def scenario(harness: Harness, sam: Client, alice: Page, bob: Page, base: str,
+                   bob_transport: str, out: Path) -> None:
+    node = harness.node
+    assert node is not None
+    opened = await alice.login(base, "websocket")
+    assert opened["status"] == 200
+    assert "default-src 'none'" in opened["headers"]["content-security-policy"]
+    await bob.login(base, bob_transport)
+
+    # -- one to one, both ways, with a TCP user ----------------------------------------------
+    for page in (alice, bob):
+        who = f"{page.name}@localhost"
+        sam.send_message(mto=who, mbody=f"hello {page.name}, sam here", mtype="chat")
+        # it shows up in the contacts list, marked unread; a click opens the chat
+        await page.call("click", selector="converse-roster a.open-chat", text="sam@localhost")
+        await page.sees("sam@localhost", f"hello {page.name}, sam here")
+        await page.say("sam@localhost", f"hi sam, {page.name} in a browser")
+        got = await message(sam, lambda m, page=page: m["type"] == "chat"
+                            and m["body"] == f"hi sam, {page.name} in a browser")
+        assert JID(got["from"]).bare == who
+        await page.shot("chat")
+
+    # -- a room ----------------------------------------------------------------------------------
+    muc = sam.plugin["xep_0045"]
+    await muc.join_muc_wait(JID(ROOM), "sam", timeout=TIMEOUT)
+    form = await muc.get_room_config(ROOM)
+    await muc.set_room_config(ROOM, form)  # the default configuration: the room opens
+    for page in (alice, bob):
+        await page.go(f"converse/room?jid={ROOM}")
+        await page.call("wait", selector=f"{page.box(ROOM)} textarea.chat-textarea")
+        await page.call("wait", selector=f"{page.box(ROOM)} converse-muc-occupants",
+                        text=page.name)
+    await alice.say(ROOM, "hello room, alice here")
+    got = await message(sam, lambda m: m["type"] == "groupchat"
+                        and m["body"] == "hello room, alice here")
+    assert got["from"] == f"{ROOM}/alice"
+    await bob.sees(ROOM, "hello room, alice here")
+    sam.send_message(mto=ROOM, mbody="welcome, both of you", mtype="groupchat")
+    for page in (alice, bob):
+        await page.sees(ROOM, "welcome, both of you")
+        await page.shot("room")
+    await bob.say(ROOM, "bob says hi to the room")
+    await alice.sees(ROOM, "bob says hi to the room")
+    await message(sam, lambda m: m["type"] == "groupchat"
+                  and m["body"] == "bob says hi to the room")
+
+    # -- a picture, through the upload service ---------------------------------------------
+    picture = png()
+    path = out.parent / f"{out.name}-picture.png"
+    path.write_bytes(picture)
+    await alice.call("click", selector="converse-roster a.open-chat", text="sam@localhost")
+    await alice.call("wait", selector=f"{alice.box('sam@localhost')} textarea.chat-textarea")
+    await alice.call("files", selector=f"{alice.box('sam@localhost')} input.fileupload",
+                     path=str(path))
+    got = await message(sam, lambda m: m["type"] == "chat" and "/upload/" in m["body"], 30)
+    url = got["body"].strip()
+    assert url.startswith(f"https://localhost:{node.https_port}/upload/"), url
+    oob = got.xml.find("{jabber:x:oob}x/{jabber:x:oob}url")
+    assert oob is not None and oob.text == url
+    async with aiohttp.ClientSession() as http, http.get(url, ssl=insecure_context()) as r:
+        assert r.status == 200 and r.headers["Content-Type"] == "image/png"
+        assert await r.read() == picture
+    # and alice's page shows it, loaded from the upload service (the page's CSP allows that)
+    await alice.call("wait", selector=f"{alice.box('sam@localhost')} img.chat-image")
+    await alice.shot("picture")
+
+    # -- nothing came from anywhere else -----------------------------------------------------
+    own = (f"http://localhost:{node.http_port}/", f"ws://localhost:{node.http_port}/",
+           f"https://localhost:{node.https_port}/upload/", "data:", "blob:")
+    for page in (alice, bob):
+        requests = await page.call("requests")
+        assert requests, page.name
+        (out / f"{page.name}-requests.txt").write_text("\n".join(requests) + "\n")
+        foreign = [u for u in requests if not u.startswith(own)]
+        assert not foreign, (page.name, foreign)
+        log = await page.call("log")
+        assert not [line for line in log if "Content Security Policy" in line], log
