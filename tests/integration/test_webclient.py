@@ -111,6 +111,22 @@ async def message(c: Client, pred: Callable[[Any], bool], timeout: float = 20) -
     return await asyncio.wait_for(loop(), timeout)
 
 
+async def bookmarks(c: Client, timeout: float = 20) -> dict[str, Any]:
+    """Room JID -> <conference/> of ``c``'s bookmarks node, once it has any (Converse
+    publishes a room's bookmark after the join)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        iq = c.make_iq_get(ito=c.boundjid.bare)
+        got = await c.send_raw_iq(iq, f"<pubsub xmlns='http://jabber.org/protocol/pubsub'>"
+                                      f"<items node='{BOOKMARKS}'/></pubsub>", TIMEOUT)
+        found = {it.get("id"): it.find(f"{{{BOOKMARKS}}}conference")
+                 for it in got.xml.iter("{http://jabber.org/protocol/pubsub}item")}
+        if found or loop.time() > end:
+            return found
+        await asyncio.sleep(0.2)
+
+
 @pytest.fixture
 async def browsers(tmp_path: Path) -> AsyncIterator[Browsers]:
     require_browser()
@@ -193,6 +209,15 @@ async def scenario(harness: Harness, sam: Client, alice: Page, bob: Page, base: 
     await message(sam, lambda m: m["type"] == "groupchat"
                   and m["body"] == "bob says hi to the room")
 
+    # -- the room is in alice's bookmarks (XEP-0402, PEP), as Converse published them ---------
+    mine = await harness.client("alice@localhost/tcp", PASSWORD, plugins=("xep_0060",))
+    items = await bookmarks(mine)
+    assert ROOM in items, items
+    conference = items[ROOM]
+    assert conference.get("autojoin") in ("true", "1")
+    assert conference.findtext(f"{{{BOOKMARKS}}}nick") == "alice"
+    await mine.close()
+
     # -- a picture, through the upload service ---------------------------------------------
     picture = png()
     path = out.parent / f"{out.name}-picture.png"
@@ -224,3 +249,4 @@ async def scenario(harness: Harness, sam: Client, alice: Page, bob: Page, base: 
         assert not foreign, (page.name, foreign)
         log = await page.call("log")
         assert not [line for line in log if "Content Security Policy" in line], log
+        assert not [line for line in log if "Error while trying to update bookmarks" in line]
