@@ -1,22 +1,30 @@
 """The bundled web client in a real browser: Converse.js, served by the real server at ``/``,
 in headless Debian Chromium driven by playwright-core (``tests/integration/browser.py``).
 
-Two people log in through the page — alice over WebSocket, bob over the transport of the test's
-parameter (WebSocket, or BOSH once the server answers ``/http-bind``) — and each chats both
-ways with sam, a slixmpp user on TCP; all three meet in a room and talk there; alice bookmarks
-the room (XEP-0402, which Converse publishes with ``pubsub#max_items=max``); alice sends
-sam a picture through the upload service (XEP-0363), which sam downloads and finds byte-equal.
-Nothing the pages load comes from anywhere but this server. Screenshots and the browsers'
-console logs are kept in the test's artifacts folder (``$HONGYAN_TEST_ARTIFACTS``).
+Two people log in through the page — alice on the HTTPS page over WebSocket (wss), bob on the
+plain HTTP page over the transport of the test's parameter (WebSocket, or BOSH once the server
+answers ``/http-bind``) — and each chats both ways with sam, a slixmpp user on TCP; all three
+meet in a room and talk there; Converse bookmarks the room (XEP-0402, published with
+``pubsub#max_items=max``) and the bookmark is on the server; each sends sam a picture through
+the upload service (XEP-0363), which sam downloads and finds byte-equal. Nothing the pages load
+comes from anywhere but this server, and no request breaks the page's CSP. Run on one process
+and on two workers (``hongyan serve`` with ``server.workers = 2``, alice and bob homed apart).
+Screenshots, console logs and request lists are kept in the test's artifacts folder
+(``$HONGYAN_TEST_ARTIFACTS``, default ``tmp/artifacts``).
+
+The browsers accept the self-signed certificate the node makes (what a person does once for
+``https://localhost:5281``; with a real certificate nothing is needed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import struct
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +32,11 @@ import aiohttp
 import pytest
 from slixmpp import JID
 
+from hongyan.cluster.workers import home_of
 from tests.integration.browser import Browsers, artifacts_dir, require_browser
 from tests.integration.clients import TIMEOUT, Client, insecure_context
 from tests.integration.conftest import Harness
+from tests.integration.test_process import Server, free_port, hongyan
 
 ROOM = "lobby@conference.localhost"
 PASSWORD = "correct horse battery"
@@ -138,21 +148,93 @@ async def browsers(tmp_path: Path) -> AsyncIterator[Browsers]:
         await b.stop()
 
 
-@pytest.mark.parametrize("bob_transport", ["websocket", "bosh"])
-async def test_two_people_chat_meet_in_a_room_and_share_a_picture(
-        harness: Harness, browsers: Browsers, tmp_path: Path, bob_transport: str) -> None:
-    assert harness.node is not None
+@dataclasses.dataclass
+class Target:
+    """The server under test as the scenario sees it: its HTTP ports, how to make an account
+    and how to log a slixmpp client in."""
+
+    http_port: int
+    https_port: int
+    user: Callable[[str], Awaitable[object]]
+    client: Callable[[str, tuple[str, ...]], Awaitable[Client]]
+
+
+def in_process(harness: Harness) -> Target:
+    """The harness's node (one process)."""
+    node = harness.node
+    assert node is not None
+    return Target(node.http_port, node.https_port,
+                  lambda name: harness.user(name, PASSWORD),
+                  lambda jid, plugins: harness.client(jid, PASSWORD, plugins=plugins))
+
+
+@contextlib.asynccontextmanager
+async def two_workers(tmp_path: Path, storage_url: str) -> AsyncIterator[Target]:
+    """``hongyan serve`` with ``server.workers = 2``, as a user starts it (alice's and bob's
+    accounts have different homes)."""
+    assert (home_of("alice", 2), home_of("bob", 2)) == (1, 0)
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "hongyan.toml"
+    c2s, http, https = free_port(), free_port(), free_port()
+    path.write_text(f"""
+[server]
+data_dir = "{tmp_path / 'data'}"
+workers = 2
+log_level = "warning"
+[c2s]
+bind = ["127.0.0.1"]
+port = {c2s}
+direct_tls_port = {free_port()}
+[http]
+bind = ["127.0.0.1"]
+port = {http}
+tls_port = {https}
+[storage]
+url = "{storage_url}"
+[auth]
+failure_delay = 0.05
+""")
+    clients: list[Client] = []
+
+    async def user(name: str) -> None:
+        r = await asyncio.to_thread(hongyan, "adduser", f"{name}@localhost",
+                                    stdin=PASSWORD + "\n", config=path)
+        assert r.returncode == 0, r.stderr
+
+    async def client(jid: str, plugins: tuple[str, ...]) -> Client:
+        c = Client(jid, PASSWORD, plugins)
+        clients.append(c)
+        assert await c.login(c2s), f"{jid} could not log in"
+        return c
+
+    srv = Server(path)
+    await srv.start()
+    try:
+        yield Target(http, https, user, client)
+    finally:
+        for c in clients:
+            await c.close()
+        if srv.proc is not None and srv.proc.returncode is None:
+            srv.proc.terminate()
+            await srv.wait()
+
+
+@pytest.mark.parametrize(("bob_transport", "workers"), [
+    ("websocket", 1), ("bosh", 1), ("websocket", 2), ("bosh", 2)])
+async def test_two_people_chat_meet_in_a_room_and_share_pictures(
+        harness: Harness, browsers: Browsers, tmp_path: Path, storage_url: str,
+        bob_transport: str, workers: int) -> None:
     if bob_transport == "bosh" and not await bosh_served(harness):
         pytest.skip("BOSH (/http-bind) is not served by this server yet")
-    out = artifacts_dir(tmp_path, f"webclient-{bob_transport}")
-    node = harness.node
-    base = f"http://localhost:{node.http_port}"
-    for name in ("alice", "bob", "sam"):
-        await harness.user(name, PASSWORD)
-    sam = await harness.client("sam@localhost/tcp", PASSWORD, plugins=("xep_0045",))
+    out = artifacts_dir(tmp_path, f"webclient-{bob_transport}-{workers}")
     alice, bob = Page(browsers, "alice", out), Page(browsers, "bob", out)
     try:
-        await scenario(harness, sam, alice, bob, base, bob_transport, out)
+        if workers == 1:
+            await scenario(in_process(harness), alice, bob, bob_transport, out)
+        else:
+            await harness.stop_node()
+            async with two_workers(tmp_path / "workers", storage_url) as target:
+                await scenario(target, alice, bob, bob_transport, out)
     finally:
         for p in (alice, bob):
             try:
@@ -163,14 +245,18 @@ async def test_two_people_chat_meet_in_a_room_and_share_a_picture(
                 (out / f"{p.name}-console.log").write_text(f"no log: {exc}\n")
 
 
-async def scenario(harness: Harness, sam: Client, alice: Page, bob: Page, base: str,
-                   bob_transport: str, out: Path) -> None:
-    node = harness.node
-    assert node is not None
-    opened = await alice.login(base, "websocket")
+async def scenario(server: Target, alice: Page, bob: Page, bob_transport: str, out: Path
+                   ) -> None:
+    for name in ("alice", "bob", "sam"):
+        await server.user(name)
+    sam = await server.client("sam@localhost/tcp", ("xep_0045",))
+    # alice on the HTTPS page (wss), bob on the plain HTTP one (ws or BOSH)
+    https = f"https://localhost:{server.https_port}"
+    http = f"http://localhost:{server.http_port}"
+    opened = await alice.login(https, "websocket")
     assert opened["status"] == 200
     assert "default-src 'none'" in opened["headers"]["content-security-policy"]
-    await bob.login(base, bob_transport)
+    await bob.login(http, bob_transport)
 
     # -- one to one, both ways, with a TCP user ----------------------------------------------
     for page in (alice, bob):
@@ -210,7 +296,7 @@ async def scenario(harness: Harness, sam: Client, alice: Page, bob: Page, base: 
                   and m["body"] == "bob says hi to the room")
 
     # -- the room is in alice's bookmarks (XEP-0402, PEP), as Converse published them ---------
-    mine = await harness.client("alice@localhost/tcp", PASSWORD, plugins=("xep_0060",))
+    mine = await server.client("alice@localhost/tcp", ("xep_0060",))
     items = await bookmarks(mine)
     assert ROOM in items, items
     conference = items[ROOM]
@@ -218,29 +304,33 @@ async def scenario(harness: Harness, sam: Client, alice: Page, bob: Page, base: 
     assert conference.findtext(f"{{{BOOKMARKS}}}nick") == "alice"
     await mine.close()
 
-    # -- a picture, through the upload service ---------------------------------------------
-    picture = png()
-    path = out.parent / f"{out.name}-picture.png"
-    path.write_bytes(picture)
-    await alice.call("click", selector="converse-roster a.open-chat", text="sam@localhost")
-    await alice.call("wait", selector=f"{alice.box('sam@localhost')} textarea.chat-textarea")
-    await alice.call("files", selector=f"{alice.box('sam@localhost')} input.fileupload",
-                     path=str(path))
-    got = await message(sam, lambda m: m["type"] == "chat" and "/upload/" in m["body"], 30)
-    url = got["body"].strip()
-    assert url.startswith(f"https://localhost:{node.https_port}/upload/"), url
-    oob = got.xml.find("{jabber:x:oob}x/{jabber:x:oob}url")
-    assert oob is not None and oob.text == url
-    async with aiohttp.ClientSession() as http, http.get(url, ssl=insecure_context()) as r:
-        assert r.status == 200 and r.headers["Content-Type"] == "image/png"
-        assert await r.read() == picture
-    # and alice's page shows it, loaded from the upload service (the page's CSP allows that)
-    await alice.call("wait", selector=f"{alice.box('sam@localhost')} img.chat-image")
-    await alice.shot("picture")
+    # -- pictures, through the upload service: alice's from the HTTPS page (same origin as the
+    # upload URLs), bob's from the HTTP page (another origin: CORS and the page's CSP) ---------
+    for n, page in enumerate((alice, bob)):
+        picture = png(40 + 8 * n, 30)
+        path = out / f"{page.name}-picture.png"
+        path.write_bytes(picture)
+        chat = page.box("sam@localhost")
+        await page.call("click", selector="converse-roster a.open-chat", text="sam@localhost")
+        await page.call("wait", selector=f"{chat} textarea.chat-textarea")
+        await page.call("files", selector=f"{chat} input.fileupload", path=str(path))
+        got = await message(sam, lambda m: m["type"] == "chat" and "/upload/" in m["body"], 30)
+        assert JID(got["from"]).bare == f"{page.name}@localhost"
+        url = got["body"].strip()
+        assert url.startswith(f"https://localhost:{server.https_port}/upload/"), url
+        oob = got.xml.find("{jabber:x:oob}x/{jabber:x:oob}url")
+        assert oob is not None and oob.text == url
+        async with aiohttp.ClientSession() as client, client.get(
+                url, ssl=insecure_context()) as r:
+            assert r.status == 200 and r.headers["Content-Type"] == "image/png"
+            assert await r.read() == picture
+        # and the sender's page shows it, loaded from the upload service
+        await page.call("wait", selector=f"{chat} img.chat-image")
+        await page.shot("picture")
 
     # -- nothing came from anywhere else -----------------------------------------------------
-    own = (f"http://localhost:{node.http_port}/", f"ws://localhost:{node.http_port}/",
-           f"https://localhost:{node.https_port}/upload/", "data:", "blob:")
+    own = (f"{http}/", f"ws://localhost:{server.http_port}/", f"{https}/",
+           f"wss://localhost:{server.https_port}/", "data:", "blob:")
     for page in (alice, bob):
         requests = await page.call("requests")
         assert requests, page.name
