@@ -160,6 +160,13 @@ def loopback_browser(request: web.BaseRequest) -> bool:
         _LOOPBACK_HOST.fullmatch(host.lower().rstrip("/")))
 
 
+def secure_request(request: web.BaseRequest, loopback_secure: bool) -> bool:
+    """Whether an XMPP stream carried by ``request`` (WebSocket, BOSH) counts as encrypted:
+    it came over HTTPS (ours, or a trusted proxy's that says so), or, with ``[http]
+    loopback_secure``, from a :func:`loopback_browser`."""
+    return request.scheme == "https" or (loopback_secure and loopback_browser(request))
+
+
 class HttpServer:
     """The listener: aiohttp's low-level server on the given sockets, dispatching through
     ``routes``."""
@@ -209,4 +216,5 @@ class HttpServer:
             return web.Response(status=500, text="internal server error\n")
 
 
-__all__ = ["Handler", "HttpServer", "Networks", "Proxies", "Routes", "loopback_browser"]
+__all__ = ["Handler", "HttpServer", "Networks", "Proxies", "Routes", "loopback_browser",
+           "secure_request"]
