@@ -340,3 +340,30 @@ async def scenario(server: Target, alice: Page, bob: Page, bob_transport: str, o
         log = await page.call("log")
         assert not [line for line in log if "Content Security Policy" in line], log
         assert not [line for line in log if "Error while trying to update bookmarks" in line]
+
+
+async def test_a_new_person_registers_on_the_page_and_is_logged_in(
+        harness: Harness, browsers: Browsers, tmp_path: Path) -> None:
+    """In-band registration (XEP-0077, open on localhost) from Converse's "Create an account"
+    form over the WebSocket of the plain HTTP page; the new account then logs in."""
+    node = harness.node
+    assert node is not None
+    out = artifacts_dir(tmp_path, "webclient-register")
+    carol = Page(browsers, "carol", out)
+    try:
+        await carol.call("open", url=f"http://localhost:{node.http_port}/")
+        await carol.call("click", selector="a", text="Create an account")
+        # the form is the one the server sent (the fields of its registration query)
+        await carol.call("fill", selector="converse-registration-form input[name=username]",
+                         value="carol")
+        await carol.call("fill", selector="converse-registration-form input[name=password]",
+                         value=PASSWORD)
+        await carol.shot("register")
+        await carol.call("click", selector="converse-registration-form [type=submit]")
+        await carol.call("wait", selector="converse-user-profile", text="carol@localhost")
+        await carol.shot("registered")
+        assert await node.accounts.exists("carol")
+        c = await harness.client("carol@localhost/tcp", PASSWORD)
+        assert c.boundjid.bare == "carol@localhost"
+    finally:
+        (out / "carol-console.log").write_text("\n".join(await carol.call("log")) + "\n")
