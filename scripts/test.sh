@@ -11,6 +11,9 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
+# the web client and the browser test's driver (npm); the browser test skips without them,
+# except under CI
+if ! ./scripts/web-deps.sh && [ -n "${CI:-}" ]; then exit 1; fi
 echo "== ruff"
 .venv/bin/ruff check hongyan tests bench fuzz
 echo "== mypy"

@@ -166,6 +166,10 @@ class HTTPSection(Section):
                               "between two empty requests of a polling session (hold 0)")
     bosh_max_pause: int = Field(120, ge=0, le=3600, description="the longest pause, "
                                 "seconds, a BOSH client may ask for")
+    loopback_secure: bool = Field(True, description="a browser on this machine whose page "
+                                  "came from this machine (loopback client, loopback Origin, "
+                                  "no forwarding headers) may log in over plain HTTP, as over "
+                                  "TLS: what lets the web client at http://localhost:5280/ work")
 
 
 class TLSSection(Section):

@@ -31,4 +31,5 @@ ORDER: tuple[str, ...] = (
     "hostmeta",
     "upload",
     "metrics",
+    "webclient",
 )

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from aiohttp import web
 
 from hongyan.server.c2s import C2SSession, Host
+from hongyan.transport.http import secure_request
 from hongyan.transport.websocket import WebSocketTransport
 
 if TYPE_CHECKING:
@@ -89,7 +90,9 @@ class WebSocketEndpoint:
         cb = (("tls-server-end-point", tls.cb_server_end_point)
               if own_tls and tls is not None else None)
         transport = WebSocketTransport(ws, raw, peer_host=request.remote or "",
-                                       secure=request.scheme == "https", channel_binding=cb,
+                                       secure=secure_request(request,
+                                                             self._cfg.loopback_secure),
+                                       channel_binding=cb,
                                        max_message=self._limit)
         session = C2SSession(node, transport, node.ws_streams)
         session.admit()  # (over a cap it ends at once: run() then returns when the peer goes)

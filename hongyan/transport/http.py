@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -129,6 +130,43 @@ class Proxies(Networks):
         return client, scheme
 
 
+_LOOPBACK = Networks(["127.0.0.0/8", "::1/128"])
+_LOOPBACK_HOST = re.compile(r"(localhost|127(\.\d{1,3}){3}|\[::1\])(:\d{1,5})?")
+_FORWARDING = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
+               "X-Real-IP", "Via")
+
+
+def loopback_browser(request: web.BaseRequest) -> bool:
+    """Whether ``request`` is a browser on this machine talking to this machine: a loopback
+    client (after trusted proxies are applied) on a loopback address of ours, with an
+    ``Origin`` whose host is loopback too and no forwarding header at all.
+
+    Such a connection never leaves the machine, so plain HTTP there is as private as a local
+    socket (browsers treat ``http://localhost`` as a secure context for the same reason); this
+    is what lets the bundled web client at ``http://localhost:5280/`` log in. The ``Origin`` and
+    the absence of forwarding headers keep out what a reverse proxy on the same machine relays
+    from elsewhere over plain HTTP: it carries the public page's origin, or says it forwards."""
+    raw = request.transport
+    if raw is None or (request.remote or "") not in _LOOPBACK:
+        return False
+    local = raw.get_extra_info("sockname")
+    if not local or str(local[0]) not in _LOOPBACK:
+        return False
+    if any(h in request.headers for h in _FORWARDING):
+        return False
+    origin = request.headers.get("Origin", "")
+    scheme, _, host = origin.partition("://")
+    return scheme.lower() in ("http", "https") and bool(
+        _LOOPBACK_HOST.fullmatch(host.lower().rstrip("/")))
+
+
+def secure_request(request: web.BaseRequest, loopback_secure: bool) -> bool:
+    """Whether an XMPP stream carried by ``request`` (WebSocket, BOSH) counts as encrypted:
+    it came over HTTPS (ours, or a trusted proxy's that says so), or, with ``[http]
+    loopback_secure``, from a :func:`loopback_browser`."""
+    return request.scheme == "https" or (loopback_secure and loopback_browser(request))
+
+
 class HttpServer:
     """The listener: aiohttp's low-level server on the given sockets, dispatching through
     ``routes``."""
@@ -178,4 +216,5 @@ class HttpServer:
             return web.Response(status=500, text="internal server error\n")
 
 
-__all__ = ["Handler", "HttpServer", "Networks", "Proxies", "Routes"]
+__all__ = ["Handler", "HttpServer", "Networks", "Proxies", "Routes", "loopback_browser",
+           "secure_request"]

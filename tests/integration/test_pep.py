@@ -237,6 +237,61 @@ async def test_precondition_not_met(harness: Harness) -> None:
     assert item_ids(await xep60.get_items("romeo@localhost", TUNE)) == ["b"]
 
 
+BOOKMARKS = "urn:xmpp:bookmarks:1"
+
+
+def converse_bookmark(max_items: str) -> str:
+    """A bookmark publish as Converse.js 14 sends it (XEP-0402 with XEP-0223's options;
+    ``max_items`` is 'max' when the account advertises #config-node-max, else 9999)."""
+    return (f"<pubsub xmlns='{PUBSUB}'><publish node='{BOOKMARKS}'>"
+            "<item id='lobby@conference.localhost'><conference xmlns='urn:xmpp:bookmarks:1' "
+            "autojoin='true' name='lobby'><nick>romeo</nick></conference></item></publish>"
+            "<publish-options><x xmlns='jabber:x:data' type='submit'>"
+            "<field type='hidden' var='FORM_TYPE'><value>"
+            f"{PUBSUB}#publish-options</value></field>"
+            "<field var='pubsub#persist_items'><value>true</value></field>"
+            f"<field var='pubsub#max_items'><value>{max_items}</value></field>"
+            "<field var='pubsub#send_last_published_item'><value>never</value></field>"
+            "<field var='pubsub#access_model'><value>whitelist</value></field>"
+            "</x></publish-options></pubsub>")
+
+
+async def test_publish_options_no_configuration_can_meet(harness: Harness) -> None:
+    """Converse.js publishes its bookmarks with pubsub#max_items 'max' where the account
+    advertises #config-node-max, else 9999. 'max' is the bound; a number over the bound is a
+    precondition no node here can meet: conflict + precondition-not-met (XEP-0060 §7.1.5),
+    whether the node exists or not, and nothing is created or published. So is an option
+    this service does not know."""
+    romeo, _ = await pep_client(harness, "romeo")
+    info = await romeo.plugin["xep_0030"].get_info(jid="romeo@localhost")
+    features = {f.get("var") for f in info.xml.iter(
+        "{http://jabber.org/protocol/disco#info}feature")}
+    assert f"{PUBSUB}#config-node-max" in features
+    cond, app, text = error_of(await raw(romeo, None, converse_bookmark("9999"), "set"))
+    assert (cond, app) == ("conflict", "precondition-not-met")
+    assert "pubsub#max_items" in text and "1000" in text
+    gone = await raw(romeo, None, f"<pubsub xmlns='{PUBSUB}'><items node='{BOOKMARKS}'/></pubsub>")
+    assert error_of(gone)[0] == "item-not-found"  # no node was made
+    unknown = converse_bookmark("max").replace("pubsub#persist_items", "pubsub#no_such_option")
+    cond, app, text = error_of(await raw(romeo, None, unknown, "set"))
+    assert (cond, app) == ("conflict", "precondition-not-met") and "no_such_option" in text
+    # what Converse sends here: accepted, the node made with the bound and whitelist access
+    ok = await raw(romeo, None, converse_bookmark("max"), "set")
+    assert ok["type"] == "result", ok
+    res = await romeo.plugin["xep_0060"].get_node_config("romeo@localhost", BOOKMARKS)
+    values = {f.get("var"): f.findtext("{jabber:x:data}value")
+              for f in res.xml.find(".//{jabber:x:data}x")}
+    assert values["pubsub#max_items"] == "1000"
+    assert values["pubsub#access_model"] == "whitelist"
+    # again, on the node that exists now: 'max' matches, 9999 is unmet, and is not published
+    assert (await raw(romeo, None, converse_bookmark("max"), "set"))["type"] == "result"
+    cond, app, _ = error_of(await raw(romeo, None, converse_bookmark("9999").replace(
+        "lobby@", "other@"), "set"))
+    assert (cond, app) == ("conflict", "precondition-not-met")
+    got = await romeo.plugin["xep_0060"].get_items("romeo@localhost", BOOKMARKS)
+    assert item_ids(got) == ["lobby@conference.localhost"]
+
+
 async def test_item_over_size_limit(harness: Harness) -> None:
     await harness.stop_node()
     await harness.start(extra="[pubsub]\nmax_item_size = 2048\n")

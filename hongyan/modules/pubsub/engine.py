@@ -351,6 +351,13 @@ class PubSub:
             if node is None:
                 # checked before the node is made, so that a refused publish creates nothing
                 self._may_create(svc, bare)
+                # publish-options are preconditions (XEP-0060 §7.1.5): one that no
+                # configuration of ours can meet (a value out of bounds, an unknown option) is
+                # unmet, as on an existing node, and the client may configure and retry
+                why = unmet(self.default_config(svc.pep), options or {}, svc.pep,
+                            self.max_items, values_only=True)
+                if why is not None:
+                    raise perr("conflict", "precondition-not-met", why)
                 self._check_publish(apply(self.default_config(svc.pep), options or {}, svc.pep,
                                           self.max_items), with_item, payload)
                 node = await self.create(svc, name, bare, options or {})

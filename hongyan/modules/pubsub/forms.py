@@ -165,14 +165,18 @@ def apply(config: NodeConfig, values: dict[str, str], pep: bool, max_items_limit
     return new
 
 
-def unmet(config: NodeConfig, values: dict[str, str], pep: bool, max_items_limit: int
-          ) -> str | None:
-    """The first publish-option that the node's configuration does not match, said in words."""
+def unmet(config: NodeConfig, values: dict[str, str], pep: bool, max_items_limit: int,
+          values_only: bool = False) -> str | None:
+    """The first publish-option that the node's configuration does not match, said in words
+    (``values_only``: only those that no configuration could match: unknown options and values
+    out of bounds, for a node about to be made with them)."""
     for var, raw in values.items():
         try:
             attr, want = convert(var, raw, pep, max_items_limit)
         except ValueError as exc:
             return str(exc)
+        if values_only:
+            continue
         have = getattr(config, attr)
         if have != want:
             return f"{var} is {_value_str(fields(pep)[var], have, max_items_limit)}, not {raw}"

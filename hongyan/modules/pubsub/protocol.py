@@ -16,7 +16,8 @@ PUBSUB_OWNER = PUBSUB + "#owner"
 
 #: disco#info features, one per implemented XEP-0060 feature (§10)
 FEATURES = tuple(PUBSUB + "#" + f for f in (
-    "access-open", "access-whitelist", "auto-create", "config-node", "create-and-configure",
+    "access-open", "access-whitelist", "auto-create", "config-node", "config-node-max",
+    "create-and-configure",
     "create-nodes", "delete-items", "delete-nodes", "item-ids", "last-published",
     "modify-affiliations", "outcast-affiliation",
     "persistent-items", "publish", "publish-only-affiliation", "publish-options",
