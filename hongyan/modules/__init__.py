@@ -31,4 +31,6 @@ ORDER: tuple[str, ...] = (
     "hostmeta",
     "upload",
     "metrics",
+    "admin",
+    "adhoc",
 )

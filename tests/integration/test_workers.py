@@ -83,9 +83,10 @@ async def node(tmp_path: Path, storage_url: str) -> AsyncIterator[Node]:
 
 @contextlib.asynccontextmanager
 async def serving(tmp_path: Path, storage_url: str, extra: str = "",
-                  node_class: type[Node] = Node, c2s_extra: str = "") -> AsyncIterator[Node]:
+                  node_class: type[Node] = Node, c2s_extra: str = "",
+                  server_extra: str = "") -> AsyncIterator[Node]:
     """``hongyan serve`` with two workers and the four accounts; ``extra``: more config,
-    ``c2s_extra``: more of its [c2s] section."""
+    ``c2s_extra`` and ``server_extra``: more of its [c2s] and [server] sections."""
     path = tmp_path / "hongyan.toml"
     http_port = free_port()
     path.write_text(f"""
@@ -93,6 +94,7 @@ async def serving(tmp_path: Path, storage_url: str, extra: str = "",
 data_dir = "{tmp_path / 'data'}"
 workers = 2
 log_level = "warning"
+{server_extra}
 [c2s]
 bind = ["127.0.0.1", "127.0.0.2"]
 port = {free_port()}
