@@ -74,7 +74,7 @@ def raise_fd_limit() -> int:
     return soft
 
 
-async def _serve(config: Config) -> None:
+async def _serve(config: Config) -> bool:
     fds = raise_fd_limit()
     if fds < 4096:
         logging.getLogger("hongyan").warning(
@@ -85,6 +85,7 @@ async def _serve(config: Config) -> None:
         f"hongyan: serving {node.domain} on c2s port {node.c2s_port}"
         f", direct TLS port {node.direct_tls_port or 'off'}, HTTP port {node.http_port or 'off'}"
         f" and HTTPS port {node.https_port or 'off'}", flush=True))
+    return node.shutdown_asked is True
 
 
 async def run_node(node: Node, ready: Callable[[asyncio.Event], object]) -> None:
@@ -96,9 +97,18 @@ async def run_node(node: Node, ready: Callable[[asyncio.Event], object]) -> None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if node.on_shutdown is None:
+        node.on_shutdown = lambda _restart: stop.set()
     ready(stop)
     await stop.wait()
     await node.stop()
+
+
+def reexec() -> None:
+    """Start this program again with the same arguments (a restart asked by an admin)."""
+    logging.getLogger("hongyan").warning("restarting")
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "hongyan", *sys.argv[1:]])
 
 
 def _user(config: Config, text: str) -> str:
@@ -200,12 +210,16 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "serve":
         if config.server.workers > 1:
-            from hongyan.cluster.supervisor import serve_workers
+            from hongyan.cluster.supervisor import RESTART, serve_workers
 
             _install_uvloop()
-            return serve_workers(config, _config_path(cfg_arg))
+            rc = serve_workers(config, _config_path(cfg_arg))
+            if rc == RESTART:
+                reexec()
+            return rc
         _install_uvloop()
-        asyncio.run(_serve(config))
+        if asyncio.run(_serve(config)):
+            reexec()
         return 0
     return asyncio.run(_with_storage(config, args))
 

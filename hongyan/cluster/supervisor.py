@@ -5,7 +5,8 @@ certificate: one :meth:`Node.start` without listeners), opens the listening sock
 workers with those sockets inherited, and prints the serving line once every worker is ready.
 A worker that dies takes the node down (the others stop, the supervisor exits non-zero) rather
 than leave its accounts' sessions in a half-known state; a service manager restarts the node.
-SIGINT and SIGTERM stop the workers and then the supervisor.
+SIGINT and SIGTERM stop the workers and then the supervisor; SIGHUP (what a worker sends when
+an administrator asks for a restart) stops them too, and then the program starts again.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from hongyan.config.schema import Config
 from hongyan.transport.tcp import listening_sockets
 
 log = logging.getLogger("hongyan.supervisor")
+
+#: what :func:`serve_workers` returns when a restart was asked (``hongyan serve`` re-executes)
+RESTART = -1
 
 
 async def prepare(config: Config) -> None:
@@ -69,8 +73,16 @@ async def _supervise(config: Config, config_path: str | None) -> int:
         ready_w = -1
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
+        restart = False
+
+        def restart_asked() -> None:
+            nonlocal restart
+            restart = True
+            stop.set()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, restart_asked)
         reader = asyncio.StreamReader()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
                                      os.fdopen(ready_r, "rb", buffering=0))
@@ -101,7 +113,9 @@ async def _supervise(config: Config, config_path: str | None) -> int:
         for p in procs:
             if p.returncode is None:
                 p.kill()
-        return 0 if stopped in done else 1
+        if stopped not in done:
+            return 1
+        return RESTART if restart else 0
     finally:
         for group in socks.values():
             for sock in group:

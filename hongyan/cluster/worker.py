@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import socket
 import sys
 
@@ -27,6 +28,9 @@ async def _run(argv: list[str]) -> int:
                         format=f"%(asctime)s %(levelname)s w{index} %(name)s: %(message)s")
     raise_fd_limit()
     node = Node(config, worker=WorkerSpec(index, count, run_dir, listeners))
+    # an administrator's shutdown or restart is the whole node's: the supervisor's to do
+    node.on_shutdown = lambda restart: os.kill(
+        os.getppid(), signal.SIGHUP if restart else signal.SIGTERM)
 
     def ready(stop: asyncio.Event) -> None:
         workers = node.workers

@@ -32,4 +32,6 @@ ORDER: tuple[str, ...] = (
     "upload",
     "metrics",
     "webclient",
+    "admin",
+    "adhoc",
 )

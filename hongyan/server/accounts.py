@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 from typing import TYPE_CHECKING
 
 from hongyan.storage.migrations import Migration
@@ -22,6 +23,10 @@ MIGRATIONS = (
             sha256_salt {blob} NOT NULL, sha256_iterations INTEGER NOT NULL,
             sha256_stored_key {blob} NOT NULL, sha256_server_key {blob} NOT NULL
         )""",
+    )),
+    # an administrator can disable an account (XEP-0133, the admin API): it cannot log in
+    Migration("accounts", 2, (
+        "ALTER TABLE accounts ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0",
     )),
 )
 
@@ -103,6 +108,32 @@ class Accounts:
     async def list(self) -> list[str]:
         return [r[0] for r in await self._db.fetchall(
             "SELECT username FROM accounts ORDER BY username")]
+
+    async def page(self, offset: int, limit: int) -> builtins.list[str]:
+        """Usernames in order, ``limit`` of them from ``offset``."""
+        return [r[0] for r in await self._db.fetchall(
+            "SELECT username FROM accounts ORDER BY username LIMIT ? OFFSET ?", limit, offset)]
+
+    async def count(self) -> int:
+        return int(await self._db.fetchval("SELECT COUNT(*) FROM accounts") or 0)
+
+    async def created(self, username: str) -> int | None:
+        """When the account was created (seconds since the epoch), None: no such account."""
+        value = await self._db.fetchval("SELECT created_at FROM accounts WHERE username=?",
+                                        username)
+        return None if value is None else int(value)
+
+    async def set_disabled(self, username: str, disabled: bool) -> None:
+        """Disable an account (it cannot log in) or enable it again."""
+        user = self.prepare(username)
+        n = await self._db.execute("UPDATE accounts SET disabled=? WHERE username=?",
+                                   int(disabled), user)
+        if n == 0:
+            raise AccountError(f"no account {user!r}")
+
+    async def is_disabled(self, username: str) -> bool:
+        return bool(await self._db.fetchval("SELECT disabled FROM accounts WHERE username=?",
+                                            username))
 
     async def scram(self, username: str, hash_name: str) -> ScramCredentials | None:
         assert hash_name in HASHES

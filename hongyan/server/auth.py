@@ -255,6 +255,10 @@ class SaslExchange:
             await self._fail(SaslFailure("invalid-authzid", "you may only act as yourself"))
             return
         self._scram = None
+        if await self._node.accounts.is_disabled(username):
+            # RFC 6120 §6.5.1; not a guessing attempt, so no failure delay
+            await self._fail(SaslFailure("account-disabled", "this account is disabled"))
+            return
         self._node.guard.succeeded(self._stream.transport.peer_host)
         payload = base64.b64encode(final) if final else b""
         await self._stream.authenticated(

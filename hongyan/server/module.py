@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 # what a feature module imports from here
 __all__ = ["Iq", "Module", "ModuleAPI", "Timer", "hook", "iq_handler"]
 
+#: what answers a question another process asks (:meth:`ModuleAPI.on_ask`): its body -> the
+#: answer's
+AskHandler = Callable[[bytes], "bytes | Awaitable[bytes]"]
+
 #: what answers the IQs of a service (:meth:`ModuleAPI.service`): (type, payload, sender) ->
 #: the result's payload (None: an empty result); a StanzaError raised is the error answer
 ServiceHandler = Callable[[str, Element, JID], Awaitable[Element | None]]
@@ -124,6 +128,7 @@ class Host(Protocol):
     @property
     def cluster(self) -> Cluster | None: ...
     async def delete_account(self, username: str) -> bool: ...
+    def request_shutdown(self, restart: bool) -> None: ...
 
 
 class Timer:
@@ -162,6 +167,10 @@ class ModuleAPI:
         self._notices: list[tuple[str, NoticeHandler]] = []  # until the cluster is up
         self._tasks: set[asyncio.Task[Any]] = set()
         self._timers: set[Timer] = set()
+        #: questions to the other processes (ask): id -> (all answered, answers by process)
+        self._asks: dict[int, tuple[asyncio.Future[None], dict[int, bytes]]] = {}
+        self._ask_ids = 0
+        self._ask_handlers: dict[str, AskHandler] = {}
 
     # -- read-only context ----------------------------------------------------------------------
     @property
@@ -297,6 +306,68 @@ class ModuleAPI:
             self._notices.append((topic, handler))
         else:
             self._undo.append(cluster.on(topic, handler))
+
+    def on_ask(self, topic: str, handler: AskHandler) -> None:
+        """Answer the questions :meth:`ask` puts on ``topic``, in this process and (notices
+        ``<topic>:ask``/``<topic>:answer``) for the others."""
+        self._ask_handlers[topic] = handler
+
+        async def asked(body: bytes) -> None:
+            origin, ask_id, payload = body.split(b" ", 2)
+            cluster = self._node.cluster
+            assert cluster is not None
+            answer = await self._answer(handler, payload)
+            self.notify(f"{topic}:answer", b"%d %s " % (cluster.index, ask_id) + answer,
+                        to=int(origin))
+
+        def answered(body: bytes) -> None:
+            index, ask_id, payload = body.split(b" ", 2)
+            waiting = self._asks.get(int(ask_id))
+            cluster = self._node.cluster
+            if waiting is None or cluster is None:
+                return  # (too late: that question was answered without it)
+            done, answers = waiting
+            answers[int(index)] = payload
+            if len(answers) >= cluster.count and not done.done():
+                done.set_result(None)
+
+        self.on_notice(f"{topic}:ask", asked)
+        self.on_notice(f"{topic}:answer", answered)
+
+    @staticmethod
+    async def _answer(handler: AskHandler, body: bytes) -> bytes:
+        result = handler(body)
+        if not isinstance(result, bytes):
+            result = await result
+        return result
+
+    async def ask(self, topic: str, body: bytes = b"", timeout: float = 5.0
+                  ) -> dict[int, bytes]:
+        """Every process's answer to ``body`` on ``topic`` (this one's included; see
+        :meth:`on_ask`), by process index (alone: index 0). A process that does not answer
+        within ``timeout`` seconds is missing from the result."""
+        handler = self._ask_handlers[topic]
+        cluster = self._node.cluster
+        if cluster is None:
+            return {0: await self._answer(handler, body)}
+        self._ask_ids += 1
+        ask_id = self._ask_ids
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        answers: dict[int, bytes] = {}
+        self._asks[ask_id] = (done, answers)
+        try:
+            self.notify(f"{topic}:ask", b"%d %d " % (cluster.index, ask_id) + body)
+            answers[cluster.index] = await self._answer(handler, body)
+            if len(answers) < cluster.count:
+                try:
+                    await asyncio.wait_for(asyncio.shield(done), timeout)
+                except TimeoutError:
+                    missing = sorted(set(range(cluster.count)) - set(answers))
+                    logging.getLogger(f"hongyan.mod.{self.module_name}").warning(
+                        "%s: no answer from workers %s within %s s", topic, missing, timeout)
+            return dict(answers)
+        finally:
+            del self._asks[ask_id]
 
     def cluster_ready(self, cluster: Cluster) -> None:
         """The node's cluster came up: the notice handlers asked for before it register."""
@@ -438,6 +509,11 @@ class ModuleAPI:
         """Delete an account with all its data (every module's AccountDeleted hook runs) and
         close its sessions."""
         return await self._node.delete_account(username)
+
+    def shutdown(self, restart: bool = False) -> None:
+        """Stop the whole node (every worker), or restart it (``restart``: the process
+        starts again with the same arguments once everything stopped)."""
+        self._node.request_shutdown(restart)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a background coroutine owned by the module (cancelled when it stops)."""

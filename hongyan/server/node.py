@@ -122,6 +122,10 @@ class Node:
         #: failed logins per client address, remembered PLAIN successes
         self.guard = Guard(config.auth, lambda: self.accounts, lambda: self.secret)
         self._rest_task: asyncio.Task[None] | None = None
+        #: what stops the node when a module asks (ModuleAPI.shutdown): ``serve`` and a worker
+        #: set it; ``shutdown_asked`` says what was asked (True: a restart)
+        self.on_shutdown: Callable[[bool], None] | None = None
+        self.shutdown_asked: bool | None = None
         self._dirty: list[Flushable] = []
         self._flush_scheduled = False
         self.in_batch = False
@@ -541,6 +545,12 @@ class Node:
         for s in self.sessions.resources(JID(username, self.domain, "")):
             s.stream_error(StreamError("not-authorized", "this account was deleted"))
         return existed
+
+    def request_shutdown(self, restart: bool) -> None:
+        log.warning("%s asked by an administrator", "restart" if restart else "shutdown")
+        self.shutdown_asked = restart
+        if self.on_shutdown is not None:
+            self.on_shutdown(restart)
 
     # -- pre-auth IQ ----------------------------------------------------------------------------
     def preauth_iq(self, session: C2SSession, el: Element, payload: Element

@@ -84,9 +84,10 @@ async def node(tmp_path: Path, storage_url: str) -> AsyncIterator[Node]:
 @contextlib.asynccontextmanager
 async def serving(tmp_path: Path, storage_url: str, extra: str = "",
                   node_class: type[Node] = Node, c2s_extra: str = "",
-                  http_extra: str = "") -> AsyncIterator[Node]:
+                  http_extra: str = "", server_extra: str = "") -> AsyncIterator[Node]:
     """``hongyan serve`` with two workers and the four accounts; ``extra``: more config,
-    ``c2s_extra`` and ``http_extra``: more of its [c2s] and [http] sections."""
+    ``c2s_extra``, ``http_extra`` and ``server_extra``: more of its [c2s], [http] and
+    [server] sections."""
     path = tmp_path / "hongyan.toml"
     http_port = free_port()
     path.write_text(f"""
@@ -94,6 +95,7 @@ async def serving(tmp_path: Path, storage_url: str, extra: str = "",
 data_dir = "{tmp_path / 'data'}"
 workers = 2
 log_level = "warning"
+{server_extra}
 [c2s]
 bind = ["127.0.0.1", "127.0.0.2"]
 port = {free_port()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 
 from hongyan.server.hooks import StreamFeatures
 from hongyan.server.module import Iq, Module, hook, iq_handler
@@ -17,6 +18,11 @@ from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError
 
 CAPS_NODE = "https://hongyan.im"
+
+#: what answers disco#info or disco#items on the server's nodes a module serves
+#: (:meth:`Disco.serve_nodes`): (kind "info"/"items", node, request) -> the query payload, or
+#: None when the node is not the module's (a StanzaError raised is the answer)
+NodeHandler = Callable[[str, str, Iq], "Element | None"]
 
 
 def caps_ver(identities: list[tuple[str, str, str]], features: list[str]) -> str:
@@ -34,6 +40,23 @@ class Disco(Module):
     xeps = {"0030": "2.5rc3", "0115": "1.6.0"}
     features = frozenset({NS.DISCO_INFO, NS.DISCO_ITEMS})
     identities = (("server", "im", "Hongyan"),)
+
+    async def start(self) -> None:
+        self._nodes: list[NodeHandler] = []
+
+    # -- public API (ad-hoc commands) -----------------------------------------------------------
+    def serve_nodes(self, handler: NodeHandler) -> Callable[[], None]:
+        """Let ``handler`` answer disco#info and disco#items on the server's nodes it knows;
+        returns what removes it."""
+        self._nodes.append(handler)
+        return lambda: self._nodes.remove(handler)
+
+    def _node(self, kind: str, node: str, iq: Iq) -> Element:
+        for handler in self._nodes:
+            q = handler(kind, node, iq)
+            if q is not None:
+                return iq.result(q)
+        raise StanzaError("item-not-found")
 
     def _server_info(self) -> tuple[list[tuple[str, str, str]], list[str]]:
         identities: list[tuple[str, str, str]] = []
@@ -70,13 +93,14 @@ class Disco(Module):
         node = iq.payload.attrs.get("node")
         identities, features = self._server_info()
         if node and node != f"{CAPS_NODE}#{caps_ver(identities, features)}":
-            raise StanzaError("item-not-found")
+            return self._node("info", node, iq)
         return iq.result(self._info(identities, features, node))
 
     @iq_handler(NS.DISCO_ITEMS, "query", "get", scope="host")
     def on_items(self, iq: Iq) -> Element:
-        if iq.payload.attrs.get("node"):
-            raise StanzaError("item-not-found")
+        node = iq.payload.attrs.get("node")
+        if node:
+            return self._node("items", node, iq)
         q = Element("query", NS.DISCO_ITEMS)
         for domain in sorted(self.api.router.components):
             q.add("item", attrs={"jid": domain})

@@ -5,9 +5,9 @@ and sessions by transport, stanzas in and out, routed messages, logins and faile
 offline messages stored, the archive queues, uploads, memory. Each number is shown for the
 whole node (``hongyan_<name>``) and for each worker process (``hongyan_worker_<name>``,
 label ``worker``). With several workers, the worker that got the request asks every other one
-for its numbers (notices ``metrics-ask`` / ``metrics-answer``) and answers with all of them,
-so any worker answers for the node; one that does not answer within ``peer_timeout`` is left
-out (its ``hongyan_worker_*`` series are missing, and the log says so).
+for its numbers (``ModuleAPI.ask``: notices ``metrics:ask`` / ``metrics:answer``) and answers
+with all of them, so any worker answers for the node; one that does not answer within
+``peer_timeout`` is left out (its ``hongyan_worker_*`` series are missing, and the log says so).
 
 Not public: a client must come from ``allow_from`` (loopback by default; behind a trusted
 reverse proxy, the address it forwards) or send ``Authorization: Bearer <token>``.
@@ -15,9 +15,7 @@ reverse proxy, the address it forwards) or send ``Authorization: Bearer <token>`
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-import itertools
 import json
 
 from aiohttp import web
@@ -39,11 +37,7 @@ class Metrics(Module):
         self._allowed = Networks(opts.allow_from)
         self._token = opts.token.encode()
         self._timeout = opts.peer_timeout
-        self._ids = itertools.count(1)
-        #: scrapes waiting for the other workers: id -> (done, snapshots by worker)
-        self._waiting: dict[int, tuple[asyncio.Future[None], dict[int, Snapshot]]] = {}
-        self.api.on_notice("metrics-ask", self._asked)
-        self.api.on_notice("metrics-answer", self._answered)
+        self.api.on_ask("metrics", self._snapshot)
         self.api.http_route("GET", METRICS_PATH, self.serve)
 
     # -- who may read ---------------------------------------------------------------------------
@@ -72,46 +66,13 @@ class Metrics(Module):
 
     async def node_snapshots(self) -> dict[int, Snapshot]:
         """Every worker's numbers, by worker index (this process alone: index 0)."""
-        cluster = self.api.cluster
-        if cluster is None:
-            return {0: self.api.metrics.snapshot()}
-        ask = next(self._ids)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        snaps: dict[int, Snapshot] = {}
-        self._waiting[ask] = (done, snaps)
-        try:
-            self.api.notify("metrics-ask", json.dumps([cluster.index, ask]).encode())
-            snaps[cluster.index] = self.api.metrics.snapshot()
-            if len(snaps) < cluster.count:
-                try:
-                    await asyncio.wait_for(asyncio.shield(done), self._timeout)
-                except TimeoutError:
-                    missing = sorted(set(range(cluster.count)) - set(snaps))
-                    self.log.warning("/metrics without workers %s: no answer within %s s",
-                                     missing, self._timeout)
-            return dict(snaps)
-        finally:
-            del self._waiting[ask]
+        answers = await self.api.ask("metrics", timeout=self._timeout)
+        return {index: {name: [(list(labels), float(value)) for labels, value in rows]
+                        for name, rows in json.loads(body).items()}
+                for index, body in answers.items()}
 
-    def _asked(self, body: bytes) -> None:
-        origin, ask = json.loads(body)
-        cluster = self.api.cluster
-        assert cluster is not None
-        answer = {"ask": ask, "worker": cluster.index, "snapshot": self.api.metrics.snapshot()}
-        self.api.notify("metrics-answer", json.dumps(answer).encode(), to=int(origin))
-
-    def _answered(self, body: bytes) -> None:
-        answer = json.loads(body)
-        waiting = self._waiting.get(int(answer["ask"]))
-        cluster = self.api.cluster
-        if waiting is None or cluster is None:
-            return  # (too late: that scrape was answered without it)
-        done, snaps = waiting
-        snaps[int(answer["worker"])] = {
-            name: [(list(labels), float(value)) for labels, value in rows]
-            for name, rows in answer["snapshot"].items()}
-        if len(snaps) >= cluster.count and not done.done():
-            done.set_result(None)
+    def _snapshot(self, _body: bytes) -> bytes:
+        return json.dumps(self.api.metrics.snapshot()).encode()
 
 
 MODULE = Metrics
