@@ -234,7 +234,7 @@ def format_event(item: Item) -> Event:
     ev: Event = {"type": kind, "time": f"{t:.6f}"}
     if kind == "message":
         _, _, sender, to, mtype, size, body = item
-        ev.update({"from": str(sender), "to": str(to), "mtype": mtype, "size": str(size)})
+        ev.update({"from": sender.text, "to": to.text, "mtype": mtype, "size": str(size)})
         if body is not None:
             ev["body"] = body
     elif kind == "presence":
