@@ -284,14 +284,34 @@ archive() { # Hongyan only: throughput without and with the message archive (MAM
   HY_OFF=$saved
 }
 
-events() { # Hongyan only: throughput without and with the event stream (issue 24) publishing
-          # every event to Redis (HY_EVENTS_URL, default the local one), A B A B
-  local url=${HY_EVENTS_URL:-redis://127.0.0.1:6379/15}
+events() { # Hongyan only: throughput with the event stream (issue 24) off and publishing every
+          # event to Redis (HY_EVENTS_REDIS) or to NATS JetStream (HY_EVENTS_NATS; the stream
+          # HONGYAN_BENCH is made here), interleaved per repetition (HY_EVENTS_MODES)
+  local redis=${HY_EVENTS_REDIS:-redis://127.0.0.1:6379/15} nats=${HY_EVENTS_NATS:-nats://127.0.0.1:4222}
+  if [[ " ${HY_EVENTS_MODES:-off redis nats} " == *" nats "* ]]; then
+    "$ROOT/.venv/bin/python" - "$nats" <<'PY' || return 1
+import asyncio, sys
+import nats
+from nats.js.api import StreamConfig
+async def main() -> None:
+    nc = await nats.connect(sys.argv[1])
+    js = nc.jetstream()
+    cfg = StreamConfig(name="HONGYAN_BENCH", subjects=["hongyanbench.>"], max_msgs=10000)
+    try:
+        await js.update_stream(cfg)
+    except Exception:
+        await js.add_stream(cfg)
+    await nc.close()
+asyncio.run(main())
+PY
+  fi
   for ((r = 1; r <= REPS; r++)); do
-    for mode in off on; do
-      if [ $mode = on ]; then
-        HY_EXTRA=$(printf '[eventstream]\nenabled = true\nredis_url = "%s"\nredis_stream = "hongyan:bench"\nredis_maxlen = 10000' "$url")
-      else HY_EXTRA=""; fi
+    for mode in ${HY_EVENTS_MODES:-off redis nats}; do
+      case $mode in
+        redis) HY_EXTRA=$(printf '[eventstream]\nenabled = true\nredis_url = "%s"\nredis_stream = "hongyan:bench"\nredis_maxlen = 10000' "$redis") ;;
+        nats) HY_EXTRA=$(printf '[eventstream]\nenabled = true\nnats_url = "%s"\nnats_subject = "hongyanbench"' "$nats") ;;
+        *) HY_EXTRA="" ;;
+      esac
       start hongyan && gen hongyan "events-$mode-tput r$r" -- throughput --pairs 50 --window 10 --duration "$DUR" --warmup 3
       stop hongyan
     done

@@ -31,4 +31,7 @@ ORDER: tuple[str, ...] = (
     "hostmeta",
     "upload",
     "metrics",
+    "eventstream",
+    "emaildigest",
+    "lan",
 )
