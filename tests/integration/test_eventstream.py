@@ -158,14 +158,20 @@ async def test_no_body_unless_configured(harness: Harness, brokers: Brokers) -> 
     await harness.stop_node()
     await harness.start(extra=brokers.config('events = ["message"]'))
     alice = await harness.logged_in("alice")
-    bob = await harness.logged_in("bob")
-    alice.send_message(mto="bob@localhost/test", mbody="secret words", mtype="chat")
+    bob = await harness.logged_in("bob", resource='te"st\\')  # JSON must escape these
+    alice.send_message(mto='bob@localhost/te"st\\', mbody="secret words", mtype="chat")
     assert (await bob.next_message())["body"] == "secret words"
-    await until_event(brokers.from_redis, type="message", to="bob@localhost/test")
+    await until_event(brokers.from_redis, type="message", to='bob@localhost/te"st\\')
+    await until_event(brokers.from_nats, type="message", to='bob@localhost/te"st\\')
     events = await brokers.from_redis()
+    assert [e for _, e in await brokers.from_nats()] == events
     assert {e["type"] for e in events} == {"message"}  # no login, presence events
     assert all("body" not in e for e in events)
     assert "secret words" not in json.dumps(events)
+    (msg,) = events
+    assert list(msg) == ["type", "time", "from", "to", "mtype", "size"]
+    assert msg["from"] == "alice@localhost/test" and msg["mtype"] == "chat"
+    assert int(msg["size"]) > len("secret words")
 
 
 async def test_broker_down_drops_and_counts_routing_unaffected(harness: Harness) -> None:

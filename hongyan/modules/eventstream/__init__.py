@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hongyan.modules.events import RoomActivity
-from hongyan.modules.eventstream.backends import Backend, Event, NatsJetStream, RedisStreams
+from hongyan.modules.eventstream.backends import Backend, Item, NatsJetStream, RedisStreams
 from hongyan.modules.eventstream.options import EventStreamOptions
 from hongyan.server.hooks import (
     PresenceOutbound,
@@ -48,9 +48,6 @@ if TYPE_CHECKING:
 
     from hongyan.server.metrics import Reading
     from hongyan.server.module import ModuleAPI
-
-#: a queued event before it is formatted: (type, time, ...) as each hook builds it
-Item = list[Any]
 
 BACKOFF_MIN = 0.1
 
@@ -211,7 +208,8 @@ class EventStream(Module):
                 await outlet.wake.wait()
                 continue
             n = min(len(q), o.batch_size)
-            batch = [format_event(q.popleft()) for _ in range(n)]
+            encode = backend.encode
+            batch = [encode(q.popleft()) for _ in range(n)]
             try:
                 await asyncio.wait_for(backend.send(batch), o.timeout)
             except Exception as exc:
@@ -226,33 +224,6 @@ class EventStream(Module):
     async def stop(self) -> None:
         for outlet in self.outlets:
             await outlet.backend.close()
-
-
-def format_event(item: Item) -> Event:
-    """A queued tuple as the event the brokers get (off the routing path)."""
-    kind, t = item[0], item[1]
-    ev: Event = {"type": kind, "time": f"{t:.6f}"}
-    if kind == "message":
-        _, _, sender, to, mtype, size, body = item
-        ev.update({"from": sender.text, "to": to.text, "mtype": mtype, "size": str(size)})
-        if body is not None:
-            ev["body"] = body
-    elif kind == "presence":
-        ev.update({"jid": str(item[2]), "available": "1" if item[3] else "0", "show": item[4]})
-    elif kind == "login":
-        ev["jid"] = str(item[2])
-    elif kind == "logout":
-        ev.update({"jid": str(item[2]), "was_available": "1" if item[3] else "0"})
-    else:
-        _, _, action, room, nick, jid, size, body, codes = item
-        ev.update({"action": action, "room": room, "nick": nick, "jid": jid})
-        if action == "message":
-            ev["size"] = str(size)
-        if codes:
-            ev["codes"] = ",".join(codes)
-        if body is not None:
-            ev["body"] = body
-    return ev
 
 
 MODULE = EventStream
