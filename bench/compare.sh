@@ -2,7 +2,7 @@
 # bench/compare.sh - Hongyan side by side with Prosody and ejabberd, same generator, same
 # settings, interleaved A B C per repetition, fresh servers, medians of REPS.
 #
-#   bench/compare.sh [quick|main|pinned|scram|tls|archive|muc|mem|idle|ws|all]  (default: main)
+#   bench/compare.sh [quick|main|pinned|scram|tls|archive|events|muc|mem|idle|ws|all]  (default: main)
 #
 # Needs ../shared/bench (anchors.sh, xmppload.py, summarize.py). First time:
 #   (cd ../shared/bench && ./anchors.sh install && ./anchors.sh setup 10000)
@@ -26,7 +26,7 @@ mkdir -p "$HERE/results"
 OUT="${OUT:-$HERE/results/compare-$(date +%Y%m%d-%H%M%S).jsonl}"
 RUN="${ANCHORS_RUN:-${TMPDIR:-/tmp}/hongyan-anchors}"
 HYRUN="$RUN/hongyan"
-HYPORT=29222  # not 35222: other work on this machine copied that port
+HYPORT=${HYPORT:-29222}  # not 35222: other work on this machine copied that port
 HYHTTP=29280  # the WebSocket rows only (HY_HTTP=true)
 declare -A WSURL=([prosody]=ws://127.0.0.1:15280/xmpp-websocket
                   [ejabberd]=ws://127.0.0.1:25280/xmpp-websocket
@@ -50,6 +50,11 @@ port = $HYPORT
 direct_tls = false
 require_encryption = false
 allow_plaintext_auth = true
+# the load generator logs in 100 clients at once from one address and each sender writes far
+# more than a person would: the per-address and per-stream limits are lifted here
+preauth_per_ip = 100000
+rate_bytes = 1000000000
+rate_burst = 1000000000
 [http]
 enabled = ${HY_HTTP:-false}
 bind = ["127.0.0.1"]
@@ -61,6 +66,7 @@ url = "${HY_STORAGE_URL:-sqlite:///$HYRUN/data/hongyan.db}"
 failure_delay = 0.0
 [modules]
 disabled = [$(for m in ${HY_OFF-mam}; do printf '"%s",' "$m"; done)]
+${HY_EXTRA:-}
 CONF
 }
 
@@ -169,13 +175,15 @@ gen() { # server label [global opts...] -- subcommand args...
     --label "$label" --json "$OUT" "${glob[@]}" "$@" | cut -c1-300
 }
 
-hy_accounts() { # make user1..user10000 / pass once (in-band registration, as for ejabberd)
+hy_accounts() { # make user1..user10000 / pass once
   hy_config
   local mark="$HYRUN/data/.accounts-10000${HY_STORAGE_URL:+-$(echo "$HY_STORAGE_URL" | md5sum | cut -c1-8)}"
   if [ ! -f "$mark" ]; then
-    hy_start && timeout 600 "$PY" "$LOAD" --port $HYPORT register --users 10000 | cut -c1-200 \
-      && touch "$mark"
+    # straight into the database (bench/accounts.py): in-band registration is limited per
+    # address and hour now ([registration] per_ip_per_hour)
     hy_stop
+    (cd "$ROOT" && timeout 600 .venv/bin/python -m bench.accounts --config "$HYRUN/hongyan.toml" \
+      --users 10000) && touch "$mark"
   fi
 }
 
@@ -276,6 +284,41 @@ archive() { # Hongyan only: throughput without and with the message archive (MAM
   HY_OFF=$saved
 }
 
+events() { # Hongyan only: throughput with the event stream (issue 24) off and publishing every
+          # event to Redis (HY_EVENTS_REDIS) or to NATS JetStream (HY_EVENTS_NATS; the stream
+          # HONGYAN_BENCH is made here), interleaved per repetition (HY_EVENTS_MODES)
+  local redis=${HY_EVENTS_REDIS:-redis://127.0.0.1:6379/15} nats=${HY_EVENTS_NATS:-nats://127.0.0.1:4222}
+  if [[ " ${HY_EVENTS_MODES:-off redis nats} " == *" nats "* ]]; then
+    "$ROOT/.venv/bin/python" - "$nats" <<'PY' || return 1
+import asyncio, sys
+import nats
+from nats.js.api import StreamConfig
+async def main() -> None:
+    nc = await nats.connect(sys.argv[1])
+    js = nc.jetstream()
+    cfg = StreamConfig(name="HONGYAN_BENCH", subjects=["hongyanbench.>"], max_msgs=10000)
+    try:
+        await js.update_stream(cfg)
+    except Exception:
+        await js.add_stream(cfg)
+    await nc.close()
+asyncio.run(main())
+PY
+  fi
+  for ((r = 1; r <= REPS; r++)); do
+    for mode in ${HY_EVENTS_MODES:-off redis nats}; do
+      case $mode in
+        redis) HY_EXTRA=$(printf '[eventstream]\nenabled = true\nredis_url = "%s"\nredis_stream = "hongyan:bench"\nredis_maxlen = 10000' "$redis") ;;
+        nats) HY_EXTRA=$(printf '[eventstream]\nenabled = true\nnats_url = "%s"\nnats_subject = "hongyanbench"' "$nats") ;;
+        *) HY_EXTRA="" ;;
+      esac
+      start hongyan && gen hongyan "events-$mode-tput r$r" -- throughput --pairs 50 --window 10 --duration "$DUR" --warmup 3
+      stop hongyan
+    done
+  done
+  HY_EXTRA=""
+}
+
 muc() { # the MUC row alone, all servers side by side (Hongyan on HY_WORKERS workers)
   for ((r = 1; r <= REPS; r++)); do
     for s in $SERVERS; do
@@ -328,12 +371,13 @@ case "${1:-main}" in
   scram) scram ;;
   idle) idle ;;
   archive) archive ;;
+  events) events ;;
   muc) muc ;;
   mem) mem ;;
   tls) tls ;;
   ws) ws ;;
   all) main; pinned; scram; tls; archive; idle ;;
-  *) echo "usage: $0 [quick|tput|main|pinned|scram|tls|archive|muc|mem|idle|ws|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [quick|tput|main|pinned|scram|tls|archive|events|muc|mem|idle|ws|all]" >&2; exit 2 ;;
 esac
 "$PY" "$SHARED/summarize.py" "$OUT" --names "15222=prosody,25222=ejabberd,$HYPORT=hongyan" \
   > "${OUT%.jsonl}.md" && echo "summary: ${OUT%.jsonl}.md" >&2

@@ -34,4 +34,7 @@ ORDER: tuple[str, ...] = (
     "webclient",
     "admin",
     "adhoc",
+    "eventstream",
+    "emaildigest",
+    "lan",
 )

@@ -93,3 +93,23 @@ class MucMemberMissedMessage:
     sender_nick: str
     body: str
     stanza: Element
+
+
+@dataclass(slots=True)
+class RoomActivity:
+    """Something happened in a MUC room (the event stream publishes it): ``kind`` is
+    ``join`` (a new occupant), ``leave`` (its last resource left, or it was kicked or banned:
+    ``codes`` say which), ``message`` (a groupchat message broadcast; ``size``: its bytes as
+    sent, ``body``: its text or None) or ``subject``. Fired only while a handler is
+    registered; sync hook (a handler queues its work)."""
+
+    SYNC: ClassVar[bool] = True
+
+    kind: str
+    room: str
+    nick: str
+    #: the occupant's real bare JID
+    jid: str
+    size: int = 0
+    body: str | None = None
+    codes: tuple[str, ...] = ()

@@ -118,6 +118,9 @@ class Host(Protocol):
     #: the HTTP listener's ports (0: not listening)
     http_port: int
     https_port: int
+    #: the client listener's ports (0: not listening, or not yet: they open after modules start)
+    c2s_port: int
+    direct_tls_port: int
 
     @property
     def db(self) -> Database: ...
@@ -462,6 +465,12 @@ class ModuleAPI:
         if node.http_port:
             return f"http://{node.domain}:{node.http_port}"
         return ""
+
+    @property
+    def c2s_ports(self) -> tuple[int, int]:
+        """The client listener's STARTTLS and direct TLS ports; 0 while one does not listen
+        (they open after every module started: a module that announces them waits)."""
+        return self._node.c2s_port, self._node.direct_tls_port
 
     def register(self, module: Module) -> None:
         """Register every handler ``module`` marked with decorators."""

@@ -25,7 +25,7 @@ import secrets
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, cast
 
-from hongyan.modules.events import MucMemberMissedMessage, SessionResumed
+from hongyan.modules.events import MucMemberMissedMessage, RoomActivity, SessionResumed
 from hongyan.modules.muc import admin
 from hongyan.modules.muc.archive import MIGRATION as ARCHIVE_MIGRATION
 from hongyan.modules.muc.archive import RoomArchive
@@ -313,6 +313,8 @@ class Muc(Module):
         room.by_jid[full] = occ
         self.joined.setdefault(full, set()).add(room.name)
         room.send_join(occ, sender, history, now, created, new_occupant)
+        if new_occupant and self.api.hooks.has(RoomActivity):
+            self.api.hooks.fire_sync(RoomActivity("join", room.jid_str, nick, bare))
         return None
 
     def leave(self, room: Room, occ: Occupant, jid: JID, codes: tuple[str, ...] = ()) -> None:
@@ -328,6 +330,9 @@ class Muc(Module):
         room.occupants.pop(occ.nick, None)
         room.broadcast_presence(occ, unavailable=True, codes=codes)
         occ.resources.clear()
+        if self.api.hooks.has(RoomActivity):
+            self.api.hooks.fire_sync(RoomActivity("leave", room.jid_str, occ.nick, occ.bare,
+                                                  codes=codes))
         self.maybe_vanish(room)
 
     def remove_occupant(self, room: Room, occ: Occupant, codes: tuple[str, ...],
@@ -339,6 +344,9 @@ class Muc(Module):
             self._unjoin(full, room.name)
         room.broadcast_presence(occ, unavailable=True, codes=codes, actor=actor, reason=reason)
         occ.resources.clear()
+        if self.api.hooks.has(RoomActivity):
+            self.api.hooks.fire_sync(RoomActivity("leave", room.jid_str, occ.nick, occ.bare,
+                                                  codes=codes))
 
     def maybe_vanish(self, room: Room) -> None:
         if not room.occupants and not room.config.persistent:
@@ -469,6 +477,9 @@ class Muc(Module):
             room.subject = subject.text
             room.subject_by = occ.nick
             room.broadcast(out)
+            if self.api.hooks.has(RoomActivity):
+                self.api.hooks.fire_sync(RoomActivity("subject", room.jid_str, occ.nick,
+                                                      occ.bare, body=subject.text))
             return self.persist(room)
         mid = 0
         if room.config.archive and _archivable(out, has_body):
@@ -498,6 +509,10 @@ class Muc(Module):
                     cluster.multicast(index, head, tail, recipients)
         # the sender waits (its next stanzas are read later) when the archive's queue is full
         wait = self.archive.add(room.name, mid, occ.nick, occ.bare, tail) if mid else None
+        if self.api.hooks.has(RoomActivity):
+            self.api.hooks.fire_sync(RoomActivity(
+                "message", room.jid_str, occ.nick, occ.bare, len(head) + len(tail),
+                out.find_text("body") if has_body else None))
         if has_body:
             if room.history.maxlen:
                 room.add_history(out, self.api.now(), len(head) + len(tail))
