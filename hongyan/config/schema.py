@@ -263,6 +263,11 @@ class S2SSection(Section):
     bind: list[str] = Field(default_factory=lambda: ["0.0.0.0"],
                             description="addresses other servers connect to")
     port: int = Field(5269, ge=0, le=65535, description="0 = any free port")
+    direct_tls: bool = Field(False, description="also accept direct TLS (XEP-0368), announced "
+                             "by an _xmpps-server._tcp SRV record")
+    direct_tls_port: int = Field(5270, ge=0, le=65535, description="0 = any free port")
+    resolver: str = Field("", description="the DNS server (ip or ip:port) asked for remote "
+                          "servers' SRV and address records; empty = /etc/resolv.conf's")
     require_encryption: bool = Field(True, description="STARTTLS before anything else, in "
                                      "both directions")
     dialback: bool = Field(True, description="authenticate servers by dialback (XEP-0220) "

@@ -159,6 +159,7 @@ class Node:
         #: server-to-server federation (``[s2s]``; None when off), made once TLS is set up
         self.federation: Federation | None = None
         self.s2s_port = 0
+        self.s2s_direct_tls_port = 0
         self._metrics()
 
     # -- services -------------------------------------------------------------------------------
@@ -316,7 +317,7 @@ class Node:
         fed = Federation(self, cfg, streams, client_context(cert, key))
         fed.secret = bytes.fromhex(await self.kv.setdefault("", _SECRET_NS, "dialback",
                                                             secrets.token_hex(32)))
-        self._s2s_tls = TLSConfig(server_context(cert, key), b"")
+        self._s2s_tls = TLSConfig(server_context(cert, key, alpn=["xmpp-server"]), b"")
         self.federation = fed
         self.router.remote = fed
 
@@ -331,11 +332,22 @@ class Node:
         def factory() -> StreamTransport:
             return StreamTransport(fed.incoming_stream, tls, False)
 
+        def direct() -> StreamTransport:
+            return StreamTransport(fed.incoming_stream, tls, True)
+
         given: list[socket.socket | None] = [*socks] or [None]
         servers = [await listen(cfg.bind, cfg.port, factory, sock=sock) for sock in given]
         self._servers.extend(servers)
         self.s2s_port = int(servers[0].sockets[0].getsockname()[1])
-        log.info("%s: server-to-server on %s", self.domain, self.s2s_port)
+        if cfg.direct_tls:
+            dsocks = self._worker.listeners.get("s2s-tls", []) if self._worker else []
+            dgiven: list[socket.socket | None] = [*dsocks] or [None]
+            dservers = [await listen(cfg.bind, cfg.direct_tls_port, direct, tls.context,
+                                     sock=sock) for sock in dgiven]
+            self._servers.extend(dservers)
+            self.s2s_direct_tls_port = int(dservers[0].sockets[0].getsockname()[1])
+        log.info("%s: server-to-server on %s (STARTTLS) and %s (direct TLS)", self.domain,
+                 self.s2s_port, self.s2s_direct_tls_port or "off")
 
     async def _listen(self) -> None:
         c2s = self.config.c2s

@@ -41,8 +41,23 @@ _TLS_WAIT, _READY = 1, 2
 class OutgoingStream(StreamSession):
     """The stream from this server's ``local`` domain to the server of ``remote``."""
 
-    __slots__ = ("_cause", "_connector", "_idle", "_last", "_pending", "_phase", "_task",
-                 "_timer", "_verifies", "federation", "local", "queue", "remote", "stream")
+    __slots__ = (
+        "_cause",
+        "_connector",
+        "_idle",
+        "_last",
+        "_pending",
+        "_phase",
+        "_task",
+        "_timer",
+        "_verifies",
+        "address",
+        "federation",
+        "local",
+        "queue",
+        "remote",
+        "stream",
+    )
 
     node: Host
     transport: StreamTransport
@@ -62,6 +77,8 @@ class OutgoingStream(StreamSession):
         self._pending: collections.deque[Event] | None = None
         self._task: asyncio.Task[None] | None = None
         self._phase = 0
+        #: where it connected: (host, port, direct TLS)
+        self.address: tuple[str, int, bool] | None = None
         self._cause = "remote-server-not-found"
         self._last = self.node.clock.monotonic()
         self._idle: Handle | None = None
@@ -116,6 +133,7 @@ class OutgoingStream(StreamSession):
                 log.info("s2s: could not reach %s at %s:%d: %s", self.remote, host, port, exc)
                 continue
             self.transport = transport
+            self.address = (host, port, direct)
             log.debug("s2s: connected to %s at %s:%d", self.remote, host, port)
             self._write(self.stream.initiate(self.local, self.remote))
             self.state = NEGOTIATING
