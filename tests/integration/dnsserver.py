@@ -40,6 +40,7 @@ class DnsServer:
         self.args = args
         self.proc: subprocess.Popen[bytes] | None = None
         self.tmp = tmp
+        self._probe = f"no-such-name.{zones[0]}"
 
     async def start(self) -> None:
         self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL,
@@ -54,11 +55,12 @@ class DnsServer:
                 err = self.proc.stderr.read().decode() if self.proc.stderr else ""
                 raise RuntimeError(f"dnsmasq exited: {err}")
             try:
-                await r.resolve("probe.invalid-zone.test", "A")
+                await r.resolve(self._probe, "A")
             except Exception as exc:  # NXDOMAIN: it answers
                 if type(exc).__name__ == "NXDOMAIN":
                     return
             await asyncio.sleep(0.1)
+        self.stop()
         raise RuntimeError("dnsmasq does not answer")
 
     def stop(self) -> None:
