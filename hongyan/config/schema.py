@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import Path
 from typing import Annotated, ClassVar, Literal, TypeVar
 
 from pydantic import (
@@ -272,6 +273,12 @@ class S2SSection(Section):
                                      "both directions")
     dialback: bool = Field(True, description="authenticate servers by dialback (XEP-0220) "
                            "when their certificate does not prove their name")
+    ca_file: str = Field("", description="PEM file of CAs trusted besides the system's store "
+                         "for peers' certificates")
+    require_valid_certificates: bool = Field(False, description="only peers whose "
+                                             "certificate proves their domain (RFC 6125); "
+                                             "incoming streams are then asked for one and "
+                                             "offered SASL EXTERNAL (XEP-0178)")
     routes: dict[str, Annotated[str, AfterValidator(_route)]] = Field(
         default_factory=dict, description="domain -> host:port used instead of DNS (tests, "
         "private networks)")
@@ -290,6 +297,13 @@ class S2SSection(Section):
                                     "(per worker); the next gets policy-violation")
     max_streams: int = Field(10000, ge=1, description="incoming streams in all (per worker)")
     max_stanza_size: int = Field(262144, ge=10000, description="bytes")
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, v: str) -> str:
+        if v and not Path(v).is_file():
+            raise ValueError(f"no such file: {v!r}")
+        return v
 
     @model_validator(mode="after")
     def _lists(self) -> S2SSection:

@@ -37,6 +37,7 @@ from hongyan.server.metrics import Counters, Metrics, Reading, Source, resident_
 from hongyan.server.module import Module, ModuleAPI
 from hongyan.server.router import Router
 from hongyan.server.s2s import Federation, Served
+from hongyan.server.s2s.certs import Trust
 from hongyan.server.session import Flushable, NonzaHandler
 from hongyan.server.sessions import SessionManager
 from hongyan.server.tls import cert_der, client_context, ensure_self_signed, server_context
@@ -314,10 +315,18 @@ class Node:
             cert, key = Path(tls.cert_file), Path(tls.key_file)
         else:
             cert, key = ensure_self_signed(self.data_dir, self.domain)
-        fed = Federation(self, cfg, streams, client_context(cert, key))
+        fed = Federation(self, cfg, streams, client_context(cert, key), Trust(cfg.ca_file))
         fed.secret = bytes.fromhex(await self.kv.setdefault("", _SECRET_NS, "dialback",
                                                             secrets.token_hex(32)))
-        self._s2s_tls = TLSConfig(server_context(cert, key, alpn=["xmpp-server"]), b"")
+        ctx = server_context(cert, key, alpn=["xmpp-server"])
+        if cfg.require_valid_certificates:
+            # ask peers for their certificate (SASL EXTERNAL): one that does not validate
+            # fails the handshake, as such a peer is refused anyway
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+            ctx.load_default_certs()
+            if cfg.ca_file:
+                ctx.load_verify_locations(cfg.ca_file)
+        self._s2s_tls = TLSConfig(ctx, b"")
         self.federation = fed
         self.router.remote = fed
 

@@ -61,7 +61,8 @@ PROTOCOL_ONLY = frozenset({"test_bad_input", "test_c2s", "test_stream", "test_ca
                            "test_websocket", "test_http", "test_hostmeta",
                            "test_csi", "test_chat", "test_passthrough", "test_omemo",
                            "test_bench_idle", "test_bench_ws", "test_component", "test_biboumi",
-                           "test_metrics", "test_s2s_bad_input", "test_s2s_dns"})
+                           "test_metrics", "test_s2s_bad_input", "test_s2s_dns",
+                           "test_s2s_certs", "test_s2s_prosody"})
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

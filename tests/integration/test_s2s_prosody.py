@@ -62,7 +62,7 @@ async def test_hongyan_and_prosody(tmp_path: Path) -> None:
     (tmp_path / "h").mkdir()
     h = Harness(tmp_path / "h", f"sqlite:///{tmp_path / 'h' / 'h.db'}", H)
     h.s2s_extra = (f'enabled = true\nbind = ["{H_ADDR}"]\nport = 5269\n'
-                   f'resolver = "{DNS_ADDR}"\n')
+                   f'resolver = "{DNS_ADDR}"\nca_file = "{ca.ca_file}"\n')
     try:
         await peer.start()
         await h.start(extra=f'[tls]\ncert_file = "{h_cert}"\nkey_file = "{h_key}"\n')
@@ -78,6 +78,14 @@ async def test_hongyan_and_prosody(tmp_path: Path) -> None:
         pat.send_message(mto=f"alice@{H}/test", mbody="hello Hongyan", mtype="chat")
         got = await alice.next_message(timeout=20)
         assert got["body"] == "hello Hongyan" and got["from"].full == f"pat@{P}/phone"
+
+        # Hongyan checked Prosody's certificate (the test CA) and Prosody Hongyan's: SASL
+        # EXTERNAL (XEP-0178) authenticated Hongyan's stream; Prosody's used dialback
+        assert h.node is not None and h.node.federation is not None
+        out = h.node.federation.outgoing[(H, P)]
+        assert out.verified and out.method == "external"
+        (inc,) = [s for s in h.node.federation.incoming if (P, H) in s.domains]
+        assert inc.method == "dialback" and inc.transport.secure
 
         # subscriptions both ways, and presence
         alice.send_presence(pto=f"pat@{P}", ptype="subscribe")

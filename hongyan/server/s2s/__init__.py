@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from hongyan.server.limits import Preauth
 from hongyan.server.s2s.base import Host, Transport
+from hongyan.server.s2s.certs import Trust
 from hongyan.server.s2s.dns import Resolver
 from hongyan.server.s2s.incoming import IncomingStream
 from hongyan.server.s2s.outgoing import OutgoingStream, parse
@@ -43,13 +44,15 @@ class Federation:
     """This process's streams with other servers."""
 
     def __init__(self, node: Host, config: S2SSection, streams: Profile,
-                 client_context: ssl.SSLContext) -> None:
+                 client_context: ssl.SSLContext, trust: Trust) -> None:
         self.node = node
         self.config = config
         #: what every s2s stream shares (parser limits, the domains a peer may name)
         self.streams = streams
         #: the TLS client context of outgoing streams (our certificate, for the peer to see)
         self.client_context = client_context
+        #: what a peer's certificate is checked against (RFC 6125)
+        self.trust = trust
         #: the dialback secret (XEP-0185), from the database at start
         self.secret = b""
         self.outgoing: dict[tuple[str, str], OutgoingStream] = {}
