@@ -43,12 +43,12 @@ tls_port = 0
 [storage]
 url = "{storage_url}"
 
+[s2s]
+{s2s_extra or "enabled = false"}
+
 [auth]
 failure_delay = 0.05
 failure_delay_max = 0.2
-
-[s2s]
-{s2s_extra or "enabled = false"}
 {extra}
 """)
     return path

@@ -28,7 +28,7 @@ from hongyan.server.session import (
 from hongyan.xmpp import dialback
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
-from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
+from hongyan.xmpp.errors import StanzaError, StreamError
 from hongyan.xmpp.jid import JID, JIDError
 from hongyan.xmpp.parser import Event, StreamClose, StreamOpen
 from hongyan.xmpp.stream import Stream
@@ -319,9 +319,7 @@ class IncomingStream(StreamSession):
                                               f"{sender.domain}")
         if el.name == "presence":
             self.federation.remote_presence(el, sender, to)
-        elif el.name == "iq" and attrs.get("type") not in ("get", "set", "result", "error"):
-            self.send(_error_from(el, StanzaError("bad-request")))
-            return None
+        # (errors go back through our own stream to the peer: this one is the peer's)
         return self.node.router.route(el, sender, to)
 
     # -- time -----------------------------------------------------------------------------------
@@ -380,10 +378,6 @@ class IncomingStream(StreamSession):
         if host is not None:
             self.federation.per_ip.leave(host)
         self.federation.incoming_ended(self)
-
-
-def _error_from(el: Element, err: StanzaError) -> Element:
-    return error_reply(el, err)
 
 
 __all__ = ["IncomingStream"]
