@@ -53,6 +53,8 @@ async def _supervise(config: Config, config_path: str | None) -> int:
                                                config.component_listener.port)
     if config.s2s_enabled:
         socks["s2s"] = listening_sockets(config.s2s.bind, config.s2s.port)
+        if config.s2s.direct_tls:
+            socks["s2s-tls"] = listening_sockets(config.s2s.bind, config.s2s.direct_tls_port)
     fds = [sock.fileno() for group in socks.values() for sock in group]
     run_dir = tempfile.mkdtemp(prefix="hongyan-workers-")
     ready_r, ready_w = os.pipe()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from pathlib import Path
 from typing import Annotated, ClassVar, Literal, TypeVar
 
 from pydantic import (
@@ -279,10 +280,21 @@ class S2SSection(Section):
     bind: list[str] = Field(default_factory=lambda: ["0.0.0.0"],
                             description="addresses other servers connect to")
     port: int = Field(5269, ge=0, le=65535, description="0 = any free port")
+    direct_tls: bool = Field(False, description="also accept direct TLS (XEP-0368), announced "
+                             "by an _xmpps-server._tcp SRV record")
+    direct_tls_port: int = Field(5270, ge=0, le=65535, description="0 = any free port")
+    resolver: str = Field("", description="the DNS server (ip or ip:port) asked for remote "
+                          "servers' SRV and address records; empty = /etc/resolv.conf's")
     require_encryption: bool = Field(True, description="STARTTLS before anything else, in "
                                      "both directions")
     dialback: bool = Field(True, description="authenticate servers by dialback (XEP-0220) "
                            "when their certificate does not prove their name")
+    ca_file: str = Field("", description="PEM file of CAs trusted besides the system's store "
+                         "for peers' certificates")
+    require_valid_certificates: bool = Field(False, description="only peers whose "
+                                             "certificate proves their domain (RFC 6125); "
+                                             "incoming streams are then asked for one and "
+                                             "offered SASL EXTERNAL (XEP-0178)")
     routes: dict[str, Annotated[str, AfterValidator(_route)]] = Field(
         default_factory=dict, description="domain -> host:port used instead of DNS (tests, "
         "private networks)")
@@ -301,6 +313,13 @@ class S2SSection(Section):
                                     "(per worker); the next gets policy-violation")
     max_streams: int = Field(10000, ge=1, description="incoming streams in all (per worker)")
     max_stanza_size: int = Field(262144, ge=10000, description="bytes")
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, v: str) -> str:
+        if v and not Path(v).is_file():
+            raise ValueError(f"no such file: {v!r}")
+        return v
 
     @model_validator(mode="after")
     def _lists(self) -> S2SSection:

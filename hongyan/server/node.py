@@ -38,6 +38,7 @@ from hongyan.server.metrics import Counters, Metrics, Reading, Source, resident_
 from hongyan.server.module import Module, ModuleAPI
 from hongyan.server.router import Router
 from hongyan.server.s2s import Federation, Served
+from hongyan.server.s2s.certs import Trust
 from hongyan.server.session import Flushable, NonzaHandler
 from hongyan.server.sessions import SessionManager
 from hongyan.server.tls import cert_der, client_context, ensure_self_signed, server_context
@@ -166,6 +167,7 @@ class Node:
         #: server-to-server federation (``[s2s]``; None when off), made once TLS is set up
         self.federation: Federation | None = None
         self.s2s_port = 0
+        self.s2s_direct_tls_port = 0
         self._metrics()
 
     # -- services -------------------------------------------------------------------------------
@@ -322,10 +324,18 @@ class Node:
             cert, key = Path(tls.cert_file), Path(tls.key_file)
         else:
             cert, key = ensure_self_signed(self.data_dir, self.domain)
-        fed = Federation(self, cfg, streams, client_context(cert, key))
+        fed = Federation(self, cfg, streams, client_context(cert, key), Trust(cfg.ca_file))
         fed.secret = bytes.fromhex(await self.kv.setdefault("", _SECRET_NS, "dialback",
                                                             secrets.token_hex(32)))
-        self._s2s_tls = TLSConfig(server_context(cert, key), b"")
+        ctx = server_context(cert, key, alpn=["xmpp-server"])
+        if cfg.require_valid_certificates:
+            # ask peers for their certificate (SASL EXTERNAL): one that does not validate
+            # fails the handshake, as such a peer is refused anyway
+            ctx.verify_mode = ssl.CERT_OPTIONAL
+            ctx.load_default_certs()
+            if cfg.ca_file:
+                ctx.load_verify_locations(cfg.ca_file)
+        self._s2s_tls = TLSConfig(ctx, b"")
         self.federation = fed
         self.router.remote = fed
 
@@ -340,11 +350,22 @@ class Node:
         def factory() -> StreamTransport:
             return StreamTransport(fed.incoming_stream, tls, False)
 
+        def direct() -> StreamTransport:
+            return StreamTransport(fed.incoming_stream, tls, True)
+
         given: list[socket.socket | None] = [*socks] or [None]
         servers = [await listen(cfg.bind, cfg.port, factory, sock=sock) for sock in given]
         self._servers.extend(servers)
         self.s2s_port = int(servers[0].sockets[0].getsockname()[1])
-        log.info("%s: server-to-server on %s", self.domain, self.s2s_port)
+        if cfg.direct_tls:
+            dsocks = self._worker.listeners.get("s2s-tls", []) if self._worker else []
+            dgiven: list[socket.socket | None] = [*dsocks] or [None]
+            dservers = [await listen(cfg.bind, cfg.direct_tls_port, direct, tls.context,
+                                     sock=sock) for sock in dgiven]
+            self._servers.extend(dservers)
+            self.s2s_direct_tls_port = int(dservers[0].sockets[0].getsockname()[1])
+        log.info("%s: server-to-server on %s (STARTTLS) and %s (direct TLS)", self.domain,
+                 self.s2s_port, self.s2s_direct_tls_port or "off")
 
     async def _listen(self) -> None:
         c2s = self.config.c2s

@@ -199,16 +199,23 @@ class StreamTransport(asyncio.Protocol):
         self._secure = True
         return True
 
-    def peer_certificate(self) -> bytes | None:
-        """The peer's certificate (DER) on a TLS connection, if it sent one."""
+    def peer_certificates(self) -> list[bytes]:
+        """The peer's certificates (DER, its own first) on a TLS connection: the whole chain
+        it sent where the ``ssl`` module gives it (Python 3.13), else its own alone; none
+        when it sent none (or was not asked: a TLS server asks only when its context says)."""
         t = self._transport
         if t is None or not self._secure:
-            return None
+            return []
         obj = t.get_extra_info("ssl_object")
         if obj is None:
-            return None
+            return []
+        chain = getattr(obj, "get_unverified_chain", None)
+        if chain is not None:
+            got = [c for c in chain() or [] if isinstance(c, bytes)]
+            if got:
+                return got
         der: bytes | None = obj.getpeercert(binary_form=True)
-        return der
+        return [der] if der else []
 
     def channel_binding(self) -> tuple[str, bytes] | None:
         if self._secure and self._tls is not None:

@@ -43,12 +43,12 @@ tls_port = 0
 [storage]
 url = "{storage_url}"
 
+[s2s]
+{s2s_extra or "enabled = false"}
+
 [auth]
 failure_delay = 0.05
 failure_delay_max = 0.2
-
-[s2s]
-{s2s_extra or "enabled = false"}
 {extra}
 """)
     return path
@@ -62,7 +62,8 @@ PROTOCOL_ONLY = frozenset({"test_bad_input", "test_c2s", "test_stream", "test_ca
                            "test_csi", "test_chat", "test_passthrough", "test_omemo",
                            "test_bench_idle", "test_bench_ws", "test_component", "test_biboumi",
                            "test_metrics", "test_webclient_page", "test_webclient",
-                           "test_eventstream", "test_lan"})
+                           "test_eventstream", "test_lan", "test_s2s_bad_input",
+                           "test_s2s_dns", "test_s2s_certs", "test_s2s_prosody"})
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -55,6 +55,15 @@ def test_example_file_is_the_defaults() -> None:
     ("[server]\nadmins = [\"root@localhost/phone\"]\n", 2, "server.admins", "bare JID"),
     ("[pubsub]\ncreate_nodes = \"everyone\"\n", 2, "pubsub.create_nodes", "admins"),
     ("[auth]\nmechanisms = [\n  \"PLAIN\",\n  \"MD5\",\n]\n", 2, "auth.mechanisms", "PLAIN"),
+    ("[s2s]\nallow = [\"ok.example\", \"not a domain\"]\n", 2, "s2s.allow",
+     "not a valid domain"),
+    ("[s2s]\nallow = [\"x.example\"]\ndeny = [\"x.example\"]\n", 1, "s2s",
+     "in both allow and deny"),
+    ("[s2s]\nca_file = \"/no/such/ca.pem\"\n", 2, "s2s.ca_file", "no such file"),
+    ("[s2s]\nroutes = { \"b.example\" = \"10.0.0.1\" }\n", 2, "s2s.routes.b.example",
+     "host:port"),
+    ("[s2s]\nrequire_valid_certificates = \"maybe\"\n", 2, "s2s.require_valid_certificates",
+     "boolean"),
 ])
 def test_mistakes_name_key_file_and_line(tmp_path: Path, text: str, line: int, key: str,
                                          words: str) -> None:

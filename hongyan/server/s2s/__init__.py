@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import ssl
 from collections.abc import Container
 from typing import TYPE_CHECKING
 
 from hongyan.server.limits import Preauth
 from hongyan.server.s2s.base import Host, Transport
+from hongyan.server.s2s.certs import Trust
+from hongyan.server.s2s.dns import Resolver
 from hongyan.server.s2s.incoming import IncomingStream
 from hongyan.server.s2s.outgoing import OutgoingStream, parse
 from hongyan.xmpp import dialback
@@ -38,26 +39,28 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hongyan.s2s")
 
-DEFAULT_PORT = 5269
-
 
 class Federation:
     """This process's streams with other servers."""
 
     def __init__(self, node: Host, config: S2SSection, streams: Profile,
-                 client_context: ssl.SSLContext) -> None:
+                 client_context: ssl.SSLContext, trust: Trust) -> None:
         self.node = node
         self.config = config
         #: what every s2s stream shares (parser limits, the domains a peer may name)
         self.streams = streams
         #: the TLS client context of outgoing streams (our certificate, for the peer to see)
         self.client_context = client_context
+        #: what a peer's certificate is checked against (RFC 6125)
+        self.trust = trust
         #: the dialback secret (XEP-0185), from the database at start
         self.secret = b""
         self.outgoing: dict[tuple[str, str], OutgoingStream] = {}
         self.incoming: set[IncomingStream] = set()
         #: incoming streams per address and in all
         self.per_ip = Preauth(config.max_streams_per_ip, config.max_streams)
+        #: DNS (SRV, then A/AAAA) for domains without a static route
+        self.resolver = Resolver(config.resolver, config.connect_timeout)
         #: remote domain -> {(remote full JID, local bare JID)} that sent available presence
         self._available: dict[str, dict[tuple[str, str], None]] = {}
 
@@ -118,9 +121,7 @@ class Federation:
         if route is not None:
             host, _, port = route.rpartition(":")
             return [(host.strip("[]"), int(port), False)]
-        loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(domain, DEFAULT_PORT, type=socket.SOCK_STREAM)
-        return [(str(info[4][0]), DEFAULT_PORT, False) for info in infos]
+        return await self.resolver.addresses(domain)
 
     # -- incoming streams -----------------------------------------------------------------------
     def incoming_stream(self, transport: Transport) -> IncomingStream:

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from hongyan.server.clock import Clock
     from hongyan.server.limits import Preauth
     from hongyan.server.router import Router
+    from hongyan.server.s2s.certs import Trust
     from hongyan.xmpp.element import Element
     from hongyan.xmpp.errors import StanzaError
     from hongyan.xmpp.jid import JID
@@ -31,7 +32,7 @@ class Transport(Connection, Protocol):
     @property
     def can_start_tls(self) -> bool: ...
     def start_tls(self) -> Awaitable[None]: ...
-    def peer_certificate(self) -> bytes | None: ...
+    def peer_certificates(self) -> list[bytes]: ...
 
 
 class Host(Batcher, Protocol):
@@ -51,6 +52,7 @@ class Peers(Protocol):
     streams: Profile
     client_context: ssl.SSLContext
     per_ip: Preauth
+    trust: Trust
 
     def key(self, receiving: str, originating: str, stream_id: str) -> str: ...
     def key_valid(self, receiving: str, originating: str, stream_id: str, given: str

@@ -13,6 +13,7 @@ need TLS but no authentication.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import logging
 from collections.abc import Awaitable
@@ -34,15 +35,35 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hongyan.s2s")
 
-# how far a stream got (besides the session states): TLS done, features of the secure stream
-_TLS_WAIT, _READY = 1, 2
+# how far a stream got (besides the session states): features of the secure stream seen,
+# SASL EXTERNAL asked, SASL EXTERNAL succeeded (the restarted stream's features end it)
+_READY, _SASL, _SASL_DONE = 2, 3, 4
 
 
 class OutgoingStream(StreamSession):
     """The stream from this server's ``local`` domain to the server of ``remote``."""
 
-    __slots__ = ("_cause", "_connector", "_idle", "_last", "_pending", "_phase", "_task",
-                 "_timer", "_verifies", "federation", "local", "queue", "remote", "stream")
+    __slots__ = (
+        "_cause",
+        "_checked",
+        "_connector",
+        "_idle",
+        "_last",
+        "_pending",
+        "_phase",
+        "_task",
+        "_timer",
+        "_unsent",
+        "_verifies",
+        "address",
+        "federation",
+        "local",
+        "method",
+        "queue",
+        "remote",
+        "stream",
+        "verified",
+    )
 
     node: Host
     transport: StreamTransport
@@ -59,9 +80,17 @@ class OutgoingStream(StreamSession):
         self.queue: collections.deque[Element | bytes] = collections.deque()
         #: stream id -> (key, future) of the dialback checks asked of this peer
         self._verifies: dict[str, list[tuple[str, str, asyncio.Future[bool]]]] = {}
+        self._unsent: list[tuple[str, str, str]] = []
         self._pending: collections.deque[Event] | None = None
         self._task: asyncio.Task[None] | None = None
         self._phase = 0
+        self._checked = False
+        #: the peer's certificate proves its domain (RFC 6125)
+        self.verified = False
+        #: how this stream authenticated: "external" (XEP-0178) or "dialback" (XEP-0220)
+        self.method = ""
+        #: where it connected: (host, port, direct TLS)
+        self.address: tuple[str, int, bool] | None = None
         self._cause = "remote-server-not-found"
         self._last = self.node.clock.monotonic()
         self._idle: Handle | None = None
@@ -93,9 +122,16 @@ class OutgoingStream(StreamSession):
             fut.set_result(False)
             return fut
         self._verifies.setdefault(stream_id, []).append((receiving, key, fut))
-        if self._phase == _READY:
-            self._write(dialback.verify(receiving, self.remote, stream_id, key))
+        self._unsent.append((receiving, stream_id, key))
+        if self._phase == _READY or self.state == BOUND:
+            self._send_verifies()
         return fut
+
+    def _send_verifies(self) -> None:
+        """Write the dialback checks asked so far (not while SASL is under way)."""
+        for receiving, sid, key in self._unsent:
+            self._write(dialback.verify(receiving, self.remote, sid, key))
+        self._unsent.clear()
 
     # -- connecting -----------------------------------------------------------------------------
     async def _connect(self) -> None:
@@ -116,6 +152,7 @@ class OutgoingStream(StreamSession):
                 log.info("s2s: could not reach %s at %s:%d: %s", self.remote, host, port, exc)
                 continue
             self.transport = transport
+            self.address = (host, port, direct)
             log.debug("s2s: connected to %s at %s:%d", self.remote, host, port)
             self._write(self.stream.initiate(self.local, self.remote))
             self.state = NEGOTIATING
@@ -149,6 +186,9 @@ class OutgoingStream(StreamSession):
                 return self._start_tls()
             self._fail("remote-server-not-found", f"{self.remote} refused STARTTLS")
             return None
+        if ev.xmlns == NS.SASL:
+            self._sasl(ev)
+            return None
         if ev.xmlns == NS.DIALBACK:
             if ev.name == "result":
                 self._db_result(ev)
@@ -162,22 +202,60 @@ class OutgoingStream(StreamSession):
     def _features(self, feats: Element) -> Awaitable[object] | None:
         cfg = self.federation.config
         secure = self.transport.secure
+        if self._phase == _SASL_DONE:
+            self.method = "external"
+            self._established()
+            return None
         if not secure and feats.find("starttls", NS.TLS) is not None:
             self._write(f"<starttls xmlns='{NS.TLS}'/>".encode())
             return None
         if not secure and cfg.require_encryption:
             self._fail("remote-server-not-found", f"{self.remote} offers no TLS")
             return None
+        if secure and not self._checked:
+            self._checked = True
+            valid = self.verified = self.federation.trust.proves(
+                self.transport.peer_certificates(), self.remote)
+            log.info("s2s: the certificate of %s %s", self.remote,
+                     "is valid" if valid else "does not prove its name")
+            if not valid and cfg.require_valid_certificates:
+                self._fail("remote-server-not-found", f"the certificate of {self.remote} "
+                                                      "does not prove its name")
+                return None
         self._phase = _READY
-        for sid, asks in self._verifies.items():
-            for receiving, key, _ in asks:
-                self._write(dialback.verify(receiving, self.remote, sid, key))
-        if not cfg.dialback:
-            self._fail("remote-server-not-found", f"no way to authenticate to {self.remote}")
+        self._send_verifies()
+        mechs = feats.find("mechanisms", NS.SASL)
+        if secure and mechs is not None and any(
+                m.text.strip() == "EXTERNAL" for m in mechs.find_all("mechanism", NS.SASL)):
+            # XEP-0178: the peer validated our certificate; the authorization identity is
+            # our domain
+            self._phase = _SASL
+            authzid = base64.b64encode(self.local.encode()).decode()
+            self._write(f"<auth xmlns='{NS.SASL}' mechanism='EXTERNAL'>{authzid}</auth>"
+                        .encode())
             return None
+        self._dialback()
+        return None
+
+    def _dialback(self) -> None:
+        if not self.federation.config.dialback:
+            self._fail("remote-server-not-found", f"no way to authenticate to {self.remote}")
+            return
+        self.method = "dialback"
         key = self.federation.key(self.remote, self.local, self.stream.id)
         self._write(dialback.result(self.local, self.remote, key))
-        return None
+
+    def _sasl(self, el: Element) -> None:
+        if self._phase != _SASL:
+            raise StreamError("unsupported-stanza-type", f"unexpected <{el.name}/>")
+        if el.name == "success":
+            self._phase = _SASL_DONE
+            self.stream.restart()
+            self._write(self.stream.initiate(self.local, self.remote))
+            return
+        log.info("s2s: %s refused SASL EXTERNAL: %s", self.remote, el)
+        self._phase = _READY
+        self._dialback()
 
     async def _start_tls(self) -> None:
         self.transport.pause_reading()
@@ -216,7 +294,9 @@ class OutgoingStream(StreamSession):
         self.state = BOUND
         self.stream.established()
         self._stop_timer()
-        log.info("s2s: stream %s -> %s established", self.local, self.remote)
+        log.info("s2s: stream %s -> %s established (%s)", self.local, self.remote,
+                 self.method)
+        self._send_verifies()
         queued, self.queue = self.queue, collections.deque()
         for item in queued:
             self.send(item)
