@@ -44,7 +44,7 @@ async def test_both_formats_list_the_websocket_with_cors(harness: Harness) -> No
         # the BOSH address answers a session creation
         async with aiohttp.ClientSession() as http, http.post(
                 bosh, ssl=insecure_context(),
-                data=f"<body xmlns='http://jabber.org/protocol/httpbind' rid='1' "
+                data="<body xmlns='http://jabber.org/protocol/httpbind' rid='1' "
                      "to='localhost' wait='5' hold='1' ver='1.11' xmlns:xmpp='urn:xmpp:xbosh' "
                      "xmpp:version='1.0'/>") as r:
             assert "<stream:features" in await r.text()
