@@ -166,7 +166,7 @@ def test_pause_beyond_maxpause_and_overactivity() -> None:
 
 
 def test_the_stream_ends_with_or_without_a_held_request() -> None:
-    s, owner, _, answers = session()
+    s, _, _, answers = session()
     s.push([b"<f/>"])
     req(s, answers, 101)
     s.close("remote-stream-error", b"<stream:error><conflict/></stream:error>")
@@ -175,6 +175,7 @@ def test_the_stream_ends_with_or_without_a_held_request() -> None:
     s, owner, _, answers = session()
     s.push([b"<f/>"])
     s.close()
+    assert owner.ends == 0
     assert not s.ended  # the next request is told
     req(s, answers, 101)
     assert answers.by_rid[101] == [terminate_body()] and s.ended
