@@ -2,7 +2,7 @@
 # bench/compare.sh - Hongyan side by side with Prosody and ejabberd, same generator, same
 # settings, interleaved A B C per repetition, fresh servers, medians of REPS.
 #
-#   bench/compare.sh [quick|main|pinned|scram|tls|archive|muc|mem|idle|ws|all]  (default: main)
+#   bench/compare.sh [quick|main|pinned|scram|tls|archive|muc|mem|idle|ws|bosh|all]  (default: main)
 #
 # Needs ../shared/bench (anchors.sh, xmppload.py, summarize.py). First time:
 #   (cd ../shared/bench && ./anchors.sh install && ./anchors.sh setup 10000)
@@ -31,6 +31,9 @@ HYHTTP=29280  # the WebSocket rows only (HY_HTTP=true)
 declare -A WSURL=([prosody]=ws://127.0.0.1:15280/xmpp-websocket
                   [ejabberd]=ws://127.0.0.1:25280/xmpp-websocket
                   [hongyan]=ws://127.0.0.1:$HYHTTP/xmpp-websocket)
+declare -A BOSHURL=([prosody]=http://127.0.0.1:15280/http-bind
+                    [ejabberd]=http://127.0.0.1:25280/http-bind
+                    [hongyan]=http://127.0.0.1:$HYHTTP/http-bind)
 declare -A PORT=([prosody]=15222 [ejabberd]=25222 [hongyan]=$HYPORT)
 declare -A PIDF=([prosody]=$RUN/prosody/prosody.pid [ejabberd]=$RUN/ejabberd/ejabberd.pid
                  [hongyan]=$HYRUN/hongyan.pid)
@@ -150,6 +153,61 @@ ws() { # memory per idle WebSocket session and 1:1 throughput over WebSocket (is
       echo "== $(date +%T) $s ws_tput r$r" >&2
       (cd "$ROOT" && timeout 300 .venv/bin/python -m bench.wsload --url "${WSURL[$s]}" \
         --pid "$(cat "${PIDF[$s]}")" --label "ws_tput r$r" --json "$OUT" throughput \
+        --pairs 50 --window 10 --duration "$DUR" --warmup 3) | cut -c1-300
+      stop $s
+    done
+  done
+}
+
+bosh_start() { # server: started with XMPP over BOSH on its HTTP port, as ws_start does for
+               # WebSocket: Prosody restarted with mod_bosh, ejabberd given a mod_bosh handler
+               # and module, then told to reload its config
+  local s=$1 run="$RUN/$1"
+  case $s in
+    hongyan) HY_HTTP=true hy_start || return 1 ;;
+    prosody)
+      start prosody || return 1
+      $A stop prosody >/dev/null 2>&1
+      sed -i -e 's/"register"; "posix";/"register"; "posix"; "bosh";/' \
+        -e 's/^c2s_require_encryption = false/c2s_require_encryption = false\nconsider_bosh_secure = true/' \
+        "$run/prosody.cfg.lua"
+      (cd "$run" && setsid prosody --config "$run/prosody.cfg.lua" -F >"$run/log/stdout.log" 2>&1 &)
+      ;;
+    ejabberd)
+      start ejabberd || return 1
+      sed -i -e 's|      /api: mod_http_api|      /api: mod_http_api\n      /http-bind: mod_bosh|' \
+        -e 's|^modules:|modules:\n  mod_bosh: {}|' "$run/etc/ejabberd.yml"
+      setpriv --reuid=ejabberd --regid=ejabberd --init-groups env HOME=/var/lib/ejabberd \
+        ejabberdctl --config-dir "$run/etc" --spool "$run/db" --logs "$run/log" \
+        --node bench@localhost reload_config >/dev/null
+      ;;
+  esac
+  local url="${BOSHURL[$s]}" code
+  for i in $(seq 1 300); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -m 2 "$url")
+    [ "$code" != 000 ] && [ "$code" != 404 ] && { sleep 2; return 0; }
+    if [ $s = ejabberd ] && [ $((i % 50)) = 0 ]; then  # a reload before it was ready
+      setpriv --reuid=ejabberd --regid=ejabberd --init-groups env HOME=/var/lib/ejabberd \
+        ejabberdctl --config-dir "$run/etc" --spool "$run/db" --logs "$run/log" \
+        --node bench@localhost reload_config >/dev/null
+    fi
+    sleep 0.2
+  done
+  echo "$s serves no BOSH at $url" >&2; return 1
+}
+
+bosh() { # memory per idle BOSH session (one request held each) and 1:1 throughput over BOSH
+         # (issue 18), every server freshly started
+  for ((r = 1; r <= REPS; r++)); do
+    for s in $SERVERS; do
+      bosh_start $s || continue
+      echo "== $(date +%T) $s bosh_idle r$r" >&2
+      (cd "$ROOT" && timeout 900 .venv/bin/python -m bench.boshload --url "${BOSHURL[$s]}" \
+        --pid "$(cat "${PIDF[$s]}")" --clients "${BOSH_CLIENTS:-2000}" --label "bosh_idle r$r" \
+        --json "$OUT") | cut -c1-300
+      echo "== $(date +%T) $s bosh_tput r$r" >&2
+      (cd "$ROOT" && timeout 300 .venv/bin/python -m bench.boshload --url "${BOSHURL[$s]}" \
+        --pid "$(cat "${PIDF[$s]}")" --label "bosh_tput r$r" --json "$OUT" throughput \
         --pairs 50 --window 10 --duration "$DUR" --warmup 3) | cut -c1-300
       stop $s
     done
@@ -332,8 +390,9 @@ case "${1:-main}" in
   mem) mem ;;
   tls) tls ;;
   ws) ws ;;
+  bosh) bosh ;;
   all) main; pinned; scram; tls; archive; idle ;;
-  *) echo "usage: $0 [quick|tput|main|pinned|scram|tls|archive|muc|mem|idle|ws|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [quick|tput|main|pinned|scram|tls|archive|muc|mem|idle|ws|bosh|all]" >&2; exit 2 ;;
 esac
 "$PY" "$SHARED/summarize.py" "$OUT" --names "15222=prosody,25222=ejabberd,$HYPORT=hongyan" \
   > "${OUT%.jsonl}.md" && echo "summary: ${OUT%.jsonl}.md" >&2
