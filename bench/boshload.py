@@ -12,7 +12,8 @@ messages in flight to its receiver (one more sent per one received); a sender pu
 to send in one request, which releases its previous one (hold 1), and a receiver keeps one
 request held and sends the next as soon as it is answered. Messages received during
 ``--duration`` seconds after ``--warmup`` are counted. Clients run in ``--procs`` child
-processes on aiohttp's HTTP client (keep-alive connections). Accounts user1..userN / pass must
+processes on a minimal HTTP/1.1 client of their own (keep-alive connections, one per request
+under way), cheap next to the servers. Accounts user1..userN / pass must
 exist. Prints one JSON object (and appends it to ``--json FILE``); every phase is bounded.
 """
 
@@ -28,23 +29,85 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-import aiohttp
-
 from bench.wsload import _cpu_s, rss_kb
 
 HTTPBIND = "http://jabber.org/protocol/httpbind"
 XBOSH = "urn:xmpp:xbosh"
 
 
-class Bosh:
-    """One BOSH session's client side (only what the load needs)."""
+class Conn(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection: a POST out, its response (Content-Length) back.
+    Cheap on purpose, as wsload.py's raw WebSocket: the generator must cost less than the
+    servers it loads."""
 
-    def __init__(self, http: aiohttp.ClientSession, url: str, domain: str) -> None:
-        self.http = http
-        self.url = url
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.waiter: asyncio.Future[bytes] | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        waiter = self.waiter
+        if waiter is None or waiter.done():
+            return
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        m = _LENGTH.search(bytes(self.buf[:end]))
+        n = int(m.group(1)) if m else 0
+        if len(self.buf) < end + 4 + n:
+            return
+        body = bytes(self.buf[end + 4:end + 4 + n])
+        del self.buf[:end + 4 + n]
+        waiter.set_result(body)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(ConnectionError("the server closed the connection"))
+
+    async def post(self, head: bytes, data: bytes) -> bytes:
+        assert self.transport is not None
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(head + b"%d\r\n\r\n" % len(data) + data)
+        return await self.waiter
+
+
+_LENGTH = re.compile(rb"(?i)\r\ncontent-length:\s*(\d+)")
+
+
+class Bosh:
+    """One BOSH session's client side (only what the load needs), on at most as many
+    connections as it has requests under way."""
+
+    def __init__(self, url: str, domain: str) -> None:
+        u = urlsplit(url)
+        self.host, self.port = u.hostname or "127.0.0.1", u.port or 80
+        self._head = (f"POST {u.path} HTTP/1.1\r\nHost: {u.netloc}\r\n"
+                      "Content-Type: text/xml; charset=utf-8\r\nContent-Length: ").encode()
         self.domain = domain
         self.rid = secrets.randbelow(1 << 40) + 1_000_000
         self.sid = ""
+        self._idle: list[Conn] = []
+        self._all: list[Conn] = []
+
+    async def _conn(self) -> Conn:
+        while self._idle:
+            c = self._idle.pop()
+            if not c.closed:
+                return c
+        _, c = await asyncio.get_running_loop().create_connection(Conn, self.host, self.port)
+        self._all.append(c)
+        return c
+
+    def close(self) -> None:
+        for c in self._all:
+            if c.transport is not None:
+                c.transport.close()
 
     def body(self, payload: str = "", **attrs: str) -> bytes:
         self.rid += 1
@@ -55,11 +118,11 @@ class Bosh:
         return (f"{head}>{payload}</body>" if payload else f"{head}/>").encode()
 
     async def post(self, data: bytes) -> str:
-        async with self.http.post(self.url, data=data, headers={
-                "Content-Type": "text/xml; charset=utf-8"}) as r:
-            text = await r.text()
+        c = await self._conn()
+        text = (await c.post(self._head, data)).decode()
+        self._idle.append(c)
         if "type='terminate'" in text or 'type="terminate"' in text:
-            raise ConnectionError(f"BOSH session terminated: {text[:200]}")
+            raise ConnectionError(f"BOSH session terminated: {text[:600]}")
         return text
 
     async def ask(self, payload: str, pattern: str, **attrs: str) -> str:
@@ -102,33 +165,30 @@ async def keep_polling(b: Bosh) -> None:
 
 async def hold(url: str, domain: str, first: int, count: int, concurrency: int) -> None:
     """A child: log users first..first+count-1 in, say "ready", stay until stdin closes."""
-    conn = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(connector=conn,
-                                     timeout=aiohttp.ClientTimeout(total=None)) as http:
-        sem = asyncio.Semaphore(concurrency)
-        pollers: list[asyncio.Task[None]] = []
-        failed = 0
+    sem = asyncio.Semaphore(concurrency)
+    pollers: list[asyncio.Task[None]] = []
+    failed = 0
 
-        async def one(i: int) -> None:
-            nonlocal failed
-            async with sem:
-                b = Bosh(http, url, domain)
-                try:
-                    await asyncio.wait_for(b.login(f"user{i}"), 60)
-                except Exception as exc:  # counted and reported, never hidden
-                    failed += 1
-                    if failed <= 3:
-                        print(f"login user{i} failed: {exc!r}", file=sys.stderr)
-                    return
-                pollers.append(asyncio.ensure_future(keep_polling(b)))
+    async def one(i: int) -> None:
+        nonlocal failed
+        async with sem:
+            b = Bosh(url, domain)
+            try:
+                await asyncio.wait_for(b.login(f"user{i}"), 60)
+            except Exception as exc:  # counted and reported, never hidden
+                failed += 1
+                if failed <= 3:
+                    print(f"login user{i} failed: {exc!r}", file=sys.stderr)
+                return
+            pollers.append(asyncio.ensure_future(keep_polling(b)))
 
-        await asyncio.gather(*(one(i) for i in range(first, first + count)))
-        await asyncio.sleep(0.5)  # (the last polls on their way)
-        alive = sum(1 for t in pollers if not t.done())
-        print(f"ready {alive} {failed + len(pollers) - alive}", flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-        for t in pollers:
-            t.cancel()
+    await asyncio.gather(*(one(i) for i in range(first, first + count)))
+    await asyncio.sleep(0.5)  # (the last polls on their way)
+    alive = sum(1 for t in pollers if not t.done())
+    print(f"ready {alive} {failed + len(pollers) - alive}", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    for t in pollers:
+        t.cancel()
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
@@ -174,17 +234,15 @@ async def pairs(url: str, domain: str, first: int, n: int, window: int, warmup: 
                 duration: float) -> None:
     """A child: ``n`` pairs (users first.. as senders, the next ones as receivers); prints
     the messages received during the measured window."""
-    conn = aiohttp.TCPConnector(limit=0)
-    http = aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=None))
     counted = [0]
     measuring = [False]
     running = [True]
     senders = []
     receivers = []
     for i in range(n):
-        s = Bosh(http, url, domain)
+        s = Bosh(url, domain)
         await s.login(f"user{first + i}")
-        r = Bosh(http, url, domain)
+        r = Bosh(url, domain)
         await r.login(f"user{first + n + i}")
         senders.append(s)
         receivers.append(r)
@@ -232,7 +290,8 @@ async def pairs(url: str, domain: str, first: int, n: int, window: int, warmup: 
     print(counted[0], flush=True)
     for t in tasks:
         t.cancel()
-    await http.close()
+    for b in (*senders, *receivers):
+        b.close()
 
 
 async def throughput(args: argparse.Namespace) -> dict[str, object]:

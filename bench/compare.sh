@@ -25,9 +25,9 @@ SERVERS="${SERVERS:-prosody ejabberd hongyan}"
 mkdir -p "$HERE/results"
 OUT="${OUT:-$HERE/results/compare-$(date +%Y%m%d-%H%M%S).jsonl}"
 RUN="${ANCHORS_RUN:-${TMPDIR:-/tmp}/hongyan-anchors}"
-HYRUN="$RUN/hongyan"
-HYPORT=29222  # not 35222: other work on this machine copied that port
-HYHTTP=29280  # the WebSocket rows only (HY_HTTP=true)
+HYRUN="${HYRUN:-$RUN/hongyan}"
+HYPORT=${HYPORT:-29222}  # not 35222: other work on this machine copied that port
+HYHTTP=${HYHTTP:-29280}  # the WebSocket rows only (HY_HTTP=true)
 declare -A WSURL=([prosody]=ws://127.0.0.1:15280/xmpp-websocket
                   [ejabberd]=ws://127.0.0.1:25280/xmpp-websocket
                   [hongyan]=ws://127.0.0.1:$HYHTTP/xmpp-websocket)
@@ -53,6 +53,9 @@ port = $HYPORT
 direct_tls = false
 require_encryption = false
 allow_plaintext_auth = true
+# every generated client comes from 127.0.0.1, up to 100 logging in at once (the anchors have
+# no such cap)
+preauth_per_ip = 1000
 [http]
 enabled = ${HY_HTTP:-false}
 bind = ["127.0.0.1"]
@@ -227,13 +230,14 @@ gen() { # server label [global opts...] -- subcommand args...
     --label "$label" --json "$OUT" "${glob[@]}" "$@" | cut -c1-300
 }
 
-hy_accounts() { # make user1..user10000 / pass once (in-band registration, as for ejabberd)
+hy_accounts() { # make user1..user10000 / pass once, written straight into the database
+                # (bench/accounts.py; in-band registration is capped per address per hour)
   hy_config
   local mark="$HYRUN/data/.accounts-10000${HY_STORAGE_URL:+-$(echo "$HY_STORAGE_URL" | md5sum | cut -c1-8)}"
   if [ ! -f "$mark" ]; then
-    hy_start && timeout 600 "$PY" "$LOAD" --port $HYPORT register --users 10000 | cut -c1-200 \
-      && touch "$mark"
     hy_stop
+    (cd "$ROOT" && .venv/bin/python -m bench.accounts --config "$HYRUN/hongyan.toml" \
+      --users 10000) && touch "$mark"
   fi
 }
 
