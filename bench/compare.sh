@@ -162,11 +162,83 @@ ws() { # memory per idle WebSocket session and 1:1 throughput over WebSocket (is
   done
 }
 
+PRIV="${BOSH_PRIVATE_RUN:-${TMPDIR:-/tmp}/hongyan-bosh-anchors}"
+SHIFT="${BOSH_SHIFT:-}"
+if [ -n "$SHIFT" ]; then
+  BOSHURL[prosody]=http://127.0.0.1:$((15280 + SHIFT))/http-bind
+  BOSHURL[ejabberd]=http://127.0.0.1:$((25280 + SHIFT))/http-bind
+fi
+
+priv_ejctl() {
+  setpriv --reuid=ejabberd --regid=ejabberd --init-groups env HOME=/var/lib/ejabberd \
+    ejabberdctl --config-dir "$PRIV/ejabberd/etc" --spool "$PRIV/ejabberd/db" \
+    --logs "$PRIV/ejabberd/log" --node boshbench@localhost "$@"
+}
+
+priv_stop() { # server: a private copy started by priv_start
+  case $1 in
+    prosody) [ -f "$PRIV/prosody/prosody.pid" ] && kill "$(cat "$PRIV/prosody/prosody.pid")" 2>/dev/null
+             sleep 1; rm -f "$PRIV/prosody/prosody.pid" ;;
+    ejabberd) priv_ejctl stop >/dev/null 2>&1; priv_ejctl stopped >/dev/null 2>&1
+              rm -f "$PRIV/ejabberd/ejabberd.pid" ;;
+  esac
+}
+
+priv_start() { # server: BOSH_SHIFT set (other work on this machine holds the anchors' ports):
+               # a private copy of anchors.sh's generated config with every port shifted, its
+               # own pid file, logs and (ejabberd: its own node and spool, accounts registered
+               # in-band once) state, with mod_bosh
+  local s=$1 d="$PRIV/$1" sh=$SHIFT
+  priv_stop "$s"
+  mkdir -p "$d/log"
+  case $s in
+    prosody)
+      sed -e "s/15222/$((15222 + sh))/; s/15280/$((15280 + sh))/; s/15269/$((15269 + sh))/" \
+        -e "s/15347/$((15347 + sh))/" -e "s|^pidfile = .*|pidfile = \"$d/prosody.pid\"|" \
+        -e "s|^log = .*|log = { warn = \"$d/log/prosody.log\" }|" \
+        "$RUN/prosody/prosody.cfg.lua" > "$d/prosody.cfg.lua"
+      grep -q '"bosh";' "$d/prosody.cfg.lua" || sed -i \
+        's/"register"; "posix";/"register"; "posix"; "bosh";/' "$d/prosody.cfg.lua"
+      grep -q '^consider_bosh_secure' "$d/prosody.cfg.lua" || sed -i \
+        's/^c2s_require_encryption = false/c2s_require_encryption = false\nconsider_bosh_secure = true/' \
+        "$d/prosody.cfg.lua"
+      (ulimit -n "$(ulimit -Hn)"; cd "$d" && setsid prosody --config "$d/prosody.cfg.lua" -F \
+        >"$d/log/stdout.log" 2>&1 &)
+      PIDF[prosody]="$d/prosody.pid"
+      ;;
+    ejabberd)
+      mkdir -p "$d/etc" "$d/db"
+      sed -e "s/port: 25222/port: $((25222 + sh))/; s/port: 25280/port: $((25280 + sh))/" \
+        "$RUN/ejabberd/etc/ejabberd.yml" > "$d/etc/ejabberd.yml"
+      grep -q "/http-bind: mod_bosh" "$d/etc/ejabberd.yml" || sed -i \
+        's|      /api: mod_http_api|      /api: mod_http_api\n      /http-bind: mod_bosh|' "$d/etc/ejabberd.yml"
+      grep -q "^  mod_bosh:" "$d/etc/ejabberd.yml" || sed -i \
+        's|^modules:|modules:\n  mod_bosh: {}|' "$d/etc/ejabberd.yml"
+      sed -e "s|^ERLANG_NODE=.*|ERLANG_NODE=boshbench@localhost|" \
+        -e "s|^EJABBERD_PID_PATH=.*|EJABBERD_PID_PATH=$d/ejabberd.pid|" \
+        "$RUN/ejabberd/etc/ejabberdctl.cfg" > "$d/etc/ejabberdctl.cfg"
+      cp "$RUN/ejabberd/etc/inetrc" "$d/etc/" 2>/dev/null
+      chown -R ejabberd:ejabberd "$d"
+      (ulimit -n "$(ulimit -Hn)"; cd "$d/db" && priv_ejctl start)
+      priv_ejctl started >/dev/null 2>&1
+      PIDF[ejabberd]="$d/ejabberd.pid"
+      local n=$((${BOSH_CLIENTS:-2000} + 100))
+      if [ ! -f "$d/accounts.$n" ]; then
+        timeout 600 "$PY" "$LOAD" --port $((25222 + sh)) --workers 2 --concurrency 200 \
+          register --users "$n" | cut -c1-200 && touch "$d/accounts.$n"
+      fi
+      ;;
+  esac
+}
+
 bosh_start() { # server: started with XMPP over BOSH on its HTTP port, as ws_start does for
                # WebSocket: Prosody restarted with mod_bosh, ejabberd given a mod_bosh handler
-               # and module, then told to reload its config
+               # and module, then told to reload its config (BOSH_SHIFT: private copies,
+               # priv_start)
   local s=$1 run="$RUN/$1"
+  if [ -n "$SHIFT" ] && [ "$s" != hongyan ]; then priv_start "$s"; s=private; fi
   case $s in
+    private) ;;
     hongyan) HY_HTTP=true hy_start || return 1 ;;
     prosody)
       start prosody || return 1
@@ -178,18 +250,21 @@ bosh_start() { # server: started with XMPP over BOSH on its HTTP port, as ws_sta
       ;;
     ejabberd)
       start ejabberd || return 1
-      sed -i -e 's|      /api: mod_http_api|      /api: mod_http_api\n      /http-bind: mod_bosh|' \
-        -e 's|^modules:|modules:\n  mod_bosh: {}|' "$run/etc/ejabberd.yml"
+      grep -q "/http-bind: mod_bosh" "$run/etc/ejabberd.yml" || sed -i \
+        's|      /api: mod_http_api|      /api: mod_http_api\n      /http-bind: mod_bosh|' "$run/etc/ejabberd.yml"
+      grep -q "^  mod_bosh:" "$run/etc/ejabberd.yml" || sed -i \
+        's|^modules:|modules:\n  mod_bosh: {}|' "$run/etc/ejabberd.yml"
       setpriv --reuid=ejabberd --regid=ejabberd --init-groups env HOME=/var/lib/ejabberd \
         ejabberdctl --config-dir "$run/etc" --spool "$run/db" --logs "$run/log" \
         --node bench@localhost reload_config >/dev/null
       ;;
   esac
+  s=$1
   local url="${BOSHURL[$s]}" code
   for i in $(seq 1 300); do
     code=$(curl -s -o /dev/null -w '%{http_code}' -m 2 "$url")
     [ "$code" != 000 ] && [ "$code" != 404 ] && { sleep 2; return 0; }
-    if [ $s = ejabberd ] && [ $((i % 50)) = 0 ]; then  # a reload before it was ready
+    if [ $s = ejabberd ] && [ -z "$SHIFT" ] && [ $((i % 50)) = 0 ]; then  # a reload before it was ready
       setpriv --reuid=ejabberd --regid=ejabberd --init-groups env HOME=/var/lib/ejabberd \
         ejabberdctl --config-dir "$run/etc" --spool "$run/db" --logs "$run/log" \
         --node bench@localhost reload_config >/dev/null
@@ -212,12 +287,15 @@ bosh() { # memory per idle BOSH session (one request held each) and 1:1 throughp
       (cd "$ROOT" && timeout 300 .venv/bin/python -m bench.boshload --url "${BOSHURL[$s]}" \
         --pid "$(cat "${PIDF[$s]}")" --label "bosh_tput r$r" --json "$OUT" throughput \
         --pairs 50 --window 10 --duration "$DUR" --warmup 3) | cut -c1-300
-      stop $s
+      if [ -n "$SHIFT" ] && [ $s != hongyan ]; then priv_stop $s; else stop $s; fi
     done
   done
 }
 
-cleanup() { for s in prosody ejabberd; do $A stop $s >/dev/null 2>&1; done; hy_stop; }
+cleanup() {
+  for s in prosody ejabberd; do $A stop $s >/dev/null 2>&1; done; hy_stop
+  if [ -n "$SHIFT" ]; then priv_stop prosody; priv_stop ejabberd; fi
+}
 trap cleanup EXIT
 
 gen() { # server label [global opts...] -- subcommand args...
