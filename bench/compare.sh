@@ -2,7 +2,7 @@
 # bench/compare.sh - Hongyan side by side with Prosody and ejabberd, same generator, same
 # settings, interleaved A B C per repetition, fresh servers, medians of REPS.
 #
-#   bench/compare.sh [quick|main|pinned|scram|tls|archive|events|muc|mem|idle|ws|all]  (default: main)
+#   bench/compare.sh [quick|main|pinned|scram|tls|archive|events|muc|mem|idle|ws|bosh|all]  (default: main)
 #
 # Needs ../shared/bench (anchors.sh, xmppload.py, summarize.py). First time:
 #   (cd ../shared/bench && ./anchors.sh install && ./anchors.sh setup 10000)
@@ -25,12 +25,15 @@ SERVERS="${SERVERS:-prosody ejabberd hongyan}"
 mkdir -p "$HERE/results"
 OUT="${OUT:-$HERE/results/compare-$(date +%Y%m%d-%H%M%S).jsonl}"
 RUN="${ANCHORS_RUN:-${TMPDIR:-/tmp}/hongyan-anchors}"
-HYRUN="$RUN/hongyan"
+HYRUN="${HYRUN:-$RUN/hongyan}"
 HYPORT=${HYPORT:-29222}  # not 35222: other work on this machine copied that port
-HYHTTP=29280  # the WebSocket rows only (HY_HTTP=true)
+HYHTTP=${HYHTTP:-29280}  # the WebSocket rows only (HY_HTTP=true)
 declare -A WSURL=([prosody]=ws://127.0.0.1:15280/xmpp-websocket
                   [ejabberd]=ws://127.0.0.1:25280/xmpp-websocket
                   [hongyan]=ws://127.0.0.1:$HYHTTP/xmpp-websocket)
+declare -A BOSHURL=([prosody]=http://127.0.0.1:15280/http-bind
+                    [ejabberd]=http://127.0.0.1:25280/http-bind
+                    [hongyan]=http://127.0.0.1:$HYHTTP/http-bind)
 declare -A PORT=([prosody]=15222 [ejabberd]=25222 [hongyan]=$HYPORT)
 declare -A PIDF=([prosody]=$RUN/prosody/prosody.pid [ejabberd]=$RUN/ejabberd/ejabberd.pid
                  [hongyan]=$HYRUN/hongyan.pid)
@@ -162,7 +165,140 @@ ws() { # memory per idle WebSocket session and 1:1 throughput over WebSocket (is
   done
 }
 
-cleanup() { for s in prosody ejabberd; do $A stop $s >/dev/null 2>&1; done; hy_stop; }
+PRIV="${BOSH_PRIVATE_RUN:-${TMPDIR:-/tmp}/hongyan-bosh-anchors}"
+SHIFT="${BOSH_SHIFT:-}"
+if [ -n "$SHIFT" ]; then
+  BOSHURL[prosody]=http://127.0.0.1:$((15280 + SHIFT))/http-bind
+  BOSHURL[ejabberd]=http://127.0.0.1:$((25280 + SHIFT))/http-bind
+fi
+
+priv_ejctl() {
+  setpriv --reuid=ejabberd --regid=ejabberd --init-groups env HOME=/var/lib/ejabberd \
+    ejabberdctl --config-dir "$PRIV/ejabberd/etc" --spool "$PRIV/ejabberd/db" \
+    --logs "$PRIV/ejabberd/log" --node boshbench@localhost "$@"
+}
+
+priv_stop() { # server: a private copy started by priv_start
+  case $1 in
+    prosody) [ -f "$PRIV/prosody/prosody.pid" ] && kill "$(cat "$PRIV/prosody/prosody.pid")" 2>/dev/null
+             sleep 1; rm -f "$PRIV/prosody/prosody.pid" ;;
+    ejabberd) priv_ejctl stop >/dev/null 2>&1; priv_ejctl stopped >/dev/null 2>&1
+              rm -f "$PRIV/ejabberd/ejabberd.pid" ;;
+  esac
+}
+
+priv_start() { # server: BOSH_SHIFT set (other work on this machine holds the anchors' ports):
+               # a private copy of anchors.sh's generated config with every port shifted, its
+               # own pid file, logs and (ejabberd: its own node and spool, accounts registered
+               # in-band once) state, with mod_bosh
+  local s=$1 d="$PRIV/$1" sh=$SHIFT
+  priv_stop "$s"
+  mkdir -p "$d/log"
+  case $s in
+    prosody)
+      sed -e "s/15222/$((15222 + sh))/; s/15280/$((15280 + sh))/; s/15269/$((15269 + sh))/" \
+        -e "s/15347/$((15347 + sh))/" -e "s|^pidfile = .*|pidfile = \"$d/prosody.pid\"|" \
+        -e "s|^log = .*|log = { warn = \"$d/log/prosody.log\" }|" \
+        "$RUN/prosody/prosody.cfg.lua" > "$d/prosody.cfg.lua"
+      grep -q '"bosh";' "$d/prosody.cfg.lua" || sed -i \
+        's/"register"; "posix";/"register"; "posix"; "bosh";/' "$d/prosody.cfg.lua"
+      grep -q '^consider_bosh_secure' "$d/prosody.cfg.lua" || sed -i \
+        's/^c2s_require_encryption = false/c2s_require_encryption = false\nconsider_bosh_secure = true/' \
+        "$d/prosody.cfg.lua"
+      (ulimit -n "$(ulimit -Hn)"; cd "$d" && setsid prosody --config "$d/prosody.cfg.lua" -F \
+        >"$d/log/stdout.log" 2>&1 &)
+      PIDF[prosody]="$d/prosody.pid"
+      ;;
+    ejabberd)
+      mkdir -p "$d/etc" "$d/db"
+      sed -e "s/port: 25222/port: $((25222 + sh))/; s/port: 25280/port: $((25280 + sh))/" \
+        "$RUN/ejabberd/etc/ejabberd.yml" > "$d/etc/ejabberd.yml"
+      grep -q "/http-bind: mod_bosh" "$d/etc/ejabberd.yml" || sed -i \
+        's|      /api: mod_http_api|      /api: mod_http_api\n      /http-bind: mod_bosh|' "$d/etc/ejabberd.yml"
+      grep -q "^  mod_bosh:" "$d/etc/ejabberd.yml" || sed -i \
+        's|^modules:|modules:\n  mod_bosh: {}|' "$d/etc/ejabberd.yml"
+      sed -e "s|^ERLANG_NODE=.*|ERLANG_NODE=boshbench@localhost|" \
+        -e "s|^EJABBERD_PID_PATH=.*|EJABBERD_PID_PATH=$d/ejabberd.pid|" \
+        "$RUN/ejabberd/etc/ejabberdctl.cfg" > "$d/etc/ejabberdctl.cfg"
+      cp "$RUN/ejabberd/etc/inetrc" "$d/etc/" 2>/dev/null
+      chown -R ejabberd:ejabberd "$d"
+      (ulimit -n "$(ulimit -Hn)"; cd "$d/db" && priv_ejctl start)
+      priv_ejctl started >/dev/null 2>&1
+      PIDF[ejabberd]="$d/ejabberd.pid"
+      local n=$((${BOSH_CLIENTS:-2000} + 100))
+      if [ ! -f "$d/accounts.$n" ]; then
+        timeout 600 "$PY" "$LOAD" --port $((25222 + sh)) --workers 2 --concurrency 200 \
+          register --users "$n" | cut -c1-200 && touch "$d/accounts.$n"
+      fi
+      ;;
+  esac
+}
+
+bosh_start() { # server: started with XMPP over BOSH on its HTTP port, as ws_start does for
+               # WebSocket: Prosody restarted with mod_bosh, ejabberd given a mod_bosh handler
+               # and module, then told to reload its config (BOSH_SHIFT: private copies,
+               # priv_start)
+  local s=$1 run="$RUN/$1"
+  if [ -n "$SHIFT" ] && [ "$s" != hongyan ]; then priv_start "$s"; s=private; fi
+  case $s in
+    private) ;;
+    hongyan) HY_HTTP=true hy_start || return 1 ;;
+    prosody)
+      start prosody || return 1
+      $A stop prosody >/dev/null 2>&1
+      sed -i -e 's/"register"; "posix";/"register"; "posix"; "bosh";/' \
+        -e 's/^c2s_require_encryption = false/c2s_require_encryption = false\nconsider_bosh_secure = true/' \
+        "$run/prosody.cfg.lua"
+      (cd "$run" && setsid prosody --config "$run/prosody.cfg.lua" -F >"$run/log/stdout.log" 2>&1 &)
+      ;;
+    ejabberd)
+      start ejabberd || return 1
+      grep -q "/http-bind: mod_bosh" "$run/etc/ejabberd.yml" || sed -i \
+        's|      /api: mod_http_api|      /api: mod_http_api\n      /http-bind: mod_bosh|' "$run/etc/ejabberd.yml"
+      grep -q "^  mod_bosh:" "$run/etc/ejabberd.yml" || sed -i \
+        's|^modules:|modules:\n  mod_bosh: {}|' "$run/etc/ejabberd.yml"
+      setpriv --reuid=ejabberd --regid=ejabberd --init-groups env HOME=/var/lib/ejabberd \
+        ejabberdctl --config-dir "$run/etc" --spool "$run/db" --logs "$run/log" \
+        --node bench@localhost reload_config >/dev/null
+      ;;
+  esac
+  s=$1
+  local url="${BOSHURL[$s]}" code
+  for i in $(seq 1 300); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -m 2 "$url")
+    [ "$code" != 000 ] && [ "$code" != 404 ] && { sleep 2; return 0; }
+    if [ $s = ejabberd ] && [ -z "$SHIFT" ] && [ $((i % 50)) = 0 ]; then  # a reload before it was ready
+      setpriv --reuid=ejabberd --regid=ejabberd --init-groups env HOME=/var/lib/ejabberd \
+        ejabberdctl --config-dir "$run/etc" --spool "$run/db" --logs "$run/log" \
+        --node bench@localhost reload_config >/dev/null
+    fi
+    sleep 0.2
+  done
+  echo "$s serves no BOSH at $url" >&2; return 1
+}
+
+bosh() { # memory per idle BOSH session (one request held each) and 1:1 throughput over BOSH
+         # (issue 18), every server freshly started
+  for ((r = 1; r <= REPS; r++)); do
+    for s in $SERVERS; do
+      bosh_start $s || continue
+      echo "== $(date +%T) $s bosh_idle r$r" >&2
+      (cd "$ROOT" && timeout 900 .venv/bin/python -m bench.boshload --url "${BOSHURL[$s]}" \
+        --pid "$(cat "${PIDF[$s]}")" --clients "${BOSH_CLIENTS:-2000}" --label "bosh_idle r$r" \
+        --json "$OUT") | cut -c1-300
+      echo "== $(date +%T) $s bosh_tput r$r" >&2
+      (cd "$ROOT" && timeout 300 .venv/bin/python -m bench.boshload --url "${BOSHURL[$s]}" \
+        --pid "$(cat "${PIDF[$s]}")" --label "bosh_tput r$r" --json "$OUT" throughput \
+        --pairs 50 --window 10 --duration "$DUR" --warmup 3) | cut -c1-300
+      if [ -n "$SHIFT" ] && [ $s != hongyan ]; then priv_stop $s; else stop $s; fi
+    done
+  done
+}
+
+cleanup() {
+  for s in prosody ejabberd; do $A stop $s >/dev/null 2>&1; done; hy_stop
+  if [ -n "$SHIFT" ]; then priv_stop prosody; priv_stop ejabberd; fi
+}
 trap cleanup EXIT
 
 gen() { # server label [global opts...] -- subcommand args...
@@ -376,8 +512,9 @@ case "${1:-main}" in
   mem) mem ;;
   tls) tls ;;
   ws) ws ;;
+  bosh) bosh ;;
   all) main; pinned; scram; tls; archive; idle ;;
-  *) echo "usage: $0 [quick|tput|main|pinned|scram|tls|archive|events|muc|mem|idle|ws|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [quick|tput|main|pinned|scram|tls|archive|events|muc|mem|idle|ws|bosh|all]" >&2; exit 2 ;;
 esac
 "$PY" "$SHARED/summarize.py" "$OUT" --names "15222=prosody,25222=ejabberd,$HYPORT=hongyan" \
   > "${OUT%.jsonl}.md" && echo "summary: ${OUT%.jsonl}.md" >&2

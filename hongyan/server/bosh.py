@@ -26,6 +26,7 @@ from aiohttp import web
 
 from hongyan.server.c2s import C2SSession, Host
 from hongyan.transport.bosh import BoshTransport
+from hongyan.transport.http import secure_request
 from hongyan.xmpp.bosh import Answer, BoshError, Limits, parse_body, terminate_body
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ class BoshEndpoint:
                              inactivity=cfg.bosh_inactivity, polling=cfg.bosh_polling,
                              max_pause=cfg.bosh_max_pause)
         self._origins = frozenset(cfg.websocket_origins)
+        self._loopback_secure = cfg.loopback_secure
         #: sid -> the BOSH session
         self.sessions: dict[str, BoshTransport] = {}
         self._calls: dict[int, asyncio.Future[bytes]] = {}
@@ -142,7 +144,7 @@ class BoshEndpoint:
         own_tls = raw is not None and raw.get_extra_info("sslcontext") is not None and not (
             peer and self._proxies.trusted(str(peer[0])))
         self.handle(data, answer, peer_host=request.remote or "",
-                    secure=request.scheme == "https", own_tls=own_tls)
+                    secure=secure_request(request, self._loopback_secure), own_tls=own_tls)
         return await fut
 
     # -- one request, whichever worker received it ----------------------------------------------

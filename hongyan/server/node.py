@@ -46,6 +46,7 @@ from hongyan.server.web import WEBSOCKET_PATH, WebSocketEndpoint, health
 from hongyan.storage.db import Database, open_database
 from hongyan.storage.kv import KV_MIGRATIONS, KeyValueStore
 from hongyan.storage.migrations import Migration, migrate
+from hongyan.transport.bosh import BoshTransport
 from hongyan.transport.http import HttpServer, Proxies, Routes
 from hongyan.transport.tcp import (
     Connections,
@@ -416,7 +417,9 @@ class Node:
         for source in (
             Source("connections", "gauge", "client connections open, by transport",
                    lambda: {("tcp",): conns.tcp, ("tls",): conns.tls,
-                            ("websocket",): conns.websocket}, ("transport",)),
+                            ("websocket",): conns.websocket,
+                            ("bosh",): len(self.bosh.sessions) if self.bosh else 0},
+                   ("transport",)),
             Source("sessions", "gauge", "bound client sessions, by transport (detached: "
                    "kept for a stream management resumption)", self._sessions_by_transport,
                    ("transport",)),
@@ -437,12 +440,14 @@ class Node:
 
     def _sessions_by_transport(self) -> Reading:
         counts: dict[tuple[str, ...], float] = dict.fromkeys(
-            (("tcp",), ("tls",), ("websocket",), ("detached",)), 0.0)
+            (("tcp",), ("tls",), ("websocket",), ("bosh",), ("detached",)), 0.0)
         for s in self.sessions.all():
             if not isinstance(s, C2SSession):
                 continue
             if s.transport is DETACHED:
                 kind = "detached"
+            elif isinstance(s.transport, BoshTransport):
+                kind = "bosh"
             elif s.stream.profile is self.ws_streams:
                 kind = "websocket"
             else:

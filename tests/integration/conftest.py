@@ -60,7 +60,8 @@ failure_delay_max = 0.2
 PROTOCOL_ONLY = frozenset({"test_bad_input", "test_c2s", "test_stream", "test_carbons",
                            "test_websocket", "test_bosh_protocol", "test_http", "test_hostmeta",
                            "test_csi", "test_chat", "test_passthrough", "test_omemo",
-                           "test_bench_idle", "test_bench_ws", "test_component", "test_biboumi",
+                           "test_bench_idle", "test_bench_ws", "test_bench_bosh",
+                           "test_component", "test_biboumi",
                            "test_metrics", "test_webclient_page", "test_webclient",
                            "test_eventstream", "test_lan", "test_s2s_bad_input",
                            "test_s2s_dns", "test_s2s_certs", "test_s2s_prosody"})

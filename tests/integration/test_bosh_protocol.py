@@ -195,3 +195,15 @@ async def test_an_oversized_body_is_413_and_the_session_goes_on(harness: Harness
     bosh.rid -= 2
     assert "<iq " in await bosh.request("<iq xmlns='jabber:client' type='get' id='p'>"
                                         "<ping xmlns='urn:xmpp:ping'/></iq>")
+
+
+async def test_metrics_count_bosh_sessions(harness: Harness, bosh: Bosh) -> None:
+    from tests.integration.test_metrics import eventually, v, values
+    await harness.user("rita")
+    await bosh.login("rita@localhost")
+    vals = await values(harness)
+    assert v(vals, "hongyan_connections", transport="bosh") == 1
+    assert v(vals, "hongyan_sessions", transport="bosh") == 1
+    await bosh.request(type="terminate")
+    await eventually(harness, 0, "hongyan_connections", transport="bosh")
+    await eventually(harness, 0, "hongyan_sessions", transport="bosh")

@@ -1,11 +1,11 @@
 """XEP-0156: Discovering Alternative XMPP Connection Methods, over HTTP (host-meta).
 
 ``/.well-known/host-meta`` (XRD, RFC 6415) and ``/.well-known/host-meta.json`` (JRD) list the
-WebSocket address (RFC 7395) when the node serves one, with ``Access-Control-Allow-Origin: *``
-so that a web client on another origin may read them. The address is ``[hostmeta]
-websocket_url`` when set, else the one the request came to: its scheme (``wss`` for https,
-also behind a trusted proxy that says so) and its ``Host``, when that is a plausible host name.
-BOSH is listed once it exists.
+WebSocket address (RFC 7395) and the BOSH address (XEP-0206) when the node serves them, with
+``Access-Control-Allow-Origin: *`` so that a web client on another origin may read them. Each
+address is ``[hostmeta] websocket_url`` / ``bosh_url`` when set, else the one the request came
+to: its scheme (``wss``/``https`` for https, also behind a trusted proxy that says so) and its
+``Host``, when that is a plausible host name.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ from hongyan.xmpp.element import escape_attr
 
 WEBSOCKET_REL = "urn:xmpp:alt-connections:websocket"
 WEBSOCKET_PATH = "/xmpp-websocket"
+BOSH_REL = "urn:xmpp:alt-connections:xbosh"
+BOSH_PATH = "/http-bind"
 _HOST = re.compile(r"[A-Za-z0-9.-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
 CORS = {"Access-Control-Allow-Origin": "*", "Cache-Control": "max-age=300"}
 
@@ -36,13 +38,18 @@ class HostMeta(Module):
 
     def links(self, request: web.BaseRequest) -> list[tuple[str, str]]:
         """(rel, href) of each connection method this node serves."""
-        if not self.api.config.http.websocket:
-            return []
-        url = self._options.websocket_url
-        if not url:
-            host = request.host if _HOST.fullmatch(request.host or "") else self.api.domain
-            url = f"{'wss' if request.scheme == 'https' else 'ws'}://{host}{WEBSOCKET_PATH}"
-        return [(WEBSOCKET_REL, url)]
+        http = self.api.config.http
+        host = request.host if _HOST.fullmatch(request.host or "") else self.api.domain
+        tls = request.scheme == "https"
+        links = []
+        if http.websocket:
+            url = self._options.websocket_url or \
+                f"{'wss' if tls else 'ws'}://{host}{WEBSOCKET_PATH}"
+            links.append((WEBSOCKET_REL, url))
+        if http.bosh:
+            url = self._options.bosh_url or f"{'https' if tls else 'http'}://{host}{BOSH_PATH}"
+            links.append((BOSH_REL, url))
+        return links
 
     async def xrd(self, request: web.BaseRequest) -> web.StreamResponse:
         links = "".join(f"\n  <Link rel='{escape_attr(rel)}' href='{escape_attr(href)}'/>"

@@ -16,6 +16,18 @@ class HostMetaOptions(Section):
                                "(wss://chat.example.org/xmpp-websocket, as a reverse proxy "
                                "publishes it); empty: the address the request came to")
 
+    bosh_url: str = Field("", description="the BOSH address clients are told "
+                          "(https://chat.example.org/http-bind); empty: the address the "
+                          "request came to")
+
+    @field_validator("bosh_url")
+    @classmethod
+    def _bosh_url(cls, v: str) -> str:
+        v = v.strip()
+        if v and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", v):
+            raise ValueError(f"not an http:// or https:// URL: {v!r}")
+        return v
+
     @field_validator("websocket_url")
     @classmethod
     def _url(cls, v: str) -> str:
