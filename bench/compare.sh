@@ -422,7 +422,8 @@ archive() { # Hongyan only: throughput without and with the message archive (MAM
 
 events() { # Hongyan only: throughput with the event stream (issue 24) off and publishing every
           # event to Redis (HY_EVENTS_REDIS) or to NATS JetStream (HY_EVENTS_NATS; the stream
-          # HONGYAN_BENCH is made here), interleaved per repetition (HY_EVENTS_MODES)
+          # HONGYAN_BENCH is made here), or to Redis without message events (nomsg),
+          # interleaved per repetition (HY_EVENTS_MODES: off redis nats nomsg)
   local redis=${HY_EVENTS_REDIS:-redis://127.0.0.1:6379/15} nats=${HY_EVENTS_NATS:-nats://127.0.0.1:4222}
   if [[ " ${HY_EVENTS_MODES:-off redis nats} " == *" nats "* ]]; then
     "$ROOT/.venv/bin/python" - "$nats" <<'PY' || return 1
@@ -445,6 +446,7 @@ PY
     for mode in ${HY_EVENTS_MODES:-off redis nats}; do
       case $mode in
         redis) HY_EXTRA=$(printf '[eventstream]\nenabled = true\nredis_url = "%s"\nredis_stream = "hongyan:bench"\nredis_maxlen = 10000' "$redis") ;;
+        nomsg) HY_EXTRA=$(printf '[eventstream]\nenabled = true\nredis_url = "%s"\nredis_stream = "hongyan:bench"\nredis_maxlen = 10000\nevents = ["presence", "login", "logout", "room"]' "$redis") ;;
         nats) HY_EXTRA=$(printf '[eventstream]\nenabled = true\nnats_url = "%s"\nnats_subject = "hongyanbench"' "$nats") ;;
         *) HY_EXTRA="" ;;
       esac

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -147,6 +148,54 @@ async def bench_route(n: int) -> float:
             await node.stop()
 
 
+async def _route_with(n: int, extra: str) -> float:
+    """``route`` on a node whose config ends with ``extra``; the time includes draining the
+    event stream's queues (bounded), so that what its senders do per message is counted."""
+    with tempfile.TemporaryDirectory() as d:
+        node = await _node(Path(d), extra)
+        try:
+            await _accounts(node, "user1", "user2")
+            sender, _ = _bound_session(node, "user1")
+            _, sink = _bound_session(node, "user2")
+            chunk = b"".join(message_bytes(i) for i in range(10))
+            es: Any = node.modules.get("eventstream")
+            outlets = es.outlets if es is not None else ()
+            for _ in range(200):  # connected before the clock starts
+                if all(o.connected for o in outlets):
+                    break
+                await asyncio.sleep(0.01)
+            t0 = time.perf_counter()
+            for _ in range(n // 10):
+                sender.data_received(chunk)
+                await asyncio.sleep(0)
+            for _ in range(10000):
+                if all(o.sent + o.dropped >= n for o in outlets):
+                    break
+                await asyncio.sleep(0.001)
+            elapsed = time.perf_counter() - t0
+            assert sink.written > 0
+            for o in outlets:
+                print(f"{o.backend.name}: sent {o.sent}, dropped {o.dropped}", file=sys.stderr)
+            return elapsed
+        finally:
+            await node.stop()
+
+
+def bench_route_redis(n: int) -> Awaitable[float]:
+    """``route`` with the event stream publishing message events to Redis."""
+    url = os.environ.get("HY_EVENTS_REDIS", "redis://127.0.0.1:6379/15")
+    return _route_with(n, f"[eventstream]\nenabled = true\nredis_url = '{url}'\n"
+                          "redis_stream = 'hongyan:bench'\nredis_maxlen = 10000\n")
+
+
+def bench_route_nats(n: int) -> Awaitable[float]:
+    """``route`` with the event stream publishing message events to NATS JetStream (the
+    stream HONGYAN_BENCH binding hongyanbench.>, which bench/compare.sh events makes)."""
+    url = os.environ.get("HY_EVENTS_NATS", "nats://127.0.0.1:4222")
+    return _route_with(n, f"[eventstream]\nenabled = true\nnats_url = '{url}'\n"
+                          "nats_subject = 'hongyanbench'\n")
+
+
 async def bench_route_sm(n: int) -> float:
     """``route`` with XEP-0198 enabled on both sessions: the receiver's queue, <r/> every 5
     stanzas, and an ack from the receiver for every chunk of 10 (as a client would send)."""
@@ -261,6 +310,8 @@ BENCHES: dict[str, tuple[Callable[[int], float | Awaitable[float]], int, str]] =
     "jid": (bench_jid, 200_000, "JID parsed (cached)"),
     "route": (bench_route, 100_000, "message parsed, routed and delivered"),
     "route_sm": (bench_route_sm, 100_000, "the same with stream management on both ends"),
+    "route_redis": (bench_route_redis, 100_000, "route with message events to Redis"),
+    "route_nats": (bench_route_nats, 100_000, "route with message events to NATS JetStream"),
     "offline": (bench_offline_store, 2_000, "offline message stored (SQLite)"),
     "muc": (bench_muc, 20_000, f"groupchat message fanned out to {MUC_OCCUPANTS} occupants"),
 }

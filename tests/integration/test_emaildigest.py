@@ -123,6 +123,18 @@ async def stored(harness: Harness, username: str, want: int) -> None:
     raise AssertionError(f"{username} has not {want} offline messages")
 
 
+def digest(harness: Harness) -> Any:
+    assert harness.node is not None
+    return harness.node.modules["emaildigest"]
+
+
+async def armed(harness: Harness, *users: str) -> None:
+    """The digest timers of ``users`` are armed (the hook runs after the message is stored:
+    moving the clock before it would leave the timer in the future)."""
+    mod = digest(harness)
+    await until(lambda: all(mod.armed(u) for u in users))
+
+
 async def set_digest(client: Any, attrs: str) -> Any:
     return await client.iq(f"<query xmlns='{PRIVATE}' type='set'><digest xmlns='{NS}' "
                            f"{attrs}/></query>")
@@ -172,6 +184,8 @@ async def test_digest_after_the_delay_with_texts_only_where_allowed(
     await stored(harness, "alice", 5)
     await stored(harness, "carol", 1)
     await stored(harness, "dave", 1)
+    await armed(harness, "alice", "dave")
+    assert not digest(harness).armed("carol")
 
     await harness.clock.advance(590)
     await no_new_mail(smtp, 0)
@@ -215,6 +229,7 @@ async def test_rate_limited_and_none_for_who_came_back(harness: Harness, smtp: S
     bob.send_message(mto="eve@localhost", mbody="for eve", mtype="chat")
     await stored(harness, "alice", 1)
     await stored(harness, "eve", 1)
+    await armed(harness, "alice", "eve")
     # eve comes back before the delay: her messages are delivered, nobody mails her
     eve = await harness.client("eve@localhost/phone")
     assert (await eve.next_message())["body"] == "for eve"
@@ -226,8 +241,10 @@ async def test_rate_limited_and_none_for_who_came_back(harness: Harness, smtp: S
     # a new message: past the delay but within min_interval of the last digest, no mail
     bob.send_message(mto="alice@localhost", mbody="two", mtype="chat")
     await stored(harness, "alice", 2)
+    await armed(harness, "alice")
     await harness.clock.advance(601)
     await no_new_mail(smtp, 1)
+    await armed(harness, "alice")  # again, for what is left of min_interval
     # once min_interval has passed: one more digest, of the new message only
     await harness.clock.advance(3600 - 601 + 5)
     second = await mails(smtp, 2)
@@ -243,8 +260,8 @@ async def test_smtp_refusing_auth_is_counted_and_retried(harness: Harness, smtp:
     bob = await harness.logged_in("bob")
     bob.send_message(mto="alice@localhost", mbody="one", mtype="chat")
     await stored(harness, "alice", 1)
-    assert harness.node is not None
-    mod: Any = harness.node.modules["emaildigest"]
+    await armed(harness, "alice")
+    mod = digest(harness)
     await harness.clock.advance(601)
     await until(lambda: mod.failed == 1)
     assert smtp.mailbox.got == [] and mod.sent == 0

@@ -160,6 +160,10 @@ class EmailDigest(Module):
             return
         self._arm(ev.username, self.options.delay)
 
+    def armed(self, username: str) -> bool:
+        """Whether a digest timer is pending for ``username``."""
+        return username in self._timers
+
     def _arm(self, username: str, delay: float) -> None:
         old = self._timers.pop(username, None)
         if old is not None:

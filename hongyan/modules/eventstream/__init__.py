@@ -55,7 +55,7 @@ BACKOFF_MIN = 0.1
 class Outlet:
     """One broker: its queue, its sender's state and its numbers."""
 
-    __slots__ = ("backend", "connected", "dropped", "queue", "sent", "size", "wake")
+    __slots__ = ("backend", "connected", "dropped", "inflight", "queue", "sent", "size", "wake")
 
     def __init__(self, backend: Backend, size: int) -> None:
         self.backend = backend
@@ -65,6 +65,13 @@ class Outlet:
         self.dropped = 0
         self.sent = 0
         self.connected = False
+        #: events of the batch being sent
+        self.inflight = 0
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, nothing being sent (or the broker is down: nothing to wait for)."""
+        return not self.connected or (not self.queue and not self.inflight)
 
 
 class EventStream(Module):
@@ -210,18 +217,26 @@ class EventStream(Module):
             n = min(len(q), o.batch_size)
             encode = backend.encode
             batch = [encode(q.popleft()) for _ in range(n)]
+            outlet.inflight = n
             try:
                 await asyncio.wait_for(backend.send(batch), o.timeout)
             except Exception as exc:
+                outlet.inflight = 0
                 outlet.dropped += n
                 outlet.connected = False
                 self.log.warning("%s: a batch of %d events failed (%s): reconnecting",
                                  backend.name, n, exc or type(exc).__name__)
                 await backend.close()
                 continue
+            outlet.inflight = 0
             outlet.sent += n
 
     async def stop(self) -> None:
+        # what is queued for a broker that is up goes out first (bounded: at most 2 s)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + min(2.0, self.options.timeout)
+        while not all(o.idle for o in self.outlets) and loop.time() < end:
+            await asyncio.sleep(0.01)
         for outlet in self.outlets:
             await outlet.backend.close()
 
