@@ -33,4 +33,5 @@ ORDER: tuple[str, ...] = (
     "metrics",
     "admin",
     "adhoc",
+    "adminapi",
 )
