@@ -1,4 +1,4 @@
-"""``hongyan``: serve, manage accounts, check and migrate."""
+"""``hongyan``: serve, manage accounts and admin API tokens, check and migrate."""
 
 from __future__ import annotations
 
@@ -168,9 +168,57 @@ async def _with_storage(config: Config, args: argparse.Namespace) -> int:
                 print(f"{u}@{config.server.domain}")
         elif cmd == "migrate":
             print("the database is up to date")
+        elif cmd == "token":
+            return await _token(node, args)
         return 0
     finally:
         await node.db.close()
+
+
+def _parse_lifetime(text: str) -> float:
+    """``30d``, ``12h``, ``90m``, ``3600`` (seconds) or ``never``."""
+    text = text.strip().lower()
+    if text in ("never", "0"):
+        return 0.0
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    try:
+        value = float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
+    except ValueError:
+        raise SystemExit(f"hongyan: --expires {text!r}: use e.g. 30d, 12h, 90m or never"
+                         ) from None
+    if not 0 < value < 100 * 365 * 86400:
+        raise SystemExit("hongyan: --expires must be positive and under 100 years (or never)")
+    return value
+
+
+def _stamp(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(t)) if t else "never"
+
+
+async def _token(node: Node, args: argparse.Namespace) -> int:
+    """``hongyan token create|list|revoke``: the admin API's bearer tokens."""
+    from hongyan.modules.adminapi.tokens import Tokens
+
+    tokens = Tokens(node.db)
+    now = time.time()
+    if args.token_command == "create":
+        row, token = await tokens.create(args.scope, args.name, _parse_lifetime(args.expires),
+                                         now)
+        print(f"created token {row.id} (scope {row.scope}, expires "
+              f"{_stamp(row.expires_at)} UTC); it is shown only now:", file=sys.stderr)
+        print(token)
+    elif args.token_command == "list":
+        print(f"{'id':<12}  {'scope':<5}  {'created (UTC)':<16}  {'expires (UTC)':<16}  "
+              f"{'state':<7}  name")
+        for t in await tokens.list():
+            print(f"{t.id:<12}  {t.scope:<5}  {_stamp(t.created_at):<16}  "
+                  f"{_stamp(t.expires_at):<16}  {t.state(now):<7}  {t.name}")
+    else:
+        if not await tokens.revoke(args.id):
+            print(f"hongyan: no token {args.id}", file=sys.stderr)
+            return 1
+        print(f"revoked token {args.id}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,6 +239,21 @@ def main(argv: list[str] | None = None) -> int:
                            ("check", "validate the config file")):
         p = sub.add_parser(name, help=helptext)
         p.add_argument("--config", "-c", dest="sub_config")
+    p = sub.add_parser("token", help="bearer tokens of the admin API (/api/)")
+    p.add_argument("--config", "-c", dest="sub_config")
+    tok = p.add_subparsers(dest="token_command", required=True)
+    t = tok.add_parser("create", help="make a token (printed once, stored hashed)")
+    t.add_argument("--scope", choices=("admin", "read"), default="admin",
+                   help="admin: every route; read: GET routes only (default: admin)")
+    t.add_argument("--expires", default="90d",
+                   help="lifetime: 30d, 12h, 90m, seconds, or never (default: 90d)")
+    t.add_argument("--name", default="", help="a note to recognise it by in the list")
+    t.add_argument("--config", "-c", dest="sub_config")
+    t = tok.add_parser("list", help="list tokens (never the tokens themselves)")
+    t.add_argument("--config", "-c", dest="sub_config")
+    t = tok.add_parser("revoke", help="revoke a token by its id")
+    t.add_argument("id")
+    t.add_argument("--config", "-c", dest="sub_config")
     args = parser.parse_args(argv)
     cfg_arg = getattr(args, "sub_config", None) or args.config
     if args.command == "check":

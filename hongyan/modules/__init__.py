@@ -37,4 +37,5 @@ ORDER: tuple[str, ...] = (
     "eventstream",
     "emaildigest",
     "lan",
+    "adminapi",
 )

@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING
 
 from hongyan.storage.migrations import Migration
 from hongyan.xmpp.jid import JIDError, prepare_localpart
-from hongyan.xmpp.sasl import ScramCredentials, derive_scram, verify_password
+from hongyan.xmpp.sasl import (
+    SaslFailure,
+    ScramCredentials,
+    derive_scram,
+    prepare_password,
+    verify_password,
+)
 
 if TYPE_CHECKING:
     from hongyan.storage.db import Database
@@ -51,6 +57,10 @@ class Accounts:
             raise AccountError(f"invalid username {username!r}: {exc}") from None
 
     async def _derive(self, password: str) -> list[ScramCredentials]:
+        try:
+            prepare_password(password)
+        except SaslFailure as exc:
+            raise AccountError(exc.text) from None
         return [
             await asyncio.to_thread(derive_scram, password, h, None, self._iterations)
             for h in HASHES

@@ -44,7 +44,9 @@ async def admin(harness: Harness) -> Client:
 async def can_login(harness: Harness, jid: str, password: str = PASSWORD) -> bool:
     c = Client(jid + "/probe", password)
     harness.clients.append(c)
-    return bool(await c.login(harness.port))
+    ok = bool(await c.login(harness.port))
+    await c.close()
+    return ok
 
 
 async def test_discovery_lists_the_commands_to_admins_only(harness: Harness) -> None:

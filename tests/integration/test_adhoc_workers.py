@@ -9,9 +9,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.integration.adhoc import PLUGINS, field_values, run
+from tests.integration.test_process import hongyan
 from tests.integration.test_workers import A0, A1, B0, B1, MODES, Node, serving
 
 
@@ -37,6 +39,24 @@ async def test_online_users_announce_motd_and_end_sessions_across_workers(node: 
     await run(admins[0], "announce", {"announcement": "hello all"})
     for c in admins + others:
         assert (await c.next_message())["body"] == "hello all"
+
+    # the REST API answers for the whole node, whichever worker takes the request
+    made = hongyan("token", "create", config=node.config)
+    assert made.returncode == 0, made.stderr
+    auth = {"Authorization": f"Bearer {made.stdout.strip()}"}
+    base = f"http://127.0.0.1:{node.http_port}/api"
+    for _ in range(4):  # (a new connection each time: the kernel picks the worker)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/online", headers=auth) as r:
+                assert (await r.json())["users"] == everyone
+            async with http.get(f"{base}/stats", headers=auth) as r:
+                stats = await r.json()
+                assert (stats["workers"], stats["sessions"]) == (2, 6)
+    async with aiohttp.ClientSession() as http, \
+            http.post(f"{base}/announce", headers=auth, json={"body": "via API"}) as r:
+        assert await r.json() == {"sent": 6}
+    for c in admins + others:
+        assert (await c.next_message())["body"] == "via API"
 
     await run(admins[0], "set-motd", {"motd": "today's news"})
     late = await node.login(B1, "late", "plain")  # homed on the other worker than admin 0

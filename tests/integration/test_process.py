@@ -36,10 +36,17 @@ def hongyan(*args: str, stdin: str = "", config: Path | None = None
 
 @pytest.fixture
 def config(tmp_path: Path, storage_url: str) -> Path:
+    return process_config(tmp_path, storage_url)
+
+
+def process_config(tmp_path: Path, storage_url: str, server_extra: str = "") -> Path:
+    """A config file for ``hongyan serve`` on free ports (``server_extra``: more of its
+    [server] section)."""
     path = tmp_path / "hongyan.toml"
     path.write_text(f"""
 [server]
 data_dir = "{tmp_path / 'data'}"
+{server_extra}
 [c2s]
 bind = ["127.0.0.1"]
 port = {free_port()}
@@ -54,6 +61,10 @@ url = "{storage_url}"
 failure_delay = 0.05
 """)
     return path
+
+
+def http_port(config: Path) -> int:
+    return int(config.read_text().split("[http]")[1].split("\nport = ")[1].split("\n")[0])
 
 
 def c2s_port(config: Path) -> int:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from hongyan.server.accounts import AccountError
 from hongyan.xmpp.jid import JID, JIDError
+from hongyan.xmpp.sasl import SaslFailure, prepare_password
 
 if TYPE_CHECKING:
     from hongyan.modules.roster import Roster
@@ -234,6 +235,10 @@ def _check_password(password: str) -> None:
         raise AdminError("bad-input", "the password is empty")
     if len(password) > MAX_PASSWORD:
         raise AdminError("bad-input", f"the password is longer than {MAX_PASSWORD} characters")
+    try:
+        prepare_password(password)  # (RFC 8265 OpaqueString, as SASL will prepare it)
+    except SaslFailure as exc:
+        raise AdminError("bad-input", exc.text) from None
 
 
 __all__ = ["NS_ADMIN", "AdminError", "AdminOps", "Message"]
