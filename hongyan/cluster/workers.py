@@ -58,6 +58,7 @@ from hongyan.server.session import Session
 from hongyan.transport.relay import Relay
 from hongyan.transport.tcp import StreamTransport
 from hongyan.transport.websocket import LinkTransport, WebSocketRelay, WebSocketTransport
+from hongyan.transport.wsfront import LeanWebSocket
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID
@@ -449,12 +450,12 @@ class Workers:
         connection's bytes, or of a WebSocket's messages)."""
         assert isinstance(session, C2SSession)
         t = session.transport
-        assert isinstance(t, StreamTransport | WebSocketTransport)
+        assert isinstance(t, StreamTransport | WebSocketTransport | LeanWebSocket)
         t.pause_reading()
         session.send(success, raw=True)
         session.flush()
         meta: dict[str, Any] = {"u": session.username, "p": t.peer_host, "s": t.secure}
-        if isinstance(t, WebSocketTransport):  # (aiohttp holds its state: it cannot move)
+        if isinstance(t, WebSocketTransport | LeanWebSocket):  # (its framing state stays)
             meta["w"] = True
             await self._relay(session, t, WebSocketRelay(t), index, meta)
             return
@@ -475,7 +476,8 @@ class Workers:
             return
         await self._relay(session, t, Relay(t), index, meta)
 
-    async def _relay(self, session: C2SSession, client: StreamTransport | WebSocketTransport,
+    async def _relay(self, session: C2SSession,
+                     client: StreamTransport | WebSocketTransport | LeanWebSocket,
                      relay: Relay, index: int, meta: dict[str, Any]) -> None:
         """Keep the client's connection here and relay it to worker ``index`` over a socket
         pair whose other end goes there."""

@@ -51,6 +51,7 @@ from hongyan.transport.tcp import (
     listen,
     listening_sockets,
 )
+from hongyan.transport.wsfront import FrontDoor
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
@@ -144,6 +145,7 @@ class Node:
         self.http_routes = Routes()
         self._proxies = Proxies(config.http.trusted_proxies)
         self._http: HttpServer | None = None
+        self._ws_endpoint: WebSocketEndpoint | None = None
         self.http_port = 0
         self.https_port = 0
         self._http_routes()
@@ -326,8 +328,8 @@ class Node:
 
         self.http_routes.add("GET", "/health", get_health)
         if self.config.http.websocket:
-            self.http_routes.add("GET", WEBSOCKET_PATH,
-                                 WebSocketEndpoint(self, self.config.http, self._proxies))
+            self._ws_endpoint = WebSocketEndpoint(self, self.config.http, self._proxies)
+            self.http_routes.add("GET", WEBSOCKET_PATH, self._ws_endpoint)
 
     def _metrics(self) -> None:
         """The core's numbers for /metrics (modules add theirs: ``ModuleAPI.metric``)."""
@@ -379,7 +381,11 @@ class Node:
         if http.tls:
             secure = socks.get("https") or listening_sockets(http.bind, http.tls_port)
         self._http = HttpServer(self.http_routes, self._proxies)
-        await self._http.start(plain, secure, self._https_context)
+        front = None
+        ws = self._ws_endpoint
+        if ws is not None and http.websocket_lean:
+            front = FrontDoor(self._http.server, WEBSOCKET_PATH, ws.upgrade, self.clock)
+        await self._http.start(plain, secure, self._https_context, front)
         self.http_port = int(plain[0].getsockname()[1])
         self.https_port = int(secure[0].getsockname()[1]) if secure else 0
         log.info("%s: HTTP on %s, HTTPS on %s", self.domain, self.http_port,
@@ -445,6 +451,8 @@ class Node:
         if self._http is not None:
             await self._http.stop()
             self._http = None
+        if self._ws_endpoint is not None:
+            self._ws_endpoint.keepalive.close_all()
         if self._tasks:
             # let the SessionClosed hooks just started finish while their modules are still
             # there (stream management hands unacknowledged messages to offline storage)

@@ -11,6 +11,7 @@ connection comes from a configured proxy (:class:`Proxies`); a handler sees the 
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import socket
@@ -131,30 +132,34 @@ class Proxies(Networks):
 
 class HttpServer:
     """The listener: aiohttp's low-level server on the given sockets, dispatching through
-    ``routes``."""
+    ``routes``. With a ``front`` (a :class:`~hongyan.transport.wsfront.FrontDoor` around
+    :attr:`server`), every new connection meets it first, and it hands aiohttp what is not a
+    WebSocket upgrade of its path."""
 
     def __init__(self, routes: Routes, proxies: Proxies, *,
                  shutdown_timeout: float = 2.0) -> None:
         self.routes = routes
         self.proxies = proxies
-        self._runner = web.ServerRunner(web.Server(self._handle, access_log=None),
-                                        handle_signals=False,
+        self.server = web.Server(self._handle, access_log=None)
+        self._runner = web.ServerRunner(self.server, handle_signals=False,
                                         shutdown_timeout=shutdown_timeout)
-        self._sites: list[web.SockSite] = []
+        self._servers: list[asyncio.Server] = []
 
     async def start(self, plain: list[socket.socket], secure: list[socket.socket],
-                    ssl_context: ssl.SSLContext | None) -> None:
+                    ssl_context: ssl.SSLContext | None,
+                    front: Callable[[], asyncio.Protocol] | None = None) -> None:
         await self._runner.setup()
-        for sock in plain:
-            self._sites.append(web.SockSite(self._runner, sock))
-        for sock in secure:
-            self._sites.append(web.SockSite(self._runner, sock, ssl_context=ssl_context))
-        for site in self._sites:
-            await site.start()
+        factory = front if front is not None else self.server
+        loop = asyncio.get_running_loop()
+        for sock, ctx in [(s, None) for s in plain] + [(s, ssl_context) for s in secure]:
+            self._servers.append(await loop.create_server(factory, sock=sock, ssl=ctx,
+                                                          backlog=1024))
 
     async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
         await self._runner.cleanup()
-        self._sites.clear()
+        self._servers.clear()
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         if self.proxies:
