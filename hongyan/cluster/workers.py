@@ -82,6 +82,8 @@ class Node(Host, Protocol):
                         ) -> C2SSession: ...
     def adopted_component(self, transport: StreamTransport, received: bytes
                           ) -> ComponentSession: ...
+    def adopted_websocket(self, username: str, peer_host: str, secure: bool
+                          ) -> asyncio.Protocol | None: ...
 
 #: how long a starting worker waits for its peers' sockets
 CONNECT_TIMEOUT = 30.0
@@ -455,14 +457,18 @@ class Workers:
         session.send(success, raw=True)
         session.flush()
         meta: dict[str, Any] = {"u": session.username, "p": t.peer_host, "s": t.secure}
-        if isinstance(t, WebSocketTransport | LeanWebSocket):  # (its framing state stays)
+        if isinstance(t, WebSocketTransport) or (isinstance(t, LeanWebSocket)
+                                                 and not t.movable):
+            # aiohttp's state, or our TLS, stays with the socket
             meta["w"] = True
             await self._relay(session, t, WebSocketRelay(t), index, meta)
             return
         raw = t.raw
         if raw is None:
             return
-        if not t.secure:
+        if isinstance(t, LeanWebSocket):
+            meta["l"] = True  # a plain lean WebSocket moves like a plain TCP socket
+        if isinstance(t, LeanWebSocket) or not t.secure:
             # the socket itself moves: wait until SASL success has left this process
             for _ in range(2000):
                 if raw.get_write_buffer_size() == 0:
@@ -558,6 +564,13 @@ class Workers:
                 lambda: StreamTransport(component, None, False), sock))
             return
         username, peer, secure = str(meta["u"]), str(meta["p"]), bool(meta["s"])
+        if meta.get("l"):  # a plain lean WebSocket's socket itself (its frames start clean)
+            ws = node.adopted_websocket(username, peer, secure)
+            if ws is None:
+                sock.close()
+                return
+            node.spawn(asyncio.get_running_loop().connect_accepted_socket(lambda: ws, sock))
+            return
         if meta.get("w"):  # a WebSocket's messages, relayed by the worker that keeps it
             def ws_factory(transport: StreamTransport) -> C2SSession:
                 transport.peer_host = peer

@@ -145,7 +145,7 @@ class Node:
         self.http_routes = Routes()
         self._proxies = Proxies(config.http.trusted_proxies)
         self._http: HttpServer | None = None
-        self._ws_endpoint: WebSocketEndpoint | None = None
+        self.ws_endpoint: WebSocketEndpoint | None = None
         self.http_port = 0
         self.https_port = 0
         self._http_routes()
@@ -328,8 +328,8 @@ class Node:
 
         self.http_routes.add("GET", "/health", get_health)
         if self.config.http.websocket:
-            self._ws_endpoint = WebSocketEndpoint(self, self.config.http, self._proxies)
-            self.http_routes.add("GET", WEBSOCKET_PATH, self._ws_endpoint)
+            self.ws_endpoint = WebSocketEndpoint(self, self.config.http, self._proxies)
+            self.http_routes.add("GET", WEBSOCKET_PATH, self.ws_endpoint)
 
     def _metrics(self) -> None:
         """The core's numbers for /metrics (modules add theirs: ``ModuleAPI.metric``)."""
@@ -382,7 +382,7 @@ class Node:
             secure = socks.get("https") or listening_sockets(http.bind, http.tls_port)
         self._http = HttpServer(self.http_routes, self._proxies)
         front = None
-        ws = self._ws_endpoint
+        ws = self.ws_endpoint
         if ws is not None and http.websocket_lean:
             front = FrontDoor(self._http.server, WEBSOCKET_PATH, ws.upgrade, self.clock)
         await self._http.start(plain, secure, self._https_context, front)
@@ -439,6 +439,13 @@ class Node:
         session.stream.restart(authenticated=True)
         return session
 
+    def adopted_websocket(self, username: str, peer_host: str, secure: bool
+                          ) -> asyncio.Protocol | None:
+        """The protocol for a lean WebSocket's socket that another worker authenticated for
+        ``username`` and moved here (None: this node serves no WebSocket)."""
+        ws = self.ws_endpoint
+        return ws.adopted(username, peer_host, secure) if ws is not None else None
+
     async def stop(self) -> None:
         if self._rest_task is not None:
             self._rest_task.cancel()
@@ -451,8 +458,8 @@ class Node:
         if self._http is not None:
             await self._http.stop()
             self._http = None
-        if self._ws_endpoint is not None:
-            self._ws_endpoint.keepalive.close_all()
+        if self.ws_endpoint is not None:
+            self.ws_endpoint.keepalive.close_all()
         if self._tasks:
             # let the SessionClosed hooks just started finish while their modules are still
             # there (stream management hands unacknowledged messages to offline storage)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
-from hongyan.server.c2s import C2SSession, Host
+from hongyan.server.c2s import C2SSession, Host, Transport
 from hongyan.transport.rfc6455 import (
     HandshakeError,
     RequestHead,
@@ -47,6 +47,8 @@ class WebHost(Host, Protocol):
 
     @property
     def tls_config(self) -> TLSConfig | None: ...
+    def adopted_session(self, transport: Transport, username: str, websocket: bool = False
+                        ) -> C2SSession: ...
 
 
 def health(node: WebHost) -> web.Response:
@@ -129,6 +131,16 @@ class WebSocketEndpoint:
         session.admit()  # (over a cap it ends at once)
         if rest:
             ws.data_received(rest)
+
+    def adopted(self, username: str, peer_host: str, secure: bool) -> LeanWebSocket:
+        """A lean WebSocket whose socket another worker authenticated for ``username`` (homed
+        here) and moved here: the protocol for the socket, its session waiting for the client's
+        stream restart."""
+        node = self._node
+        ws = LeanWebSocket(None, self.keepalive, peer_host=peer_host, secure=secure,
+                           channel_binding=None, limit=self._limit, conns=node.connections)
+        ws.session = node.adopted_session(ws, username, True)
+        return ws
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         refused = self.refused(request.headers.get("Sec-WebSocket-Protocol", ""),

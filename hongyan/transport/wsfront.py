@@ -238,7 +238,8 @@ class LeanWebSocket(asyncio.Protocol):
     #: RFC 7395 §3.9: TLS is the WebSocket's (wss:), never STARTTLS
     can_start_tls = False
 
-    def __init__(self, transport: asyncio.Transport, keepalive: Keepalive, *, peer_host: str,
+    def __init__(self, transport: asyncio.Transport | None, keepalive: Keepalive, *,
+                 peer_host: str,
                  secure: bool, channel_binding: tuple[str, bytes] | None, limit: int,
                  conns: Connections | None = None) -> None:
         self._transport: asyncio.Transport | None = transport
@@ -262,7 +263,10 @@ class LeanWebSocket(asyncio.Protocol):
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        pass  # (made by the front door, on the transport it had)
+        # (the front door makes one on the transport it has; a worker that adopts a moved
+        # socket makes one first, and the loop then calls this)
+        if self._transport is None and not self._closing:
+            self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self._idle = 0
@@ -433,6 +437,23 @@ class LeanWebSocket(asyncio.Protocol):
     @property
     def raw(self) -> asyncio.Transport | None:
         return self._transport
+
+    @property
+    def movable(self) -> bool:
+        """Whether the socket itself may move to another process: plain TCP (no TLS of ours)
+        with nothing read and not yet handed on, so that the frame reader there starts clean."""
+        t = self._transport
+        return (t is not None and not self._closing and self._held is None
+                and self._reader.buffered == 0 and t.get_extra_info("sslcontext") is None)
+
+    def detach(self) -> None:
+        """Close this process's handle on the connection without a word to the client or the
+        session (the socket was duplicated for another worker, which goes on with it)."""
+        t = self._transport
+        self.session = None
+        if t is not None and not self._closing:
+            self._closing = True
+            t.close()
 
 
 def peer_address(transport: asyncio.BaseTransport) -> str:

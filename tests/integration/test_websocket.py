@@ -314,8 +314,8 @@ async def test_carbons_reach_a_websocket_resource(harness: Harness) -> None:
 async def test_each_way_in_is_the_one_configured(harness: Harness) -> None:
     s = await wss(harness)
     await s.header()
-    assert harness.node is not None and harness.node._ws_endpoint is not None
-    lean = len(harness.node._ws_endpoint.keepalive)
+    assert harness.node is not None and harness.node.ws_endpoint is not None
+    lean = len(harness.node.ws_endpoint.keepalive)
     assert lean == (0 if isinstance(harness, AiohttpHarness) else 1)
     assert harness.node.connections.websocket == 1
     await s.close()

@@ -143,8 +143,8 @@ async def connect(harness: Harness, opened: list[RawWs], *, tls: bool = False) -
 
 def lean_sessions(harness: Harness) -> list[LeanWebSocket]:
     """The node's open lean WebSockets."""
-    assert harness.node is not None and harness.node._ws_endpoint is not None
-    return list(harness.node._ws_endpoint.keepalive)
+    assert harness.node is not None and harness.node.ws_endpoint is not None
+    return list(harness.node.ws_endpoint.keepalive)
 
 
 @pytest.mark.parametrize("tls", [False, True])
