@@ -25,16 +25,22 @@ SERVERS="${SERVERS:-prosody ejabberd hongyan}"
 mkdir -p "$HERE/results"
 OUT="${OUT:-$HERE/results/compare-$(date +%Y%m%d-%H%M%S).jsonl}"
 RUN="${ANCHORS_RUN:-${TMPDIR:-/tmp}/hongyan-anchors}"
-HYRUN="${HYRUN:-$RUN/hongyan}"
-HYPORT=${HYPORT:-29222}  # not 35222: other work on this machine copied that port
-HYHTTP=${HYHTTP:-29280}  # the WebSocket rows only (HY_HTTP=true)
-declare -A WSURL=([prosody]=ws://127.0.0.1:15280/xmpp-websocket
-                  [ejabberd]=ws://127.0.0.1:25280/xmpp-websocket
+HYRUN="${HY_RUN:-$RUN/hongyan}"  # (HY_RUN, HY_PORT, HY_HTTP_PORT: beside another run's Hongyan)
+HYPORT=${HY_PORT:-${HYPORT:-29222}}  # not 35222: other work on this machine copied that port
+HYHTTP=${HY_HTTP_PORT:-29280}  # the WebSocket rows only (HY_HTTP=true)
+# (P_PORT, P_HTTP_PORT, E_PORT, E_HTTP_PORT: the anchors', when SHARED points at a copy of
+# anchors.sh that puts them on other ports)
+PPORT=${P_PORT:-15222}
+PHTTP=${P_HTTP_PORT:-15280}
+EPORT=${E_PORT:-25222}
+EHTTP=${E_HTTP_PORT:-25280}
+declare -A WSURL=([prosody]=ws://127.0.0.1:$PHTTP/xmpp-websocket
+                  [ejabberd]=ws://127.0.0.1:$EHTTP/xmpp-websocket
                   [hongyan]=ws://127.0.0.1:$HYHTTP/xmpp-websocket)
-declare -A BOSHURL=([prosody]=http://127.0.0.1:15280/http-bind
-                    [ejabberd]=http://127.0.0.1:25280/http-bind
+declare -A BOSHURL=([prosody]=http://127.0.0.1:$PHTTP/http-bind
+                    [ejabberd]=http://127.0.0.1:$EHTTP/http-bind
                     [hongyan]=http://127.0.0.1:$HYHTTP/http-bind)
-declare -A PORT=([prosody]=15222 [ejabberd]=25222 [hongyan]=$HYPORT)
+declare -A PORT=([prosody]=$PPORT [ejabberd]=$EPORT [hongyan]=$HYPORT)
 declare -A PIDF=([prosody]=$RUN/prosody/prosody.pid [ejabberd]=$RUN/ejabberd/ejabberd.pid
                  [hongyan]=$HYRUN/hongyan.pid)
 
@@ -518,5 +524,5 @@ case "${1:-main}" in
   all) main; pinned; scram; tls; archive; idle ;;
   *) echo "usage: $0 [quick|tput|main|pinned|scram|tls|archive|events|muc|mem|idle|ws|bosh|all]" >&2; exit 2 ;;
 esac
-"$PY" "$SHARED/summarize.py" "$OUT" --names "15222=prosody,25222=ejabberd,$HYPORT=hongyan" \
+"$PY" "$SHARED/summarize.py" "$OUT" --names "$PPORT=prosody,$EPORT=ejabberd,$HYPORT=hongyan" \
   > "${OUT%.jsonl}.md" && echo "summary: ${OUT%.jsonl}.md" >&2

@@ -10,7 +10,11 @@ initial presence, roster get) and then stay silent; the node's heap is measured 
 first and after the last login (after a collection), and the difference divided by the number
 of sessions.
 
-    .venv/bin/python -m bench.session_mem --clients 2000
+    .venv/bin/python -m bench.session_mem --clients 2000 [--transport ws|ws-aiohttp]
+
+``--transport ws``: the same over WebSocket (the HTTP listener, the logins of
+``bench/wsload.py``), through the lean front door; ``ws-aiohttp``: through aiohttp's
+WebSocketResponse (``http.websocket_lean = false``).
 
 Prints one JSON object.
 """
@@ -28,6 +32,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import aiohttp
+
 from hongyan.config.loader import load_config
 from hongyan.server.node import Node
 
@@ -42,6 +48,12 @@ port = 0
 direct_tls = false
 require_encryption = false
 allow_plaintext_auth = true
+[http]
+enabled = {http}
+bind = ["127.0.0.1"]
+port = 0
+tls = false
+websocket_lean = {lean}
 [storage]
 url = "sqlite:///{data}/hongyan.db"
 [auth]
@@ -81,8 +93,20 @@ async def login(port: int, user: str) -> asyncio.StreamWriter:
     return writer
 
 
-async def hold(port: int, clients: int) -> None:
-    """The child: log ``clients`` sessions in (user1..), say so, stay until stdin closes."""
+async def hold(port: int, clients: int, websocket: bool) -> None:
+    """The child: log ``clients`` sessions in (user1..), say so, stay until stdin closes
+    (``websocket``: ``port`` is the HTTP port; the logins of ``bench/wsload.py``)."""
+    if websocket:
+        from bench.wsload import login as ws_login
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+            url = f"ws://127.0.0.1:{port}/xmpp-websocket"
+            sockets = [await ws_login(http, url, "localhost", f"user{i}")
+                       for i in range(1, clients + 1)]
+            print("ready", flush=True)
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+            for ws in sockets:
+                await ws.close()
+        return
     writers = [await login(port, f"user{i}") for i in range(1, clients + 1)]
     print("ready", flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
@@ -90,13 +114,16 @@ async def hold(port: int, clients: int) -> None:
         w.close()
 
 
-async def run(clients: int, settle: float) -> dict[str, object]:
+async def run(clients: int, settle: float, transport: str = "tcp") -> dict[str, object]:
+    websocket = transport != "tcp"
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
         cfg_path = data / "hongyan.toml"
-        cfg_path.write_text(CONFIG.format(data=data))
+        cfg_path.write_text(CONFIG.format(data=data, http=str(websocket).lower(),
+                                          lean=str(transport != "ws-aiohttp").lower()))
         node = Node(load_config(cfg_path))
         await node.start()
+        port = node.http_port if websocket else node.c2s_port
         try:
             for i in range(clients + 1):
                 await node.accounts.create(f"user{i}", "pass", time.time())
@@ -107,8 +134,9 @@ async def run(clients: int, settle: float) -> dict[str, object]:
             tracemalloc.start()
             before = tracemalloc.get_traced_memory()[0]
             child = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "bench.session_mem", "--hold", str(node.c2s_port),
-                "--clients", str(clients), stdin=asyncio.subprocess.PIPE,
+                sys.executable, "-m", "bench.session_mem", "--hold", str(port),
+                "--clients", str(clients), "--transport", transport,
+                stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE)
             assert child.stdout is not None and child.stdin is not None
             line = await asyncio.wait_for(child.stdout.readline(), 600)
@@ -124,7 +152,7 @@ async def run(clients: int, settle: float) -> dict[str, object]:
             first.close()
         finally:
             await node.stop()
-    return {"clients": clients, "sessions": sessions,
+    return {"transport": transport, "clients": clients, "sessions": sessions,
             "heap_bytes_per_session": round((after - before) / clients)}
 
 
@@ -132,6 +160,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=2000)
     ap.add_argument("--settle", type=float, default=3.0)
+    ap.add_argument("--transport", choices=("tcp", "ws", "ws-aiohttp"), default="tcp",
+                    help="how the clients connect: TCP, WebSocket through the lean front "
+                    "door (http.websocket_lean), or WebSocket through aiohttp")
     ap.add_argument("--hold", type=int, default=0, help="(the child process: the port)")
     args = ap.parse_args()
     try:
@@ -140,9 +171,9 @@ def main() -> None:
     except ImportError:
         pass
     if args.hold:
-        asyncio.run(hold(args.hold, args.clients))
+        asyncio.run(hold(args.hold, args.clients, args.transport != "tcp"))
     else:
-        print(json.dumps(asyncio.run(run(args.clients, args.settle))))
+        print(json.dumps(asyncio.run(run(args.clients, args.settle, args.transport))))
 
 
 if __name__ == "__main__":

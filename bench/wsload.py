@@ -14,8 +14,9 @@ is cheap next to the servers; the idle row uses aiohttp's client.
 Accounts user1..userN / pass must exist. Clients log in the way ``xmppload.py login`` does
 (open, SASL PLAIN, restart, bind, initial presence, roster get) in ``--procs`` child processes,
 then stay silent; the server's RSS is read from /proc before the first login and ``--settle``
-seconds after the last. Prints one JSON object (and appends it to ``--json FILE``). Every phase
-is bounded by ``--deadline`` seconds.
+seconds after the last; then ``--probes`` more logins, one after another, are timed (the
+latency of a login among the idle sessions). Prints one JSON object (and appends it to
+``--json FILE``). Every phase is bounded by ``--deadline`` seconds.
 """
 
 from __future__ import annotations
@@ -155,6 +156,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         elapsed = time.monotonic() - t0
         await asyncio.sleep(args.settle)
         idle = rss_kb(args.pid)
+        probes = await _probe_logins(args.url, args.domain, args.clients + 1, args.probes)
     finally:
         for child in children:
             assert child.stdin is not None
@@ -165,7 +167,23 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             "url": args.url, "clients": args.clients,
             "ok": ok, "failed": failed, "login_s": round(elapsed, 2),
             "server_rss_base_kb": base, "server_rss_idle_kb": idle,
-            "rss_per_conn_kb": round((idle - base) / max(ok, 1), 2)}
+            "rss_per_conn_kb": round((idle - base) / max(ok, 1), 2),
+            "probes": len(probes),
+            "probe_login_ms_p50": round(sorted(probes)[len(probes) // 2], 2) if probes else None,
+            "probe_login_ms_max": round(max(probes), 2) if probes else None}
+
+
+async def _probe_logins(url: str, domain: str, first: int, n: int) -> list[float]:
+    """``n`` whole logins one after another (users first..), each timed from its TCP connect
+    to its roster, while the idle sessions stay: the latency of a login under that load."""
+    times: list[float] = []
+    async with aiohttp.ClientSession() as session:
+        for i in range(first, first + n):
+            t = time.perf_counter()
+            ws = await asyncio.wait_for(login(session, url, domain, f"user{i}"), 30)
+            times.append(1000 * (time.perf_counter() - t))
+            await ws.close()
+    return times
 
 
 class RawWS(asyncio.Protocol):
@@ -377,6 +395,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=100)
     ap.add_argument("--pid", type=int, default=0, help="the server's process id")
     ap.add_argument("--settle", type=float, default=5.0)
+    ap.add_argument("--probes", type=int, default=20,
+                    help="timed logins once the idle sessions are in (the idle row)")
     ap.add_argument("--deadline", type=float, default=600.0)
     ap.add_argument("--label", default="")
     ap.add_argument("--json", default="")

@@ -63,6 +63,7 @@ from hongyan.transport.bosh import BoshRelay, BoshTransport
 from hongyan.transport.relay import Relay
 from hongyan.transport.tcp import StreamTransport
 from hongyan.transport.websocket import LinkTransport, WebSocketRelay, WebSocketTransport
+from hongyan.transport.wsfront import LeanWebSocket
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID
@@ -86,6 +87,8 @@ class Node(Host, Protocol):
                         ) -> C2SSession: ...
     def adopted_component(self, transport: StreamTransport, received: bytes
                           ) -> ComponentSession: ...
+    def adopted_websocket(self, username: str, peer_host: str, secure: bool
+                          ) -> asyncio.Protocol | None: ...
 
 #: how long a starting worker waits for its peers' sockets
 CONNECT_TIMEOUT = 30.0
@@ -454,12 +457,14 @@ class Workers:
         connection's bytes, or of a WebSocket's messages)."""
         assert isinstance(session, C2SSession)
         t = session.transport
-        assert isinstance(t, StreamTransport | WebSocketTransport | BoshTransport)
+        assert isinstance(t, StreamTransport | WebSocketTransport | BoshTransport | LeanWebSocket)
         t.pause_reading()
         session.send(success, raw=True)
         session.flush()
         meta: dict[str, Any] = {"u": session.username, "p": t.peer_host, "s": t.secure}
-        if isinstance(t, WebSocketTransport):  # (aiohttp holds its state: it cannot move)
+        if isinstance(t, WebSocketTransport) or (isinstance(t, LeanWebSocket)
+                                                 and not t.movable):
+            # aiohttp's state, or our TLS, stays with the socket
             meta["w"] = True
             await self._relay(session, t, WebSocketRelay(t), index, meta)
             return
@@ -470,7 +475,9 @@ class Workers:
         raw = t.raw
         if raw is None:
             return
-        if not t.secure:
+        if isinstance(t, LeanWebSocket):
+            meta["l"] = True  # a plain lean WebSocket moves like a plain TCP socket
+        if isinstance(t, LeanWebSocket) or not t.secure:
             # the socket itself moves: wait until SASL success has left this process
             for _ in range(2000):
                 if raw.get_write_buffer_size() == 0:
@@ -485,7 +492,7 @@ class Workers:
         await self._relay(session, t, Relay(t), index, meta)
 
     async def _relay(self, session: C2SSession,
-                     client: StreamTransport | WebSocketTransport | BoshTransport,
+                     client: StreamTransport | WebSocketTransport | BoshTransport | LeanWebSocket,
                      relay: Relay, index: int, meta: dict[str, Any]) -> None:
         """Keep the client's connection here and relay it to worker ``index`` over a socket
         pair whose other end goes there."""
@@ -566,6 +573,13 @@ class Workers:
                 lambda: StreamTransport(component, None, False), sock))
             return
         username, peer, secure = str(meta["u"]), str(meta["p"]), bool(meta["s"])
+        if meta.get("l"):  # a plain lean WebSocket's socket itself (its frames start clean)
+            ws = node.adopted_websocket(username, peer, secure)
+            if ws is None:
+                sock.close()
+                return
+            node.spawn(asyncio.get_running_loop().connect_accepted_socket(lambda: ws, sock))
+            return
         if meta.get("w"):  # a WebSocket's messages, relayed by the worker that keeps it
             def ws_factory(transport: StreamTransport) -> C2SSession:
                 transport.peer_host = peer

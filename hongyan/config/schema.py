@@ -149,6 +149,9 @@ class HTTPSection(Section):
         "X-Forwarded-For and X-Forwarded-Proto headers are believed; nobody else's are")
     websocket: bool = Field(True, description="XMPP over WebSocket (RFC 7395) at "
                             "/xmpp-websocket")
+    websocket_lean: bool = Field(True, description="answer WebSocket upgrades at the "
+                                 "listener's door and keep no aiohttp object per WebSocket "
+                                 "(false: aiohttp's WebSocketResponse, as before)")
     websocket_ping: float = Field(30.0, ge=0, description="seconds between WebSocket pings "
                                   "to an idle client (0 = none); no pong within half of it "
                                   "closes the connection")

@@ -55,6 +55,7 @@ from hongyan.transport.tcp import (
     listen,
     listening_sockets,
 )
+from hongyan.transport.wsfront import FrontDoor
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
@@ -154,6 +155,7 @@ class Node:
         self._http: HttpServer | None = None
         #: XMPP over BOSH at /http-bind (None: off)
         self.bosh: BoshEndpoint | None = None
+        self.ws_endpoint: WebSocketEndpoint | None = None
         self.http_port = 0
         self.https_port = 0
         self._http_routes()
@@ -402,8 +404,8 @@ class Node:
 
         self.http_routes.add("GET", "/health", get_health)
         if self.config.http.websocket:
-            self.http_routes.add("GET", WEBSOCKET_PATH,
-                                 WebSocketEndpoint(self, self.config.http, self._proxies))
+            self.ws_endpoint = WebSocketEndpoint(self, self.config.http, self._proxies)
+            self.http_routes.add("GET", WEBSOCKET_PATH, self.ws_endpoint)
         if self.config.http.bosh:
             bosh = self.bosh = BoshEndpoint(self, self.config.http, self._proxies)
             self.http_routes.add("POST", BOSH_PATH, bosh.post)
@@ -464,7 +466,11 @@ class Node:
         if http.tls:
             secure = socks.get("https") or listening_sockets(http.bind, http.tls_port)
         self._http = HttpServer(self.http_routes, self._proxies)
-        await self._http.start(plain, secure, self._https_context)
+        front = None
+        ws = self.ws_endpoint
+        if ws is not None and http.websocket_lean:
+            front = FrontDoor(self._http.server, WEBSOCKET_PATH, ws.upgrade, self.clock)
+        await self._http.start(plain, secure, self._https_context, front)
         self.http_port = int(plain[0].getsockname()[1])
         self.https_port = int(secure[0].getsockname()[1]) if secure else 0
         log.info("%s: HTTP on %s, HTTPS on %s", self.domain, self.http_port,
@@ -518,6 +524,13 @@ class Node:
         session.stream.restart(authenticated=True)
         return session
 
+    def adopted_websocket(self, username: str, peer_host: str, secure: bool
+                          ) -> asyncio.Protocol | None:
+        """The protocol for a lean WebSocket's socket that another worker authenticated for
+        ``username`` and moved here (None: this node serves no WebSocket)."""
+        ws = self.ws_endpoint
+        return ws.adopted(username, peer_host, secure) if ws is not None else None
+
     async def stop(self) -> None:
         if self._rest_task is not None:
             self._rest_task.cancel()
@@ -534,6 +547,8 @@ class Node:
         if self._http is not None:
             await self._http.stop()
             self._http = None
+        if self.ws_endpoint is not None:
+            self.ws_endpoint.keepalive.close_all()
         if self._tasks:
             # let the SessionClosed hooks just started finish while their modules are still
             # there (stream management hands unacknowledged messages to offline storage)

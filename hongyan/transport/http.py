@@ -11,12 +11,13 @@ connection comes from a configured proxy (:class:`Proxies`); a handler sees the 
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import re
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
@@ -147,14 +148,22 @@ def loopback_browser(request: web.BaseRequest) -> bool:
     the absence of forwarding headers keep out what a reverse proxy on the same machine relays
     from elsewhere over plain HTTP: it carries the public page's origin, or says it forwards."""
     raw = request.transport
-    if raw is None or (request.remote or "") not in _LOOPBACK:
+    if raw is None:
         return False
-    local = raw.get_extra_info("sockname")
-    if not local or str(local[0]) not in _LOOPBACK:
+    return loopback_peer(request.remote or "", raw.get_extra_info("sockname"),
+                         request.headers)
+
+
+def loopback_peer(remote: str, local: object, headers: Mapping[str, str]) -> bool:
+    """:func:`loopback_browser` for a request head read without aiohttp (``headers``: keys in
+    lower case, or a case-insensitive mapping; ``local``: the socket's own address)."""
+    if remote not in _LOOPBACK:
         return False
-    if any(h in request.headers for h in _FORWARDING):
+    if not isinstance(local, tuple) or not local or str(local[0]) not in _LOOPBACK:
         return False
-    origin = request.headers.get("Origin", "")
+    if any(h.lower() in headers for h in _FORWARDING):
+        return False
+    origin = headers.get("origin", "")
     scheme, _, host = origin.partition("://")
     return scheme.lower() in ("http", "https") and bool(
         _LOOPBACK_HOST.fullmatch(host.lower().rstrip("/")))
@@ -169,30 +178,34 @@ def secure_request(request: web.BaseRequest, loopback_secure: bool) -> bool:
 
 class HttpServer:
     """The listener: aiohttp's low-level server on the given sockets, dispatching through
-    ``routes``."""
+    ``routes``. With a ``front`` (a :class:`~hongyan.transport.wsfront.FrontDoor` around
+    :attr:`server`), every new connection meets it first, and it hands aiohttp what is not a
+    WebSocket upgrade of its path."""
 
     def __init__(self, routes: Routes, proxies: Proxies, *,
                  shutdown_timeout: float = 2.0) -> None:
         self.routes = routes
         self.proxies = proxies
-        self._runner = web.ServerRunner(web.Server(self._handle, access_log=None),
-                                        handle_signals=False,
+        self.server = web.Server(self._handle, access_log=None)
+        self._runner = web.ServerRunner(self.server, handle_signals=False,
                                         shutdown_timeout=shutdown_timeout)
-        self._sites: list[web.SockSite] = []
+        self._servers: list[asyncio.Server] = []
 
     async def start(self, plain: list[socket.socket], secure: list[socket.socket],
-                    ssl_context: ssl.SSLContext | None) -> None:
+                    ssl_context: ssl.SSLContext | None,
+                    front: Callable[[], asyncio.Protocol] | None = None) -> None:
         await self._runner.setup()
-        for sock in plain:
-            self._sites.append(web.SockSite(self._runner, sock))
-        for sock in secure:
-            self._sites.append(web.SockSite(self._runner, sock, ssl_context=ssl_context))
-        for site in self._sites:
-            await site.start()
+        factory = front if front is not None else self.server
+        loop = asyncio.get_running_loop()
+        for sock, ctx in [(s, None) for s in plain] + [(s, ssl_context) for s in secure]:
+            self._servers.append(await loop.create_server(factory, sock=sock, ssl=ctx,
+                                                          backlog=1024))
 
     async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
         await self._runner.cleanup()
-        self._sites.clear()
+        self._servers.clear()
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         if self.proxies:

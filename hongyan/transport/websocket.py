@@ -175,11 +175,22 @@ class WebSocketTransport:
         return self._cb if self.secure else None
 
 
+class MessageClient(Protocol):
+    """A WebSocket as its relay uses it (:class:`WebSocketTransport`, or the lean one of
+    ``wsfront.py``)."""
+
+    def write(self, data: bytes) -> None: ...
+    def send_messages(self, messages: list[bytes]) -> None: ...
+    def close(self) -> None: ...
+    def pause_reading(self) -> None: ...
+    def resume_reading(self) -> None: ...
+
+
 class WebSocketRelay(Relay):
     """In the worker that keeps a client's WebSocket: its messages to the account's home and
     the home's back, each ``[4-byte length][message]`` on the socket pair."""
 
-    def __init__(self, client: WebSocketTransport) -> None:
+    def __init__(self, client: MessageClient) -> None:
         super().__init__(client)
         self._ws = client
         self._reader = LinkReader()

@@ -34,8 +34,9 @@ async def test_websocket_benchmark_rows_run(harness: Harness) -> None:
     url = f"ws://127.0.0.1:{harness.node.http_port}/xmpp-websocket"
     pid = str(os.getpid())
     idle = await asyncio.to_thread(_wsload, "--url", url, "--pid", pid, "--clients", "4",
-                                   "--settle", "0.1")
+                                   "--settle", "0.1", "--probes", "2")
     assert idle["ok"] == 4 and idle["failed"] == 0
+    assert idle["probes"] == 2 and isinstance(idle["probe_login_ms_max"], float)
     tput = await asyncio.to_thread(_wsload, "--url", url, "--pid", pid, "throughput",
                                    "--pairs", "2", "--window", "2", "--duration", "0.5",
                                    "--warmup", "0.2")

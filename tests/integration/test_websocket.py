@@ -8,17 +8,46 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from hongyan.server.node import Node
 from tests.integration.conftest import PASSWORD, Harness
 from tests.integration.rawstream import SASL, b64
 from tests.integration.test_auth import scram
 from tests.integration.wsstream import CLOSE, FRAMING, OPEN, WsStream, ws_url
 
 SM = "urn:xmpp:sm:3"
+
+
+class AiohttpHarness(Harness):
+    """A harness whose nodes serve WebSockets through aiohttp (``websocket_lean = false``)."""
+
+    async def start(self, extra: str | None = None, c2s_extra: str | None = None,
+                    http_extra: str | None = None, server_extra: str | None = None) -> Node:
+        if http_extra is not None:
+            self.http_extra = http_extra
+        if "websocket_lean" not in self.http_extra:
+            self.http_extra += "\nwebsocket_lean = false"
+        return await super().start(extra, c2s_extra, None, server_extra)
+
+
+@pytest.fixture(params=["lean", "aiohttp"])
+async def harness(request: pytest.FixtureRequest, tmp_path: Path,
+                  storage_url: str) -> AsyncIterator[Harness]:
+    """Every test here runs on both ways in: the lean front door (the default) and aiohttp's
+    WebSocketResponse (the fallback)."""
+    h = Harness(tmp_path, storage_url) if request.param == "lean" else \
+        AiohttpHarness(tmp_path, storage_url)
+    await h.start()
+    try:
+        yield h
+    finally:
+        await h.stop_node()
 
 
 async def wss(harness: Harness, tls: bool = True, **kw: Any) -> WsStream:
@@ -135,7 +164,7 @@ async def test_two_elements_in_one_message_is_not_well_formed(harness: Harness) 
 
 async def test_oversized_messages(harness: Harness) -> None:
     """The stanza limit applies: over it, policy-violation and close code 1009; far over it
-    (twice the limit) aiohttp refuses the message itself (1009) before it is buffered."""
+    (twice the limit) the message itself is refused (1009) before it is buffered."""
     await harness.stop_node()
     await harness.start(c2s_extra="max_stanza_size = 10000")
     await harness.user("erin")
@@ -280,3 +309,13 @@ async def test_carbons_reach_a_websocket_resource(harness: Harness) -> None:
     copy = await s.until("sent from the desk")
     assert copy.startswith("<message xmlns='jabber:client' ")
     assert "<sent xmlns='urn:xmpp:carbons:2'>" in copy
+
+
+async def test_each_way_in_is_the_one_configured(harness: Harness) -> None:
+    s = await wss(harness)
+    await s.header()
+    assert harness.node is not None and harness.node.ws_endpoint is not None
+    lean = len(harness.node.ws_endpoint.keepalive)
+    assert lean == (0 if isinstance(harness, AiohttpHarness) else 1)
+    assert harness.node.connections.websocket == 1
+    await s.close()

@@ -52,6 +52,7 @@ class Node:
         self.port = int(text.split("\nport = ")[1].split("\n")[0])
         self.tls_port = int(text.split("\ndirect_tls_port = ")[1].split("\n")[0])
         self.http_port = int(text.split("[http]")[1].split("\nport = ")[1].split("\n")[0])
+        self.https_port = int(text.split("[http]")[1].split("\ntls_port = ")[1].split("\n")[0])
         self.clients: list[Client] = []
 
     async def login(self, user: str, resource: str = "r", mode: str = "starttls",
@@ -211,14 +212,17 @@ async def test_unauthenticated_connections_per_address_are_capped_per_worker(
 
 
 async def test_websocket_sessions_whatever_worker_accepts(node: Node) -> None:
-    """Each WebSocket is accepted by either worker; one that is not the account's home keeps it
-    and relays its messages to the home. Login, chat both ways with a TCP user, stream
-    management, and a clean close, for accounts homed on each worker, many times over."""
+    """Each WebSocket is accepted by either worker; one that is not the account's home moves
+    its socket there (ws://: its frames start clean after SASL), or keeps it and relays its
+    messages to the home (wss://: the TLS stays). Login, chat both ways with a TCP user,
+    stream management, and a clean close, for accounts homed on each worker, many times
+    over."""
     tcp = await node.login(B0, "tcp")
     workers_seen = set()
-    for round_ in range(6):
+    for round_ in range(8):
         for user in (A0, A1):
-            s = await WsStream.connect(ws_url(node.http_port))
+            tls = round_ % 2 == 1
+            s = await WsStream.connect(ws_url(node.https_port if tls else node.http_port, tls))
             await s.login(user, f"w{round_}", PW)
             s.send(f"<enable xmlns='{SM}'/>")
             await s.until("<enabled")

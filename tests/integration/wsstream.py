@@ -38,7 +38,7 @@ class WsStream(RawStream):
         try:
             ws = await http.ws_connect(url, protocols=protocols, headers=headers,
                                        ssl=insecure_context() if url.startswith("wss") else False,
-                                       autoping=True, **kw)
+                                       **{"autoping": True, **kw})
         except BaseException:
             await http.close()
             raise

@@ -23,12 +23,13 @@ def test_archive_layout_benchmark_runs(capsys: pytest.CaptureFixture[str]) -> No
         assert f"{layout} batch" in out
 
 
-async def test_session_memory_benchmark_runs() -> None:
+@pytest.mark.parametrize("transport", ["tcp", "ws", "ws-aiohttp"])
+async def test_session_memory_benchmark_runs(transport: str) -> None:
     """bench/session_mem.py: a node, real logins from a child process, a heap figure."""
     from bench.session_mem import run as heap_run
 
-    result = await heap_run(20, 0.1)
-    assert result["sessions"] == 20
+    result = await heap_run(20, 0.1, transport)
+    assert result["sessions"] == 20 and result["transport"] == transport
     per = result["heap_bytes_per_session"]
     assert isinstance(per, int) and 0 < per < 100_000
 
