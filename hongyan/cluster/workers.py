@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from hongyan.server.c2s import C2SSession, Host, Transport
 from hongyan.server.component import ComponentSession
+from hongyan.server.sasl2 import Outcome, outcome_from_json, outcome_to_json
 from hongyan.server.session import Session
 from hongyan.transport.relay import Relay
 from hongyan.transport.tcp import StreamTransport
@@ -77,8 +78,8 @@ class Node(Host, Protocol):
 
     @property
     def tls_config(self) -> TLSConfig | None: ...
-    def adopted_session(self, transport: Transport, username: str, websocket: bool = False
-                        ) -> C2SSession: ...
+    def adopted_session(self, transport: Transport, username: str, websocket: bool = False,
+                        sasl2: Outcome | None = None) -> C2SSession: ...
     def adopted_component(self, transport: StreamTransport, received: bytes
                           ) -> ComponentSession: ...
 
@@ -443,17 +444,22 @@ class Workers:
         return handler(body)
 
     # -- moving a connection to its home --------------------------------------------------------
-    async def hand_over(self, session: Session, index: int, success: bytes) -> None:
+    async def hand_over(self, session: Session, index: int, success: bytes,
+                        sasl2: Outcome | None = None) -> None:
         """``session`` just authenticated as an account homed on worker ``index``: write SASL
         success and move the connection there; this worker keeps at most a relay (of a TLS
-        connection's bytes, or of a WebSocket's messages)."""
+        connection's bytes, or of a WebSocket's messages). After SASL2 (``sasl2``) nothing is
+        written here: the home binds or resumes and answers ``<success/>`` itself."""
         assert isinstance(session, C2SSession)
         t = session.transport
         assert isinstance(t, StreamTransport | WebSocketTransport)
         t.pause_reading()
-        session.send(success, raw=True)
+        if success:
+            session.send(success, raw=True)
         session.flush()
         meta: dict[str, Any] = {"u": session.username, "p": t.peer_host, "s": t.secure}
+        if sasl2 is not None:
+            meta["x"] = outcome_to_json(sasl2)
         if isinstance(t, WebSocketTransport):  # (aiohttp holds its state: it cannot move)
             meta["w"] = True
             await self._relay(session, t, WebSocketRelay(t), index, meta)
@@ -556,10 +562,11 @@ class Workers:
                 lambda: StreamTransport(component, None, False), sock))
             return
         username, peer, secure = str(meta["u"]), str(meta["p"]), bool(meta["s"])
+        sasl2 = outcome_from_json(meta["x"]) if "x" in meta else None
         if meta.get("w"):  # a WebSocket's messages, relayed by the worker that keeps it
             def ws_factory(transport: StreamTransport) -> C2SSession:
                 transport.peer_host = peer
-                return node.adopted_session(transport, username, True)
+                return node.adopted_session(transport, username, True, sasl2)
 
             node.spawn(asyncio.get_running_loop().connect_accepted_socket(
                 lambda: LinkTransport(ws_factory, secure), sock))
@@ -567,7 +574,7 @@ class Workers:
 
         def factory(transport: StreamTransport) -> C2SSession:
             transport.peer_host = peer
-            return node.adopted_session(transport, username)
+            return node.adopted_session(transport, username, sasl2=sasl2)
 
         # a plain TCP socket moved here (counted here now); a TLS connection's relay is
         # counted where the connection is

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from hongyan.server import fast
 from hongyan.storage.migrations import Migration
 from hongyan.xmpp.jid import JIDError, prepare_localpart
 from hongyan.xmpp.sasl import ScramCredentials, derive_scram, verify_password
@@ -12,7 +13,7 @@ from hongyan.xmpp.sasl import ScramCredentials, derive_scram, verify_password
 if TYPE_CHECKING:
     from hongyan.storage.db import Database
 
-MIGRATIONS = (
+MIGRATIONS: tuple[Migration, ...] = (
     Migration("accounts", 1, (
         """CREATE TABLE accounts (
             username TEXT PRIMARY KEY,
@@ -24,6 +25,8 @@ MIGRATIONS = (
         )""",
     )),
 )
+
+MIGRATIONS += fast.MIGRATIONS  # FAST tokens go with the account (dropped with its password)
 
 HASHES = ("sha1", "sha256")
 
@@ -81,10 +84,12 @@ class Accounts:
             c256.stored_key, c256.server_key, user)
         if n == 0:
             raise AccountError(f"no account {user!r}")
+        await fast.forget(self._db, user)  # XEP-0484: a new password ends every token
 
     async def delete(self, username: str) -> bool:
         user = self.prepare(username)
         self._known.discard(user)
+        await fast.forget(self._db, user)
         return await self._db.execute("DELETE FROM accounts WHERE username=?", user) > 0
 
     async def exists(self, username: str) -> bool:
