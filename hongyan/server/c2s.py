@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from hongyan.server.auth import SaslExchange, channel_bindings, mechanisms
 from hongyan.server.hooks import (
+    Bind2Prepare,
     Bind2Request,
     InlineFeatures,
     Sasl2Resume,
@@ -520,10 +521,17 @@ class C2SSession(StreamSession, ClientSession):
             success.add("additional-data", text=base64.b64encode(outcome.additional).decode())
         ident = success.add("authorization-identifier",
                             text=f"{outcome.username}@{self.node.domain}")
-        token = await self._fast_token(outcome)  # the last await: the rest is one step
+        token = await self._fast_token(outcome)
+        hooks = self.node.hooks
+        bind = request.find("bind", BIND2)
+        prepared: list[Element] = []
+        if bind is not None and hooks.has(Bind2Prepare):
+            await hooks.fire(Bind2Prepare(outcome.username, bind, prepared))
+        # the last await is behind: from here on it is one step
+        if self.state == CLOSED:
+            return
         out = self._out
         mark = 0 if out is None else len(out)
-        hooks = self.node.hooks
         resume = request.find("resume", NS.SM)
         resumed = False
         if resume is not None:
@@ -533,9 +541,8 @@ class C2SSession(StreamSession, ClientSession):
                 resumed = ev.resumed
             else:
                 success.add("failed", NS.SM).add("feature-not-implemented", NS.STANZAS)
-        bind = None if resumed else request.find("bind", BIND2)
-        if bind is not None:
-            self._bind2(bind, outcome.agent, success)
+        if bind is not None and not resumed:
+            self._bind2(bind, outcome.agent, success, prepared)
         if self.jid is not None:
             ident.text = self.jid.text
         if token is not None:
@@ -575,7 +582,8 @@ class C2SSession(StreamSession, ClientSession):
         return Element("token", FAST, {"expiry": _timestamp(issued.expires_at),
                                        "token": issued.token})
 
-    def _bind2(self, bind: Element, agent: str, success: Element) -> None:
+    def _bind2(self, bind: Element, agent: str, success: Element,
+               prepared: list[Element]) -> None:
         """Bind2 (XEP-0386): the resource is the client's tag and a suffix that stays the same
         for one user agent (so a reconnecting phone replaces its stale session)."""
         tag = (bind.find_text("tag", BIND2) or "").strip()
@@ -588,6 +596,8 @@ class C2SSession(StreamSession, ClientSession):
             resource = suffix
         self._bind(resource)
         bound = success.add("bound", BIND2)
+        for el in prepared:
+            bound.append(el)
         hooks = self.node.hooks
         if hooks.has(Bind2Request):
             hooks.fire_sync(Bind2Request(self, bind, bound))

@@ -259,3 +259,14 @@ class Sasl2Resume:
     request: Element
     success: Element
     resumed: bool = False
+
+
+@dataclass(slots=True)
+class Bind2Prepare:
+    """A Bind2 ``<bind/>`` (XEP-0386) for ``username`` is about to be handled (async hook,
+    before anything is bound or written): append to ``bound`` what needs storage to say, such
+    as the archive's catch-up hint (XEP-0313 metadata)."""
+
+    username: str
+    request: Element
+    bound: list[Element]

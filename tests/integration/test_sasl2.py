@@ -384,7 +384,7 @@ async def test_bind2_resource_carbons_csi_and_sm_inline(harness: Harness) -> Non
     jid = a.identifier
     m = re.fullmatch(r"alice@localhost/Phone\.([0-9a-f]{8})", jid)
     assert m is not None, jid
-    enabled = a.find(rb"<bound xmlns='urn:xmpp:bind:0'>(<enabled [^>]+/>)</bound>")
+    enabled = a.find(rb"<bound xmlns='urn:xmpp:bind:0'>.*(<enabled [^>]+/>).*</bound>")
     assert enabled is not None and b"resume='true'" in enabled and b"id='" in enabled
     # bound already: no resource binding offered again
     assert b"urn:ietf:params:xml:ns:xmpp-bind" not in a.features
@@ -444,6 +444,32 @@ async def test_bind2_sm_enable_then_resumption_inline_after_a_drop(harness: Harn
     assert d.ok and b"<failed xmlns='urn:xmpp:sm:3'><item-not-found" in d.raw
     assert b"<bound xmlns='urn:xmpp:bind:0'" in d.raw
     c3.close()
+
+
+async def test_bind2_bound_carries_the_archive_catch_up_hint(harness: Harness) -> None:
+    await harness.user("alice")
+    bob = await harness.logged_in("bob")
+    c = await Sasl2Client.open(harness)
+    a = await c.scram("alice", inline=bind2())
+    # an empty archive: metadata without start or end (XEP-0313 §6)
+    assert b"<bound xmlns='urn:xmpp:bind:0'><metadata xmlns='urn:xmpp:mam:2'/></bound>" in a.raw
+    c.s.send("<presence/>")
+    ids = []
+    for text in ("first", "second", "third"):
+        bob.send_message(mto=a.identifier, mbody=text, mtype="chat")
+        got = await c.next("message")
+        m = re.search(rb"<stanza-id xmlns='urn:xmpp:sid:0' by='alice@localhost' id='(\d+)'", got)
+        assert m is not None and text.encode() in got, got
+        ids.append(m.group(1).decode())
+    c.close()
+    c2 = await Sasl2Client.open(harness, agent=c.agent)
+    b = await c2.scram("alice", inline=bind2())
+    meta = b.find(rb"<bound xmlns='urn:xmpp:bind:0'>(<metadata .*</metadata>)</bound>")
+    assert meta is not None, b.raw
+    assert re.fullmatch(rf"<metadata xmlns='urn:xmpp:mam:2'><start id='{ids[0]}' timestamp="
+                        rf"'[^']+Z'/><end id='{ids[-1]}' timestamp='[^']+Z'/></metadata>"
+                        .encode(), meta), meta
+    c2.close()
 
 
 # ---- FAST ------------------------------------------------------------------------------------
