@@ -185,6 +185,10 @@ class SaslExchange:
         self._scram: ScramServer | None = None
         self._failures = 0
 
+    def carry_failures(self, other: SaslExchange) -> None:
+        """Count the failures of the exchange this one replaces on the same stream."""
+        self._failures = other._failures
+
     def element(self, el: Element) -> Awaitable[object] | None:
         name = el.name
         if name == "abort":

@@ -477,6 +477,11 @@ class C2SSession(StreamSession, ClientSession):
 
     def _sasl_element(self, el: Element) -> Awaitable[object] | None:
         sasl = self._sasl
+        if isinstance(sasl, Sasl2Exchange):
+            new = SaslExchange(self, self.node, self.node.config.auth,
+                               allow_plaintext=self.node.config.c2s.allow_plaintext_auth)
+            new.carry_failures(sasl)
+            sasl = self._sasl = new
         if sasl is None:
             sasl = self._sasl = SaslExchange(
                 self, self.node, self.node.config.auth,
@@ -488,10 +493,12 @@ class C2SSession(StreamSession, ClientSession):
         if not isinstance(sasl, Sasl2Exchange):
             if sasl is not None and el.name != "authenticate":
                 raise StreamError("policy-violation", "SASL and SASL2 mixed in one exchange")
-            sasl = self._sasl = Sasl2Exchange(
-                self, self.node, self.node.config.auth,
-                allow_plaintext=self.node.config.c2s.allow_plaintext_auth,
-                cb_types=self._cb_types())
+            new = Sasl2Exchange(self, self.node, self.node.config.auth,
+                                allow_plaintext=self.node.config.c2s.allow_plaintext_auth,
+                                cb_types=self._cb_types())
+            if sasl is not None:
+                new.carry_failures(sasl)  # switching protocols does not reset the count
+            sasl = self._sasl = new
         return sasl.element(el)
 
     async def authenticated2(self, outcome: Outcome) -> None:

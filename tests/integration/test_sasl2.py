@@ -360,6 +360,21 @@ async def test_wrong_password_is_a_failure_with_text_and_the_stream_goes_on(
     c.close()
 
 
+async def test_five_failures_end_the_stream_across_sasl_and_sasl2(harness: Harness) -> None:
+    await harness.user("alice")
+    c = await Sasl2Client.open(harness)
+    for i in range(4):
+        if i % 2:
+            wrong = b64(chr(0) + "alice" + chr(0) + "x")
+            c.s.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>{wrong}</auth>")
+            assert b"<not-authorized" in await c._answer()
+        else:
+            assert not (await c.plain("alice", "x")).ok
+    await c.plain("alice", "x")
+    assert b"<policy-violation" in await c.s.read_to_close()
+    c.close()
+
+
 async def test_unknown_mechanism_and_sasl2_stanzas_before_auth(harness: Harness) -> None:
     c = await Sasl2Client.open(harness)
     c.s.send(f"<authenticate xmlns='{SASL2}' mechanism='DIGEST-MD5'/>")
