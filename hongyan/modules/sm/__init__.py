@@ -14,6 +14,10 @@
   are answered with ``service-unavailable`` to their sender (XEP-0198 §5); the rest (presence,
   errors, groupchat, headline) is stale and dropped, as offline storage would drop it, and so
   are carbon copies (XEP-0280: the original reached another of the user's resources).
+* Inline in SASL2 (XEP-0388, XEP-0198 with XEP-0386): ``<enable/>`` inside a
+  Bind2 ``<bind/>`` answers ``<enabled/>`` inside ``<bound/>``, and ``<resume/>`` inside
+  ``<authenticate/>`` answers ``<resumed/>`` (or ``<failed/>``) inside ``<success/>``; the same
+  code as the top-level nonzas, only the answer goes elsewhere.
 * A resumption id stays known for ``sm.resume_timeout`` seconds after its session ended (at
   most ``_GONE_MAX`` of them, oldest forgotten first): a ``<resume/>`` naming it gets
   ``<failed h='...'><item-not-found/></failed>`` with the count of stanzas the server had
