@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from hongyan.server.c2s import C2SSession, Host, Transport
 from hongyan.server.component import ComponentSession
+from hongyan.server.sasl2 import Outcome, outcome_from_json, outcome_to_json
 from hongyan.server.session import Session
 from hongyan.transport.bosh import BoshRelay, BoshTransport
 from hongyan.transport.relay import Relay
@@ -83,8 +84,8 @@ class Node(Host, Protocol):
 
     @property
     def tls_config(self) -> TLSConfig | None: ...
-    def adopted_session(self, transport: Transport, username: str, websocket: bool = False
-                        ) -> C2SSession: ...
+    def adopted_session(self, transport: Transport, username: str, websocket: bool = False,
+                        sasl2: Outcome | None = None) -> C2SSession: ...
     def adopted_component(self, transport: StreamTransport, received: bytes
                           ) -> ComponentSession: ...
     def adopted_websocket(self, username: str, peer_host: str, secure: bool
@@ -451,20 +452,26 @@ class Workers:
         return handler(body)
 
     # -- moving a connection to its home --------------------------------------------------------
-    async def hand_over(self, session: Session, index: int, success: bytes) -> None:
+    async def hand_over(self, session: Session, index: int, success: bytes,
+                        sasl2: Outcome | None = None) -> None:
         """``session`` just authenticated as an account homed on worker ``index``: write SASL
         success and move the connection there; this worker keeps at most a relay (of a TLS
-        connection's bytes, or of a WebSocket's messages)."""
+        connection's bytes, or of a WebSocket's messages). After SASL2 (``sasl2``) nothing is
+        written here: the home binds or resumes and answers ``<success/>`` itself."""
         assert isinstance(session, C2SSession)
         t = session.transport
         assert isinstance(t, StreamTransport | WebSocketTransport | BoshTransport | LeanWebSocket)
         t.pause_reading()
-        session.send(success, raw=True)
+        if success:
+            session.send(success, raw=True)
         session.flush()
         meta: dict[str, Any] = {"u": session.username, "p": t.peer_host, "s": t.secure}
-        if isinstance(t, WebSocketTransport) or (isinstance(t, LeanWebSocket)
-                                                 and not t.movable):
-            # aiohttp's state, or our TLS, stays with the socket
+        if sasl2 is not None:
+            meta["x"] = outcome_to_json(sasl2)
+        if isinstance(t, WebSocketTransport) or (isinstance(t, LeanWebSocket) and (
+                not t.movable or sasl2 is not None)):
+            # aiohttp's state, or our TLS, stays with the socket; a lean WebSocket after
+            # SASL2 is relayed too (its home finishes the login on the relayed stream)
             meta["w"] = True
             await self._relay(session, t, WebSocketRelay(t), index, meta)
             return
@@ -573,6 +580,7 @@ class Workers:
                 lambda: StreamTransport(component, None, False), sock))
             return
         username, peer, secure = str(meta["u"]), str(meta["p"]), bool(meta["s"])
+        sasl2 = outcome_from_json(meta["x"]) if "x" in meta else None
         if meta.get("l"):  # a plain lean WebSocket's socket itself (its frames start clean)
             ws = node.adopted_websocket(username, peer, secure)
             if ws is None:
@@ -583,7 +591,7 @@ class Workers:
         if meta.get("w"):  # a WebSocket's messages, relayed by the worker that keeps it
             def ws_factory(transport: StreamTransport) -> C2SSession:
                 transport.peer_host = peer
-                return node.adopted_session(transport, username, True)
+                return node.adopted_session(transport, username, True, sasl2)
 
             node.spawn(asyncio.get_running_loop().connect_accepted_socket(
                 lambda: LinkTransport(ws_factory, secure), sock))
@@ -591,7 +599,7 @@ class Workers:
 
         def factory(transport: StreamTransport) -> C2SSession:
             transport.peer_host = peer
-            return node.adopted_session(transport, username)
+            return node.adopted_session(transport, username, sasl2=sasl2)
 
         # a plain TCP socket moved here (counted here now); a TLS connection's relay is
         # counted where the connection is

@@ -213,6 +213,10 @@ class AuthSection(Section):
     mechanisms: list[Mechanism] = Field(default_factory=lambda: list(ALL_MECHANISMS))
     failure_delay: float = Field(1.0, ge=0, description="seconds; doubles per failure")
     failure_delay_max: float = Field(30.0, ge=0)
+    fast: bool = Field(True, description="FAST tokens (XEP-0484) for SASL2 logins in one "
+                       "round trip")
+    fast_token_lifetime: float = Field(14 * 86400.0, ge=60, description="seconds a FAST token "
+                                       "lasts; a login in its second half gets a new one")
 
 
 class RegistrationSection(Section):

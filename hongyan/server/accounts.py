@@ -6,6 +6,7 @@ import asyncio
 import builtins
 from typing import TYPE_CHECKING
 
+from hongyan.server import fast
 from hongyan.storage.migrations import Migration
 from hongyan.xmpp.jid import JIDError, prepare_localpart
 from hongyan.xmpp.sasl import (
@@ -19,7 +20,7 @@ from hongyan.xmpp.sasl import (
 if TYPE_CHECKING:
     from hongyan.storage.db import Database
 
-MIGRATIONS = (
+MIGRATIONS: tuple[Migration, ...] = (
     Migration("accounts", 1, (
         """CREATE TABLE accounts (
             username TEXT PRIMARY KEY,
@@ -35,6 +36,8 @@ MIGRATIONS = (
         "ALTER TABLE accounts ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0",
     )),
 )
+
+MIGRATIONS += fast.MIGRATIONS  # FAST tokens go with the account (dropped with its password)
 
 HASHES = ("sha1", "sha256")
 
@@ -96,10 +99,12 @@ class Accounts:
             c256.stored_key, c256.server_key, user)
         if n == 0:
             raise AccountError(f"no account {user!r}")
+        await fast.forget(self._db, user)  # XEP-0484: a new password ends every token
 
     async def delete(self, username: str) -> bool:
         user = self.prepare(username)
         self._known.discard(user)
+        await fast.forget(self._db, user)
         return await self._db.execute("DELETE FROM accounts WHERE username=?", user) > 0
 
     async def exists(self, username: str) -> bool:

@@ -145,6 +145,21 @@ def mechanisms(cfg: AuthSection, transport: Secured, *, allow_plaintext: bool) -
     return [m for m in cfg.mechanisms if cb or not m.endswith("-PLUS")]
 
 
+def channel_bindings(transport: Secured) -> dict[str, bytes]:
+    """Every channel binding type the connection offers, with its data (XEP-0440):
+    tls-server-end-point over TLS, and tls-exporter (RFC 9266) over TLS 1.3 where the
+    transport can export keying material."""
+    out: dict[str, bytes] = {}
+    cb = transport.channel_binding()
+    if cb is not None:
+        out[cb[0]] = cb[1]
+        exporter = getattr(transport, "exporter", None)
+        data = exporter() if exporter is not None else None
+        if data:
+            out["tls-exporter"] = data
+    return out
+
+
 class Service(Protocol):
     """What the exchange needs from the node."""
 
@@ -169,6 +184,10 @@ class SaslExchange:
         self.allow_plaintext = allow_plaintext
         self._scram: ScramServer | None = None
         self._failures = 0
+
+    def carry_failures(self, other: SaslExchange) -> None:
+        """Count the failures of the exchange this one replaces on the same stream."""
+        self._failures = other._failures
 
     def element(self, el: Element) -> Awaitable[object] | None:
         name = el.name
@@ -196,7 +215,10 @@ class SaslExchange:
         raise StreamError("unsupported-stanza-type", f"unexpected SASL element <{name}/>")
 
     def _auth(self, el: Element) -> Awaitable[object] | None:
-        mech = el.attrs.get("mechanism", "")
+        return self._start(el.attrs.get("mechanism", ""), el.text)
+
+    def _start(self, mech: str, text: str) -> Awaitable[object] | None:
+        """Begin ``mech`` with the base64 initial response ``text`` ("" = none)."""
         stream = self._stream
         transport = stream.transport
         if not transport.secure and not self.allow_plaintext:
@@ -206,20 +228,45 @@ class SaslExchange:
         if mech not in offered:
             return self._fail(SaslFailure("invalid-mechanism", f"{mech!r} not offered"))
         try:
-            data = _b64(el.text)
+            data = _b64(text)
         except SaslFailure as exc:
             return self._fail(exc)
         if mech == "PLAIN":
             return self._plain(data)
         hash_plus = scram_mechanism(mech)
         assert hash_plus is not None
-        self._scram = ScramServer(hash_plus[0], hash_plus[1], transport.channel_binding(),
+        self._scram = ScramServer(hash_plus[0], hash_plus[1], channel_bindings(transport),
                                   any(m.endswith("-PLUS") for m in offered), self._node.secret,
-                                  fake_iterations=self._cfg.scram_iterations)
+                                  fake_iterations=self._cfg.scram_iterations,
+                                  ssdp=self._ssdp(offered))
         if not data:
-            stream.send(f"<challenge xmlns='{NS.SASL}'/>".encode(), raw=True)
+            self._challenge(b"")
             return None
         return self._scram_first(data)
+
+    # -- what SASL2 (XEP-0388) does otherwise ---------------------------------------------------
+    def _ssdp(self, offered: list[str]) -> str | None:
+        """What XEP-0474 downgrade protection hashes (None: no ``h`` attribute)."""
+        return None
+
+    def _challenge(self, data: bytes) -> None:
+        if not data:
+            self._stream.send(f"<challenge xmlns='{NS.SASL}'/>".encode(), raw=True)
+            return
+        self._stream.send(f"<challenge xmlns='{NS.SASL}'>".encode() + base64.b64encode(data)
+                          + b"</challenge>", raw=True)
+
+    def _failure(self, exc: SaslFailure) -> Element:
+        fail = Element("failure", NS.SASL)
+        fail.add(exc.condition)
+        if exc.text:
+            fail.add("text", text=exc.text)
+        return fail
+
+    def _succeed(self, username: str, final: bytes) -> Awaitable[None]:
+        payload = base64.b64encode(final) if final else b""
+        return self._stream.authenticated(
+            username, f"<success xmlns='{NS.SASL}'>".encode() + payload + b"</success>")
 
     async def _scram_first(self, data: bytes) -> None:
         scram = self._scram
@@ -231,9 +278,7 @@ class SaslExchange:
             await self._fail(exc)
             return
         creds = await self._node.accounts.scram(username, scram.hash_name)
-        challenge = scram.server_first(creds)
-        self._stream.send(f"<challenge xmlns='{NS.SASL}'>".encode() +
-                          base64.b64encode(challenge) + b"</challenge>", raw=True)
+        self._challenge(scram.server_first(creds))
 
     async def _plain(self, data: bytes) -> None:
         try:
@@ -260,9 +305,7 @@ class SaslExchange:
             await self._fail(SaslFailure("account-disabled", "this account is disabled"))
             return
         self._node.guard.succeeded(self._stream.transport.peer_host)
-        payload = base64.b64encode(final) if final else b""
-        await self._stream.authenticated(
-            username, f"<success xmlns='{NS.SASL}'>".encode() + payload + b"</success>")
+        await self._succeed(username, final)
 
     async def _fail(self, exc: SaslFailure) -> None:
         self._scram = None
@@ -270,11 +313,7 @@ class SaslExchange:
             delay = self._node.guard.failed(self._stream.transport.peer_host)
             if delay > 0:
                 await asyncio.sleep(delay)
-        fail = Element("failure", NS.SASL)
-        fail.add(exc.condition)
-        if exc.text:
-            fail.add("text", text=exc.text)
-        self._stream.send(fail)
+        self._stream.send(self._failure(exc))
         self._failures += 1
         if self._failures >= MAX_FAILURES:
             self._stream.stream_error(StreamError("policy-violation",

@@ -16,14 +16,35 @@ counts against the node's :class:`~hongyan.server.limits.Preauth` caps.
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
+import datetime
+import hmac
 import logging
 import secrets
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hongyan.server.auth import SaslExchange, Service, mechanisms
-from hongyan.server.hooks import SessionBound, SessionClosed, StreamFeatures
+from hongyan.server.auth import SaslExchange, channel_bindings, mechanisms
+from hongyan.server.hooks import (
+    Bind2Prepare,
+    Bind2Request,
+    InlineFeatures,
+    Sasl2Resume,
+    SessionBound,
+    SessionClosed,
+    StreamFeatures,
+)
+from hongyan.server.sasl2 import (
+    BIND2,
+    FAST,
+    LIMITS,
+    SASL2,
+    FastService,
+    Outcome,
+    Sasl2Exchange,
+    fast_feature,
+)
 from hongyan.server.session import (
     AUTHENTICATED,
     BOUND,
@@ -40,6 +61,7 @@ from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, StreamError, error_reply
 from hongyan.xmpp.jid import JID, JIDError, prepare_resource
 from hongyan.xmpp.parser import Event, StreamClose, StreamOpen
+from hongyan.xmpp.sasl import HT_MECHANISMS
 from hongyan.xmpp.stream import Stream
 
 if TYPE_CHECKING:
@@ -77,7 +99,7 @@ class Transport(Protocol):
     def channel_binding(self) -> tuple[str, bytes] | None: ...
 
 
-class Host(Service, Protocol):
+class Host(FastService, Protocol):
     """What a client session uses of its node (besides what SASL uses, :class:`Service`)."""
 
     config: Config
@@ -290,17 +312,50 @@ class C2SSession(StreamSession, ClientSession):
                 m = feats.add("mechanisms", NS.SASL)
                 for name in mechs:
                     m.add("mechanism", text=name)
-                if secure and self.transport.channel_binding() is not None:
+                cb_types = self._cb_types()
+                if cb_types:
                     cb = feats.add("sasl-channel-binding", NS.SASL_CB)
-                    cb.add("channel-binding", attrs={"type": "tls-server-end-point"})
+                    for t in cb_types:
+                        cb.add("channel-binding", attrs={"type": t})
+                self._sasl2_feature(feats, mechs, cb_types or [])
             if self.node.registration_enabled and (secure or not cfg.c2s.require_encryption):
                 feats.add("register", NS.REGISTER_FEATURE)
+            # XEP-0478: the bounds of this stream before authentication
+            limits = feats.add("limits", LIMITS)
+            limits.add("max-bytes", text=str(min(cfg.c2s.preauth_max_stanza_size,
+                                                 cfg.c2s.max_stanza_size)))
+            limits.add("idle-seconds", text=str(int(cfg.c2s.auth_timeout)))
         else:
-            feats.add("bind", NS.BIND)
-            sess = feats.add("session", NS.SESSION)
-            sess.add("optional")
+            if self.state == AUTHENTICATED:
+                feats.add("bind", NS.BIND)
+                sess = feats.add("session", NS.SESSION)
+                sess.add("optional")
             self.node.hooks.fire_sync(StreamFeatures(self, feats))
+            limits = feats.add("limits", LIMITS)
+            limits.add("max-bytes", text=str(cfg.c2s.max_stanza_size))
         return feats
+
+    def _cb_types(self) -> list[str] | None:
+        """The channel binding types advertised (XEP-0440), when -PLUS mechanisms are."""
+        if not self.transport.secure or self.transport.channel_binding() is None:
+            return None
+        return sorted(channel_bindings(self.transport))
+
+    def _sasl2_feature(self, feats: Element, mechs: list[str], cb_types: list[str]) -> None:
+        """SASL2's ``<authentication/>`` (XEP-0388) with what it negotiates inline: Bind2
+        and the inline features of the modules, FAST (XEP-0484)."""
+        auth = feats.add("authentication", SASL2)
+        for name in mechs:
+            auth.add("mechanism", text=name)
+        inline = auth.add("inline")
+        bind_inline = inline.add("bind", BIND2).add("inline")
+        hooks = self.node.hooks
+        if hooks.has(InlineFeatures):
+            hooks.fire_sync(InlineFeatures(self, inline, bind_inline))
+        if self.node.fast is not None:
+            fast = fast_feature(self.transport.secure, cb_types)
+            if fast is not None:
+                inline.append(fast)
 
     def _stop_auth_timer(self) -> None:
         if self._auth_timer is not None:
@@ -378,6 +433,8 @@ class C2SSession(StreamSession, ClientSession):
             return self._starttls()
         if xmlns == NS.SASL and self.state == NEGOTIATING:
             return self._sasl_element(el)
+        if xmlns == SASL2 and self.state == NEGOTIATING:
+            return self._sasl2_element(el)
         if xmlns == NS.CLIENT:
             if el.name not in ("message", "presence", "iq"):
                 raise StreamError("unsupported-stanza-type", f"<{el.name}/> is not a stanza")
@@ -422,11 +479,138 @@ class C2SSession(StreamSession, ClientSession):
 
     def _sasl_element(self, el: Element) -> Awaitable[object] | None:
         sasl = self._sasl
+        if isinstance(sasl, Sasl2Exchange):
+            new = SaslExchange(self, self.node, self.node.config.auth,
+                               allow_plaintext=self.node.config.c2s.allow_plaintext_auth)
+            new.carry_failures(sasl)
+            sasl = self._sasl = new
         if sasl is None:
             sasl = self._sasl = SaslExchange(
                 self, self.node, self.node.config.auth,
                 allow_plaintext=self.node.config.c2s.allow_plaintext_auth)
         return sasl.element(el)
+
+    def _sasl2_element(self, el: Element) -> Awaitable[object] | None:
+        sasl = self._sasl
+        if not isinstance(sasl, Sasl2Exchange):
+            if sasl is not None and el.name != "authenticate":
+                raise StreamError("policy-violation", "SASL and SASL2 mixed in one exchange")
+            new = Sasl2Exchange(self, self.node, self.node.config.auth,
+                                allow_plaintext=self.node.config.c2s.allow_plaintext_auth,
+                                cb_types=self._cb_types())
+            if sasl is not None:
+                new.carry_failures(sasl)  # switching protocols does not reset the count
+            sasl = self._sasl = new
+        return sasl.element(el)
+
+    async def authenticated2(self, outcome: Outcome) -> None:
+        """SASL2 succeeded: resume or bind what ``outcome.request`` asks inline, then answer
+        one ``<success/>`` and the stream features (no stream restart, XEP-0388 §3.5)."""
+        self._sasl = None
+        self.username = outcome.username
+        self.state = AUTHENTICATED
+        self._leave_preauth()
+        cluster = self.node.cluster
+        if cluster is not None:
+            home = cluster.home(outcome.username)
+            if home != cluster.index:
+                if self._pending:
+                    raise StreamError("policy-violation", "data pipelined after SASL2")
+                self.stream.upgrade()
+                await cluster.hand_over(self, home, b"", sasl2=outcome)
+                return
+        self.stream.upgrade()
+        await self.finish_sasl2(outcome)
+
+    async def finish_sasl2(self, outcome: Outcome) -> None:
+        """What follows a SASL2 success on the account's home process."""
+        request = outcome.request
+        success = Element("success", SASL2)
+        if outcome.additional:
+            success.add("additional-data", text=base64.b64encode(outcome.additional).decode())
+        ident = success.add("authorization-identifier",
+                            text=f"{outcome.username}@{self.node.domain}")
+        token = await self._fast_token(outcome)
+        hooks = self.node.hooks
+        bind = request.find("bind", BIND2)
+        prepared: list[Element] = []
+        if bind is not None and hooks.has(Bind2Prepare):
+            await hooks.fire(Bind2Prepare(outcome.username, bind, prepared))
+        # the last await is behind: from here on it is one step
+        if self.state == CLOSED:
+            return
+        out = self._out
+        mark = 0 if out is None else len(out)
+        resume = request.find("resume", NS.SM)
+        resumed = False
+        if resume is not None:
+            if hooks.has(Sasl2Resume):
+                ev = Sasl2Resume(self, resume, success)
+                hooks.fire_sync(ev)
+                resumed = ev.resumed
+            else:
+                success.add("failed", NS.SM).add("feature-not-implemented", NS.STANZAS)
+        if bind is not None and not resumed:
+            self._bind2(bind, outcome.agent, success, prepared)
+        if self.jid is not None:
+            ident.text = self.jid.text
+        if token is not None:
+            success.append(token)
+        data = success.to_bytes(NS.CLIENT) + self._features().to_bytes(NS.CLIENT)
+        out = self._out
+        if out is None or mark >= len(out):
+            self._write(data)
+        else:
+            out.insert(mark, data)  # before whatever resuming or binding sent
+
+    async def _fast_token(self, outcome: Outcome) -> Element | None:
+        """XEP-0484: drop the token on ``<fast invalidate/>``, issue one on
+        ``<request-token/>`` or when the one used is due for rotation."""
+        tokens = self.node.fast
+        if tokens is None or not outcome.agent or not self.transport.secure:
+            return None
+        request = outcome.request
+        mech = ""
+        ask = request.find("request-token", FAST)
+        fast = request.find("fast", FAST)
+        used = outcome.used
+        if used is not None and fast is not None and fast.attrs.get("invalidate") in (
+                "1", "true"):
+            await tokens.invalidate(outcome.username, outcome.agent)
+            used = None  # no rotation after an invalidation (XEP-0484 §4.6)
+        if ask is not None:
+            # one the client saw offered (after a move to the home worker, the connection's
+            # TLS is on the other one: its bindings are not visible here)
+            mech = ask.attrs.get("mechanism", "")
+            if mech not in HT_MECHANISMS:
+                return None  # not a FAST mechanism: no token
+        elif used is not None and tokens.due(used):
+            mech = outcome.mechanism
+        if not mech:
+            return None
+        issued = await tokens.issue(outcome.username, outcome.agent, mech)
+        return Element("token", FAST, {"expiry": _timestamp(issued.expires_at),
+                                       "token": issued.token})
+
+    def _bind2(self, bind: Element, agent: str, success: Element,
+               prepared: list[Element]) -> None:
+        """Bind2 (XEP-0386): the resource is the client's tag and a suffix that stays the same
+        for one user agent (so a reconnecting phone replaces its stale session)."""
+        tag = (bind.find_text("tag", BIND2) or "").strip()
+        seed = agent or secrets.token_hex(8)
+        suffix = hmac.new(self.node.secret, f"{self.username}\0{seed}".encode(),
+                          "sha256").hexdigest()[:8]
+        try:
+            resource = prepare_resource(f"{tag[:64]}.{suffix}" if tag else suffix)
+        except JIDError:
+            resource = suffix
+        self._bind(resource)
+        bound = success.add("bound", BIND2)
+        for el in prepared:
+            bound.append(el)
+        hooks = self.node.hooks
+        if hooks.has(Bind2Request):
+            hooks.fire_sync(Bind2Request(self, bind, bound))
 
     async def authenticated(self, username: str, success: bytes) -> None:
         """SASL succeeded for ``username``: ``success`` is the ``<success/>`` to answer."""
@@ -469,6 +653,14 @@ class C2SSession(StreamSession, ClientSession):
         except JIDError as exc:
             self.send(error_reply(el, StanzaError("bad-request", str(exc))))
             return None
+        reply = Element("iq", attrs={"type": "result", "id": iq_id})
+        reply.add("bind", NS.BIND).add("jid", text=str(JID(self.username, self.node.domain,
+                                                                resource)))
+        self._bind(resource, reply)
+        return None
+
+    def _bind(self, resource: str, reply: Element | None = None) -> JID:
+        """Bind ``resource`` (``reply``: the IQ result to send before the bound hooks)."""
         jid = JID(self.username, self.node.domain, resource)
         self.jid = jid
         old = self.node.sessions.add(self)
@@ -477,11 +669,10 @@ class C2SSession(StreamSession, ClientSession):
         self.state = BOUND
         self.stream.established()
         self._stop_auth_timer()
-        reply = Element("iq", attrs={"type": "result", "id": iq_id})
-        reply.add("bind", NS.BIND).add("jid", text=str(jid))
-        self.send(reply)
+        if reply is not None:
+            self.send(reply)
         self.node.hooks.fire_sync(SessionBound(self))
-        return None
+        return jid
 
     # -- stanzas after bind ---------------------------------------------------------------------
     def _stanza(self, el: Element) -> Awaitable[object] | None:
@@ -512,3 +703,8 @@ class C2SSession(StreamSession, ClientSession):
                     self.send(error_reply(el, StanzaError("jid-malformed", str(exc))))
                 return None
         return self.node.router.route_from_session(el, self, to)
+
+
+def _timestamp(epoch: int) -> str:
+    """XEP-0082 DateTime, UTC."""
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

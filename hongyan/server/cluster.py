@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from hongyan.server.sasl2 import Outcome
     from hongyan.server.session import Session
     from hongyan.xmpp.element import Element
     from hongyan.xmpp.jid import JID
@@ -46,9 +47,10 @@ class Cluster(Protocol):
                   recipients: list[tuple[str, bytes]]) -> None:
         """One room message for several sessions homed on ``index``: each copy is
         ``head + esc + tail`` for (full JID, esc) in ``recipients``."""
-    def hand_over(self, session: Session, index: int, success: bytes) -> Awaitable[None]:
+    def hand_over(self, session: Session, index: int, success: bytes,
+                  sasl2: Outcome | None = None) -> Awaitable[None]:
         """``session`` just authenticated as an account homed on ``index``: write ``success``
-        and move the connection there."""
+        and move the connection there (after SASL2: ``sasl2``, which the home finishes)."""
     def pass_stream(self, session: Session, index: int, received: bytes) -> None:
         """Move the connection of ``session``, to which nothing was written yet, to process
         ``index``, which reads ``received`` (what came on it so far) first: an external

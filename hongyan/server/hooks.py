@@ -217,3 +217,56 @@ class StreamFeatures:
 
     session: ClientSession
     features: Element
+
+
+@dataclass(slots=True)
+class InlineFeatures:
+    """Collect what SASL2 (XEP-0388) may negotiate inline (sync hook): append to ``sasl2``
+    (the ``<inline/>`` of ``<authentication/>``, e.g. XEP-0198 resumption) and add
+    ``<feature var/>`` elements to ``bind2`` (the ``<inline/>`` of Bind2's ``<bind/>``)."""
+
+    SYNC: ClassVar[bool] = True
+
+    session: ClientSession
+    sasl2: Element
+    bind2: Element
+
+
+@dataclass(slots=True)
+class Bind2Request:
+    """A Bind2 ``<bind/>`` (XEP-0386) just bound ``session`` (sync hook, after
+    :class:`SessionBound`): handle your children of ``request`` and append your answers to
+    ``bound``, the ``<bound/>`` of the SASL2 ``<success/>``. Nothing is on the wire yet: what a
+    handler sends goes out after the ``<success/>``."""
+
+    SYNC: ClassVar[bool] = True
+
+    session: ClientSession
+    request: Element
+    bound: Element
+
+
+@dataclass(slots=True)
+class Sasl2Resume:
+    """A SASL2 ``<authenticate/>`` carried a XEP-0198 ``<resume/>`` (sync hook): the stream
+    management module resumes the session into ``session`` (authenticated, not bound) and
+    appends ``<resumed/>`` or ``<failed/>`` to ``success``; what it sends (the stanzas sent
+    again) goes out after the ``<success/>``. ``resumed``: it did."""
+
+    SYNC: ClassVar[bool] = True
+
+    session: ClientSession
+    request: Element
+    success: Element
+    resumed: bool = False
+
+
+@dataclass(slots=True)
+class Bind2Prepare:
+    """A Bind2 ``<bind/>`` (XEP-0386) for ``username`` is about to be handled (async hook,
+    before anything is bound or written): append to ``bound`` what needs storage to say, such
+    as the archive's catch-up hint (XEP-0313 metadata)."""
+
+    username: str
+    request: Element
+    bound: list[Element]

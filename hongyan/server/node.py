@@ -30,6 +30,7 @@ from hongyan.server.c2s import AUTHENTICATED, DETACHED, C2SSession, Transport
 from hongyan.server.clock import Clock
 from hongyan.server.cluster import Cluster
 from hongyan.server.component import ComponentSession, ExternalComponents
+from hongyan.server.fast import FastTokens
 from hongyan.server.features import load_module_classes
 from hongyan.server.hooks import AccountDeleted, HookBus
 from hongyan.server.iq import Iq, IqTracker
@@ -39,6 +40,7 @@ from hongyan.server.module import Module, ModuleAPI
 from hongyan.server.router import Router
 from hongyan.server.s2s import Federation, Served
 from hongyan.server.s2s.certs import Trust
+from hongyan.server.sasl2 import Outcome
 from hongyan.server.session import Flushable, NonzaHandler
 from hongyan.server.sessions import SessionManager
 from hongyan.server.tls import cert_der, client_context, ensure_self_signed, server_context
@@ -119,6 +121,7 @@ class Node:
         self._db: Database | None = None
         self._kv: KeyValueStore | None = None
         self._accounts: Accounts | None = None
+        self._fast: FastTokens | None = None
         self._apis: list[ModuleAPI] = []
         self._servers: list[asyncio.AbstractServer] = []
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -174,6 +177,11 @@ class Node:
         self._metrics()
 
     # -- services -------------------------------------------------------------------------------
+    @property
+    def fast(self) -> FastTokens | None:
+        """The FAST tokens (XEP-0484), when ``auth.fast`` is on."""
+        return self._fast
+
     @property
     def cluster(self) -> Cluster | None:
         """The node's other processes as everything but the composition sees them."""
@@ -242,6 +250,10 @@ class Node:
                                        pool_size=self.config.storage.pool_size)
         self._kv = KeyValueStore(self._db)
         self._accounts = Accounts(self._db, self.config.auth.scram_iterations)
+        if self.config.auth.fast:
+            self._fast = FastTokens(self._db, lambda: self.secret,
+                                    self.config.auth.fast_token_lifetime,
+                                    lambda: self.clock.time())
         classes = load_module_classes(self.config.modules.disabled, self.config.modules.package)
         migs: list[Migration] = [*accounts_mod.MIGRATIONS, *KV_MIGRATIONS]
         for cls in classes:
@@ -514,14 +526,19 @@ class Node:
     def tls_config(self) -> TLSConfig | None:
         return self._tls
 
-    def adopted_session(self, transport: Transport, username: str, websocket: bool = False
-                        ) -> C2SSession:
+    def adopted_session(self, transport: Transport, username: str, websocket: bool = False,
+                        sasl2: Outcome | None = None) -> C2SSession:
         """A connection another worker authenticated for ``username`` (homed here): the next
-        thing on it is the client's stream restart (``websocket``: an RFC 7395 stream)."""
+        thing on it is the client's stream restart (``websocket``: an RFC 7395 stream), or,
+        after SASL2 (``sasl2``), the rest of the login, which this process finishes now."""
         session = C2SSession(self, transport, self.ws_streams if websocket else None)
         session.username = username
         session.state = AUTHENTICATED
-        session.stream.restart(authenticated=True)
+        if sasl2 is None:
+            session.stream.restart(authenticated=True)
+        else:
+            session.stream.opened()  # the header was read where the connection came in
+            self.spawn(session.finish_sasl2(sasl2))
         return session
 
     def adopted_websocket(self, username: str, peer_host: str, secure: bool

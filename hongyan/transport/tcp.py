@@ -14,6 +14,8 @@ import ssl
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
+from hongyan.transport.exporter import tls_exporter
+
 log = logging.getLogger("hongyan.transport")
 
 
@@ -221,6 +223,13 @@ class StreamTransport(asyncio.Protocol):
         if self._secure and self._tls is not None:
             return ("tls-server-end-point", self._tls.cb_server_end_point)
         return None
+
+    def exporter(self) -> bytes | None:
+        """RFC 9266 tls-exporter data of this connection (TLS 1.3 only), or None."""
+        t = self._transport
+        if not self._secure or t is None:
+            return None
+        return tls_exporter(t.get_extra_info("ssl_object"))
 
 
 def listening_sockets(hosts: list[str], port: int) -> list[socket.socket]:

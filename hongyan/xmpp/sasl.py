@@ -131,14 +131,21 @@ class ScramServer:
 
     __slots__ = ("_cb", "_cb_flag", "_client_first_bare", "_combined_nonce", "_creds",
                  "_fake_iterations", "_fake_secret", "_gs2_header", "_nonce", "_offers_plus",
-                 "_server_first", "authzid", "hash_name", "plus", "username")
+                 "_server_first", "_ssdp", "authzid", "hash_name", "plus", "username")
 
-    def __init__(self, hash_name: str, plus: bool, channel_binding: tuple[str, bytes] | None,
+    def __init__(self, hash_name: str, plus: bool,
+                 channel_binding: tuple[str, bytes] | Mapping[str, bytes] | None,
                  server_offers_plus: bool, fake_salt_secret: bytes, nonce: str | None = None,
-                 fake_iterations: int = 4096) -> None:
+                 fake_iterations: int = 4096, ssdp: str | None = None) -> None:
+        """``channel_binding``: the binding type and data of the connection, or every type it
+        offers by name; ``ssdp``: the XEP-0474 string of what was advertised (SASL2 sends its
+        hash as the ``h`` attribute of server-first-message)."""
         self.hash_name = hash_name
         self.plus = plus
-        self._cb = channel_binding
+        if isinstance(channel_binding, tuple):
+            channel_binding = {channel_binding[0]: channel_binding[1]}
+        self._cb: Mapping[str, bytes] = channel_binding or {}
+        self._ssdp = ssdp
         self._offers_plus = server_offers_plus
         self._fake_secret = fake_salt_secret
         self._fake_iterations = fake_iterations
@@ -172,7 +179,7 @@ class ScramServer:
         elif flag.startswith("p="):
             if not self.plus:
                 raise SaslFailure("malformed-request", "channel binding needs a -PLUS mechanism")
-            if self._cb is None or flag[2:] != self._cb[0]:
+            if flag[2:] not in self._cb:
                 raise SaslFailure("not-authorized", f"channel binding {flag[2:]!r} unsupported")
         else:
             raise SaslFailure("malformed-request", "bad GS2 header")
@@ -212,6 +219,9 @@ class ScramServer:
             salt, iterations = creds.salt, creds.iterations
         self._server_first = (f"r={self._combined_nonce},s={base64.b64encode(salt).decode()},"
                               f"i={iterations}")
+        if self._ssdp is not None:
+            self._server_first += ",h=" + base64.b64encode(
+                _h(self.hash_name, self._ssdp.encode())).decode()
         return self._server_first.encode()
 
     def client_final(self, data: bytes) -> bytes:
@@ -228,8 +238,7 @@ class ScramServer:
         attrs = dict(attr_list[:2])
         cb_data = self._gs2_header.encode()
         if self._cb_flag.startswith("p="):
-            assert self._cb is not None
-            cb_data += self._cb[1]
+            cb_data += self._cb[self._cb_flag[2:]]
         try:
             given_cb = base64.b64decode(attrs.get("c", ""), validate=True)
             proof = base64.b64decode(proof_b64, validate=True)
@@ -264,3 +273,41 @@ def tls_server_end_point(der_cert: bytes) -> bytes:
     if algo is not None and not isinstance(algo, (hashes.MD5, hashes.SHA1)):
         name = algo.name
     return hashlib.new(name, der_cert).digest()
+
+
+def ssdp_string(mechanisms: list[str], channel_bindings: list[str] | None) -> str:
+    """What XEP-0474 hashes: the advertised mechanisms sorted (octet order) and joined by
+    U+001E, then, when XEP-0440 advertised channel bindings, U+001F and their sorted types."""
+    s = "\x1e".join(sorted(mechanisms))
+    if channel_bindings is not None:
+        s += "\x1f" + "\x1e".join(sorted(channel_bindings))
+    return s
+
+
+#: the Hashed Token mechanisms (XEP-0484 FAST) -> the channel binding each uses ("" = none)
+HT_MECHANISMS: Mapping[str, str] = MappingProxyType({
+    "HT-SHA-256-NONE": "",
+    "HT-SHA-256-ENDP": "tls-server-end-point",
+    "HT-SHA-256-EXPR": "tls-exporter",
+})
+
+
+def ht_initiator(token: bytes, cb_data: bytes) -> bytes:
+    """The client's proof of the HT-SHA-256 mechanisms: HMAC(token, "Initiator" || cb)."""
+    return _hmac("sha256", token, b"Initiator" + cb_data)
+
+
+def ht_responder(token: bytes, cb_data: bytes) -> bytes:
+    """The server's answer (its proof of knowing the token): HMAC(token, "Responder" || cb)."""
+    return _hmac("sha256", token, b"Responder" + cb_data)
+
+
+def parse_ht(message: bytes) -> tuple[str, bytes]:
+    """(authcid, initiator hash) of an HT initial response: authcid NUL hash."""
+    authcid, sep, proof = message.partition(b"\0")
+    if not sep or not authcid or len(proof) != 32:
+        raise SaslFailure("malformed-request", "HT wants authcid NUL a 32-byte HMAC")
+    try:
+        return authcid.decode("utf-8"), proof
+    except UnicodeDecodeError:
+        raise SaslFailure("incorrect-encoding", "the authcid is not UTF-8") from None

@@ -229,6 +229,27 @@ class Stream:
             if old is not None:
                 old.close()
 
+    def opened(self) -> None:
+        """This stream was opened and authenticated elsewhere (another worker read its header
+        and its SASL2 exchange): the next bytes are its stanzas, read with the full limits."""
+        self.header_sent = True
+        if self.profile.framing == RFC6120:
+            if self.parser is not None:
+                self.parser.close()
+            self.parser = None
+            self._root_ns = self.profile.parsers.intern(((None, NS.CLIENT), ("stream", NS.STREAM)))
+
+    def upgrade(self) -> None:
+        """SASL2 succeeded (no stream restart): the profile's full parser limits from now on.
+        A parser in the middle of an element keeps its limits until it next rests (and
+        :meth:`rest` resumes a full one)."""
+        parser = self.parser
+        if self.profile.framing != RFC6120 or parser is None or not parser.at_rest:
+            return
+        self._root_ns = self.profile.parsers.intern(parser.resume_state())
+        self.parser = self.profile.parsers.resume(self._root_ns, _CONTENT_NS[self.profile.role])
+        parser.close()
+
     def established(self) -> None:
         """Negotiation is over (a resource is bound): no more deadline."""
         self.deadline = 0.0

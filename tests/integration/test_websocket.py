@@ -64,7 +64,10 @@ async def ws(harness: Harness, **kw: Any) -> WsStream:
 
 
 def mechanisms(features: bytes) -> list[bytes]:
-    return re.findall(rb"<mechanism>([^<]+)</mechanism>", features)
+    """The RFC 6120 SASL mechanisms (not SASL2's, XEP-0388, which has its own list)."""
+    block = re.search(rb"<mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>(.*?)</mechanisms>",
+                      features)
+    return re.findall(rb"<mechanism>([^<]+)</mechanism>", block.group(1)) if block else []
 
 
 async def test_login_bind_and_chat_both_ways_with_a_tcp_user(harness: Harness) -> None:
@@ -124,8 +127,11 @@ async def test_plain_websocket_offers_no_authentication_and_no_starttls(harness:
     s = await ws(harness)
     s.send(OPEN)
     await s.message()
+    # nothing to negotiate but the stream's limits (XEP-0478)
     assert await s.message() == ("<stream:features xmlns:stream='http://etherx.jabber.org/"
-                                 "streams'/>")
+                                 "streams'><limits xmlns='urn:xmpp:stream-limits:0'><max-bytes>"
+                                 "16384</max-bytes><idle-seconds>30</idle-seconds></limits>"
+                                 "</stream:features>")
     s.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
     assert b"<policy-violation" in await s.read_to_close()
     await s.close()

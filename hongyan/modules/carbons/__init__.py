@@ -56,7 +56,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hongyan.modules.events import SessionResumed
-from hongyan.server.hooks import SessionClosed, StanzaInbound, StanzaOutbound
+from hongyan.server.hooks import (
+    Bind2Request,
+    InlineFeatures,
+    SessionClosed,
+    StanzaInbound,
+    StanzaOutbound,
+)
 from hongyan.server.module import Iq, Module, ModuleAPI, hook, iq_handler
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
@@ -134,11 +140,25 @@ class Carbons(Module):
         session = iq.session
         if session is None or session.jid != iq.sender:
             raise StanzaError("not-allowed", "only a client of this server enables its carbons")
-        enabled = self.users.setdefault(iq.sender.local, [])
+        self._enable(iq.sender.local, session)
+        return iq.result()
+
+    def _enable(self, username: str, session: ClientSession) -> None:
+        enabled = self.users.setdefault(username, [])
         if session not in enabled:
             enabled.append(session)
         self._copies.set(True)
-        return iq.result()
+
+    @hook(InlineFeatures)
+    def on_inline(self, ev: InlineFeatures) -> None:
+        ev.bind2.add("feature", attrs={"var": CARBONS})
+
+    @hook(Bind2Request)
+    def on_bind2(self, ev: Bind2Request) -> None:
+        """Bind2 (XEP-0386): ``<enable xmlns='urn:xmpp:carbons:2'/>`` inline."""
+        jid = ev.session.jid
+        if jid is not None and ev.request.find("enable", CARBONS) is not None:
+            self._enable(jid.local, ev.session)
 
     @iq_handler(CARBONS, "disable", "set", scope="self")
     def on_disable(self, iq: Iq) -> Element:

@@ -19,7 +19,7 @@ stanzas sent again, and the resumed stream is active.
 from __future__ import annotations
 
 from hongyan.modules.csi.state import CSIState
-from hongyan.server.hooks import StreamFeatures
+from hongyan.server.hooks import Bind2Request, InlineFeatures, StreamFeatures
 from hongyan.server.module import Module, hook
 from hongyan.server.session import BOUND, ClientSession
 from hongyan.xmpp import ns as NS
@@ -38,6 +38,16 @@ class ClientStateIndication(Module):
     @hook(StreamFeatures)
     def on_features(self, ev: StreamFeatures) -> None:
         ev.features.add("csi", NS.CSI)
+
+    @hook(InlineFeatures)
+    def on_inline(self, ev: InlineFeatures) -> None:
+        ev.bind2.add("feature", attrs={"var": NS.CSI})
+
+    @hook(Bind2Request)
+    def on_bind2(self, ev: Bind2Request) -> None:
+        """Bind2 (XEP-0386): a client that comes back in the background says <inactive/>."""
+        if ev.request.find("inactive", NS.CSI) is not None and _state(ev.session) is None:
+            ev.session.add_filter(CSIState())
 
     def on_inactive(self, session: ClientSession, el: Element) -> None:
         if session.state != BOUND:

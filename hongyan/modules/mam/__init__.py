@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 from hongyan.modules import archive_query as query
 from hongyan.modules.archive_query import MAM, MAM_EXTENDED, ArchiveOptions
 from hongyan.modules.roster import Roster
-from hongyan.server.hooks import AccountDeleted, StanzaInbound, anywhere
+from hongyan.server.hooks import AccountDeleted, Bind2Prepare, StanzaInbound, anywhere
 from hongyan.server.module import Iq, Module, ModuleAPI, Timer, hook, iq_handler
 from hongyan.storage.batch import HandOver
 from hongyan.storage.migrations import Migration
@@ -465,6 +465,16 @@ class Mam(Module):
                  else _WITH_NS + xml[len("<message"):]) for mid, xml in rows]
         query.send_results(iq.session, q, rows, flip)
         return iq.result(query.fin_element(rows, complete, count, flip))
+
+    @hook(Bind2Prepare)
+    async def on_bind2(self, ev: Bind2Prepare) -> None:
+        """Bind2 (XEP-0386): the catch-up hint, the archive's first and last message, in
+        ``<bound/>``, so a reconnecting client knows whether to query at all. What this
+        process still queues is written first; with workers, messages another process queued
+        in the last ``mam.flush_interval`` may be missing from it."""
+        await self.flush()
+        ev.bound.append(query.metadata_element(
+            await query.bounds(self.api.db, "mam_messages", "owner", ev.username)))
 
     @iq_handler(MAM, "metadata", "get", scope=("self", "bare"))
     async def on_metadata(self, iq: Iq) -> Element:

@@ -14,6 +14,10 @@
   are answered with ``service-unavailable`` to their sender (XEP-0198 §5); the rest (presence,
   errors, groupchat, headline) is stale and dropped, as offline storage would drop it, and so
   are carbon copies (XEP-0280: the original reached another of the user's resources).
+* Inline in SASL2 (XEP-0388, XEP-0198 with XEP-0386): ``<enable/>`` inside a
+  Bind2 ``<bind/>`` answers ``<enabled/>`` inside ``<bound/>``, and ``<resume/>`` inside
+  ``<authenticate/>`` answers ``<resumed/>`` (or ``<failed/>``) inside ``<success/>``; the same
+  code as the top-level nonzas, only the answer goes elsewhere.
 * A resumption id stays known for ``sm.resume_timeout`` seconds after its session ended (at
   most ``_GONE_MAX`` of them, oldest forgotten first): a ``<resume/>`` naming it gets
   ``<failed h='...'><item-not-found/></failed>`` with the count of stanzas the server had
@@ -34,12 +38,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import secrets
+from collections.abc import Callable
 
 from hongyan.modules.events import QueuedForResumption, SessionResumed
 from hongyan.modules.offline import NOT_STORED, REFUSE, STORE, Offline, disposition
 from hongyan.modules.sm.options import SMOptions
 from hongyan.modules.sm.state import MOD, HandledCountTooHigh, SMState
-from hongyan.server.hooks import SessionClosed, StreamFeatures
+from hongyan.server.hooks import (
+    Bind2Request,
+    InlineFeatures,
+    Sasl2Resume,
+    SessionClosed,
+    StreamFeatures,
+)
 from hongyan.server.module import Module, ModuleAPI, hook
 from hongyan.server.session import AUTHENTICATED, BOUND, CLOSED, ClientSession, Session
 from hongyan.xmpp import ns as NS
@@ -52,12 +63,16 @@ CARBONS = "urn:xmpp:carbons:2"
 _GONE_MAX = 10_000  # ended resumption ids remembered for <failed h/>
 
 
-def _failed(condition: str, h: int | None = None) -> bytes:
+def _failed_element(condition: str, h: int | None = None) -> Element:
     el = Element("failed", NS.SM)
     if h is not None:
         el.attrs["h"] = str(h)
     el.add(condition, ERRORS_NS)
-    return el.to_bytes(NS.CLIENT)
+    return el
+
+
+def _failed(condition: str, h: int | None = None) -> bytes:
+    return _failed_element(condition, h).to_bytes(NS.CLIENT)
 
 
 class TooHigh(StreamError):
@@ -113,11 +128,30 @@ class StreamManagement(Module):
     def on_features(self, ev: StreamFeatures) -> None:
         ev.features.add("sm", NS.SM)
 
+    # -- inline in SASL2 (XEP-0388) and Bind2 (XEP-0386) ----------------------------------------
+    @hook(InlineFeatures)
+    def on_inline(self, ev: InlineFeatures) -> None:
+        ev.sasl2.add("sm", NS.SM)  # resumption inline in <authenticate/>
+        ev.bind2.add("feature", attrs={"var": NS.SM})  # <enable/> inline in <bind/>
+
+    @hook(Bind2Request)
+    def on_bind2(self, ev: Bind2Request) -> None:
+        el = ev.request.find("enable", NS.SM)
+        if el is not None:
+            ev.bound.append(self._enable(ev.session, el))
+
+    @hook(Sasl2Resume)
+    def on_sasl2_resume(self, ev: Sasl2Resume) -> None:
+        ev.resumed = self._resume(ev.session, ev.request, ev.success.append)
+
     # -- nonzas ---------------------------------------------------------------------------------
     def on_enable(self, session: ClientSession, el: Element) -> None:
+        session.send(self._enable(session, el).to_bytes(NS.CLIENT), raw=True)
+
+    def _enable(self, session: ClientSession, el: Element) -> Element:
+        """Enable stream management on a bound session: the <enabled/> (or <failed/>)."""
         if session.state != BOUND or session.sm is not None:
-            session.send(_failed("unexpected-request"), raw=True)
-            return
+            return _failed_element("unexpected-request")
         resume = el.attrs.get("resume") in ("true", "1")
         rid = secrets.token_urlsafe(18) if resume else ""
         state = session.sm = SMState(self, rid)
@@ -127,7 +161,7 @@ class StreamManagement(Module):
         if resume:
             self.resumable[rid] = session
             attrs = {"id": rid, "resume": "true", "max": str(self.resume_timeout)}
-        session.send(Element("enabled", NS.SM, attrs).to_bytes(NS.CLIENT), raw=True)
+        return Element("enabled", NS.SM, attrs)
 
     def on_request(self, session: ClientSession, el: Element) -> None:
         sm = _sm(session)
@@ -147,9 +181,16 @@ class StreamManagement(Module):
             raise TooHigh(exc) from None
 
     def on_resume(self, session: ClientSession, el: Element) -> None:
+        self._resume(session, el,
+                     lambda answer: session.send(answer.to_bytes(NS.CLIENT), raw=True))
+
+    def _resume(self, session: ClientSession, el: Element,
+                answer: Callable[[Element], object]) -> bool:
+        """Resume the session ``el`` names into ``session``; ``answer`` gets the <resumed/>
+        or <failed/> before anything is sent again. True when it resumed."""
         if session.state != AUTHENTICATED:
-            session.send(_failed("unexpected-request"), raw=True)
-            return
+            answer(_failed_element("unexpected-request"))
+            return False
         old = self.resumable.get(el.attrs.get("previd", ""))
         sm = None if old is None else _sm(old)
         if old is None or sm is None or old.username != session.username:
@@ -160,8 +201,8 @@ class StreamManagement(Module):
             if (gone is not None and gone[0] == session.username
                     and gone[2] > asyncio.get_running_loop().time()):
                 h = gone[1]
-            session.send(_failed("item-not-found", h), raw=True)
-            return
+            answer(_failed_element("item-not-found", h))
+            return False
         try:
             sm.ack(_parse_h(el))
         except HandledCountTooHigh as exc:
@@ -177,8 +218,7 @@ class StreamManagement(Module):
         hooks = self.api.hooks
         if hooks.has(SessionResumed):
             hooks.fire_sync(SessionResumed(session, old))
-        session.send(Element("resumed", NS.SM, {"h": str(sm.h_in), "previd": sm.id}
-                                   ).to_bytes(NS.CLIENT), raw=True)
+        answer(Element("resumed", NS.SM, {"h": str(sm.h_in), "previd": sm.id}))
         for data in list(sm.queue or ()):
             session.send(data, raw=True)  # already counted, still unacknowledged
         for data in held:  # held back by client state indication: sent (and counted) now
@@ -186,6 +226,7 @@ class StreamManagement(Module):
         if sm.queue:
             session.send(b"<r xmlns='" + NS.SM.encode() + b"'/>", raw=True)
         self.log.debug("%s resumed (%d stanzas sent again)", session.jid, sm.pending)
+        return True
 
     # -- what SMState calls ---------------------------------------------------------------------
     def overflow(self, session: Session) -> None:
