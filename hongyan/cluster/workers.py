@@ -60,6 +60,7 @@ from hongyan.server.c2s import C2SSession, Host, Transport
 from hongyan.server.component import ComponentSession
 from hongyan.server.sasl2 import Outcome, outcome_from_json, outcome_to_json
 from hongyan.server.session import Session
+from hongyan.server.settle import retrieved
 from hongyan.transport.bosh import BoshRelay, BoshTransport
 from hongyan.transport.relay import Relay
 from hongyan.transport.tcp import StreamTransport
@@ -98,6 +99,26 @@ ACK_TIMEOUT = 10.0
 _LINK_OPEN = ("<stream:stream xmlns='jabber:client' "
               "xmlns:stream='" + NS.STREAM + "'>").encode()
 NoticeHandler = Callable[[bytes], "Awaitable[object] | None"]
+
+
+def _both(a: asyncio.Future[None], b: asyncio.Future[None]) -> asyncio.Future[None]:
+    """A future done when ``a`` and ``b`` are (failed when either failed)."""
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    done.add_done_callback(retrieved)
+
+    def one(_f: asyncio.Future[None]) -> None:
+        if done.done():
+            return
+        for f in (a, b):
+            if f.done() and (f.cancelled() or f.exception() is not None):
+                done.set_exception(TimeoutError("a peer worker did not answer"))
+                return
+        if a.done() and b.done():
+            done.set_result(None)
+
+    a.add_done_callback(one)
+    b.add_done_callback(one)
+    return done
 
 
 def home_of(key: str, count: int) -> int:
@@ -234,6 +255,9 @@ class _Inbound(asyncio.Protocol):
                 return self._workers.notice(topic.decode(), body)
             if kind == b"Q":
                 origin, token, topic, body = frame[1:].split(b"\0", 3)
+                if topic == b"settle":  # every frame before it was handled: answer now
+                    self._workers.answer(int(origin), token)
+                    return None
                 return self._workers.acknowledge(int(origin), token, topic.decode(), body)
             if kind == b"A":
                 self._workers.acknowledged(frame[1:])
@@ -263,6 +287,9 @@ class Workers:
         #: notify_all's notices still waiting for answers: token -> (done, peers yet to answer)
         self._acks: dict[int, tuple[asyncio.Future[None], set[int]]] = {}
         self._ack_tokens = itertools.count(1)
+        #: peers handed stanzas since the last settle(), and the last settle's future
+        self._handed: set[int] = set()
+        self._settling: asyncio.Future[None] | None = None
         self._server: asyncio.AbstractServer | None = None
         self._fd_in: socket.socket | None = None
         self._fd_out: dict[int, socket.socket] = {}
@@ -348,6 +375,7 @@ class Workers:
         (``wire``: the message already serialized as on a client stream, if it was)."""
         if home == self.index:
             return False
+        self._handed.add(home)
         if el.name == "message":
             self.peers[home].send(b"M", b"%s\0%s\0%s\0%s" % (
                 sender.text.encode(), to.text.encode(), el.attrs.get("type", "normal").encode(),
@@ -359,6 +387,7 @@ class Workers:
 
     def deliver(self, index: int, full: str, data: bytes) -> None:
         """Write a serialized stanza to the session ``full`` on worker ``index``."""
+        self._handed.add(index)
         self.peers[index].send(b"D", full.encode() + b"\0" + data)
 
     def multicast(self, index: int, head: bytes, tail: bytes,
@@ -368,6 +397,7 @@ class Workers:
         JID, ``esc``), so the message crosses once and the home makes the copies, instead of
         one ``D`` frame per occupant resource. Neither XML nor a JID holds NUL or U+0001,
         which separate the parts."""
+        self._handed.add(index)
         parts = [head, tail]
         for full, esc in recipients:
             parts.append(full.encode() + b"\1" + esc)
@@ -414,6 +444,51 @@ class Workers:
         finally:
             self._acks.pop(token, None)
 
+    def settle(self) -> asyncio.Future[None] | None:
+        """Done once every peer this worker handed stanzas to before the call has handled
+        them: a ``Q`` frame on each such link, answered by ``A`` as soon as the frames before
+        it were handled (links are ordered, and each handles its frames in order, awaiting
+        offline storage). A call with nothing handed over since the last one returns the
+        last one's future while it is pending. Fails after ACK_TIMEOUT (a peer that does not
+        answer: what waits must not take the stanzas for handled)."""
+        prev = self._settling
+        if prev is not None and prev.done():
+            prev = self._settling = None
+        handed = self._handed
+        if not handed:
+            return prev
+        self._handed = set()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        fut.add_done_callback(retrieved)
+        token = next(self._ack_tokens)
+        waiting = {k for k in handed if k in self.peers}
+        if not waiting:
+            return prev
+        self._acks[token] = (fut, waiting)
+        payload = b"%d\0%d\0settle\0" % (self.index, token)
+        for k in waiting:
+            self.peers[k].send(b"Q", payload)
+
+        def expire() -> None:
+            if self._acks.pop(token, None) is not None and not fut.done():
+                log.warning("workers %s did not settle within %.0f s", sorted(waiting),
+                            ACK_TIMEOUT)
+                fut.set_exception(TimeoutError("a peer worker did not answer"))
+
+        timer = loop.call_later(ACK_TIMEOUT, expire)
+        fut.add_done_callback(lambda _f: timer.cancel())
+        if prev is not None:  # (frames to other peers may still be on their way)
+            fut = _both(prev, fut)
+        self._settling = fut
+        return fut
+
+    def answer(self, origin: int, token: bytes) -> None:
+        """Answer a ``Q`` frame of worker ``origin``."""
+        peer = self.peers.get(origin)
+        if peer is not None:
+            peer.send(b"A", b"%d\0%s" % (self.index, token))
+
     async def acknowledge(self, origin: int, token: bytes, topic: str, body: bytes) -> None:
         """Handle a notice from :meth:`notify_all` on worker ``origin``, then answer it (also
         when the handler failed: the failure is logged, and the sender must not hang)."""
@@ -433,6 +508,7 @@ class Workers:
             fut, waiting = entry
             waiting.discard(int(index))
             if not waiting and not fut.done():
+                self._acks.pop(int(token), None)
                 fut.set_result(None)
 
     def on(self, topic: str, handler: NoticeHandler) -> Callable[[], None]:

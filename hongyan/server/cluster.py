@@ -9,6 +9,7 @@ only through their :class:`~hongyan.server.module.ModuleAPI` (``is_home``, ``hom
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -41,6 +42,10 @@ class Cluster(Protocol):
                 wire: bytes | None = None) -> bool:
         """Hand a stanza to process ``home``, which routes it as if it had arrived there
         (``wire``: a message already serialized as on a client stream)."""
+    def settle(self) -> asyncio.Future[None] | None:
+        """Done once every process this one handed stanzas to (``forward``, ``deliver``,
+        ``multicast``) before the call has handled them (a message delivered to a session's
+        connection or stored offline there); None when there is nothing to wait for."""
     def on(self, topic: str, handler: NoticeHandler) -> Callable[[], None]:
         """Handle notices on ``topic``; returns what removes the handler."""
     def multicast(self, index: int, head: bytes, tail: bytes,

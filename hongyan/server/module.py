@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 from hongyan.server.hooks import HookBus, HookSet
 from hongyan.server.iq import Iq, IqHandlerFn, IqSpec, iq_handler
 from hongyan.server.metrics import Kind, Metrics, Reading, Source
+from hongyan.server.settle import retrieved
 from hongyan.storage.migrations import Migration
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError, error_reply
@@ -31,12 +32,13 @@ if TYPE_CHECKING:
     from hongyan.server.router import ComponentHandler, Router
     from hongyan.server.session import NonzaHandler
     from hongyan.server.sessions import SessionManager
+    from hongyan.server.settle import Provider, Settle
     from hongyan.storage.db import Database
     from hongyan.storage.kv import KeyValueStore
     from hongyan.transport.http import Handler, Routes
 
 # what a feature module imports from here
-__all__ = ["Iq", "Module", "ModuleAPI", "Timer", "hook", "iq_handler"]
+__all__ = ["Iq", "Module", "ModuleAPI", "Timer", "hook", "iq_handler", "retrieved"]
 
 #: what answers a question another process asks (:meth:`ModuleAPI.on_ask`): its body -> the
 #: answer's
@@ -115,6 +117,7 @@ class Host(Protocol):
     clock: Clock
     http_routes: Routes
     metrics: Metrics
+    settle: Settle
     #: the HTTP listener's ports (0: not listening)
     http_port: int
     https_port: int
@@ -523,6 +526,19 @@ class ModuleAPI:
         """Stop the whole node (every worker), or restart it (``restart``: the process
         starts again with the same arguments once everything stopped)."""
         self._node.request_shutdown(restart)
+
+    def durable(self, provider: Provider) -> None:
+        """Register what says when the module's batched writes are committed: ``provider()``
+        returns a future done once everything it queued so far is (failed if that write
+        failed), or None when nothing is outstanding. Stream management acks wait for it
+        (see :meth:`settled`)."""
+        self._undo.append(self._node.settle.add(provider))
+
+    def settled(self) -> asyncio.Future[None] | None:
+        """A future done once everything routed so far survives a crash of the server: every
+        module's batched writes committed, and every other process of the node handled what
+        this one handed it; None when nothing is outstanding (``server/settle.py``)."""
+        return self._node.settle.pending()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run a background coroutine owned by the module (cancelled when it stops)."""

@@ -43,6 +43,7 @@ from hongyan.server.s2s.certs import Trust
 from hongyan.server.sasl2 import Outcome
 from hongyan.server.session import Flushable, NonzaHandler
 from hongyan.server.sessions import SessionManager
+from hongyan.server.settle import Settle
 from hongyan.server.tls import cert_der, client_context, ensure_self_signed, server_context
 from hongyan.server.web import WEBSOCKET_PATH, WebSocketEndpoint, health
 from hongyan.storage.db import Database, open_database
@@ -102,6 +103,8 @@ class Node:
         self.admins = _admins(config.server.admins)
         self.data_dir = Path(config.server.data_dir)
         self.hooks = HookBus()
+        #: what a XEP-0198 ack waits for (archive writes, other workers): server/settle.py
+        self.settle = Settle()
         #: what /metrics shows, and what the sessions and listeners count for it
         self.metrics = Metrics()
         self.counters = Counters()
@@ -300,6 +303,7 @@ class Node:
                 self.bosh.attach(self.workers)
             # the router and the modules look the workers up as they start routing
             self.router.attach(self.workers)
+            self.settle.cluster = self.workers
             for api in self._apis:
                 api.cluster_ready(self.workers)
             for module in self.modules.values():

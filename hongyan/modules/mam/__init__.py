@@ -47,7 +47,7 @@ from hongyan.modules import archive_query as query
 from hongyan.modules.archive_query import MAM, MAM_EXTENDED, ArchiveOptions
 from hongyan.modules.roster import Roster
 from hongyan.server.hooks import AccountDeleted, Bind2Prepare, StanzaInbound, anywhere
-from hongyan.server.module import Iq, Module, ModuleAPI, Timer, hook, iq_handler
+from hongyan.server.module import Iq, Module, ModuleAPI, Timer, hook, iq_handler, retrieved
 from hongyan.storage.batch import HandOver
 from hongyan.storage.migrations import Migration
 from hongyan.xmpp import ns as NS
@@ -205,10 +205,15 @@ class Mam(Module):
         self._timer: Timer | None = None
         self._flush_lock = asyncio.Lock()
         self._flushing: asyncio.Task[None] | None = None
+        #: done once the queued rows are committed (made when someone asks), and the rows
+        #: being written now
+        self._queued_done: asyncio.Future[None] | None = None
+        self._writing: asyncio.Future[None] | None = None
         self._known: set[str] = set()
         self.prefs: dict[str, Prefs] = {}
 
     async def start(self) -> None:
+        self.api.durable(self.committed)
         self.api.on_notice("mam-prefs", self._peer_prefs)
         self.api.on_notice("mam-flush", self._peer_flush)
         self.api.metric("gauge", "archive_queue", "messages queued for the user archives, not "
@@ -368,6 +373,20 @@ class Mam(Module):
         if self._flushing is None or self._flushing.done():
             self._flushing = self.api.spawn(self.flush())
 
+    def committed(self) -> asyncio.Future[None] | None:
+        """Done once every message queued so far is committed (failed if its write failed);
+        None when nothing is queued or being written. Stream management acks wait for it
+        (``ModuleAPI.durable``): an acknowledged message is in the archive even if the
+        server is killed right after. It does not hurry the write (``flush_interval``)."""
+        if self._queue:
+            fut = self._queued_done
+            if fut is None:
+                fut = self._queued_done = asyncio.get_running_loop().create_future()
+                fut.add_done_callback(retrieved)
+            return fut
+        writing = self._writing
+        return writing if writing is not None and not writing.done() else None
+
     async def flush(self) -> None:
         """Write every queued row (one transaction); returns when they are committed."""
         async with self._flush_lock:
@@ -377,10 +396,23 @@ class Mam(Module):
             while self._queue:
                 queued, self._queue = self._queue, []
                 check, self._roster_check = self._roster_check, set()
+                done, self._queued_done = self._queued_done, None
+                if done is None:
+                    done = asyncio.get_running_loop().create_future()
+                    done.add_done_callback(retrieved)
+                self._writing = done
                 self._handover.release()
-                rows = await self._filter(queued, check)
-                if rows:
-                    await self.api.db.bulk_insert(INSERT, rows, expand)
+                try:
+                    rows = await self._filter(queued, check)
+                    if rows:
+                        await self.api.db.bulk_insert(INSERT, rows, expand)
+                except BaseException as exc:
+                    if not done.done():
+                        done.set_exception(exc if isinstance(exc, Exception)
+                                           else RuntimeError("archive write cancelled"))
+                    raise
+                if not done.done():
+                    done.set_result(None)
 
     async def _filter(self, queued: list[Queued], check: set[tuple[str, int]]
                       ) -> list[Queued]:

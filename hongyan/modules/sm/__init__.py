@@ -36,6 +36,7 @@ not yet acknowledged when its connection died comes again from offline storage).
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import secrets
 from collections.abc import Callable
@@ -168,7 +169,44 @@ class StreamManagement(Module):
         if session.state != BOUND or sm is None:
             session.send(_failed("unexpected-request"), raw=True)
             return
-        session.send(f"<a xmlns='{NS.SM}' h='{sm.h_in}'/>".encode(), raw=True)
+        # The answer says the first h stanzas were handled: the client forgets them. So it
+        # waits until what they caused survives a crash (archive rows committed, other
+        # workers done with what went there; offline storage was awaited before this <r/>
+        # was read): ModuleAPI.settled. The answers keep their order.
+        h = sm.h_in
+        wait = self.api.settled()
+        acks = sm.acks
+        if wait is None and not acks:
+            session.send(f"<a xmlns='{NS.SM}' h='{h}'/>".encode(), raw=True)
+            return
+        if wait is None:
+            wait = asyncio.get_running_loop().create_future()
+            wait.set_result(None)
+        if acks is None:
+            acks = sm.acks = collections.deque()
+        acks.append((wait, h))
+        wait.add_done_callback(functools.partial(self._settled, session, sm))
+
+    def _settled(self, session: ClientSession, sm: SMState, _f: asyncio.Future[None]) -> None:
+        """Send the answers to <r/> whose stanzas are settled, in order; a failed write
+        (the archive's, a worker that did not answer) ends the stream instead: the client
+        resends what it has no ack for, on its next stream (at least once)."""
+        acks = sm.acks
+        if acks is None or session.sm is not sm or session.state == CLOSED:
+            return
+        while acks and acks[0][0].done():
+            wait, h = acks.popleft()
+            if wait.cancelled() or wait.exception() is not None:
+                acks.clear()
+                self.log.warning("%s: not acknowledging stanzas that were not stored: %s",
+                                 session.jid, None if wait.cancelled() else wait.exception())
+                session.stream_error(StreamError(
+                    "internal-server-error", "a stanza could not be stored; send the "
+                    "unacknowledged ones again"))
+                break
+            session.send(f"<a xmlns='{NS.SM}' h='{h}'/>".encode(), raw=True)
+        if not acks:
+            sm.acks = None
 
     def on_ack(self, session: ClientSession, el: Element) -> None:
         sm = _sm(session)

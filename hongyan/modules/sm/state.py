@@ -9,6 +9,7 @@ sees every stanza that leaves, after client state indication let it go.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -45,7 +46,7 @@ class Manager(Protocol):
 
 
 class SMState:
-    __slots__ = ("acked", "h_in", "id", "mgr", "queue", "timer", "unrequested")
+    __slots__ = ("acked", "acks", "h_in", "id", "mgr", "queue", "timer", "unrequested")
 
     order: ClassVar[int] = 20  # after client state indication: it counts what is sent
 
@@ -57,6 +58,8 @@ class SMState:
         self.queue: collections.deque[bytes] | None = None  # sent, not yet acknowledged
         self.unrequested = 0  # queued since our last <r/>
         self.timer: Handle | None = None  # while hibernated
+        #: answers to the client's <r/> not sent yet, in order: (what each waits for, its h)
+        self.acks: collections.deque[tuple[asyncio.Future[None], int]] | None = None
 
     @property
     def resumable(self) -> bool:
