@@ -21,7 +21,12 @@ async def test_long_poll_answers_empty_at_wait(harness: Harness, bosh: Bosh) -> 
     await harness.user("carol")
     await bosh.login("carol@localhost", wait=20)
     poll = bosh.send()
-    await asyncio.sleep(0.2)
+    assert harness.node is not None and harness.node.bosh is not None
+    core = harness.node.bosh.sessions[bosh.sid].core
+    for _ in range(100):  # (held once it arrived: its wait counts from then)
+        if core._held:
+            break
+        await asyncio.sleep(0.05)
     assert not poll.done()
     await harness.clock.advance(19)
     await asyncio.sleep(0.1)
