@@ -52,6 +52,7 @@ def test_a_multicast_frame_makes_each_recipients_copy() -> None:
 
     w = Workers.__new__(Workers)
     w.peers = {1: Link()}  # type: ignore[dict-item]
+    w._handed = set()
     w.deliver_here = lambda full, data: written.append((full, data))  # type: ignore[method-assign]
     head, tail = b"<message to='", b"' from='r@conference.localhost/n' type='groupchat'/>"
     recipients = [("a@localhost/phone", b"a@localhost/phone"),
