@@ -262,11 +262,6 @@ class ComponentSession(StreamSession):
             self.stream_error(StreamError("connection-timeout",
                                           "no handshake within the time allowed"))
 
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
     # -- stanzas --------------------------------------------------------------------------------
     def _stanza(self, el: Element) -> Awaitable[object] | None:
         if el.xmlns != NS.CLIENT or el.name not in ("message", "presence", "iq"):
@@ -299,14 +294,6 @@ class ComponentSession(StreamSession):
             log.info("component stream %r from %s ended: %s", self._name,
                      self.transport.peer_host, exc)
         super().stream_error(exc)
-
-    def _shutdown(self) -> None:
-        self.flush()
-        self._ended()
-        self.transport.close()
-
-    def connection_lost(self) -> None:
-        self._ended()
 
     def _ended(self) -> None:
         was = self.state

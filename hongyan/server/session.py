@@ -25,6 +25,7 @@ from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StreamError
 
 if TYPE_CHECKING:
+    from hongyan.server.clock import Handle
     from hongyan.server.metrics import Counters
     from hongyan.xmpp.jid import JID
     from hongyan.xmpp.parser import Event
@@ -183,7 +184,8 @@ class StreamSession(Session):
     in order without a task per connection. Events are handled synchronously; one whose
     handling returns an awaitable starts one task that awaits it and handles the events queued
     behind it meanwhile (past MAX_QUEUED of them, reading pauses). A subclass provides the
-    slots ``stream``, ``_pending`` and ``_task``, :meth:`_handle` and :meth:`_shutdown`."""
+    slots ``stream``, ``_pending``, ``_task`` and ``_timer``, :meth:`_handle` and :meth:`_ended`
+    (or its own :meth:`_shutdown` and :meth:`connection_lost`)."""
 
     __slots__ = ()
 
@@ -192,6 +194,7 @@ class StreamSession(Session):
     node: Batcher
     _pending: collections.deque[Event] | None
     _task: asyncio.Task[None] | None
+    _timer: Handle | None
 
     def _receive(self, data: bytes) -> None:
         try:
@@ -256,7 +259,22 @@ class StreamSession(Session):
 
     def _shutdown(self) -> None:
         """Write what is queued, end the session, close the connection."""
+        self.flush()
+        self._ended()
+        self.transport.close()
+
+    def connection_lost(self) -> None:
+        self._ended()
+
+    def _ended(self) -> None:
+        """The session is over, by our end or the peer's: let go of what it holds."""
         raise NotImplementedError
+
+    def _stop_timer(self) -> None:
+        """Cancel the subclass's ``_timer`` slot (its negotiation deadline), if set."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None  # type: ignore[misc]
 
     def stream_error(self, exc: StreamError) -> None:
         if self.state == CLOSED:

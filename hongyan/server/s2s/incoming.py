@@ -346,24 +346,11 @@ class IncomingStream(StreamSession):
         log.info("s2s: closing the idle stream from %s", self.transport.peer_host)
         self.close()
 
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
     # -- ending ---------------------------------------------------------------------------------
     def stream_error(self, exc: StreamError) -> None:
         if self.state != CLOSED:
             log.info("s2s: stream from %s ended: %s", self.transport.peer_host, exc)
         super().stream_error(exc)
-
-    def _shutdown(self) -> None:
-        self.flush()
-        self._ended()
-        self.transport.close()
-
-    def connection_lost(self) -> None:
-        self._ended()
 
     def _ended(self) -> None:
         self.state = CLOSED

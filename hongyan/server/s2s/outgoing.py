@@ -324,11 +324,6 @@ class OutgoingStream(StreamSession):
         log.info("s2s: closing the idle stream %s -> %s", self.local, self.remote)
         self.close()
 
-    def _stop_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
     # -- ending ---------------------------------------------------------------------------------
     def _fail(self, condition: str, text: str) -> None:
         """The stream cannot be made (or goes): what waits for it bounces with ``condition``."""
@@ -348,14 +343,6 @@ class OutgoingStream(StreamSession):
             self._ended()
             return
         super().stream_error(exc)
-
-    def _shutdown(self) -> None:
-        self.flush()
-        self._ended()
-        self.transport.close()
-
-    def connection_lost(self) -> None:
-        self._ended()
 
     def _ended(self) -> None:
         if self.state == CLOSED and self._connector is None:
