@@ -25,24 +25,12 @@ from typing import Any, Protocol, cast
 from aiohttp import WSMsgType, web
 
 from hongyan.transport.relay import Relay
+from hongyan.transport.rfc6455 import NORMAL, TOO_BIG, UNSUPPORTED_DATA, text_frame
 from hongyan.transport.tcp import Session as TransportSession
 from hongyan.transport.tcp import StreamTransport
 from hongyan.xmpp.stream import websocket_messages
 
 log = logging.getLogger("hongyan.websocket")
-
-#: RFC 6455 §7.4.1 close codes we send
-NORMAL, UNSUPPORTED_DATA, TOO_BIG = 1000, 1003, 1009
-
-
-def text_frame(payload: bytes) -> bytes:
-    """One unmasked, final WebSocket text frame (RFC 6455 §5.2), as a server sends it."""
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 65536:
-        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
-    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
 
 
 def link_frames(messages: list[bytes]) -> bytes:
