@@ -29,7 +29,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-from bench.wsload import _cpu_s, rss_kb
+from bench.wsload import drive_pairs, rss_kb
 
 HTTPBIND = "http://jabber.org/protocol/httpbind"
 XBOSH = "urn:xmpp:xbosh"
@@ -295,35 +295,7 @@ async def pairs(url: str, domain: str, first: int, n: int, window: int, warmup: 
 
 
 async def throughput(args: argparse.Namespace) -> dict[str, object]:
-    per = -(-args.pairs // args.procs)
-    children = []
-    for k in range(args.procs):
-        n = min(per, args.pairs - k * per)
-        if n <= 0:
-            break
-        children.append(await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.boshload", "--url", args.url, "--domain", args.domain,
-            "--pid", str(args.pid), "pairs", "--first", str(1 + 2 * k * per), "--n", str(n),
-            "--window", str(args.window), "--warmup", str(args.warmup),
-            "--duration", str(args.duration),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE))
-    for child in children:
-        assert child.stdout is not None
-        line = await asyncio.wait_for(child.stdout.readline(), args.deadline)
-        if line.strip() != b"ready":
-            raise RuntimeError(f"a client process did not log in: {line!r}")
-    cpu0 = _cpu_s(args.pid)
-    for child in children:
-        assert child.stdin is not None
-        child.stdin.write(b"go\n")
-    total = 0
-    for child in children:
-        assert child.stdout is not None
-        total += int(await asyncio.wait_for(child.stdout.readline(),
-                                            args.warmup + args.duration + 60))
-    cpu = _cpu_s(args.pid) - cpu0
-    for child in children:
-        await asyncio.wait_for(child.wait(), 60)
+    total, cpu = await drive_pairs("bench.boshload", args)
     return {"test": "bosh_throughput", "label": args.label,
             "target": urlsplit(args.url).netloc, "url": args.url, "pairs": args.pairs,
             "window": args.window, "duration_s": args.duration, "delivered": total,

@@ -337,7 +337,11 @@ async def pairs(url: str, domain: str, first: int, n: int, window: int, warmup: 
     await asyncio.sleep(0.5)
 
 
-async def throughput(args: argparse.Namespace) -> dict[str, object]:
+async def drive_pairs(module: str, args: argparse.Namespace) -> tuple[int, float]:
+    """The throughput run's parent side, for ``python -m <module> ... pairs`` children (this
+    module's and bench.boshload's): ``args.pairs`` pairs spread over ``args.procs`` children,
+    started together once every child logged in; the messages delivered and the server's
+    CPU seconds over warm-up and duration."""
     per = -(-args.pairs // args.procs)
     children = []
     for k in range(args.procs):
@@ -345,7 +349,7 @@ async def throughput(args: argparse.Namespace) -> dict[str, object]:
         if n <= 0:
             break
         children.append(await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.wsload", "--url", args.url, "--domain", args.domain,
+            sys.executable, "-m", module, "--url", args.url, "--domain", args.domain,
             "--pid", str(args.pid), "pairs", "--first", str(1 + 2 * k * per), "--n", str(n),
             "--window", str(args.window), "--warmup", str(args.warmup),
             "--duration", str(args.duration),
@@ -367,6 +371,11 @@ async def throughput(args: argparse.Namespace) -> dict[str, object]:
     cpu = _cpu_s(args.pid) - cpu0
     for child in children:
         await asyncio.wait_for(child.wait(), 60)
+    return total, cpu
+
+
+async def throughput(args: argparse.Namespace) -> dict[str, object]:
+    total, cpu = await drive_pairs("bench.wsload", args)
     return {"test": "ws_throughput", "label": args.label, "target": urlsplit(args.url).netloc,
             "url": args.url,
             "pairs": args.pairs, "window": args.window, "duration_s": args.duration,
