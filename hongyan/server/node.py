@@ -363,7 +363,6 @@ class Node:
         fed = self.federation
         assert fed is not None
         cfg = self.config.s2s
-        socks = self._worker.listeners.get("s2s", []) if self._worker is not None else []
         tls = self._s2s_tls
 
         def factory() -> StreamTransport:
@@ -372,33 +371,23 @@ class Node:
         def direct() -> StreamTransport:
             return StreamTransport(fed.incoming_stream, tls, True)
 
-        given: list[socket.socket | None] = [*socks] or [None]
-        servers = [await listen(cfg.bind, cfg.port, factory, sock=sock) for sock in given]
-        self._servers.extend(servers)
-        self.s2s_port = int(servers[0].sockets[0].getsockname()[1])
+        self.s2s_port = await self._open(cfg.bind, cfg.port, factory, None, "s2s")
         if cfg.direct_tls:
-            dsocks = self._worker.listeners.get("s2s-tls", []) if self._worker else []
-            dgiven: list[socket.socket | None] = [*dsocks] or [None]
-            dservers = [await listen(cfg.bind, cfg.direct_tls_port, direct, tls.context,
-                                     sock=sock) for sock in dgiven]
-            self._servers.extend(dservers)
-            self.s2s_direct_tls_port = int(dservers[0].sockets[0].getsockname()[1])
+            self.s2s_direct_tls_port = await self._open(cfg.bind, cfg.direct_tls_port, direct,
+                                                        tls.context, "s2s-tls")
         log.info("%s: server-to-server on %s (STARTTLS) and %s (direct TLS)", self.domain,
                  self.s2s_port, self.s2s_direct_tls_port or "off")
 
     async def _listen(self) -> None:
         c2s = self.config.c2s
-        socks = self._worker.listeners if self._worker is not None else {}
-        self.c2s_port = await self._serve(c2s.port, False, socks.get("c2s", []))
+        self.c2s_port = await self._serve(c2s.port, False, "c2s")
         if c2s.direct_tls:
-            self.direct_tls_port = await self._serve(c2s.direct_tls_port, True,
-                                                     socks.get("tls", []))
+            self.direct_tls_port = await self._serve(c2s.direct_tls_port, True, "tls")
         log.info("%s: c2s on %s (STARTTLS) and %s (direct TLS)", self.domain, self.c2s_port,
                  self.direct_tls_port or "off")
 
-    async def _serve(self, port: int, direct: bool, socks: list[socket.socket]) -> int:
-        """Accept clients on ``c2s.bind``:``port``, or on the listening sockets a worker got
-        from the supervisor; return the port."""
+    async def _serve(self, port: int, direct: bool, name: str) -> int:
+        """Accept clients on ``c2s.bind``:``port`` (see :meth:`_open`); return the port."""
         tls = self._tls
         ctx = None
         if direct:
@@ -408,9 +397,15 @@ class Node:
         def factory() -> StreamTransport:
             return StreamTransport(self._new_session, tls, direct, self.connections)
 
+        return await self._open(self.config.c2s.bind, port, factory, ctx, name)
+
+    async def _open(self, bind: list[str], port: int, factory: Callable[[], asyncio.Protocol],
+                    ctx: ssl.SSLContext | None, name: str) -> int:
+        """Listen on ``bind``:``port``, or, in a worker, on the listening sockets the
+        supervisor made for the listener ``name``; return the port."""
+        socks = self._worker.listeners.get(name, []) if self._worker is not None else []
         given: list[socket.socket | None] = [*socks] or [None]
-        servers = [await listen(self.config.c2s.bind, port, factory, ctx, sock=sock)
-                   for sock in given]
+        servers = [await listen(bind, port, factory, ctx, sock=sock) for sock in given]
         self._servers.extend(servers)
         return int(servers[0].sockets[0].getsockname()[1])
 
@@ -503,15 +498,11 @@ class Node:
         if not self.components.names:
             return
         cfg = self.config.component_listener
-        socks = self._worker.listeners.get("component", []) if self._worker is not None else []
 
         def factory() -> StreamTransport:
             return StreamTransport(self.adopted_component, None, False)
 
-        given: list[socket.socket | None] = [*socks] or [None]
-        servers = [await listen(cfg.bind, cfg.port, factory, sock=sock) for sock in given]
-        self._servers.extend(servers)
-        self.component_port = int(servers[0].sockets[0].getsockname()[1])
+        self.component_port = await self._open(cfg.bind, cfg.port, factory, None, "component")
         log.info("%s: components (XEP-0114) on %s", self.domain, self.component_port)
 
     def adopted_component(self, transport: StreamTransport, received: bytes = b""
