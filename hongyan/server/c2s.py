@@ -158,12 +158,12 @@ DETACHED = _Detached()
 class C2SSession(StreamSession, ClientSession):
     __slots__ = (
         "_active",
-        "_auth_timer",
         "_pending",
         "_preauth",
         "_sasl",
         "_stamp",
         "_task",
+        "_timer",
         "_tokens",
         "stream",
     )
@@ -182,7 +182,7 @@ class C2SSession(StreamSession, ClientSession):
         self._pending: collections.deque[Event] | None = None
         self._task: asyncio.Task[None] | None = None
         self._sasl: SaslExchange | None = None  # while SASL is under way
-        self._auth_timer: Handle | None = node.clock.call_later(
+        self._timer: Handle | None = node.clock.call_later(
             node.config.c2s.auth_timeout, self._auth_timeout)
         self._tokens = float(node.config.c2s.rate_burst)
         self._stamp = node.clock.monotonic()
@@ -256,7 +256,7 @@ class C2SSession(StreamSession, ClientSession):
         self._leave_preauth()
         self.stream.release()
         self._sasl = None
-        self._stop_auth_timer()
+        self._stop_timer()
         if self._pending is not None:
             self._pending.clear()
         if not was_closed or self.jid is not None:
@@ -357,24 +357,19 @@ class C2SSession(StreamSession, ClientSession):
             if fast is not None:
                 inline.append(fast)
 
-    def _stop_auth_timer(self) -> None:
-        if self._auth_timer is not None:
-            self._auth_timer.cancel()
-            self._auth_timer = None
-
     def abandon(self) -> None:
         """This process lets go of an authenticated, unbound connection (it moved to the
         account's home worker): no hooks, no output, the timers stopped."""
         self.state = CLOSED
         self._leave_preauth()
-        self._stop_auth_timer()
+        self._stop_timer()
         self.stream.release()
         self._out = None
 
     def take_over(self, old: ClientSession) -> None:
         super().take_over(old)
         self.stream.established()
-        self._stop_auth_timer()
+        self._stop_timer()
         self.node.sessions.add(self)
         old.superseded()
 
@@ -389,21 +384,21 @@ class C2SSession(StreamSession, ClientSession):
         self.state = CLOSED
         self._leave_preauth()
         self._sasl = None
-        self._stop_auth_timer()
+        self._stop_timer()
         self._ended()
         self.transport.close()
 
     def _auth_timeout(self) -> None:
         # One timer per negotiating session, armed at the stream's deadline; reads push the
         # deadline back without touching the timer, so when it fires early it is armed again.
-        self._auth_timer = None
+        self._timer = None
         if self.state >= BOUND or self.state == CLOSED:
             return
         stream = self.stream
         if not stream.expired():
             clock = stream.profile.clock
             assert clock is not None
-            self._auth_timer = self.node.clock.call_later(
+            self._timer = self.node.clock.call_later(
                 stream.deadline - clock(), self._auth_timeout)
             return
         self.stream_error(StreamError("connection-timeout",
@@ -668,7 +663,7 @@ class C2SSession(StreamSession, ClientSession):
             old.stream_error(StreamError("conflict", "replaced by a new connection"))
         self.state = BOUND
         self.stream.established()
-        self._stop_auth_timer()
+        self._stop_timer()
         if reply is not None:
             self.send(reply)
         self.node.hooks.fire_sync(SessionBound(self))
