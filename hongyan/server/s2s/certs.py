@@ -12,24 +12,47 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 import ssl
+import warnings
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509 import DNSName
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
 log = logging.getLogger("hongyan.s2s")
 
 
+_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+
+
+def load_pem_bundle(data: bytes, source: str) -> list[x509.Certificate]:
+    """Every certificate of a PEM bundle that ``cryptography`` can load, one by one: a trust
+    store may hold CAs that break RFC 5280 (Debian's has several whose serial number is not
+    positive; OpenSSL and browsers accept them, ``cryptography`` warns about them today and will
+    refuse them in a later release). They are kept while they load, without the warning, and
+    left out one by one, with a log line, once they do not, instead of losing the whole
+    store."""
+    certs: list[x509.Certificate] = []
+    for n, block in enumerate(_PEM.findall(data)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+            try:
+                certs.append(x509.load_pem_x509_certificate(block))
+            except ValueError as exc:
+                log.debug("s2s: certificate %d of %s left out: %s", n + 1, source, exc)
+    return certs
+
+
 def _system_bundle() -> list[x509.Certificate]:
     paths = ssl.get_default_verify_paths()
     for f in (paths.cafile, paths.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt"):
         if f and Path(f).is_file():
-            try:
-                return x509.load_pem_x509_certificates(Path(f).read_bytes())
-            except ValueError:
-                continue
+            certs = load_pem_bundle(Path(f).read_bytes(), f)
+            if certs:
+                return certs
     return []
 
 
@@ -39,7 +62,7 @@ class Trust:
     def __init__(self, ca_file: str = "", system: bool = True) -> None:
         anchors: list[x509.Certificate] = _system_bundle() if system else []
         if ca_file:
-            anchors += x509.load_pem_x509_certificates(Path(ca_file).read_bytes())
+            anchors += load_pem_bundle(Path(ca_file).read_bytes(), ca_file)
         self._store = Store(anchors) if anchors else None
 
     def proves(self, chain: list[bytes], domain: str) -> bool:
