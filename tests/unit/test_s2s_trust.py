@@ -5,13 +5,15 @@ from __future__ import annotations
 import base64
 import datetime
 import warnings
+from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from hongyan.server.s2s.certs import load_pem_bundle
+from hongyan.server.s2s.certs import Trust, load_pem_bundle
 
 
 def _cert(name: str, serial: int) -> x509.Certificate:
@@ -58,3 +60,18 @@ def test_bad_blocks_are_left_out_one_by_one_without_warnings() -> None:
 
 def test_empty_bundle() -> None:
     assert load_pem_bundle(b"", "empty.pem") == []
+
+
+def test_a_bad_ca_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    good = _cert("good", 12345).public_bytes(serialization.Encoding.PEM)
+    bad = tmp_path / "bad.pem"
+    bad.write_bytes(good + b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    with pytest.raises(ValueError, match=r"\[s2s\] ca_file .*bad\.pem: certificate 2 does not"):
+        Trust(str(bad), system=False)
+    empty = tmp_path / "empty.pem"
+    empty.write_bytes(b"not a certificate\n")
+    with pytest.raises(ValueError, match=r"\[s2s\] ca_file .*empty\.pem: no PEM certificate"):
+        Trust(str(empty), system=False)
+    ok = tmp_path / "ok.pem"
+    ok.write_bytes(good)
+    assert Trust(str(ok), system=False).proves([], "example.org") is False

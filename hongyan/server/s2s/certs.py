@@ -28,13 +28,14 @@ log = logging.getLogger("hongyan.s2s")
 _PEM = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
 
 
-def load_pem_bundle(data: bytes, source: str) -> list[x509.Certificate]:
+def load_pem_bundle(data: bytes, source: str, strict: bool = False) -> list[x509.Certificate]:
     """Every certificate of a PEM bundle that ``cryptography`` can load, one by one: a trust
     store may hold CAs that break RFC 5280 (Debian's has several whose serial number is not
     positive; OpenSSL and browsers accept them, ``cryptography`` warns about them today and will
     refuse them in a later release). They are kept while they load, without the warning, and
     left out one by one, with a log line, once they do not, instead of losing the whole
-    store."""
+    store. ``strict`` (the operator's own ``ca_file``): a block that does not load, or no
+    certificate at all, is an error naming ``source``."""
     certs: list[x509.Certificate] = []
     for n, block in enumerate(_PEM.findall(data)):
         with warnings.catch_warnings():
@@ -42,7 +43,12 @@ def load_pem_bundle(data: bytes, source: str) -> list[x509.Certificate]:
             try:
                 certs.append(x509.load_pem_x509_certificate(block))
             except ValueError as exc:
+                if strict:
+                    raise ValueError(f"{source}: certificate {n + 1} does not load: {exc}") \
+                        from exc
                 log.debug("s2s: certificate %d of %s left out: %s", n + 1, source, exc)
+    if strict and not certs:
+        raise ValueError(f"{source}: no PEM certificate in it")
     return certs
 
 
@@ -62,7 +68,8 @@ class Trust:
     def __init__(self, ca_file: str = "", system: bool = True) -> None:
         anchors: list[x509.Certificate] = _system_bundle() if system else []
         if ca_file:
-            anchors += load_pem_bundle(Path(ca_file).read_bytes(), ca_file)
+            anchors += load_pem_bundle(Path(ca_file).read_bytes(),
+                                       f"[s2s] ca_file {ca_file}", strict=True)
         self._store = Store(anchors) if anchors else None
 
     def proves(self, chain: list[bytes], domain: str) -> bool:
