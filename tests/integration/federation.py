@@ -4,8 +4,6 @@ sockets: each one's [s2s] listener on a port picked for it, and static routes to
 
 from __future__ import annotations
 
-import random
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,31 +11,9 @@ import pytest
 
 from tests.dbsupport import create_temp_pg_database, drop_pg_database
 from tests.integration.conftest import Harness
+from tests.ports import free_port
 
 A, B = "a.test", "b.test"
-
-
-def _ephemeral_floor() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def free_port() -> int:
-    """A port free now, below the kernel's ephemeral range: each node must know the other's
-    listener before either starts, and a port the kernel handed out as ephemeral (what binding
-    port 0 gives) can be taken meanwhile by any outgoing connection of a parallel test."""
-    top = _ephemeral_floor()
-    for _ in range(200):
-        port = random.randrange(max(1024, top - 12000), top)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port below the ephemeral range")
 
 
 class Pair:

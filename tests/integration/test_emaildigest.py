@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -22,6 +21,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from hongyan.server.tls import ensure_self_signed, server_context
 from tests.integration.conftest import Harness
 from tests.integration.waiting import until
+from tests.ports import free_port
 
 NS = "urn:hongyan:email-digest:0"
 PRIVATE = "jabber:iq:private"
@@ -62,12 +62,6 @@ def _authenticate(server: Any, session: Any, envelope: Any, mechanism: str,
     return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Smtp:
     mailbox: Mailbox
@@ -79,7 +73,7 @@ class Smtp:
 def smtp(tmp_path: Path) -> Iterator[Smtp]:
     cert, key = ensure_self_signed(tmp_path / "smtp", "127.0.0.1")
     box = Mailbox()
-    port = _free_port()
+    port = free_port()
     controller = Controller(box, hostname="127.0.0.1", port=port,
                             tls_context=server_context(cert, key), require_starttls=True,
                             authenticator=_authenticate, auth_required=True,

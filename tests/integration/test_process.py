@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -15,14 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.integration.clients import Client
+from tests.ports import free_port
 
 PW = "cli-password"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def hongyan(*args: str, stdin: str = "", config: Path | None = None
@@ -87,9 +81,12 @@ class Server:
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             start_new_session=own_group)
         assert self.proc.stdout is not None
+        said: list[bytes] = []
         while True:
             line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
-            assert line, "the server exited before serving"
+            assert line, "the server exited before serving:\n" + \
+                b"".join(said).decode(errors="replace")
+            said.append(line)
             if b"serving" in line:
                 return
 
