@@ -10,7 +10,7 @@
 # "prosody ejabberd hongyan"), HY_OFF (Hongyan modules switched off, default "mam": the anchors
 # archive nothing, so the side-by-side rows run Hongyan without its archive; `archive` measures
 # what archiving costs, Hongyan alone, with and without it). Results: bench/results/compare-*.jsonl and a markdown summary
-# beside it. Every generator run is bounded by `timeout`; servers are stopped on exit.
+# and a chart (bench/report.py) beside it. Every generator run is bounded by `timeout`; servers are stopped on exit.
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
 ROOT="$(dirname "$HERE")"
@@ -521,8 +521,10 @@ case "${1:-main}" in
   tls) tls ;;
   ws) ws ;;
   bosh) bosh ;;
-  all) main; pinned; scram; tls; archive; idle ;;
+  all) main; pinned; scram; tls; archive; idle; muc; ws; bosh ;;
   *) echo "usage: $0 [quick|tput|main|pinned|scram|tls|archive|events|muc|mem|idle|ws|bosh|all]" >&2; exit 2 ;;
 esac
-"$PY" "$SHARED/summarize.py" "$OUT" --names "$PPORT=prosody,$EPORT=ejabberd,$HYPORT=hongyan" \
-  > "${OUT%.jsonl}.md" && echo "summary: ${OUT%.jsonl}.md" >&2
+# the report: every row's medians, Hongyan's ratios to each anchor, machine and commit, a chart
+NAMES="$PPORT=prosody,$EPORT=ejabberd,$HYPORT=hongyan,$PHTTP=prosody,$EHTTP=ejabberd,$HYHTTP=hongyan"
+(cd "$ROOT" && .venv/bin/python -m bench.report "$OUT" --names "$NAMES" \
+   --out "${OUT%.jsonl}.md" --png "${OUT%.jsonl}.png") && echo "summary: ${OUT%.jsonl}.md" >&2

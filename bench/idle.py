@@ -227,8 +227,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for child in children:
             assert child.stdout is not None
             line = await asyncio.wait_for(child.stdout.readline(), args.deadline + 60)
-            report = json.loads(line) if line else {"ok": 0, "errors": {"no report": 1}}
-            ok += report["ok"]
+            report: dict[str, Any] = (json.loads(line) if line
+                                      else {"ok": 0, "errors": {"no report": 1}})
+            ok += int(report["ok"])
             for key, n in report["errors"].items():
                 errors[key] = errors.get(key, 0) + n
         login_s = time.monotonic() - t0

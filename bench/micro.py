@@ -73,6 +73,7 @@ class SinkTransport:
 
     secure = True
     peer_host = "127.0.0.1"
+    can_start_tls = False
 
     def __init__(self) -> None:
         self.written = 0

@@ -267,7 +267,8 @@ class RawWS(asyncio.Protocol):
 async def raw_login(url: str, domain: str, user: str) -> RawWS:
     parsed = urlsplit(url)
     loop = asyncio.get_running_loop()
-    _, ws = await loop.create_connection(RawWS, parsed.hostname, parsed.port or 80)
+    _, ws = await loop.create_connection(RawWS, parsed.hostname or "127.0.0.1",
+                                         parsed.port or 80)
     key = base64.b64encode(os.urandom(16)).decode()
     assert ws.transport is not None
     ws.transport.write(f"GET {parsed.path} HTTP/1.1\r\nHost: {parsed.netloc}\r\n"
