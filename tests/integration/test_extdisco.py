@@ -4,6 +4,7 @@ allocates a relay with them (``turnutils_uclient``), and refuses them once expir
 
 from __future__ import annotations
 
+import logging
 import secrets
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
@@ -72,7 +73,10 @@ def services(answer: ET.Element) -> list[ET.Element]:
 
 
 async def test_turn_credentials_from_hongyan_allocate_a_relay_at_coturn(
-        node: Harness, turn: Turn) -> None:
+        node: Harness, turn: Turn, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    assert node.node is not None
+    assert turn.secret not in repr(node.node.config)  # a SecretStr: shown as ****
     romeo = await node.logged_in("romeo")
     info = await romeo.plugin["xep_0030"].get_info(jid="localhost")
     assert EXTDISCO in info["disco_info"]["features"]
@@ -104,6 +108,8 @@ async def test_turn_credentials_from_hongyan_allocate_a_relay_at_coturn(
     forged = str(asked.get("username")).replace("romeo", "juliet")
     code, out = await allocate(turn, forged, str(asked.get("password")))
     assert code != 0 and "Cannot complete Allocation" in out, out
+    # whatever the server logged, even at debug level, never had the secret in it
+    assert turn.secret not in caplog.text
 
 
 async def test_expired_credentials_are_refused_by_coturn(node: Harness, turn: Turn) -> None:
