@@ -30,6 +30,7 @@ ORDER: tuple[str, ...] = (
     "avatar",
     "hostmeta",
     "upload",
+    "extdisco",
     "metrics",
     "webclient",
     "admin",

@@ -24,15 +24,16 @@ import pytest
 IRC_PORT = 6667
 
 
-def require_programs(*names: str) -> dict[str, str]:
-    """The paths of ``names``; skip the calling test without them — or fail it, in CI."""
+def require_programs(*names: str, packages: str = "biboumi ngircd") -> dict[str, str]:
+    """The paths of ``names``; skip the calling test without them (saying to install the
+    Debian ``packages``) — or fail it, in CI."""
     found = {n: shutil.which(n) or shutil.which(n, path="/usr/sbin:/sbin") for n in names}
     missing = sorted(n for n, p in found.items() if p is None)
     if missing:
         why = f"{', '.join(missing)} not installed"
         if os.environ.get("CI"):
             pytest.fail(f"{why}; in CI these tests must run (.ci/run installs them)")
-        pytest.skip(f"{why}: apt-get install -y biboumi ngircd to run these tests")
+        pytest.skip(f"{why}: apt-get install -y {packages} to run these tests")
     return {n: p for n, p in found.items() if p is not None}
 
 

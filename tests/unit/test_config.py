@@ -67,6 +67,10 @@ def test_example_file_is_the_defaults() -> None:
      "host:port"),
     ("[s2s]\nrequire_valid_certificates = \"maybe\"\n", 2, "s2s.require_valid_certificates",
      "boolean"),
+    ("[[extdisco.service]]\ntype = \"ftp\"\nhost = \"x\"\n", 2, "extdisco.service.type",
+     "stun"),
+    ("[[extdisco.service]]\ntype = \"turn\"\nhost = \"x\"\nsecret = \"\"\n", 4,
+     "extdisco.service.secret", "empty secret"),
 ])
 def test_mistakes_name_key_file_and_line(tmp_path: Path, text: str, line: int, key: str,
                                          words: str) -> None:

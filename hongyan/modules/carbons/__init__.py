@@ -14,7 +14,11 @@ allocated. Copies are written with ``ClientSession.send`` (no task, no await).
 
 Eligibility (XEP-0280 §6, as Prosody's mod_carbons applies it):
 
-* ``chat``; ``normal`` with a ``<body/>``; an inbound ``error`` addressed to a session that is
+* ``chat``; ``normal`` with a ``<body/>`` or with a Jingle Message Initiation (XEP-0353),
+  one of the payloads "typically used in IM" of §6: clients before JMI 0.4 send call
+  invitations and answers as bodiless ``normal`` messages, and the user's other devices must
+  see them to ring and to stop ringing (a bodiless ``normal`` chat state stays uncopied, as
+  Prosody has it); an inbound ``error`` addressed to a session that is
   online and coming from a bare JID (the bounce of a message the user sent to a bare JID: the
   other devices saw that message as a sent-carbon and should see it fail); never
   ``groupchat`` or ``headline``.
@@ -76,6 +80,8 @@ CARBONS = "urn:xmpp:carbons:2"
 FORWARD = "urn:xmpp:forward:0"
 HINTS = "urn:xmpp:hints"
 MUC_USER = "http://jabber.org/protocol/muc#user"
+#: the payload that makes a bodiless ``normal`` message eligible (see the docstring)
+JMI = "urn:xmpp:jingle-message:0"
 
 # flags from one scan of a message's children
 _BODY = 1
@@ -83,6 +89,7 @@ _PRIVATE = 2
 _NO_COPY = 4
 _MUC_USER = 8
 _CARBON = 16
+_JMI = 32
 
 
 def scan(el: Element) -> tuple[int, Element | None]:
@@ -107,13 +114,15 @@ def scan(el: Element) -> tuple[int, Element | None]:
                 flags |= _NO_COPY
         elif xmlns == MUC_USER and c.name == "x":
             flags |= _MUC_USER
+        elif xmlns == JMI:
+            flags |= _JMI
     return flags, private
 
 
 def _copyable(mtype: str, flags: int) -> bool:
     if flags & (_PRIVATE | _NO_COPY):
         return False
-    return mtype == "chat" or (mtype == "normal" and bool(flags & _BODY))
+    return mtype == "chat" or (mtype == "normal" and bool(flags & (_BODY | _JMI)))
 
 
 class Carbons(Module):

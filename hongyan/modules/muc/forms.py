@@ -30,6 +30,10 @@ ARCHIVING = "muc#roomconfig_enablearchiving"
 #: Hongyan's own field: users may register with a members-only or moderated room (§7.10) and
 #: so become members
 ALLOW_REGISTER = "hongyan#roomconfig_allowregister"
+#: Hongyan's own fields: a group call's meeting link (an external SFU's room URL, such as a
+#: Jitsi Meet or Galène one), set in the configuration form and shown in disco#info
+MEETING_URL = "hongyan#roomconfig_meetingurl"
+MEETING_URL_INFO = "hongyan#roominfo_meetingurl"
 CONFERENCE = "jabber:x:conference"
 
 WHOIS = ("moderators", "anyone")
@@ -54,6 +58,7 @@ class RoomConfig:
     allow_invites: bool = False
     archive: bool = True
     allow_register: bool = False
+    meeting_url: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -135,6 +140,9 @@ def config_form(c: RoomConfig, max_users: int) -> Element:
     _field(form, ARCHIVING, "boolean", "Archive messages (XEP-0313)", _bool(c.archive))
     _field(form, ALLOW_REGISTER, "boolean",
            "Users may register with the room and so become members", _bool(c.allow_register))
+    _field(form, MEETING_URL, "text-single",
+           "Meeting link for group calls (https:// URL of a Jitsi, Galène, ... room)",
+           c.meeting_url)
     return form
 
 
@@ -205,6 +213,8 @@ def apply_form(current: RoomConfig, form: Element, max_users: int) -> RoomConfig
             c.archive = _parse_bool(var, value)
         elif var == ALLOW_REGISTER:
             c.allow_register = _parse_bool(var, value)
+        elif var == MEETING_URL:
+            c.meeting_url = _meeting_url(var, value)
     if "muc#roomconfig_roomsecret" in values and "muc#roomconfig_passwordprotectedroom" \
             not in values:
         c.password_protected = bool(c.password)
@@ -213,6 +223,19 @@ def apply_form(current: RoomConfig, form: Element, max_users: int) -> RoomConfig
     if not c.password_protected:
         c.password = ""
     return c
+
+
+def _meeting_url(var: str, value: str) -> str:
+    """An absolute http(s) URL with a host, at most 2,048 characters; empty for none."""
+    value = value.strip()
+    if not value:
+        return ""
+    scheme, sep, rest = value.partition("://")
+    host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    if (len(value) > 2048 or not sep or scheme.lower() not in ("https", "http") or not host
+            or any(ch.isspace() or ch in "<>\"" for ch in value)):
+        raise StanzaError("not-acceptable", f"{var}: not an http:// or https:// URL")
+    return value
 
 
 def roominfo_form(c: RoomConfig, occupants: int, subject: str) -> Element:
@@ -226,4 +249,7 @@ def roominfo_form(c: RoomConfig, occupants: int, subject: str) -> Element:
            _bool(c.change_subject))
     if c.lang:
         _field(form, "muc#roominfo_lang", "text-single", "Language", c.lang)
+    if c.meeting_url:
+        _field(form, MEETING_URL_INFO, "text-single", "Meeting link for group calls",
+               c.meeting_url)
     return form
