@@ -12,6 +12,7 @@ import hashlib
 import os
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
@@ -23,7 +24,9 @@ from hongyan.modules.proxy65.relay import HIGH_WATER
 from tests.integration.clients import TIMEOUT, Client
 from tests.integration.components import Component, components_config
 from tests.integration.conftest import Harness
+from tests.integration.test_workers import A0, A1, serving
 from tests.integration.waiting import until
+from tests.ports import free_port
 
 BS = "http://jabber.org/protocol/bytestreams"
 STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
@@ -500,3 +503,33 @@ async def test_jingle_file_transfer_negotiation_is_routed_unchanged(harness: Har
     assert answer["type"] == "result"
     came = (await asyncio.wait_for(got["b"].get(), TIMEOUT)).xml.find(f"{{{JINGLE}}}jingle")
     assert came is not None and came.attrib["action"] == "session-terminate"
+
+
+# -- two workers ---------------------------------------------------------------------------------
+async def test_a_file_between_the_homes_of_two_workers(tmp_path: Path, storage_url: str) -> None:
+    """``hongyan serve`` with two workers: the listener is on the proxy service's home, where
+    both SOCKS5 connections and the activation meet, whichever workers the two users live on
+    (bob on worker 0, alice on worker 1) and whoever initiates."""
+    port = free_port()
+    extra = f"[proxy65]\nenabled = true\nbind = [\"127.0.0.1\"]\nport = {port}\n"
+    async with serving(tmp_path, storage_url, extra=extra) as node:
+        end = time.monotonic() + TIMEOUT
+        while True:  # the home opens the listener when its links are up
+            try:
+                probe = await Socks.open(port)
+                probe.close()
+                break
+            except OSError:
+                assert time.monotonic() < end, "the proxy's port did not open"
+                await asyncio.sleep(0.05)
+        for round_, (one, two) in enumerate(((A0, A1), (A1, A0))):
+            a = await node.login(one, f"i{round_}", plugins=("xep_0065",))
+            b = await node.login(two, f"t{round_}", plugins=("xep_0065",))
+            iq = await a.send_raw_iq(a.make_iq_get(ito=PROXY), f"<query xmlns='{BS}'/>",
+                                     TIMEOUT)
+            sh = iq.xml.find(f"{{{BS}}}query/{{{BS}}}streamhost")
+            assert sh is not None and sh.attrib["port"] == str(port), str(iq)
+            data = os.urandom(MiB // 2)
+            assert await transfer(a, b, data) == data
+            await a.close()
+            await b.close()
