@@ -20,10 +20,11 @@ import pytest
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
+from hongyan.config.loader import ConfigError, load_config
 from hongyan.modules.proxy65.relay import HIGH_WATER
 from tests.integration.clients import TIMEOUT, Client
 from tests.integration.components import Component, components_config
-from tests.integration.conftest import Harness
+from tests.integration.conftest import Harness, write_config
 from tests.integration.test_workers import A0, A1, serving
 from tests.integration.waiting import until
 from tests.ports import free_port
@@ -533,3 +534,21 @@ async def test_a_file_between_the_homes_of_two_workers(tmp_path: Path, storage_u
             assert await transfer(a, b, data) == data
             await a.close()
             await b.close()
+
+
+@pytest.mark.parametrize(("lines", "key", "words"), [
+    ("activation_timeout = 0", "proxy65.activation_timeout", "greater than or equal"),
+    ("activation_timeout = 3600", "proxy65.activation_timeout", "less than or equal"),
+    ("port = 70000", "proxy65.port", "less than or equal"),
+    ("rate = -1", "proxy65.rate", "greater than or equal"),
+    ("public_host = \"a b\"", "proxy65.public_host", "not a host name"),
+    ("host = \"conference.localhost\"", "proxy65.host", "muc.host already"),
+    ("bogus = 1", "proxy65.bogus", ""),
+])
+def test_config_errors_name_the_key(tmp_path: Path, lines: str, key: str, words: str) -> None:
+    path = write_config(tmp_path, "sqlite:///x.db", f"[proxy65]\nenabled = true\n{lines}\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    [problem] = exc.value.problems
+    assert problem.key == key and words in problem.message, problem
+    assert problem.file == str(path) and problem.line is not None
