@@ -30,6 +30,7 @@ ORDER: tuple[str, ...] = (
     "avatar",
     "hostmeta",
     "upload",
+    "proxy65",
     "metrics",
     "webclient",
     "admin",
