@@ -401,6 +401,9 @@ async def test_a_receiver_that_does_not_read_stops_the_sender(harness: Harness) 
         # the proxy stopped reading: the sender still holds most of it, the proxy little
         left = i.writer.transport.get_write_buffer_size()
         assert left > 8 * MiB, left
+        assert proxy.streams.bytes < len(data) - 8 * MiB
+        held = [c for c in proxy.streams.conns if c.holds == {"peer"}]
+        assert len(held) == 1  # the initiator's side: its socket is not read
         for conn in proxy.streams.conns:
             assert conn.transport.get_write_buffer_size() <= HIGH_WATER + 256 * 1024
         got = await asyncio.wait_for(t.reader.readexactly(len(data)), 60)
