@@ -25,6 +25,7 @@ from hongyan.modules.proxy65.relay import HIGH_WATER
 from tests.integration.clients import TIMEOUT, Client
 from tests.integration.components import Component, components_config
 from tests.integration.conftest import Harness, write_config
+from tests.integration.test_metrics import parse, scrape, v
 from tests.integration.test_workers import A0, A1, serving
 from tests.integration.waiting import until
 from tests.ports import free_port
@@ -176,7 +177,12 @@ async def test_slixmpp_sends_a_file_through_the_proxy(harness: Harness) -> None:
     assert len(got) == MiB
     proxy = harness.node.modules["proxy65"]  # type: ignore[union-attr]
     await until(lambda: not proxy.streams.conns and not proxy.streams.streams)
-    assert proxy.streams.activated == 1 and proxy.streams.bytes == MiB
+    status, _, text = await scrape(harness.node.http_port)  # type: ignore[union-attr]
+    vals = parse(text)
+    assert status == 200
+    assert v(vals, "hongyan_proxy65_activated_total") == 1
+    assert v(vals, "hongyan_proxy65_bytes_total") == MiB
+    assert v(vals, "hongyan_proxy65_connections") == 0
 
 
 # -- activation --------------------------------------------------------------------------------
