@@ -360,6 +360,44 @@ async def test_more_connections_than_allowed_are_closed_at_once(harness: Harness
     two.close()
 
 
+async def test_more_connections_from_one_address_than_allowed_are_closed(harness: Harness
+                                                                         ) -> None:
+    port = await start(harness, "max_connections_per_ip = 2")
+    one, two = await Socks.open(port), await Socks.open(port)
+    proxy = harness.node.modules["proxy65"]  # type: ignore[union-attr]
+    await until(lambda: len(proxy.streams.conns) == 2)
+    three = await Socks.open(port)
+    with contextlib.suppress(ConnectionResetError):
+        assert await three.closed() == b""
+    # another address is still let in
+    r, w = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0))
+    other = Socks(r, w)
+    k = key("s11", "a@localhost/1", "b@localhost/2")
+    assert await other.connect(k) == ok_reply(k)
+    one.close()
+    await until(lambda: proxy.streams.per_ip.get("127.0.0.1") == 1)
+    again = await Socks.open(port)
+    assert await again.connect(k) == ok_reply(k)
+    for s in (two, other, again):
+        s.close()
+    await until(lambda: not proxy.streams.per_ip)
+
+
+async def test_a_port_in_use_is_an_error_naming_the_key(harness: Harness) -> None:
+    port = await start(harness)
+    await harness.stop_node()
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        with pytest.raises(RuntimeError, match=f"proxy65.port: cannot listen on 127.0.0.1 "
+                           f"port {busy}"):
+            await harness.start(extra=f"[proxy65]\nenabled = true\nbind = [\"127.0.0.1\"]\n"
+                                f"port = {busy}\n")
+    assert port
+
+
 # -- bounds and backpressure ---------------------------------------------------------------------
 async def test_a_stream_over_max_bytes_is_cut(harness: Harness) -> None:
     port = await start(harness, "max_bytes = 100000")

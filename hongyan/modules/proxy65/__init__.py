@@ -80,8 +80,15 @@ class Proxy65(Module):
         o = self.options
         port = o.port
         for addr in o.bind:
-            server = await loop.create_server(self.streams.protocol, addr, port,
-                                              reuse_address=True)
+            try:
+                server = await loop.create_server(self.streams.protocol, addr, port,
+                                                  reuse_address=True)
+            except OSError as exc:
+                for opened in self._servers:
+                    opened.close()
+                self._servers.clear()
+                raise RuntimeError(f"proxy65.port: cannot listen on {addr} port {port}: "
+                                   f"{exc.strerror or exc}") from None
             self._servers.append(server)
             port = int(server.sockets[0].getsockname()[1])
         self.port = port

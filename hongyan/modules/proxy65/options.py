@@ -37,6 +37,9 @@ class Proxy65Options(Section):
                       "directions together; reading pauses when it is over (0 = no limit)")
     max_connections: int = Field(1000, ge=2, description="SOCKS5 connections open at once; "
                                  "one more is closed at accept")
+    max_connections_per_ip: int = Field(20, ge=2, description="SOCKS5 connections open at "
+                                        "once from one client address (a bytestream takes "
+                                        "two when both sides share it)")
     allowed_domains: list[str] = Field(default_factory=list, description="other domains "
                                        "whose users may use the proxy (\"*\": every domain); "
                                        "the server's own always may")

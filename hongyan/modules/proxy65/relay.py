@@ -52,6 +52,8 @@ class Limits(Protocol):
     def rate(self) -> int: ...
     @property
     def max_connections(self) -> int: ...
+    @property
+    def max_connections_per_ip(self) -> int: ...
 
 
 def reply(code: int, addr: bytes = b"") -> bytes:
@@ -87,6 +89,8 @@ class Streams:
         self.call_later = call_later
         self.streams: dict[str, Stream] = {}
         self.conns: set[Conn] = set()
+        #: open connections by client address
+        self.per_ip: dict[str, int] = {}
         #: counters for /metrics
         self.activated = 0
         self.bytes = 0
@@ -105,8 +109,24 @@ class Streams:
         conn.stream = stream
         return SUCCEEDED
 
+    def admit(self, conn: Conn, ip: str) -> bool:
+        """Whether one more connection (from ``ip``) may be open."""
+        limits = self.limits
+        if len(self.conns) >= limits.max_connections or \
+                self.per_ip.get(ip, 0) >= limits.max_connections_per_ip:
+            return False
+        self.conns.add(conn)
+        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
+        return True
+
     def leave(self, conn: Conn) -> None:
-        self.conns.discard(conn)
+        if conn in self.conns:
+            self.conns.discard(conn)
+            left = self.per_ip[conn.ip] - 1
+            if left:
+                self.per_ip[conn.ip] = left
+            else:
+                del self.per_ip[conn.ip]
         stream = conn.stream
         if stream is None:
             return
@@ -152,6 +172,7 @@ class Conn(asyncio.Protocol):
         self.state = Conn.GREETING
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
+        self.ip = ""
         self.stream: Stream | None = None
         self.peer: Conn | None = None
         self.timer: Timer | None = None
@@ -164,12 +185,14 @@ class Conn(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport = cast(asyncio.Transport, transport)  # uvloop's is not one
         streams = self.streams
-        if len(streams.conns) >= streams.limits.max_connections:
-            log.warning("SOCKS5 connection refused: %d open", len(streams.conns))
+        peer = transport.get_extra_info("peername")
+        self.ip = str(peer[0]) if isinstance(peer, tuple) else ""
+        if not streams.admit(self, self.ip):
+            log.warning("SOCKS5 connection from %s refused: %d open, %d from there",
+                        self.ip, len(streams.conns), streams.per_ip.get(self.ip, 0))
             self.state = Conn.CLOSED
             transport.abort()
             return
-        streams.conns.add(self)
         transport.set_write_buffer_limits(high=HIGH_WATER)
         self.timer = streams.call_later(streams.limits.activation_timeout, self._timeout)
 
