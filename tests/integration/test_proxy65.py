@@ -326,7 +326,12 @@ async def test_a_request_in_pieces_is_understood(harness: Harness) -> None:
         await s.writer.drain()
     assert await s.read(2) == b"\x05\x00"
     assert await s.read(len(ok_reply(k))) == ok_reply(k)
+    # and all of it in one write, without waiting for the method (the other side)
+    t = await Socks.open(port)
+    t.writer.write(whole)
+    assert await t.read(2 + len(ok_reply(k))) == b"\x05\x00" + ok_reply(k)
     s.close()
+    t.close()
 
 
 async def test_connections_never_activated_time_out(harness: Harness) -> None:
