@@ -429,8 +429,12 @@ async def test_the_rate_bound_slows_a_stream(harness: Harness) -> None:
         assert (await activate(a, "s9", b.boundjid))["type"] == "result"
         began = time.monotonic()
         i.writer.write(data)
+        i.writer.write_eof()  # the EOF follows the bytes held back by the rate
         got = await asyncio.wait_for(t.reader.readexactly(len(data)), 20)
         took = time.monotonic() - began
+        assert await t.closed() == b""
+        t.writer.write(b"thanks")  # the other way is still open
+        assert await i.read(6) == b"thanks"
     assert got == data
     # 200,000 bytes of burst, then 200,000 bytes/s: about 2 s for 600,000 bytes
     assert took >= 1.2, took

@@ -218,6 +218,8 @@ class Conn(asyncio.Protocol):
         peer = self.peer
         if self.state != Conn.ACTIVE or peer is None or peer.transport is None:
             return None  # closes
+        if self.eof:
+            return True  # read again after a pause: told already
         self.eof = True
         if peer.eof:
             return None
@@ -351,16 +353,24 @@ class Conn(asyncio.Protocol):
                 side.release("rate")
 
     def hold(self, why: str) -> None:
-        if not self.holds and self.transport is not None and self.state != Conn.CLOSED:
-            self.transport.pause_reading()
+        t = self._reading()
+        if not self.holds and t is not None:
+            t.pause_reading()
         self.holds.add(why)
 
     def release(self, why: str) -> None:
         if why not in self.holds:
             return
         self.holds.discard(why)
-        if not self.holds and self.transport is not None and self.state != Conn.CLOSED:
-            self.transport.resume_reading()
+        t = self._reading()
+        if not self.holds and t is not None:
+            t.resume_reading()
+
+    def _reading(self) -> asyncio.Transport | None:
+        """The transport while its socket is read (not closed, no EOF from it)."""
+        if self.state == Conn.CLOSED or self.eof:
+            return None
+        return self.transport
 
     # -- ending ------------------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
