@@ -507,6 +507,13 @@ async def test_jingle_file_transfer_negotiation_is_routed_unchanged(harness: Har
     port = await start(harness)
     a = await harness.logged_in("alice")
     b = await harness.logged_in("bob")
+    await jingle(a, b, port)
+
+
+async def jingle(a: Client, b: Client, port: int) -> None:
+    """XEP-0234 over XEP-0260 from ``a`` to ``b``: session-initiate with a file offer and the
+    proxy as candidate, session-accept, the file through the proxy, session-terminate; each
+    Jingle payload arrives as it was sent."""
     got: dict[str, asyncio.Queue[Any]] = {"a": asyncio.Queue(), "b": asyncio.Queue()}
     for name, c in (("a", a), ("b", b)):
         def on(iq: Any, c: Client = c, q: asyncio.Queue[Any] = got[name]) -> None:
@@ -588,6 +595,7 @@ async def test_a_file_between_the_homes_of_two_workers(tmp_path: Path, storage_u
             assert sh is not None and sh.attrib["port"] == str(port), str(iq)
             data = os.urandom(MiB // 2)
             assert await transfer(a, b, data) == data
+            await jingle(a, b, port)  # and Jingle between the homes
             await a.close()
             await b.close()
 
