@@ -31,6 +31,7 @@ ORDER: tuple[str, ...] = (
     "hostmeta",
     "upload",
     "extdisco",
+    "proxy65",
     "metrics",
     "webclient",
     "admin",
