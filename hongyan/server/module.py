@@ -49,6 +49,8 @@ AskHandler = Callable[[bytes], "bytes | Awaitable[bytes]"]
 ServiceHandler = Callable[[str, Element, JID], Awaitable[Element | None]]
 
 E = TypeVar("E")
+#: seconds a module's background tasks get to end after their cancel when it stops
+RELEASE_TIMEOUT = 5.0
 M = TypeVar("M", bound="Module")
 S = TypeVar("S", bound="Section")
 
@@ -574,5 +576,19 @@ class ModuleAPI:
             timer.cancel()
         for t in list(self._tasks):
             t.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        # bounded: a task that lost its cancel (Python 3.11's wait_for can swallow one that
+        # arrives as the awaited thing finishes) is cancelled once more, then left behind with
+        # an error naming it, instead of holding the node's stop forever
+        for attempt in range(2):
+            if not self._tasks:
+                return
+            _, pending = await asyncio.wait(set(self._tasks), timeout=RELEASE_TIMEOUT)
+            if not pending:
+                return
+            for t in pending:
+                if attempt == 0:
+                    t.cancel()
+                else:
+                    logging.getLogger(f"hongyan.mod.{self.module_name}").error(
+                        "background task %s did not end when cancelled; left behind",
+                        t.get_coro())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import time
 from typing import Any
@@ -358,3 +359,39 @@ async def test_disabled_module_is_gone(harness: Harness) -> None:
     assert "vcard-temp" not in info["disco_info"]["features"]
     res = await raw_iq(c, "<vCard xmlns='vcard-temp'/>")
     assert condition(res) == "service-unavailable"
+
+
+async def test_a_task_deaf_to_its_cancel_does_not_hold_the_stop(
+        harness: Harness, monkeypatch: Any, caplog: Any) -> None:
+    """A module's background task that loses its cancel (Python 3.11's wait_for swallows one
+    that arrives as the awaited call fails) is cancelled again; one deaf to every cancel is
+    left behind with an error naming it, and the node stops all the same."""
+    import hongyan.server.module
+
+    monkeypatch.setattr(hongyan.server.module, "RELEASE_TIMEOUT", 0.2)
+    assert harness.node is not None
+    cancels = {"once": 0, "deaf": 0}
+    release = asyncio.Event()
+
+    async def deaf_to(name: str, times: int) -> None:
+        while not release.is_set():
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                cancels[name] += 1
+                if cancels[name] > times:
+                    raise
+
+    once = harness.node.modules["ping"].api.spawn(deaf_to("once", 1))
+    deaf = harness.node.modules["ping"].api.spawn(deaf_to("deaf", 1000))
+    await asyncio.sleep(0)
+    caplog.set_level("ERROR", logger="hongyan.mod.ping")
+    await asyncio.wait_for(harness.stop_node(), 5)
+    assert once.cancelled() and cancels["once"] == 2  # the second cancel ended it
+    assert not deaf.done() and cancels["deaf"] == 2
+    assert [r.getMessage() for r in caplog.records if "left behind" in r.getMessage()] == [
+        f"background task {deaf.get_coro()} did not end when cancelled; left behind"]
+    release.set()
+    deaf.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(deaf, 1)

@@ -199,7 +199,11 @@ class EventStream(Module):
         while True:
             if not outlet.connected:
                 try:
-                    await asyncio.wait_for(backend.connect(), o.timeout)
+                    # asyncio.timeout, not wait_for: Python 3.11's wait_for can lose a
+                    # cancellation that arrives as the connect fails, and this loop would
+                    # then run on and hold the module's stop forever
+                    async with asyncio.timeout(o.timeout):
+                        await backend.connect()
                 except Exception as exc:
                     self.log.warning("%s: cannot connect (%s); again in %.1f s",
                                      backend.name, exc or type(exc).__name__, delay)
@@ -219,7 +223,8 @@ class EventStream(Module):
             batch = [encode(q.popleft()) for _ in range(n)]
             outlet.inflight = n
             try:
-                await asyncio.wait_for(backend.send(batch), o.timeout)
+                async with asyncio.timeout(o.timeout):
+                    await backend.send(batch)
             except Exception as exc:
                 outlet.inflight = 0
                 outlet.dropped += n

@@ -186,7 +186,8 @@ class RedisStreams:
         if writer is not None:
             writer.close()
             with contextlib.suppress(Exception):  # a broker gone away: nothing to close
-                await asyncio.wait_for(writer.wait_closed(), self._timeout)
+                async with asyncio.timeout(self._timeout):  # (not wait_for: see _send_loop)
+                    await writer.wait_closed()
 
 
 def _command(args: list[str]) -> bytes:
@@ -252,4 +253,5 @@ class NatsJetStream:
         nc, self._nc, self._js = self._nc, None, None
         if nc is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(nc.close(), self._timeout)
+                async with asyncio.timeout(self._timeout):  # (not wait_for: see _send_loop)
+                    await nc.close()
