@@ -95,13 +95,18 @@ class IrcConnection:
         self._login_pending = False
         self._login_sasl = False
         self._buf = bytearray()
+        #: the lines the last :meth:`receive_data` read
+        self.lines = 0
         self._discarding = False
         self._out: list[bytes] = []
         self._events: list[Event] = []
 
     # -- bytes ----------------------------------------------------------------------------------
-    def receive_data(self, data: bytes) -> list[Event]:
-        """Feed bytes read from the client; return the events they complete."""
+    def receive_data(self, data: bytes, budget: int | None = None) -> list[Event]:
+        """Feed bytes read from the client; return the events they complete. ``budget``: the
+        lines the client may still send (past it: ``ERROR :Excess Flood`` and the end);
+        :attr:`lines` counts those read by this call."""
+        self.lines = 0
         if self.closed:
             return []
         buf = self._buf
@@ -131,6 +136,10 @@ class IrcConnection:
                 buf.clear()
             else:
                 line = piece
+            self.lines += 1
+            if budget is not None and self.lines > budget:
+                self.error("Excess Flood")
+                break
             self._line(line[:-1] if line.endswith(b"\r") else line)
         events, self._events = self._events, []
         return events

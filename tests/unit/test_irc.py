@@ -210,3 +210,13 @@ def test_bad_nick_is_432() -> None:
     c = conn()
     c.receive_data(b"NICK 9abc\r\nNICK a b\r\n")
     assert c.data_to_send().startswith(b":irc.example 432 * 9abc :Erroneous nickname\r\n")
+
+
+def test_lines_past_the_budget_are_excess_flood() -> None:
+    c = registered()
+    events = c.receive_data(b"PRIVMSG #r :x\r\n" * 10, budget=4)
+    assert len(events) == 4 and c.closed
+    assert c.data_to_send() == b"ERROR :Closing link: Excess Flood\r\n"
+    c2 = registered()
+    assert len(c2.receive_data(b"PRIVMSG #r :x\r\n" * 10, budget=10)) == 10
+    assert c2.lines == 10 and not c2.closed
