@@ -16,6 +16,8 @@ MAX_CLIENT_TAGS = 4096
 #: a line from a client, tags and all
 MAX_INPUT = MAX_LINE + MAX_CLIENT_TAGS
 
+#: commands whose last parameter is text: always written as a trailing one, as servers do
+_TEXT_LAST = frozenset({"PRIVMSG", "NOTICE", "TOPIC", "KICK", "PART", "QUIT", "ERROR", "AWAY"})
 _ESCAPES = {";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"}
 _UNESCAPES = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
 
@@ -37,9 +39,10 @@ class Message:
         head = f":{self.prefix} {self.command}" if self.prefix else self.command
         params = [p.replace("\r", " ").replace("\n", " ").replace("\0", "") for p in self.params]
         parts = [head]
+        text_last = self.command in _TEXT_LAST or self.command.isdigit()
         for i, p in enumerate(params):
             last = i == len(params) - 1
-            if last and (not p or " " in p or p.startswith(":")):
+            if last and (text_last or not p or " " in p or p.startswith(":")):
                 parts.append(":" + p)
             else:
                 parts.append(p)

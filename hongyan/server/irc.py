@@ -257,6 +257,12 @@ class IrcSession(ClientSession):
         to = JID.parse(to_text) if to_text is not None else None
         return self.node.router.route_from_session(el, self, to)
 
+    def _route_later(self, el: Element) -> None:
+        """Route ``el`` from where nothing can wait for it (a stanza being shown)."""
+        pending = self._route(el)
+        if pending is not None:
+            self.node.spawn(pending)
+
     def _room_jid(self, name: str) -> JID | None:
         if not name.startswith("#") or len(name) < 2:
             return None
@@ -283,11 +289,9 @@ class IrcSession(ClientSession):
 
     def _irc_join(self, params: list[str]) -> Awaitable[object] | None:
         if params[0] == "0":
-            for name in list(self.channels):
-                self._part(name, "")
-            return None
+            return _in_order([self._part(name, "") for name in list(self.channels)])
         keys = params[1].split(",") if len(params) > 1 else []
-        last: Awaitable[object] | None = None
+        waits: list[Awaitable[object] | None] = []
         for i, name in enumerate(params[0].split(",")):
             room = self._room_jid(name)
             if room is None:
@@ -302,15 +306,15 @@ class IrcSession(ClientSession):
             x.add("history", attrs={"maxstanzas": str(self._cfg.history)})
             if i < len(keys) and keys[i]:
                 x.add("password", text=keys[i])
-            last = self._route(presence) or last
-        return last
+            waits.append(self._route(presence))
+        return _in_order(waits)
 
     def _irc_part(self, params: list[str]) -> Awaitable[object] | None:
         reason = params[1] if len(params) > 1 else ""
-        last: Awaitable[object] | None = None
+        waits: list[Awaitable[object] | None] = []
         for name in params[0].split(","):
-            last = self._part(name.lower(), reason) or last
-        return last
+            waits.append(self._part(name.lower(), reason))
+        return _in_order(waits)
 
     def _part(self, name: str, reason: str) -> Awaitable[object] | None:
         ch = self.channels.get(name)
@@ -330,7 +334,7 @@ class IrcSession(ClientSession):
             text = "/me " + text[8:].rstrip("\x01")
         elif text.startswith("\x01"):
             return None  # other CTCP: nothing in XMPP for it
-        last: Awaitable[object] | None = None
+        waits: list[Awaitable[object] | None] = []
         for target in params[0].split(",")[:4]:
             if target.startswith("#"):
                 ch = self.channels.get(target.lower())
@@ -349,8 +353,8 @@ class IrcSession(ClientSession):
                 msg = Element("message", attrs={"to": jid.text, "type": "chat",
                                                 "id": secrets.token_hex(8)})
             msg.add("body", text=text)
-            last = self._route(msg) or last
-        return last
+            waits.append(self._route(msg))
+        return _in_order(waits)
 
     def _irc_notice(self, params: list[str]) -> Awaitable[object] | None:
         return self._irc_privmsg(params, notice=True)
@@ -444,7 +448,7 @@ class IrcSession(ClientSession):
             self.irc.numeric("368", ch.name, "End of channel ban list")
             return None
         sign = "+"
-        last: Awaitable[object] | None = None
+        waits: list[Awaitable[object] | None] = []
         for c in modes:
             if c in "+-":
                 sign = c
@@ -459,7 +463,7 @@ class IrcSession(ClientSession):
                     continue
                 role = ("moderator" if c == "o" else "participant") if sign == "+" else (
                     "participant" if c == "o" else "visitor")
-                last = self._admin(ch, nick, {"nick": nick, "role": role}) or last
+                waits.append(self._admin(ch, nick, {"nick": nick, "role": role}))
             elif c == "b":
                 if not args:
                     self.irc.numeric("461", "MODE", "Not enough parameters")
@@ -470,11 +474,11 @@ class IrcSession(ClientSession):
                     self.irc.numeric("696", ch.name, "b", mask[:64],
                                      "Ban masks are XMPP addresses (user@domain)")
                     continue
-                last = self._admin(ch, mask, {"jid": jid.bare_str, "affiliation":
-                                   "outcast" if sign == "+" else "none"}) or last
+                waits.append(self._admin(ch, mask, {"jid": jid.bare_str, "affiliation":
+                                            "outcast" if sign == "+" else "none"}))
             else:
                 self.irc.numeric("472", c, "is unknown mode char to me")
-        return last
+        return _in_order(waits)
 
     def _irc_who(self, params: list[str]) -> None:
         mask = params[0] if params else "*"
@@ -507,12 +511,12 @@ class IrcSession(ClientSession):
             self.irc.numeric("306", "You have been marked as being away")
         else:
             self.irc.numeric("305", "You are no longer marked as being away")
-        last = self._route(presence)
+        waits: list[Awaitable[object] | None] = [self._route(presence)]
         for ch in self.channels.values():
             copy = presence.copy()
             copy.attrs["to"] = f"{ch.room.text}/{ch.nick}"
-            last = self._route(copy) or last
-        return last
+            waits.append(self._route(copy))
+        return _in_order(waits)
 
     def _irc_motd(self, params: list[str]) -> None:
         self.irc.numeric("422", "MOTD File is missing")
@@ -555,7 +559,7 @@ class IrcSession(ClientSession):
             presence = Element("presence", attrs={"type": "unavailable"})
             if reason:
                 presence.add("status", text=reason)
-            self._route(presence)
+            self._route_later(presence)
 
     # -- stanzas in -----------------------------------------------------------------------------
     def send(self, item: Element | bytes, raw: bool = False,
@@ -658,8 +662,9 @@ class IrcSession(ClientSession):
         if kind == "error":
             if not ch.joined:
                 del self.channels[ch.name]
-                code, text = _JOIN_ERRORS.get(_condition(el), ("403", "Cannot join channel"))
-                self.irc.numeric(code, ch.name, text)
+                cond = _condition(el)
+                code, text = _JOIN_ERRORS.get(cond, ("403", "Cannot join channel"))
+                self.irc.numeric(code, ch.name, f"{text} ({cond})")
             return
         x = el.find("x", MUC_USER)
         statuses: set[str] = set()
@@ -701,6 +706,13 @@ class IrcSession(ClientSession):
         ch.occupants[nick] = role
         if me and not ch.joined:
             ch.joined = True
+            if "201" in statuses:
+                # a new room: accept the default configuration (an instant room, §10.1.2)
+                iq = Element("iq", attrs={"to": ch.room.text, "type": "set",
+                                          "id": secrets.token_hex(8)})
+                iq.add("query", MUC + "#owner").add("x", "jabber:x:data",
+                                                    {"type": "submit"})
+                self._route_later(iq)
             self.irc.send(Message("JOIN", [ch.name], self.irc.source))
             self._names(ch)
             return
@@ -748,7 +760,7 @@ class IrcSession(ClientSession):
             reply.attrs["type"] = "error"
             err = reply.add("error", attrs={"type": "cancel"})
             err.add("service-unavailable", NS.STANZAS)
-        self._route(reply)
+        self._route_later(reply)
 
     # -- the end --------------------------------------------------------------------------------
     def stream_error(self, exc: StreamError) -> None:
@@ -787,6 +799,20 @@ class IrcSession(ClientSession):
             was_available = self.available
             self.available = False
             node.spawn(node.hooks.fire(SessionClosed(self, was_available)))
+
+
+def _in_order(waits: list[Awaitable[object] | None]) -> Awaitable[object] | None:
+    """One awaitable for the routings that returned one (awaited in order), or None."""
+    pending = [w for w in waits if w is not None]
+    if not pending:
+        return None
+    if len(pending) == 1:
+        return pending[0]
+
+    async def run() -> None:
+        for w in pending:
+            await w
+    return run()
 
 
 def _condition(el: Element) -> str:

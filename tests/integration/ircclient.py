@@ -53,7 +53,11 @@ class IrcClient:
                 found = re.search(pattern, await self.line(timeout))
                 if found:
                     return found
-        return await asyncio.wait_for(find(), timeout)
+        try:
+            return await asyncio.wait_for(find(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"no line matching {pattern!r}; the last ones: "
+                                 f"{self.seen[-15:]!r}") from None
 
     async def closed(self, timeout: float = TIMEOUT) -> list[str]:
         """Read until the server closes the connection; the lines read."""

@@ -5,14 +5,16 @@ with it 1:1 and sees it in rooms as an ordinary occupant."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.integration.conftest import Harness
 from tests.integration.ircclient import IrcClient
 from tests.integration.rawstream import PASSWORD
+from tests.integration.test_muc import C, Witch, codes, item, witch
 
 IRC = """
 [irc]
@@ -142,3 +144,165 @@ async def test_irc_with_several_workers_is_a_config_error(tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match=r"irc\.enabled needs server\.workers = 1"):
         load_config(path)
 
+
+
+# -- rooms ---------------------------------------------------------------------------------------
+ROOM = "coven@conference.localhost"
+
+
+def presence_from(w: Witch, jid: str, kind: str | None = None) -> Callable[[Any], bool]:
+    def pred(el: Any) -> bool:
+        return (el.tag == f"{C}presence" and el.get("from") == jid
+                and (kind is None or el.get("type") == kind))
+    return pred
+
+
+def groupchat_from(jid: str, body: str) -> Callable[[Any], bool]:
+    def pred(el: Any) -> bool:
+        return (el.tag == f"{C}message" and el.get("from") == jid
+                and el.findtext(f"{C}body") == body)
+    return pred
+
+
+async def irc_user(h: Harness, clients: list[IrcClient], name: str) -> IrcClient:
+    assert h.node is not None
+    if not await h.node.accounts.exists(name):
+        await h.user(name)
+    c = IrcClient()
+    clients.append(c)
+    await c.login_sasl(ports(h)[0], name, PASSWORD)
+    return c
+
+
+async def test_an_irc_user_and_an_xmpp_occupant_share_a_room(
+        irc: Harness, clients: list[IrcClient]) -> None:
+    crone = await witch(irc, "crone")
+    await crone.create(ROOM, "crone")
+    crone.c.send_message(mto=ROOM, mbody="before you came", mtype="groupchat")
+    await crone.expect(groupchat_from(f"{ROOM}/crone", "before you came"))
+    alice = await irc_user(irc, clients, "alice")
+    alice.send("JOIN #coven")
+    await alice.expect(r"^:alice!alice@localhost JOIN :?#coven$")
+    names = await alice.expect(r" 353 alice = #coven :(.*)$")
+    assert set(names.group(1).split()) == {"@crone", "+alice"}
+    await alice.expect(r" 366 alice #coven ")
+    # history on join, with the time it was said (server-time)
+    hist = await alice.expect(r"^@time=(\S+) :crone!\S+ PRIVMSG #coven :before you came$")
+    assert hist.group(1).endswith("Z")
+    # the XMPP occupant sees an ordinary occupant
+    pres = await crone.expect(presence_from(crone, f"{ROOM}/alice"))
+    assert item(pres)["role"] == "participant"
+    # messages both ways
+    crone.c.send_message(mto=ROOM, mbody="hello irc", mtype="groupchat")
+    await alice.expect(r":crone!crone@conference.localhost PRIVMSG #coven :hello irc$")
+    alice.send("PRIVMSG #coven :hello xmpp")
+    await crone.expect(groupchat_from(f"{ROOM}/alice", "hello xmpp"))
+    alice.send("PRIVMSG #coven :\x01ACTION waves\x01")
+    await crone.expect(groupchat_from(f"{ROOM}/alice", "/me waves"))
+    # topic both ways (the owner sets it; alice reads it; as a moderator alice sets it)
+    crone.c.send_message(mto=ROOM, msubject="brewing", mtype="groupchat")
+    await alice.expect(r":crone!\S+ TOPIC #coven :brewing$")
+    alice.send("TOPIC #coven")
+    await alice.expect(r" 332 alice #coven :brewing$")
+    # joins and parts of XMPP occupants
+    hag = await witch(irc, "hag")
+    await hag.join(ROOM, "hag")
+    await alice.expect(r"^:hag!\S+ JOIN :?#coven$")
+    hag.c.send_presence(pto=f"{ROOM}/hag", ptype="unavailable")
+    await alice.expect(r"^:hag!\S+ PART #coven")
+    alice.send("NAMES #coven")
+    names = await alice.expect(r" 353 alice = #coven :(.*)$")
+    assert set(names.group(1).split()) == {"@crone", "+alice"}
+    # roles: the owner makes alice a moderator; she then changes the topic
+    await crone.muc.set_role(ROOM, "alice", "moderator")
+    await alice.expect(r" MODE #coven -v alice$")
+    await alice.expect(r" MODE #coven \+o alice$")
+    alice.send("TOPIC #coven :new moon")
+    subj = await crone.expect(lambda el: el.tag == f"{C}message"
+                              and el.findtext(f"{C}subject") == "new moon")
+    assert subj.get("from") == f"{ROOM}/alice"
+    # a part from IRC is a leave
+    alice.send("PART #coven :bye")
+    await crone.expect(presence_from(crone, f"{ROOM}/alice", "unavailable"))
+    await alice.expect(r"^:alice!\S+ PART #coven")
+
+
+async def test_a_kick_from_xmpp_removes_the_irc_user(
+        irc: Harness, clients: list[IrcClient]) -> None:
+    crone = await witch(irc, "crone")
+    await crone.create(ROOM, "crone")
+    alice = await irc_user(irc, clients, "alice")
+    alice.send("JOIN #coven")
+    await alice.expect(r" 366 alice #coven ")
+    await crone.muc.set_role(ROOM, "alice", "none", reason="out")
+    await alice.expect(r"^:\S+ KICK #coven alice :out$")
+    await crone.expect(presence_from(crone, f"{ROOM}/alice", "unavailable"))
+    alice.send("PRIVMSG #coven :still here?")
+    await alice.expect(r" 404 alice #coven ")
+    # a ban: the join is refused with 474
+    await crone.muc.set_affiliation(ROOM, "outcast", jid="alice@localhost")
+    alice.send("JOIN #coven")
+    await alice.expect(r" 474 alice #coven ")
+
+
+async def test_kick_and_modes_from_irc(irc: Harness, clients: list[IrcClient]) -> None:
+    alice = await irc_user(irc, clients, "alice")
+    alice.send("JOIN #lair")  # a new room: alice owns it
+    names = await alice.expect(r" 353 alice = #lair :(.*)$")
+    assert names.group(1).split() == ["@alice"]
+    crone = await witch(irc, "crone")
+    await crone.join("lair@conference.localhost", "crone")
+    await alice.expect(r"^:crone!\S+ JOIN :?#lair$")
+    await alice.expect(r" MODE #lair \+v crone$")
+    alice.send("MODE #lair -v crone")
+    pres = await crone.expect(lambda el: el.tag == f"{C}presence"
+                              and item(el).get("role") == "visitor")
+    assert pres.get("from") == "lair@conference.localhost/crone"
+    await alice.expect(r" MODE #lair -v crone$")
+    alice.send("MODE #lair +x", "KICK #lair nobody")
+    await alice.expect(r" 472 alice x ")
+    await alice.expect(r" 441 alice nobody #lair ")
+    alice.send("KICK #lair crone :begone")
+    pres = await crone.expect(presence_from(crone, "lair@conference.localhost/crone",
+                                            "unavailable"))
+    assert "307" in codes(pres)
+    await alice.expect(r" KICK #lair crone :begone$")
+
+
+async def test_irc_commands_a_participant_may_not_use(
+        irc: Harness, clients: list[IrcClient]) -> None:
+    crone = await witch(irc, "crone")
+    await crone.create(ROOM, "crone")
+    alice = await irc_user(irc, clients, "alice")
+    alice.send("JOIN #coven")
+    await alice.expect(r" 366 alice #coven ")
+    alice.send("KICK #coven crone")
+    await alice.expect(r" 482 alice #coven ")
+    alice.send("PART #nowhere", "JOIN nochannel")
+    await alice.expect(r" 442 alice #nowhere ")
+    await alice.expect(r" 403 alice nochannel ")
+
+
+async def test_members_only_rooms_are_enforced(irc: Harness, clients: list[IrcClient]) -> None:
+    crone = await witch(irc, "crone")
+    await crone.create(ROOM, "crone", membersonly="1")
+    alice = await irc_user(irc, clients, "alice")
+    alice.send("JOIN #coven")
+    await alice.expect(r" 473 alice #coven ")
+    await crone.muc.set_affiliation(ROOM, "member", jid="alice@localhost")
+    alice.send("JOIN #coven")
+    await alice.expect(r" 366 alice #coven ")
+
+
+async def test_several_channels_in_one_join(irc: Harness, clients: list[IrcClient]) -> None:
+    alice = await irc_user(irc, clients, "alice")
+    alice.send("JOIN #one,#two")
+    await alice.expect(r" 366 alice #one ")
+    await alice.expect(r" 366 alice #two ")
+    alice.send("PRIVMSG #one,#two :to both")
+    crone = await witch(irc, "crone")
+    await crone.join("two@conference.localhost", "crone")
+    await alice.expect(r"^:crone!\S+ JOIN :?#two$")
+    alice.send("JOIN 0")
+    await alice.expect(r"^:alice!\S+ PART #one")
+    await alice.expect(r"^:alice!\S+ PART #two")

@@ -28,7 +28,9 @@ def test_parse(line: bytes, msg: Message) -> None:
 
 SERIALIZED = [
     (Message("PRIVMSG", ["#r", "hi you"], "a!a@h"), b":a!a@h PRIVMSG #r :hi you\r\n"),
-    (Message("PRIVMSG", ["#r", "one"], "a"), b":a PRIVMSG #r one\r\n"),
+    (Message("PRIVMSG", ["#r", "one"], "a"), b":a PRIVMSG #r :one\r\n"),
+    (Message("JOIN", ["#r"], "a"), b":a JOIN #r\r\n"),
+    (Message("001", ["a", "Welcome"], "s"), b":s 001 a :Welcome\r\n"),
     (Message("TOPIC", ["#r", ""], "a"), b":a TOPIC #r :\r\n"),
     (Message("PRIVMSG", ["b", ":x"]), b"PRIVMSG b ::x\r\n"),
     (Message("PRIVMSG", ["b", "x\r\nQUIT"]), b"PRIVMSG b :x  QUIT\r\n"),
@@ -200,10 +202,10 @@ def test_split_lines_are_joined() -> None:
 def test_tags_sent_only_with_their_capability() -> None:
     c = registered()
     c.send(Message("PRIVMSG", ["alice", "x"], "b", {"time": "T", "msgid": "1"}))
-    assert c.data_to_send() == b":b PRIVMSG alice x\r\n"
+    assert c.data_to_send() == b":b PRIVMSG alice :x\r\n"
     c.caps.add("server-time")
     c.send(Message("PRIVMSG", ["alice", "x"], "b", {"time": "T", "msgid": "1"}))
-    assert c.data_to_send() == b"@time=T :b PRIVMSG alice x\r\n"
+    assert c.data_to_send() == b"@time=T :b PRIVMSG alice :x\r\n"
 
 
 def test_bad_nick_is_432() -> None:
