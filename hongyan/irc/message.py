@@ -39,7 +39,8 @@ class Message:
         head = f":{self.prefix} {self.command}" if self.prefix else self.command
         params = [p.replace("\r", " ").replace("\n", " ").replace("\0", "") for p in self.params]
         parts = [head]
-        text_last = self.command in _TEXT_LAST or self.command.isdigit()
+        text_last = len(self.params) > 1 and (self.command in _TEXT_LAST
+                                             or self.command.isdigit())
         for i, p in enumerate(params):
             last = i == len(params) - 1
             if last and (text_last or not p or " " in p or p.startswith(":")):

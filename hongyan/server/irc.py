@@ -697,7 +697,8 @@ class IrcSession(ClientSession):
                 self.irc.send(Message("NICK", [new], source))
                 return
             elif ch.joined:
-                self.irc.send(Message("PART", [ch.name, el.find_text("status") or ""],
+                status = el.find_text("status")
+                self.irc.send(Message("PART", [ch.name, status] if status else [ch.name],
                                       source))
             if me:
                 self.channels.pop(ch.name, None)

@@ -222,3 +222,8 @@ def test_lines_past_the_budget_are_excess_flood() -> None:
     c2 = registered()
     assert len(c2.receive_data(b"PRIVMSG #r :x\r\n" * 10, budget=10)) == 10
     assert c2.lines == 10 and not c2.closed
+
+
+def test_a_lone_parameter_is_not_made_trailing() -> None:
+    assert Message("PART", ["#r"], "a").to_bytes() == b":a PART #r\r\n"
+    assert Message("PART", ["#r", "bye"], "a").to_bytes() == b":a PART #r :bye\r\n"
