@@ -306,3 +306,61 @@ async def test_several_channels_in_one_join(irc: Harness, clients: list[IrcClien
     alice.send("JOIN 0")
     await alice.expect(r"^:alice!\S+ PART #one")
     await alice.expect(r"^:alice!\S+ PART #two")
+
+
+# -- bad input -----------------------------------------------------------------------------------
+async def test_overlong_lines_and_unknown_commands_get_numerics(
+        irc: Harness, clients: list[IrcClient]) -> None:
+    bob = await irc.logged_in("bob")
+    alice = await irc_user(irc, clients, "alice")
+    alice.send("PRIVMSG bob :" + "x" * 600)
+    await alice.expect(r" 417 alice :Input line was too long$")
+    alice.send("FROBNICATE now", "PRIVMSG bob", "PRIVMSG #nowhere :hi")
+    await alice.expect(r" 421 alice FROBNICATE :Unknown command$")
+    await alice.expect(r" 461 alice PRIVMSG :Not enough parameters$")
+    await alice.expect(r" 404 alice #nowhere :Cannot send to channel$")
+    # a line that never ends is dropped as it comes, and the connection goes on
+    alice.send_raw(b"PRIVMSG bob :" + b"y" * 200_000)
+    alice.send_raw(b"\r\nPRIVMSG bob :still fine\r\n")
+    await alice.expect(r" 417 alice ")
+    msg = await bob.next_message()
+    assert msg["body"] == "still fine"  # nothing of the overlong lines got through
+
+
+async def test_a_flood_is_cut_off(tmp_path: Path, storage_url: str,
+                                  clients: list[IrcClient]) -> None:
+    h = Harness(tmp_path, storage_url)
+    await h.start(extra=IRC.replace("lines_burst = 200", "lines_burst = 5\nflood_lines = 20"))
+    try:
+        bob = await h.logged_in("bob")
+        await h.user("alice")
+        slow = IrcClient()
+        clients.append(slow)
+        await slow.login_pass(ports(h)[0], "alice", PASSWORD)
+        # past the burst: reading pauses until the budget is back, nothing is lost
+        slow.send(*(f"PRIVMSG bob :n{i}" for i in range(10)))
+        got = [(await bob.next_message(timeout=15))["body"] for _ in range(10)]
+        assert got == [f"n{i}" for i in range(10)]
+        # far past it in one go: ERROR :Excess Flood and the end of the connection
+        fast = IrcClient()
+        clients.append(fast)
+        await fast.login_pass(ports(h)[0], "alice", PASSWORD)
+        fast.send(*(f"PRIVMSG bob :f{i}" for i in range(500)))
+        rest = await fast.closed()
+        assert rest[-1] == "ERROR :Closing link: Excess Flood"
+    finally:
+        await h.stop_node()
+
+
+async def test_registration_must_finish_in_time(tmp_path: Path, storage_url: str,
+                                                clients: list[IrcClient]) -> None:
+    h = Harness(tmp_path, storage_url)
+    await h.start(extra=IRC + "auth_timeout = 0.5\n")
+    try:
+        c = IrcClient()
+        clients.append(c)
+        await c.connect(ports(h)[0])
+        c.send("NICK lurker")
+        assert (await c.closed())[-1] == "ERROR :Closing link: registration timed out"
+    finally:
+        await h.stop_node()
