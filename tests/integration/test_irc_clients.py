@@ -161,3 +161,24 @@ async def test_a_kick_from_xmpp_removes_irssi(server: Harness, tmux: Tmux) -> No
     await crone.muc.set_role(ROOM, "alice", "none", reason="out you go")
     await tmux.wait_for(r"alice was kicked from #coven by crone \[out you go\]")
     await crone.expect(presence_from(crone, f"{ROOM}/alice", "unavailable"))
+
+
+async def test_irssi_logs_in_with_sasl_over_tls(server: Harness, tmux: Tmux) -> None:
+    assert server.node is not None
+    await server.user("alice")
+    bob = await server.logged_in("bob")
+    home = tmux.tmp / "irssi-sasl"
+    home.mkdir()
+    (home / "config").write_text(f"""
+chatnets = {{ hongyan = {{ type = "IRC"; sasl_mechanism = "PLAIN"; sasl_username = "alice";
+  sasl_password = "{PASSWORD}"; }}; }};
+servers = ( {{ address = "127.0.0.1"; chatnet = "hongyan"; port = "{server.node.irc_tls_port}";
+  use_tls = "yes"; tls_verify = "no"; autoconnect = "yes"; }} );
+settings = {{ core = {{ nick = "alice"; }}; }};
+""")
+    await tmux.start(f"TERM=screen irssi --home={home}")
+    await tmux.wait_for(r"You are now logged in as alice")
+    await tmux.wait_for(r"Welcome to the Hongyan IRC gateway")
+    await tmux.keys("/msg bob over tls")
+    msg = await bob.next_message()
+    assert msg["body"] == "over tls"
