@@ -38,6 +38,8 @@ _AUTH_MAX = 4 * _AUTH_CHUNK
 _NICK_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
                "-_[]{}\\|^`.")
 NICKLEN = 64
+#: failed SASL logins on one connection before it is closed (as c2s does)
+MAX_SASL_FAILURES = 5
 
 
 @dataclass
@@ -94,6 +96,7 @@ class IrcConnection:
         self._sasl_buffer: bytearray | None = None
         self._login_pending = False
         self._login_sasl = False
+        self._sasl_failures = 0
         self._buf = bytearray()
         #: the lines the last :meth:`receive_data` read
         self.lines = 0
@@ -379,6 +382,9 @@ class IrcConnection:
         self._login_pending = False
         if self._login_sasl:
             self.numeric("904", "SASL authentication failed")
+            self._sasl_failures += 1
+            if self._sasl_failures >= MAX_SASL_FAILURES:
+                self.error("too many failed logins")
             return
         self.numeric("464", "Password incorrect")
         self.error("bad password")

@@ -50,7 +50,7 @@ log = logging.getLogger("hongyan.irc")
 class IrcSession(ClientSession):
     """One IRC client: its protocol core, its rooms, its line budget."""
 
-    __slots__ = ("_pending", "_stamp", "_task", "_timer", "_tokens", "cfg", "channels",
+    __slots__ = ("_pending", "_preauth", "_stamp", "_task", "_timer", "_tokens", "cfg", "channels",
                  "commands", "iqs", "irc", "service", "stanzas")
 
     node: Host
@@ -73,9 +73,29 @@ class IrcSession(ClientSession):
         self._tokens = float(cfg.lines_burst)
         self._stamp = node.clock.monotonic()
         self._timer: Handle | None = node.clock.call_later(cfg.auth_timeout, self._timeout)
+        #: the address this connection counts against in node.preauth, until it logs in
+        self._preauth: str | None = None
 
     def __repr__(self) -> str:
         return f"<IrcSession {self.jid or self.transport.peer_host}>"
+
+    def admit(self) -> bool:
+        """Count this new connection against the node's pre-authentication caps (those of
+        c2s); over one, it ends at once with ``ERROR`` and this returns False."""
+        host = self.transport.peer_host
+        refused = self.node.preauth.enter(host)
+        if refused is not None:
+            self.irc.error(refused)
+            self._out_irc()
+            self._shutdown()
+            return False
+        self._preauth = host
+        return True
+
+    def _leave_preauth(self) -> None:
+        host, self._preauth = self._preauth, None
+        if host is not None:
+            self.node.preauth.leave(host)
 
     # -- bytes in -------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -176,6 +196,7 @@ class IrcSession(ClientSession):
         if self.state == CLOSED:
             return
         node.guard.succeeded(host)
+        self._leave_preauth()
         self.username = username
         self._bind()
         self.irc.logged_in(username)
@@ -282,6 +303,7 @@ class IrcSession(ClientSession):
     def _ended(self) -> None:
         was_closed = self.state == CLOSED
         self.state = CLOSED
+        self._leave_preauth()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

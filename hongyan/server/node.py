@@ -503,7 +503,9 @@ class Node:
         cfg = self.config.irc
 
         def session(transport: StreamTransport) -> IrcSession:
-            return IrcSession(self, transport, cfg)
+            s = IrcSession(self, transport, cfg)
+            s.admit()
+            return s
 
         def factory() -> StreamTransport:
             return StreamTransport(session, None, False, self.connections)

@@ -364,3 +364,30 @@ async def test_registration_must_finish_in_time(tmp_path: Path, storage_url: str
         assert (await c.closed())[-1] == "ERROR :Closing link: registration timed out"
     finally:
         await h.stop_node()
+
+
+async def test_unauthenticated_connections_count_against_the_preauth_caps(
+        tmp_path: Path, storage_url: str, clients: list[IrcClient]) -> None:
+    h = Harness(tmp_path, storage_url)
+    await h.start(extra=IRC, c2s_extra="preauth_per_ip = 2")
+    try:
+        await h.user("alice")
+        waiting = []
+        for _ in range(2):
+            c = IrcClient()
+            clients.append(c)
+            await c.connect(ports(h)[0])
+            waiting.append(c)
+        third = IrcClient()
+        clients.append(third)
+        await third.connect(ports(h)[0])
+        assert (await third.closed())[-1] == ("ERROR :Closing link: too many unauthenticated "
+                                              "connections from your address")
+        # a login leaves the count: another connection is let in
+        waiting[0].send(f"PASS alice:{PASSWORD}", "NICK alice", "USER alice 0 * :A")
+        await waiting[0].expect(r" 001 alice ")
+        fourth = IrcClient()
+        clients.append(fourth)
+        await fourth.login_pass(ports(h)[0], "alice", PASSWORD)
+    finally:
+        await h.stop_node()

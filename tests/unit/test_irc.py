@@ -227,3 +227,14 @@ def test_lines_past_the_budget_are_excess_flood() -> None:
 def test_a_lone_parameter_is_not_made_trailing() -> None:
     assert Message("PART", ["#r"], "a").to_bytes() == b":a PART #r\r\n"
     assert Message("PART", ["#r", "bye"], "a").to_bytes() == b":a PART #r :bye\r\n"
+
+
+def test_five_failed_sasl_logins_end_the_connection() -> None:
+    c = conn()
+    c.receive_data(b"CAP REQ sasl\r\n")
+    for _ in range(5):
+        c.receive_data(b"AUTHENTICATE PLAIN\r\nAUTHENTICATE " + base64.b64encode(b"\0a\0b")
+                       + b"\r\n")
+        c.login_failed()
+    assert c.closed
+    assert c.data_to_send().endswith(b"ERROR :Closing link: too many failed logins\r\n")
