@@ -38,6 +38,20 @@ class Channel:
     occupants: dict[str, str] = field(default_factory=dict)
     topic: str = ""
     topic_told: bool = False
+    #: ids of our messages the room has not reflected yet (IRC clients show their own)
+    sent: dict[str, None] = field(default_factory=dict)
+
+    def sending(self) -> str:
+        """A new message id, remembered to know its reflection (the last 32 kept)."""
+        msg_id = secrets.token_hex(8)
+        self.sent[msg_id] = None
+        if len(self.sent) > 32:
+            del self.sent[next(iter(self.sent))]
+        return msg_id
+
+    def reflected(self, msg_id: str | None) -> bool:
+        """Whether ``msg_id`` is one of ours coming back (then forgotten)."""
+        return msg_id is not None and self.sent.pop(msg_id, 0) is None
 
 
 def irc_time(stamp: str | None) -> str:
@@ -165,7 +179,7 @@ class Commands:
                         self.s.irc.numeric("404", target[:64], "Cannot send to channel")
                     continue
                 msg = Element("message", attrs={"to": ch.room.text, "type": "groupchat",
-                                                "id": secrets.token_hex(8)})
+                                                "id": ch.sending()})
             else:
                 jid = self.user_jid(target)
                 if jid is None or not valid_nick(target.partition("@")[0] or "-"):

@@ -76,6 +76,8 @@ class Stanzas:
             return
         delay = el.find("delay", NS.DELAY)
         tags = {"time": irc_time(delay.get("stamp") if delay is not None else None)}
+        for sid in el.find_all("stanza-id", "urn:xmpp:sid:0"):
+            tags["msgid"] = sid.attrs.get("id", "")  # IRCv3 message-ids (message-tags)
         body = el.find_text("body")
         if ch is not None and kind == "groupchat":
             nick = frm.resource
@@ -90,7 +92,7 @@ class Stanzas:
                     self.s.irc.send(Message("TOPIC", [ch.name, ch.topic],
                                           f"{nick}!{nick}@{self.s.service}", tags))
                 return
-            if body is None or (nick == ch.nick and delay is None):
+            if body is None or (delay is None and ch.reflected(el.attrs.get("id"))):
                 return  # our own message reflected: IRC clients show it themselves
             source = f"{nick}!{nick}@{self.s.service}" if nick else self.s.irc.server_name
             for line in _lines(body):

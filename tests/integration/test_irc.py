@@ -187,7 +187,7 @@ async def test_an_irc_user_and_an_xmpp_occupant_share_a_room(
     assert set(names.group(1).split()) == {"@crone", "+alice"}
     await alice.expect(r" 366 alice #coven ")
     # history on join, with the time it was said (server-time)
-    hist = await alice.expect(r"^@time=(\S+) :crone!\S+ PRIVMSG #coven :before you came$")
+    hist = await alice.expect(r"^@time=([^;\s]+)\S* :crone!\S+ PRIVMSG #coven :before you came$")
     assert hist.group(1).endswith("Z")
     # the XMPP occupant sees an ordinary occupant
     pres = await crone.expect(presence_from(crone, f"{ROOM}/alice"))
@@ -197,6 +197,12 @@ async def test_an_irc_user_and_an_xmpp_occupant_share_a_room(
     await alice.expect(r":crone!crone@conference.localhost PRIVMSG #coven :hello irc$")
     alice.send("PRIVMSG #coven :hello xmpp")
     await crone.expect(groupchat_from(f"{ROOM}/alice", "hello xmpp"))
+    # the room's reflection of alice's own message is not shown to her again, and a
+    # room message carries its archive id as msgid (message-tags)
+    crone.c.send_message(mto=ROOM, mbody="after yours", mtype="groupchat")
+    line = await alice.expect(r" PRIVMSG #coven ")
+    assert line.string.endswith(":crone!crone@conference.localhost PRIVMSG #coven :after yours")
+    assert ";msgid=" in line.string or "@msgid=" in line.string
     alice.send("PRIVMSG #coven :\x01ACTION waves\x01")
     await crone.expect(groupchat_from(f"{ROOM}/alice", "/me waves"))
     # topic both ways (the owner sets it; alice reads it; as a moderator alice sets it)
