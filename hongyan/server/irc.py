@@ -33,7 +33,7 @@ from hongyan.irc.message import Message
 from hongyan.server.hooks import SessionBound, SessionClosed
 from hongyan.server.irc_commands import Channel, Commands
 from hongyan.server.irc_stanzas import Stanzas
-from hongyan.server.session import BOUND, CLOSED, ClientSession
+from hongyan.server.session import BOUND, CLOSED, MAX_QUEUED, ClientSession
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StreamError
 from hongyan.xmpp.jid import JID, JIDError
@@ -119,13 +119,20 @@ class IrcSession(ClientSession):
             self.transport.pause_reading()
             self.node.clock.call_later(-tokens / cfg.lines_per_second, self._refilled)
 
+    def _in_debt(self) -> bool:
+        """Past the line budget still (then a timer resumes reading when it is paid)."""
+        elapsed = self.node.clock.monotonic() - self._stamp
+        return self._tokens + elapsed * self.cfg.lines_per_second < 0.0
+
     def _refilled(self) -> None:
-        if self.state != CLOSED:
+        if self.state != CLOSED and (self._pending is None or len(self._pending) < MAX_QUEUED):
             self.transport.resume_reading()
 
     def _event(self, ev: Event) -> None:
         if self._pending is not None:
             self._pending.append(ev)
+            if len(self._pending) == MAX_QUEUED:
+                self.transport.pause_reading()  # (bounded: what waits behind a slow step)
             return
         pending = self._handle(ev)
         if pending is not None:
@@ -139,7 +146,10 @@ class IrcSession(ClientSession):
             await first
             self._out_irc()
             while pending and self.state != CLOSED:
-                nxt = self._handle(pending.popleft())
+                ev = pending.popleft()
+                if len(pending) == MAX_QUEUED // 2 and not self._in_debt():
+                    self.transport.resume_reading()  # (in debt: _refilled resumes it)
+                nxt = self._handle(ev)
                 if nxt is not None:
                     await nxt
                 self._out_irc()
