@@ -396,13 +396,6 @@ class Config(Section):
         self._features = dict(features)
         return self
 
-    @model_validator(mode="after")
-    def _irc_workers(self) -> Config:
-        if self.irc.enabled and self.server.workers > 1:
-            raise ValueError("irc.enabled needs server.workers = 1 (IRC sessions do not move "
-                             "between workers yet)")
-        return self
-
     @property
     def s2s_enabled(self) -> bool:
         if self.s2s.enabled is not None:

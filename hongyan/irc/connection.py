@@ -104,6 +104,35 @@ class IrcConnection:
         self._out: list[bytes] = []
         self._events: list[Event] = []
 
+    # -- moving between processes ---------------------------------------------------------------
+    def export(self) -> dict[str, object]:
+        """The state of a connection whose login is being checked (to go on elsewhere, with
+        :meth:`restore`), JSON-ready; what it buffered of an unfinished line is not in it."""
+        return {"server": self.server_name, "nick": self.nick, "user": self.user,
+                "realname": self.realname, "caps": sorted(self.caps),
+                "negotiating": self._cap_negotiating, "sasl": self._login_sasl,
+                "failures": self._sasl_failures}
+
+    @classmethod
+    def restore(cls, state: dict[str, object]) -> IrcConnection:
+        conn = cls(str(state["server"]))
+        conn.nick = str(state["nick"])
+        conn.user = str(state["user"])
+        conn.realname = str(state["realname"])
+        caps = state["caps"]
+        conn.caps = {str(c) for c in caps} if isinstance(caps, list) else set()
+        conn._cap_negotiating = bool(state["negotiating"])
+        conn._login_sasl = bool(state["sasl"])
+        failures = state["failures"]
+        conn._sasl_failures = failures if isinstance(failures, int) else 0
+        conn._login_pending = True
+        return conn
+
+    @property
+    def buffered(self) -> bytes:
+        """What was read of a line not ended yet."""
+        return b"" if self._discarding else bytes(self._buf)
+
     # -- bytes ----------------------------------------------------------------------------------
     def receive_data(self, data: bytes, budget: int | None = None) -> list[Event]:
         """Feed bytes read from the client; return the events they complete. ``budget``: the

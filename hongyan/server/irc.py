@@ -15,18 +15,20 @@ socket until it is back (TCP slows the client down), and more than ``flood_lines
 one go ends the connection with ``ERROR :Excess Flood``. Overlong lines (417), unknown
 commands (421) and the rest of the protocol's errors are the core's.
 
-Only with one worker (the config refuses ``irc.enabled`` with ``server.workers`` > 1): a
-session must live on its account's home worker, and IRC connections are not handed over.
+With several workers a session lives on its account's home: a login checked on another worker
+hands the connection over (``Cluster.hand_over_irc``: relayed there with the core's state),
+and the home makes the session again (:meth:`IrcSession.adopted`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import logging
 import secrets
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from hongyan.irc.connection import Command, Event, IrcConnection, Login, Quit
 from hongyan.irc.message import Message
@@ -207,6 +209,16 @@ class IrcSession(ClientSession):
             return
         node.guard.succeeded(host)
         self._leave_preauth()
+        cluster = node.cluster
+        if cluster is not None:
+            home = cluster.home(username)
+            if home != cluster.index:
+                await cluster.hand_over_irc(self, home, self._moving(username))
+                return
+        await self.logged_in(username)
+
+    async def logged_in(self, username: str) -> None:
+        """The login succeeded here, the account's home: bind, then be available."""
         self.username = username
         self._bind()
         self.irc.logged_in(username)
@@ -216,6 +228,57 @@ class IrcSession(ClientSession):
         routed = self.route(presence)
         if routed is not None:
             await routed
+
+    def _moving(self, username: str) -> dict[str, Any]:
+        """What the account's home needs to go on with this connection: the core's state and
+        what was read after the login, as bytes to read again there."""
+        queued = b""
+        if self._pending:
+            lines = []
+            for ev in self._pending:
+                if isinstance(ev, Command):
+                    lines.append(ev.message.to_bytes())
+                elif isinstance(ev, Quit):
+                    lines.append(Message("QUIT", [ev.reason]).to_bytes())
+            self._pending.clear()
+            queued = b"".join(lines)
+        queued += self.irc.buffered
+        return {"u": username, "p": self.transport.peer_host, "s": self.transport.secure,
+                "core": self.irc.export(), "read": base64.b64encode(queued).decode()}
+
+    def abandon(self) -> None:
+        """This process lets go of the connection (it moved to the account's home): no
+        hooks, no output, the timers stopped."""
+        self.state = CLOSED
+        self._leave_preauth()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._out = None
+
+    @classmethod
+    def adopted(cls, node: Host, transport: Transport, cfg: IRCSection,
+                state: dict[str, Any]) -> IrcSession:
+        """A connection another worker checked the password of, for an account homed here."""
+        session = cls(node, transport, cfg)
+        session.irc = IrcConnection.restore(state["core"])
+        # what was read there comes first; until the login is done here, commands wait
+        session._pending = collections.deque()
+        read = base64.b64decode(state["read"])
+        if read:
+            session.data_received(read)
+        node.spawn(session._adopted(str(state["u"])))
+        return session
+
+    async def _adopted(self, username: str) -> None:
+        try:
+            await self.logged_in(username)
+        finally:
+            queued, self._pending = self._pending, None
+            self._out_irc()
+        for ev in queued or ():
+            self._event(ev)
+        self._out_irc()
 
     def _bind(self) -> None:
         node = self.node

@@ -565,6 +565,10 @@ class Node:
             self.spawn(session.finish_sasl2(sasl2))
         return session
 
+    def adopted_irc(self, transport: StreamTransport, state: dict[str, Any]) -> IrcSession:
+        """An IRC connection another worker logged in for an account homed here."""
+        return IrcSession.adopted(self, transport, self.config.irc, state)
+
     def adopted_websocket(self, username: str, peer_host: str, secure: bool
                           ) -> asyncio.Protocol | None:
         """The protocol for a lean WebSocket's socket that another worker authenticated for

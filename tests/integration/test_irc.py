@@ -137,14 +137,6 @@ async def test_irc_is_off_by_default(harness: Harness) -> None:
     assert harness.node is not None and harness.node.irc_port == 0
 
 
-async def test_irc_with_several_workers_is_a_config_error(tmp_path: Path) -> None:
-    from hongyan.config.loader import ConfigError, load_config
-    path = tmp_path / "h.toml"
-    path.write_text("[server]\nworkers = 2\n[irc]\nenabled = true\n")
-    with pytest.raises(ConfigError, match=r"irc\.enabled needs server\.workers = 1"):
-        load_config(path)
-
-
 
 # -- rooms ---------------------------------------------------------------------------------------
 ROOM = "coven@conference.localhost"
