@@ -176,7 +176,7 @@ class IrcSession(ClientSession):
 
     def _out_irc(self) -> None:
         data = self.irc.data_to_send()
-        if data:
+        if data and self.state != CLOSED:  # (closed: ended, or moved to another worker)
             self._write(data)
 
     # -- login ----------------------------------------------------------------------------------
