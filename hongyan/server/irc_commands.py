@@ -38,6 +38,11 @@ class Channel:
     occupants: dict[str, str] = field(default_factory=dict)
     topic: str = ""
     topic_told: bool = False
+    #: the room archives (status 170 on our join), history messages shown on this join
+    archives: bool = False
+    history_shown: int = 0
+    #: the id of our archive query for the history on join, while it runs
+    query: str = ""
     #: ids of our messages the room has not reflected yet (IRC clients show their own)
     sent: dict[str, None] = field(default_factory=dict)
 

@@ -18,6 +18,9 @@ from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID, JIDError
 
+MAM = "urn:xmpp:mam:2"
+RSM = "http://jabber.org/protocol/rsm"
+FORWARD = "urn:xmpp:forward:0"
 #: XMPP error conditions of a room join, as IRC numerics
 _JOIN_ERRORS = {
     "forbidden": ("474", "Cannot join channel (+b)"),
@@ -67,6 +70,10 @@ class Stanzas:
             return
         kind = el.attrs.get("type", "normal")
         ch = self._channel_of(frm.bare)
+        result = el.find("result", MAM)
+        if result is not None:
+            self._archived(ch, frm, result)
+            return
         if kind == "error":
             cond = _condition(el)
             if ch is not None:
@@ -86,6 +93,7 @@ class Stanzas:
                 ch.topic = subject.text
                 if not ch.topic_told:
                     ch.topic_told = True
+                    self._history_from_archive(ch)
                     if ch.topic:
                         self.s.irc.numeric("332", ch.name, ch.topic)
                 elif nick:
@@ -94,6 +102,8 @@ class Stanzas:
                 return
             if body is None or (delay is None and ch.reflected(el.attrs.get("id"))):
                 return  # our own message reflected: IRC clients show it themselves
+            if delay is not None and not ch.topic_told:
+                ch.history_shown += 1
             source = f"{nick}!{nick}@{self.s.service}" if nick else self.s.irc.server_name
             for line in _lines(body):
                 self.s.irc.send(Message("PRIVMSG", [ch.name, line], source, tags))
@@ -107,6 +117,43 @@ class Stanzas:
         command = "NOTICE" if kind == "headline" else "PRIVMSG"
         for line in _lines(body):
             self.s.irc.send(Message(command, [self.s.irc.nick, line], source, tags))
+
+    def _history_from_archive(self, ch: Channel) -> None:
+        """The subject ends the history on join (XEP-0045 §7.2.15): when the room archives
+        and gave none (its in-memory history is empty after a restart), ask its archive for
+        the last messages (XEP-0313)."""
+        count = self.s.cfg.history
+        if not ch.archives or ch.history_shown or count <= 0:
+            return
+        ch.query = secrets.token_hex(8)
+        iq = Element("iq", attrs={"to": ch.room.text, "type": "set", "id": ch.query})
+        query = iq.add("query", MAM, {"queryid": ch.query})
+        rsm = query.add("set", RSM)
+        rsm.add("max", text=str(count))
+        rsm.add("before")
+        self.s.route_later(iq)
+
+    def _archived(self, ch: Channel | None, frm: JID, result: Element) -> None:
+        """A message of our history query, shown with the time it was said."""
+        if ch is None or not ch.query or result.attrs.get("queryid") != ch.query \
+                or frm.resource:
+            return
+        fwd = result.find("forwarded", FORWARD)
+        inner = fwd.find("message", NS.CLIENT) if fwd is not None else None
+        body = inner.find_text("body") if inner is not None else None
+        if inner is None or body is None or inner.find("subject") is not None:
+            return
+        try:
+            nick = JID.parse(inner.attrs.get("from", "")).resource
+        except JIDError:
+            return
+        delay = fwd.find("delay", NS.DELAY) if fwd is not None else None
+        tags = {"time": irc_time(delay.get("stamp") if delay is not None else None)}
+        if result.attrs.get("id"):
+            tags["msgid"] = result.attrs["id"]
+        source = f"{nick}!{nick}@{self.s.service}" if nick else self.s.irc.server_name
+        for line in _lines(body):
+            self.s.irc.send(Message("PRIVMSG", [ch.name, line], source, tags))
 
     def presence(self, el: Element) -> None:
         frm = self._from(el)
@@ -165,6 +212,7 @@ class Stanzas:
         ch.occupants[nick] = role
         if me and not ch.joined:
             ch.joined = True
+            ch.archives = "170" in statuses
             if "201" in statuses:
                 # a new room: accept the default configuration (an instant room, §10.1.2)
                 iq = Element("iq", attrs={"to": ch.room.text, "type": "set",

@@ -389,3 +389,19 @@ async def test_unauthenticated_connections_count_against_the_preauth_caps(
         await fourth.login_pass(ports(h)[0], "alice", PASSWORD)
     finally:
         await h.stop_node()
+
+
+async def test_history_on_join_comes_from_the_archive_after_a_restart(
+        irc: Harness, clients: list[IrcClient]) -> None:
+    crone = await witch(irc, "crone")
+    await crone.create(ROOM, "crone", persistentroom="1")
+    for text in ("first of old", "second of old"):
+        crone.c.send_message(mto=ROOM, mbody=text, mtype="groupchat")
+        await crone.expect(groupchat_from(f"{ROOM}/crone", text))
+    await irc.restart()  # the room's in-memory history is gone; its archive is not
+    alice = await irc_user(irc, clients, "alice")
+    alice.send("JOIN #coven")
+    await alice.expect(r" 366 alice #coven ")
+    first = await alice.expect(r"^@time=([^;\s]+)\S* :crone!\S+ PRIVMSG #coven :first of old$")
+    assert first.group(1).endswith("Z")
+    await alice.expect(r":crone!\S+ PRIVMSG #coven :second of old$")
