@@ -9,7 +9,8 @@ something other than the documented errors) when the code under test does anythi
   second parse unchanged; a JID's text does not parse back to the same JID; the two framings
   disagree about a stanza.
 
-The targets only use the sans-I/O layer (``hongyan.xmpp``): no socket, loop or clock.
+The targets only use the sans-I/O layers (``hongyan.xmpp``, ``hongyan.irc``): no socket, loop
+or clock. The IRC core raises nothing at all: every bad line has its numeric.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import base64
 import contextlib
 from collections.abc import Callable
 
+from hongyan.irc.connection import IrcConnection, Login
+from hongyan.irc.message import MAX_LINE
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StreamError
@@ -143,6 +146,26 @@ def sasl_scram(data: bytes) -> None:
         pass
 
 
+def irc(data: bytes) -> None:
+    """IRC lines fed in small pieces, any credentials accepted: every line written back ends
+    in CRLF, holds no other line break and is at most 512 bytes after its tags."""
+    conn = IrcConnection("irc.example")
+    out = bytearray()
+    for chunk in _chunks(data):
+        for ev in conn.receive_data(chunk, budget=1000):
+            if isinstance(ev, Login):
+                conn.logged_in("fuzz")
+        out += conn.data_to_send()
+    for line in bytes(out).split(b"\r\n")[:-1]:
+        if b"\r" in line or b"\n" in line:
+            raise AssertionError(f"a line break inside a line: {line!r}")
+        body = line.split(b" ", 1)[1] if line.startswith(b"@") else line
+        if len(body) + 2 > MAX_LINE:
+            raise AssertionError(f"a line of {len(body) + 2} bytes")
+    if out and not out.endswith(b"\r\n"):
+        raise AssertionError("output that does not end a line")
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "stream_tcp": stream_tcp,
     "stanza": stanza,
@@ -150,10 +173,15 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "jid": jid,
     "sasl_plain": sasl_plain,
     "sasl_scram": sasl_scram,
+    "irc": irc,
 }
 
 #: inputs a run starts from (the fuzzer mutates them), per target
 SEEDS: dict[str, list[bytes]] = {
+    "irc": [b"\x05CAP LS 302\r\nCAP REQ :sasl server-time\r\nAUTHENTICATE PLAIN\r\n"
+            b"AUTHENTICATE AGEAYg==\r\nNICK a\r\nUSER a 0 * :A\r\nCAP END\r\n"
+            b"@+t=x\\sy :p JOIN #r\r\nPRIVMSG #r :hi\nPING :x\r\nQUIT :bye\r\n",
+            b"\x02PASS a:b\nNICK a\nUSER a 0 * :A\nMODE #r +ov a b\nTOPIC #r :\xff\xfe\n"],
     "stream_tcp": [b"\x03" + _HEADER + b"<message to='a@localhost/r' type='chat'><body>hi"
                    b"</body></message><iq type='get' id='1'><ping xmlns='urn:xmpp:ping'/></iq>"
                    b"</stream:stream>"],

@@ -55,6 +55,10 @@ async def _supervise(config: Config, config_path: str | None) -> int:
         socks["s2s"] = listening_sockets(config.s2s.bind, config.s2s.port)
         if config.s2s.direct_tls:
             socks["s2s-tls"] = listening_sockets(config.s2s.bind, config.s2s.direct_tls_port)
+    if config.irc.enabled:
+        socks["irc"] = listening_sockets(config.irc.bind, config.irc.port)
+        if config.irc.tls:
+            socks["irc-tls"] = listening_sockets(config.irc.bind, config.irc.tls_port)
     fds = [sock.fileno() for group in socks.values() for sock in group]
     run_dir = tempfile.mkdtemp(prefix="hongyan-workers-")
     ready_r, ready_w = os.pipe()

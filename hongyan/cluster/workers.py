@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from hongyan.server.c2s import C2SSession, Host, Transport
 from hongyan.server.component import ComponentSession
+from hongyan.server.irc import IrcSession
 from hongyan.server.sasl2 import Outcome, outcome_from_json, outcome_to_json
 from hongyan.server.session import Session
 from hongyan.server.settle import retrieved
@@ -91,6 +92,7 @@ class Node(Host, Protocol):
                           ) -> ComponentSession: ...
     def adopted_websocket(self, username: str, peer_host: str, secure: bool
                           ) -> asyncio.Protocol | None: ...
+    def adopted_irc(self, transport: StreamTransport, state: dict[str, Any]) -> IrcSession: ...
 
 #: how long a starting worker waits for its peers' sockets
 CONNECT_TIMEOUT = 30.0
@@ -586,6 +588,25 @@ class Workers:
         await asyncio.get_running_loop().connect_accepted_socket(lambda: relay, here)
         client.resume_reading()
 
+    async def hand_over_irc(self, session: Session, index: int, state: dict[str, Any]
+                            ) -> None:
+        """An IRC connection logged in for an account homed on worker ``index``: it stays
+        here (its TLS too) and its bytes are relayed to the home, which makes the session
+        again from ``state`` (``IrcSession.adopted``)."""
+        t = session.transport
+        assert isinstance(t, StreamTransport)
+        t.pause_reading()
+        session.flush()
+        here, there = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._send_fd(index, json.dumps({"irc": state}).encode(), there.detach())
+        abandon = getattr(session, "abandon", None)
+        if abandon is not None:
+            abandon()
+        relay = Relay(t)
+        t.session = relay.client_side
+        await asyncio.get_running_loop().connect_accepted_socket(lambda: relay, here)
+        t.resume_reading()
+
     def pass_stream(self, session: Session, index: int, received: bytes) -> None:
         """Move a plain TCP connection nothing was written to yet (an external component's,
         whose stream header named a domain homed on worker ``index``) with the bytes read
@@ -654,6 +675,16 @@ class Workers:
 
             node.spawn(asyncio.get_running_loop().connect_accepted_socket(
                 lambda: StreamTransport(component, None, False), sock))
+            return
+        if "irc" in meta:  # an IRC connection relayed by the worker that keeps it
+            state = meta["irc"]
+
+            def irc(transport: StreamTransport) -> IrcSession:
+                transport.peer_host = str(state["p"])
+                return node.adopted_irc(transport, state)
+
+            node.spawn(asyncio.get_running_loop().connect_accepted_socket(
+                lambda: StreamTransport(irc, None, bool(state["s"])), sock))
             return
         username, peer, secure = str(meta["u"]), str(meta["p"]), bool(meta["s"])
         sasl2 = outcome_from_json(meta["x"]) if "x" in meta else None

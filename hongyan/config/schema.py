@@ -341,6 +341,33 @@ class S2SSection(Section):
         return not self.allow or domain in self.allow
 
 
+class IRCSection(Section):
+    """The IRC listener (docs/design.md, IRC): IRC clients log in with their XMPP account;
+    #channels are rooms of the MUC service."""
+
+    enabled: bool = Field(False, description="listen for IRC clients")
+    bind: list[str] = Field(default_factory=lambda: ["0.0.0.0"],
+                            description="addresses to listen on")
+    port: int = Field(6667, ge=0, le=65535, description="plain TCP port (0 = any free port)")
+    tls: bool = Field(True, description="also listen for IRC over TLS (the c2s certificate)")
+    tls_port: int = Field(6697, ge=0, le=65535, description="TLS port (0 = any free port)")
+    allow_plaintext_auth: bool = Field(False, description="accept passwords on the plain "
+                                       "port (else only over TLS)")
+    muc_service: ServiceHost = Field("", description="the MUC service #channels are rooms "
+                                     "of; empty = conference.<domain>")
+    server_name: ServiceHost = Field("", description="the server name IRC clients see; empty "
+                                     "= the domain")
+    history: int = Field(20, ge=0, le=500, description="room messages replayed on JOIN")
+    lines_per_second: float = Field(2.0, gt=0, description="lines a client may send per "
+                                    "second on average; past its burst reading pauses")
+    lines_burst: int = Field(20, ge=1, description="lines a client may send at once before "
+                             "lines_per_second applies")
+    flood_lines: int = Field(100, ge=1, description="lines past the burst in one go after "
+                             "which the client is disconnected (Excess Flood)")
+    auth_timeout: float = Field(60.0, gt=0, description="seconds a connection may take to "
+                                "register")
+
+
 class Config(Section):
     server: ServerSection = ServerSection()
     c2s: C2SSection = C2SSection()
@@ -354,6 +381,7 @@ class Config(Section):
     component_listener: ComponentListenerSection = ComponentListenerSection()
     components: list[ComponentEntry] = Field(default_factory=list)
     s2s: S2SSection = S2SSection()
+    irc: IRCSection = IRCSection()
 
     #: each feature's section, by name (see :meth:`options`; the loader fills it)
     _features: dict[str, Section] = PrivateAttr(default_factory=dict)

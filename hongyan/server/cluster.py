@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from hongyan.server.sasl2 import Outcome
@@ -56,6 +56,10 @@ class Cluster(Protocol):
                   sasl2: Outcome | None = None) -> Awaitable[None]:
         """``session`` just authenticated as an account homed on ``index``: write ``success``
         and move the connection there (after SASL2: ``sasl2``, which the home finishes)."""
+    def hand_over_irc(self, session: Session, index: int, state: dict[str, Any]
+                      ) -> Awaitable[None]:
+        """An IRC connection whose password checked for an account homed on ``index``: move
+        it there, where the session is made again from ``state`` (its core, what it read)."""
     def pass_stream(self, session: Session, index: int, received: bytes) -> None:
         """Move the connection of ``session``, to which nothing was written yet, to process
         ``index``, which reads ``received`` (what came on it so far) first: an external

@@ -34,6 +34,7 @@ from hongyan.server.fast import FastTokens
 from hongyan.server.features import load_module_classes
 from hongyan.server.hooks import AccountDeleted, HookBus
 from hongyan.server.iq import Iq, IqTracker
+from hongyan.server.irc import IrcSession
 from hongyan.server.limits import Preauth
 from hongyan.server.metrics import Counters, Metrics, Reading, Source, resident_memory
 from hongyan.server.module import Module, ModuleAPI
@@ -177,6 +178,9 @@ class Node:
         self.federation: Federation | None = None
         self.s2s_port = 0
         self.s2s_direct_tls_port = 0
+        #: the IRC listener's ports (``[irc]``; 0: off)
+        self.irc_port = 0
+        self.irc_tls_port = 0
         self._metrics()
 
     # -- services -------------------------------------------------------------------------------
@@ -316,6 +320,8 @@ class Node:
             await self._listen_components()
             if self.federation is not None:
                 await self._listen_s2s()
+            if self.config.irc.enabled:
+                await self._listen_irc()
         if self.config.c2s.idle_parser_release > 0:
             self._rest_task = asyncio.get_running_loop().create_task(self._rest_idle_parsers())
 
@@ -492,6 +498,29 @@ class Node:
         session.admit()
         return session
 
+    async def _listen_irc(self) -> None:
+        """IRC clients (``[irc]``, ports 6667 and 6697 with the c2s certificate)."""
+        cfg = self.config.irc
+
+        def session(transport: StreamTransport) -> IrcSession:
+            s = IrcSession(self, transport, cfg)
+            s.admit()
+            return s
+
+        def factory() -> StreamTransport:
+            return StreamTransport(session, None, False, self.connections)
+
+        def direct() -> StreamTransport:
+            return StreamTransport(session, None, True, self.connections)
+
+        self.irc_port = await self._open(cfg.bind, cfg.port, factory, None, "irc")
+        if cfg.tls:
+            assert self._tls is not None
+            self.irc_tls_port = await self._open(cfg.bind, cfg.tls_port, direct,
+                                                 self._tls.context, "irc-tls")
+        log.info("%s: IRC on %s and %s (TLS)", self.domain, self.irc_port,
+                 self.irc_tls_port or "off")
+
     async def _listen_components(self) -> None:
         """The XEP-0114 listener (``[component_listener]``), when some component is
         configured: plain TCP (the protocol has no TLS), on loopback by default."""
@@ -535,6 +564,10 @@ class Node:
             session.stream.opened()  # the header was read where the connection came in
             self.spawn(session.finish_sasl2(sasl2))
         return session
+
+    def adopted_irc(self, transport: StreamTransport, state: dict[str, Any]) -> IrcSession:
+        """An IRC connection another worker logged in for an account homed here."""
+        return IrcSession.adopted(self, transport, self.config.irc, state)
 
     def adopted_websocket(self, username: str, peer_host: str, secure: bool
                           ) -> asyncio.Protocol | None:

@@ -59,7 +59,7 @@ failure_delay_max = 0.2
 #: restarts, workers) runs on SQLite and on PostgreSQL.
 PROTOCOL_ONLY = frozenset({"test_bad_input", "test_c2s", "test_stream", "test_carbons",
                            "test_websocket", "test_websocket_front", "test_bosh_protocol",
-                           "test_http", "test_hostmeta",
+                           "test_http", "test_hostmeta", "test_irc", "test_irc_clients",
                            "test_csi", "test_chat", "test_passthrough", "test_omemo",
                            "test_bench_idle", "test_bench_ws", "test_bench_bosh",
                            "test_component", "test_biboumi",

@@ -46,6 +46,11 @@ def test_xmpp_is_sans_io() -> None:
     assert bad == set()
 
 
+def test_irc_is_sans_io() -> None:
+    bad = {(f, n) for prefix in NOT_IN_XMPP for f, n in crossings("irc", prefix)}
+    assert bad == set()
+
+
 def test_server_imports_no_feature_module_beyond_the_known_list() -> None:
     assert crossings("server", "hongyan.modules") == SERVER_IMPORTS_MODULES
 
