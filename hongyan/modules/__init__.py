@@ -34,6 +34,7 @@ ORDER: tuple[str, ...] = (
     "webclient",
     "admin",
     "adhoc",
+    "invites",
     "eventstream",
     "emaildigest",
     "lan",
