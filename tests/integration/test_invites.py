@@ -57,9 +57,15 @@ async def test_an_admin_invites_and_the_newcomer_registers_in_band(harness: Harn
     token = token_of(made["uri"])
     assert made["landing-url"].endswith(f"/invite/{token}")
     assert made["expire"].endswith("Z")
-    # without the token, registration is closed
-    assert await register_with_token(harness, "juliet", "balcony-pw", token, preauth=False) \
-        == ("register", "not-allowed")
+    # without the token, registration is closed (XEP-0077 §3.1: not-allowed)
+    s = await tls_stream(harness)
+    await s.header()
+    s.send("<iq type='get' id='g1'><query xmlns='jabber:iq:register'/></iq>")
+    assert b"<not-allowed" in await s.read_element(b"id='g1'")
+    s.send("<iq type='set' id='r1'><query xmlns='jabber:iq:register'><username>juliet"
+           "</username><password>balcony-pw</password></query></iq>")
+    assert b"<not-allowed" in await s.read_element(b"id='r1'")
+    s.close()
     assert await register_with_token(harness, "juliet", "balcony-pw", token) == ("ok", "")
     push = await roster_push(a)
     assert push["jid"] == "juliet@localhost" and push["subscription"] == "both"

@@ -69,15 +69,10 @@ class Register(Module):
             q.add("username", text=session.jid.local)
             q.add("password")
             return iq.result(q)
-        if self.api.config.registration_enabled or self._token(iq) is not None:
-            q.add("instructions", text="Choose a username and password to register with "
-                                       "this server.")
-        elif self._invites() is not None:
-            # the form, so that a client can go on; the set needs an invitation's token
-            q.add("instructions", text="Registration needs an invitation: present its "
-                                       "token first (XEP-0445).")
-        else:
+        if not self.api.config.registration_enabled and self._token(iq) is None:
             raise StanzaError("not-allowed", "registration is closed on this server")
+        q.add("instructions", text="Choose a username and password to register with this "
+                                   "server.")
         q.add("username")
         q.add("password")
         return iq.result(q)
