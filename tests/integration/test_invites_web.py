@@ -62,7 +62,7 @@ async def test_the_page_links_the_apps_and_makes_the_account(harness: Harness,
             assert r.status == 200
             page = await r.text()
             assert r.headers["Cache-Control"] == "no-store"
-            assert r.headers["Referrer-Policy"] == "no-referrer"
+            assert r.headers["Referrer-Policy"] == "same-origin"
             assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
             assert "HttpOnly" in r.headers["Set-Cookie"]
             assert "SameSite=Strict" in r.headers["Set-Cookie"]

@@ -5,7 +5,7 @@ install first, and a form that makes the account (with the inviter as a contact 
 The form is protected against cross-site requests twice: a random per-page value, in a
 ``SameSite=Strict`` cookie and in the form, must match, and the ``Origin`` (or ``Referer``)
 must be the page's own. Everything a user can set is HTML-escaped. An unknown, expired,
-used-up or revoked token is the same bare 404. The page says ``Referrer-Policy: no-referrer``
+used-up or revoked token is the same bare 404. The page says ``Referrer-Policy: same-origin``
 so that the token does not follow a click to a client's site, and is never cached."""
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ COOKIE = "hy_invite_csrf"
 MAX_FIELD = 1024
 HEADERS = {
     "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
+    # no-referrer would also make the browser send "Origin: null" with the form
+    "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
