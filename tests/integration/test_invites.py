@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from slixmpp.xmlstream import ET
 
-from tests.integration.adhoc import PLUGINS, error_of, field_values, run, send
+from tests.integration.adhoc import PLUGINS, Run, error_of, field_values, run, send
 from tests.integration.clients import Client
 from tests.integration.conftest import Harness
 from tests.integration.invites import CONFIG, PARS, register_with_token, token_of
@@ -109,8 +109,28 @@ async def test_an_account_invitation_keeps_its_username(harness: Harness) -> Non
     assert await register_with_token(harness, "juliet", "balcony-pw", token) == ("ok", "")
     with pytest.raises(asyncio.TimeoutError):
         await roster_push(a, timeout=0.5)  # no roster-subscription asked
-    bad = await send(a, CREATE, "complete", values={"username": "juliet"})
-    assert error_of(bad)[0] == "bad-request"
+    # a username taken, a bad count: XEP-0050's bad-payload
+    for values in ({"username": "juliet"}, {"uses": "many"}, {"uses": "0"},
+                   {"username": "a@b@c"}):
+        r = Run(a, CREATE)
+        await r.start()
+        assert error_of(await r.act("complete", values)) == ("bad-request", {"bad-payload"})
+
+
+async def test_a_kept_username_is_taken_for_open_registration(harness: Harness) -> None:
+    await harness.stop_node()
+    await harness.start(server_extra='admins = ["admin@localhost"]')  # open on localhost
+    a = await admin(harness)
+    await account_invite(a, username="juliet", subscribe=False)
+    s = await tls_stream(harness)
+    await s.header()
+    s.send("<iq type='set' id='r1'><query xmlns='jabber:iq:register'><username>juliet"
+           "</username><password>balcony-pw</password></query></iq>")
+    assert b"<conflict" in await s.read_element(b"id='r1'")
+    s.send("<iq type='set' id='r2'><query xmlns='jabber:iq:register'><username>romeo"
+           "</username><password>balcony-pw</password></query></iq>")
+    assert b"type='result'" in await s.read_element(b"id='r2'")
+    s.close()
 
 
 async def test_counted_uses_and_revocation_with_the_cli(harness: Harness) -> None:
