@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import pytest
+from slixmpp.exceptions import IqError
 from slixmpp.xmlstream import ET
 
 from tests.integration.adhoc import PLUGINS, Run, error_of, field_values, run, send
@@ -166,6 +167,10 @@ async def test_user_invitations_need_allow_users(harness: Harness) -> None:
     assert error_of(await send(romeo, CREATE))[0] == "forbidden"
     items = await romeo.plugin["xep_0050"].get_commands(jid="localhost")
     assert not {n for _j, n, _n in items["disco_items"]["items"]} & {INVITE, CREATE}
+    for node in (INVITE, CREATE):
+        with pytest.raises(IqError) as err:
+            await romeo.plugin["xep_0030"].get_info(jid="localhost", node=node)
+        assert err.value.iq["error"]["condition"] == "forbidden"
     # an admin may always invite
     a = await admin(harness)
     answer = await run(a, INVITE)
