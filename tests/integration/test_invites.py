@@ -204,3 +204,12 @@ async def test_a_user_invites_a_newcomer_and_an_existing_user(harness: Harness) 
         if push["jid"] == "mercutio@localhost" and push["subscription"] == "both":
             break
     assert push == {"jid": "mercutio@localhost", "subscription": "both"}
+
+
+async def test_a_user_has_a_bounded_number_of_active_invitations(harness: Harness) -> None:
+    await harness.stop_node()
+    await harness.start(extra=CONFIG + "\n[invites]\nallow_users = true\nper_user = 2\n")
+    romeo = await harness.logged_in("romeo", plugins=PLUGINS)
+    for _ in range(2):
+        assert (await run(romeo, INVITE))["command"]["status"] == "completed"
+    assert error_of(await send(romeo, INVITE))[0] == "resource-constraint"

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from hongyan.modules.adhoc.commands import Command, Step
 from hongyan.modules.adhoc.forms import Field, Values, bad_payload, checked, form
+from hongyan.xmpp.errors import StanzaError
 from hongyan.xmpp.jid import JID, JIDError
 
 if TYPE_CHECKING:
@@ -46,8 +47,14 @@ class InviteCommand(Command):
         return self.invites.options.allow_users or requester in admins
 
     async def start(self, state: dict[str, Any]) -> Step:
-        user = _local(str(state["requester"]), self.invites.api.domain)
+        requester = str(state["requester"])
+        user = _local(requester, self.invites.api.domain)
         assert user is not None
+        cap = self.invites.options.per_user
+        if requester not in self.invites.api.admins and \
+                await self.invites.store.active_of(user, self.invites.api.now()) >= cap:
+            raise StanzaError("resource-constraint", f"you have {cap} active invitations "
+                                                     "already")
         made = await self.invites.create(inviter=user, kind="contact")
         return Step(form=self.invites.result_form(made), note="shown once: share it now")
 

@@ -20,6 +20,9 @@ class InvitesOptions(Section):
                               "people (the ad-hoc command urn:xmpp:invite#invite): a newcomer "
                               "registers with the invitation and becomes the inviter's "
                               "contact; off: only the administrators (server.admins) invite")
+    per_user: int = Field(10, ge=1, le=MAX_USES, description="how many active invitations a "
+                          "user who is not an administrator may have at once (past it: "
+                          "resource-constraint)")
     ttl: int = Field(7 * 86400, ge=60, le=MAX_TTL, description="seconds an invitation is "
                      "valid when its maker gives no lifetime")
     uses: int = Field(1, ge=1, le=MAX_USES, description="how many accounts (or contacts) one "

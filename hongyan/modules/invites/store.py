@@ -149,6 +149,13 @@ class InviteStore:
         await self._db.execute("UPDATE invites SET used=used-1 WHERE id=? AND used>0",
                                invite_id)
 
+    async def active_of(self, inviter: str, now: float) -> int:
+        """How many active invitations ``inviter`` made."""
+        row = await self._db.fetchone(
+            "SELECT COUNT(*) FROM invites WHERE inviter=? AND kind='contact' AND revoked=0 "
+            "AND used<max_uses AND expires_at>?", inviter, int(now))
+        return 0 if row is None else int(str(row[0]))
+
     async def reserved(self, username: str, now: float) -> bool:
         """An active invitation keeps ``username`` for its newcomer (XEP-0401 §5.2)."""
         row = await self._db.fetchone(
