@@ -1,4 +1,4 @@
-"""``hongyan``: serve, manage accounts and admin API tokens, check and migrate."""
+"""``hongyan``: serve, manage accounts, admin API tokens and invitations, check and migrate."""
 
 from __future__ import annotations
 
@@ -170,6 +170,8 @@ async def _with_storage(config: Config, args: argparse.Namespace) -> int:
             print("the database is up to date")
         elif cmd == "token":
             return await _token(node, args)
+        elif cmd == "invite":
+            return await _invite(node, args)
         return 0
     finally:
         await node.db.close()
@@ -221,6 +223,67 @@ async def _token(node: Node, args: argparse.Namespace) -> int:
     return 0
 
 
+def _lifetime(text: str, option: str) -> float:
+    """``7d``, ``12h``, ``90m`` or seconds."""
+    text = text.strip().lower()
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    try:
+        return float(text[:-1]) * units[text[-1]] if text[-1:] in units else float(text)
+    except ValueError:
+        raise SystemExit(f"hongyan: {option} {text!r}: use e.g. 7d, 12h, 90m or seconds"
+                         ) from None
+
+
+async def _invite(node: Node, args: argparse.Namespace) -> int:
+    """``hongyan invite create|list|revoke``: invitations (XEP-0401), as the invites module
+    keeps them; a token is printed once, when it is made."""
+    from hongyan.modules.invites import invite_uri
+    from hongyan.modules.invites.options import MAX_TTL, MAX_USES, InvitesOptions
+    from hongyan.modules.invites.store import InviteStore
+
+    config = node.config
+    options = config.options(InvitesOptions)
+    store = InviteStore(node.db)
+    now = time.time()
+    if args.invite_command == "create":
+        username = _user(config, args.account) if args.account else ""
+        inviter = _user(config, args.inviter) if args.inviter else ""
+        if username and await node.accounts.exists(username):
+            raise SystemExit(f"hongyan: the account {username}@{config.server.domain} "
+                             "exists already")
+        if inviter and not await node.accounts.exists(inviter):
+            raise SystemExit(f"hongyan: no account {inviter}@{config.server.domain}")
+        uses = options.uses if args.uses is None else args.uses
+        if not 1 <= uses <= MAX_USES:
+            raise SystemExit(f"hongyan: --uses is between 1 and {MAX_USES}")
+        ttl = options.ttl if args.ttl is None else _lifetime(args.ttl, "--ttl")
+        if not 60 <= ttl <= MAX_TTL:
+            raise SystemExit(f"hongyan: --ttl is between 60 seconds and {MAX_TTL // 86400} "
+                             "days")
+        invite, token = await store.create("account", inviter, username, uses, ttl, now)
+        base = options.base_url
+        if not base and config.http.port:
+            base = f"http://{config.server.domain}:{config.http.port}"
+        print(f"created invitation {invite.id} ({uses} use{'s' if uses > 1 else ''}, "
+              f"expires {_stamp(invite.expires_at)} UTC); it is shown only now:",
+              file=sys.stderr)
+        print(invite_uri(config.server.domain, invite, token))
+        if base:
+            print(f"{base}/invite/{token}")
+    elif args.invite_command == "list":
+        print(f"{'id':<12}  {'uses':>9}  {'expires (UTC)':<16}  {'state':<7}  "
+              f"{'account':<16}  inviter")
+        for i in await store.list():
+            print(f"{i.id:<12}  {f'{i.used}/{i.max_uses}':>9}  {_stamp(i.expires_at):<16}  "
+                  f"{i.state(now):<7}  {i.username or '-':<16}  {i.inviter or '-'}")
+    else:
+        if not await store.revoke(args.id):
+            print(f"hongyan: no invitation {args.id}", file=sys.stderr)
+            return 1
+        print(f"revoked invitation {args.id}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hongyan", description="Hongyan XMPP server")
     parser.add_argument("--config", "-c", help="config file (default: ./hongyan.toml if present, "
@@ -252,6 +315,22 @@ def main(argv: list[str] | None = None) -> int:
     t = tok.add_parser("list", help="list tokens (never the tokens themselves)")
     t.add_argument("--config", "-c", dest="sub_config")
     t = tok.add_parser("revoke", help="revoke a token by its id")
+    t.add_argument("id")
+    t.add_argument("--config", "-c", dest="sub_config")
+    p = sub.add_parser("invite", help="invitations to register (XEP-0401)")
+    p.add_argument("--config", "-c", dest="sub_config")
+    inv = p.add_subparsers(dest="invite_command", required=True)
+    t = inv.add_parser("create", help="make an invitation (its token printed once)")
+    t.add_argument("--account", help="the username kept for the newcomer (default: the "
+                   "newcomer chooses)")
+    t.add_argument("--inviter", help="a user the newcomer becomes a contact of, both ways")
+    t.add_argument("--uses", type=int, help="how many accounts it makes (default: "
+                   "[invites] uses)")
+    t.add_argument("--ttl", help="lifetime: 7d, 12h, 90m or seconds (default: [invites] ttl)")
+    t.add_argument("--config", "-c", dest="sub_config")
+    t = inv.add_parser("list", help="list invitations (never their tokens)")
+    t.add_argument("--config", "-c", dest="sub_config")
+    t = inv.add_parser("revoke", help="revoke an invitation by its id")
     t.add_argument("id")
     t.add_argument("--config", "-c", dest="sub_config")
     args = parser.parse_args(argv)

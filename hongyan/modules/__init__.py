@@ -36,6 +36,7 @@ ORDER: tuple[str, ...] = (
     "webclient",
     "admin",
     "adhoc",
+    "invites",
     "eventstream",
     "emaildigest",
     "lan",

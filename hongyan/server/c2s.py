@@ -109,6 +109,7 @@ class Host(FastService, Protocol):
     router: Router
     nonzas: dict[tuple[str, str], NonzaHandler]
     registration_enabled: bool
+    ibr_tokens: bool
     c2s_streams: Profile
     clock: Clock
     #: what sessions write (``/metrics``)
@@ -318,8 +319,12 @@ class C2SSession(StreamSession, ClientSession):
                     for t in cb_types:
                         cb.add("channel-binding", attrs={"type": t})
                 self._sasl2_feature(feats, mechs, cb_types or [])
-            if self.node.registration_enabled and (secure or not cfg.c2s.require_encryption):
-                feats.add("register", NS.REGISTER_FEATURE)
+            if secure or not cfg.c2s.require_encryption:
+                if self.node.ibr_tokens:
+                    for xmlns in NS.IBR_TOKEN_FEATURES:
+                        feats.add("register", xmlns)
+                if self.node.registration_enabled or self.node.ibr_tokens:
+                    feats.add("register", NS.REGISTER_FEATURE)
             # XEP-0478: the bounds of this stream before authentication
             limits = feats.add("limits", LIMITS)
             limits.add("max-bytes", text=str(min(cfg.c2s.preauth_max_stanza_size,
@@ -628,7 +633,11 @@ class C2SSession(StreamSession, ClientSession):
     # -- pre-auth IQ (in-band registration) and bind -------------------------------------------
     def _preauth_iq(self, el: Element) -> Awaitable[object] | None:
         payload = el.first
-        if (payload is None or payload.xmlns != NS.REGISTER or not self.node.registration_enabled
+        node = self.node
+        allowed = (node.registration_enabled or node.ibr_tokens) if payload is not None and \
+            payload.xmlns == NS.REGISTER else (node.ibr_tokens and payload is not None
+                                               and payload.xmlns == NS.PARS)
+        if (not allowed or payload is None
                 or (not self.transport.secure and self.node.config.c2s.require_encryption)):
             raise StreamError("not-authorized", "authenticate first")
         return self.node.preauth_iq(self, el, payload)

@@ -126,6 +126,8 @@ class Host(Protocol):
     #: the client listener's ports (0: not listening, or not yet: they open after modules start)
     c2s_port: int
     direct_tls_port: int
+    #: in-band registration takes invitation tokens (XEP-0445)
+    ibr_tokens: bool
 
     @property
     def db(self) -> Database: ...
@@ -438,6 +440,17 @@ class ModuleAPI:
             return answer(el, itype, payloads[0], sender)
 
         self.component(domain, on_stanza)
+
+    def accept_ibr_tokens(self) -> None:
+        """Let a client register in band with an invitation token (XEP-0445) even when open
+        registration is off: the stream features say so, and the ``jabber:iq:register`` and
+        ``urn:xmpp:pars:0`` IQs reach their handlers before authentication."""
+        node = self._node
+        node.ibr_tokens = True
+
+        def undo() -> None:
+            node.ibr_tokens = False
+        self._undo.append(undo)
 
     def http_route(self, method: str, path: str, handler: Handler) -> None:
         """Serve HTTP ``method`` on ``path`` (ports 5280/5281; a path ending in ``/*``: every

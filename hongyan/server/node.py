@@ -116,6 +116,8 @@ class Node:
         self.modules: dict[str, Module] = {}
         self.nonzas: dict[tuple[str, str], NonzaHandler] = {}
         self.registration_enabled = config.registration_enabled
+        #: in-band registration with an invitation token (XEP-0445), when a module takes them
+        self.ibr_tokens = False
         # Server-wide secret (fake SCRAM salts for unknown users, the PLAIN check cache): read
         # from the database at start so that it is the same across restarts and cluster nodes.
         self.secret = secrets.token_bytes(32)

@@ -225,7 +225,9 @@ class HttpServer:
         except web.HTTPException:
             raise  # aiohttp answers it
         except Exception:
-            log.exception("HTTP %s %s failed", request.method, request.path)
+            # a path may carry a secret (an invitation's token): only its first segment
+            log.exception("HTTP %s /%s/... failed", request.method,
+                          request.path.strip("/").split("/", 1)[0])
             return web.Response(status=500, text="internal server error\n")
 
 

@@ -21,6 +21,10 @@ ROSTERVER = "urn:xmpp:features:rosterver"
 PRE_APPROVAL = "urn:xmpp:features:pre-approval"
 REGISTER = "jabber:iq:register"
 REGISTER_FEATURE = "http://jabber.org/features/iq-register"
+#: XEP-0379 / XEP-0445: the pre-authentication token element, and the stream features that
+#: say in-band registration takes one (the name XEP-0445 0.2 gave it, and the current one)
+PARS = "urn:xmpp:pars:0"
+IBR_TOKEN_FEATURES = ("urn:xmpp:invite", "urn:xmpp:ibr-token:0")
 DISCO_INFO = "http://jabber.org/protocol/disco#info"
 DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
 CAPS = "http://jabber.org/protocol/caps"

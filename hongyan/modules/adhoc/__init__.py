@@ -13,6 +13,8 @@ action), ``<bad-action/>`` (not allowed at this step), ``<bad-sessionid/>``, ``<
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hongyan.modules.adhoc.admin import admin_commands
 from hongyan.modules.adhoc.commands import (
     ACTIONS,
@@ -57,8 +59,18 @@ class AdHoc(Module):
     async def stop(self) -> None:
         self._remove_disco()
 
+    def add(self, command: Command) -> Callable[[], None]:
+        """Offer another module's command (until the returned function is called)."""
+        if command.node in self.commands:
+            raise ValueError(f"two commands at {command.node}")
+        self.commands[command.node] = command
+
+        def remove() -> None:
+            self.commands.pop(command.node, None)
+        return remove
+
     def _may(self, command: Command, requester: str) -> bool:
-        return not command.admin or requester in self.api.admins
+        return command.may(requester, self.api.admins)
 
     # -- discovery ------------------------------------------------------------------------------
     def _disco(self, kind: str, node: str, iq: Iq) -> Element | None:
@@ -110,6 +122,7 @@ class AdHoc(Module):
                     raise command_error("bad-request", "bad-sessionid",
                                         "a session starts with execute")
                 session = self.sessions.new(command, me, now)
+                session.state["requester"] = requester
                 first = await command.start(session.state)
                 session.stack.append((first, dict(session.state)))
                 if form is None or first.done:

@@ -38,12 +38,17 @@ class Step:
 class Command:
     """A command at ``node``. ``start`` answers the first request; ``step`` each ``next`` or
     ``complete`` with the submitted values (``state`` lives as long as the session and is
-    restored as it was when ``prev`` goes back a step)."""
+    restored as it was when ``prev`` goes back a step; ``state["requester"]`` is the bare JID
+    that runs it)."""
 
     node: str = ""
     name: str = ""
     #: only the server's administrators may run it (the others get forbidden)
     admin: bool = True
+
+    def may(self, requester: str, admins: frozenset[str]) -> bool:
+        """Whether ``requester`` (a bare JID) may see and run the command."""
+        return not self.admin or requester in admins
 
     async def start(self, state: dict[str, Any]) -> Step:
         raise NotImplementedError

@@ -80,9 +80,16 @@ def error(status: int, code: str, message: str, headers: dict[str, str] | None =
                         content_type="application/json", headers=headers)
 
 
+INVITE = obj(id=STRING, kind=STRING, inviter=STRING, username=STRING, uses=INT, used=INT,
+             created_at=INT, expires_at=INT,
+             state={"type": "string", "enum": ["active", "expired", "used", "revoked"]})
+MADE = obj(id=STRING, token=STRING, uri=STRING, landing_url=STRING, expires_at=INT)
+
+
 class AdminApi(Module):
     name = "adminapi"
     depends = ("admin",)
+    uses = ("invites",)
     migrations = MIGRATIONS
 
     async def start(self) -> None:
@@ -272,6 +279,45 @@ class AdminApi(Module):
                 return 202, {"restart": restart, "delay": delay}
             return run
 
+        invites: Any = getattr(self.api.optional("invites"), "service", None)
+
+        async def invite_create(c: Call) -> tuple[int, Any]:
+            try:
+                made = await invites.create(c.body.get("inviter", ""), c.body.get("username", ""),
+                                            c.body.get("uses"), c.body.get("ttl"))
+            except ValueError as exc:
+                raise AdminError("bad-input", str(exc)) from None
+            return 201, {"id": made.invite.id, "token": made.token, "uri": made.uri,
+                         "landing_url": made.landing_url,
+                         "expires_at": made.invite.expires_at}
+
+        async def invite_list(_c: Call) -> tuple[int, Any]:
+            now = self.api.now()
+            return 200, {"invites": [i.json(now) for i in await invites.store.list()]}
+
+        async def invite_revoke(c: Call) -> tuple[int, Any]:
+            if not await invites.store.revoke(c.path["id"]):
+                raise AdminError("not-found", "no such invitation")
+            return 204, None
+
+        invite_routes = [
+            Route("POST", "/api/invites", "admin", "Make an invitation (its token is in the "
+                  "answer only)", invite_create, ok=201, answer=MADE, body={
+                      "username": Param(str, max_length=1023, pattern=NO_CONTROL,
+                                        description="the username kept for the newcomer"),
+                      "inviter": Param(str, max_length=1023, pattern=NO_CONTROL,
+                                       description="a user the newcomer becomes a contact "
+                                       "of, both ways"),
+                      "uses": Param(int, minimum=1, maximum=1000,
+                                    description="how many accounts it makes"),
+                      "ttl": Param(int, minimum=60, maximum=365 * 86400,
+                                   description="seconds it is valid")}),
+            Route("GET", "/api/invites", "read", "Invitations (never their tokens)",
+                  invite_list, answer=obj(invites={"type": "array", "items": INVITE})),
+            Route("DELETE", "/api/invites/{id}", "admin", "Revoke an invitation",
+                  invite_revoke, ok=204, errors=(404,)),
+        ] if invites is not None else []
+
         u = "/api/users/{username}"
         pw = {"password": Param(str, required=True, max_length=MAX_PASSWORD)}
         ended, sent = obj(ended=INT), obj(sent=INT)
@@ -321,6 +367,7 @@ class AdminApi(Module):
                   ok=202, answer=obj(restart={"type": "boolean"}, delay=INT), body=STOP),
             Route("POST", "/api/restart", "admin", "Restart the server", stop(True),
                   ok=202, answer=obj(restart={"type": "boolean"}, delay=INT), body=STOP),
+            *invite_routes,
         ]
 
 

@@ -4,11 +4,16 @@ allows it), change one's password, and delete one's own account with all its dat
 At most ``registration.per_ip_per_hour`` accounts are created in band from one client address
 in an hour (counted by this process: with several workers, by each worker); past it the answer
 is ``resource-constraint`` (type ``wait``: the limit is temporary, and XEP-0077 §3.1 keeps
-``not-allowed`` for a host that does not allow registration at all)."""
+``not-allowed`` for a host that does not allow registration at all).
+
+With the invites module, a stream that presented a good invitation token (XEP-0445) registers
+even when registration is closed: the invites module makes that account (and counts the use),
+with no limit per address. A username an active invitation keeps is taken for everyone else."""
 
 from __future__ import annotations
 
 import collections
+from typing import TYPE_CHECKING
 
 from hongyan.server.accounts import AccountError
 from hongyan.server.module import Iq, Module, ModuleAPI, iq_handler
@@ -16,11 +21,15 @@ from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError
 
+if TYPE_CHECKING:
+    from hongyan.modules.invites.service import InviteService
+
 
 class Register(Module):
     name = "register"
     xeps = {"0077": "2.4"}
     features = frozenset({NS.REGISTER})
+    # (the invites module, when loaded, is found at request time: no load order needed)
 
     _HOUR = 3600.0
     _MAX_HOSTS = 10_000
@@ -43,6 +52,14 @@ class Register(Module):
             times.popleft()
         return times
 
+    def _invites(self) -> InviteService | None:
+        module = self.api.optional("invites")
+        return getattr(module, "service", None)
+
+    def _token(self, iq: Iq) -> str | None:
+        invites = self._invites()
+        return None if invites is None else invites.session_token(iq.session)
+
     @iq_handler(NS.REGISTER, "query", "get", scope=("host", "self"))
     def on_get(self, iq: Iq) -> Element:
         q = Element("query", NS.REGISTER)
@@ -52,7 +69,7 @@ class Register(Module):
             q.add("username", text=session.jid.local)
             q.add("password")
             return iq.result(q)
-        if not self.api.config.registration_enabled:
+        if not self.api.config.registration_enabled and self._token(iq) is None:
             raise StanzaError("not-allowed", "registration is closed on this server")
         q.add("instructions", text="Choose a username and password to register with this "
                                    "server.")
@@ -86,6 +103,14 @@ class Register(Module):
             except AccountError as exc:
                 raise StanzaError("not-acceptable", str(exc)) from None
             return iq.result()
+        token = self._token(iq)
+        invites = self._invites()
+        if token is not None and invites is not None:
+            invite = await invites.store.find(token)
+            if invite is None or not invite.usable():
+                raise StanzaError("not-allowed", "the invitation was used up or revoked")
+            await invites.register(invite, username, password)
+            return iq.result()
         if not self.api.config.registration_enabled:
             raise StanzaError("not-allowed", "registration is closed on this server")
         if not username or not password:
@@ -103,7 +128,8 @@ class Register(Module):
             user = self.api.accounts.prepare(username)
         except AccountError as exc:
             raise StanzaError("jid-malformed", str(exc)) from None
-        if await self.api.accounts.exists(user):
+        if await self.api.accounts.exists(user) or (invites is not None
+                                                   and await invites.reserved(user)):
             raise StanzaError("conflict", f"the username {user!r} is taken")
         try:
             await self.api.accounts.create(user, password, self.api.now())
