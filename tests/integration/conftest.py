@@ -65,7 +65,8 @@ PROTOCOL_ONLY = frozenset({"test_bad_input", "test_c2s", "test_stream", "test_ca
                            "test_component", "test_biboumi",
                            "test_metrics", "test_webclient_page", "test_webclient",
                            "test_eventstream", "test_lan", "test_s2s_bad_input",
-                           "test_s2s_dns", "test_s2s_certs", "test_s2s_prosody"})
+                           "test_s2s_dns", "test_s2s_certs", "test_s2s_prosody",
+                           "test_http_bounds"})
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
