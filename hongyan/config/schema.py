@@ -182,6 +182,9 @@ class HTTPSection(Section):
     keepalive_timeout: float = Field(75.0, gt=0, le=86400, description="seconds a kept-alive "
                                      "connection may wait for its next request before it is "
                                      "closed")
+    health_timeout: float = Field(2.0, gt=0, le=60, description="seconds /health waits for "
+                                  "each other worker to answer its ping; one that does not "
+                                  "counts as down (503)")
     loopback_secure: bool = Field(True, description="a browser on this machine whose page "
                                   "came from this machine (loopback client, loopback Origin, "
                                   "no forwarding headers) may log in over plain HTTP, as over "

@@ -411,7 +411,7 @@ class Node:
 
     def _http_routes(self) -> None:
         async def get_health(_request: web.BaseRequest) -> web.StreamResponse:
-            return health(self)
+            return await health(self, self.config.http.health_timeout)
 
         self.http_routes.add("GET", "/health", get_health)
         if self.config.http.websocket:
