@@ -22,13 +22,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import BadHttpMessage, HttpProcessingError, LineTooLong
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 from aiohttp.web_protocol import RequestHandler, _ErrInfo
 
 from hongyan.server.clock import Clock, Handle
 
 log = logging.getLogger("hongyan.http")
 
+#: how long, and how many bytes, a refused connection is drained before it is closed
+LINGER = 2.0
+LINGER_BYTES = 256 * 1024
 #: what a client that takes too long over a request head gets before the connection closes
 _TOO_SLOW = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\n"
              b"Content-Length: 22\r\nConnection: close\r\n\r\nrequest head too slow\n")
@@ -205,10 +208,14 @@ class _Handler(RequestHandler):
     ``header_timeout`` gets 408 and the connection is closed (aiohttp has no such timer: its
     keep-alive timeout starts only after a response), and the parser's refusals get their
     statuses (aiohttp says 400 to all): a request line over the limit 414 (RFC 9110 §15.5.15),
-    a header field over it or too many fields 431 (RFC 6585 §5). The parser keeps no more than
-    the limits, so a head costs at most ``max_headers * max_field`` bytes while it lasts."""
+    a header field over it or too many fields 431 (RFC 6585 §5), anything else malformed 400.
+    The parser keeps no more than the limits, so a head costs at most ``max_headers *
+    max_field`` bytes while it lasts; what a refused client still sends is read and dropped
+    (at most :data:`LINGER_BYTES`, for :data:`LINGER` seconds) after the answer and our FIN,
+    so that the client reads the answer rather than a reset, and then the socket is closed."""
 
-    __slots__ = ("_clock", "_head_len", "_head_timer", "_limits", "_line_end")
+    __slots__ = ("_clock", "_discarded", "_head_len", "_head_timer", "_limits", "_line_end",
+                 "_linger")
 
     def __init__(self, manager: web.Server, clock: Clock, limits: HeadLimits,
                  **kwargs: Any) -> None:
@@ -221,6 +228,9 @@ class _Handler(RequestHandler):
         #: bytes of the head being read so far, and where its request line ended (-1: not yet)
         self._head_len = 0
         self._line_end = -1
+        #: a refused connection's transport, until it closes, and the bytes dropped since
+        self._linger: tuple[asyncio.Transport, Handle] | None = None
+        self._discarded = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -236,6 +246,11 @@ class _Handler(RequestHandler):
             timer.cancel()
 
     def data_received(self, data: bytes) -> None:
+        if self._linger is not None:
+            self._discarded += len(data)
+            if self._discarded > LINGER_BYTES:
+                self._end_linger()
+            return
         if self._head_timer is None:
             waiter = self._waiter
             if waiter is not None and not waiter.done() and not self._messages:
@@ -251,32 +266,50 @@ class _Handler(RequestHandler):
         if self._head_timer is None or len(self._messages) == before:
             return
         self._disarm()  # a head is whole (or refused)
-        msg, payload = self._messages[-1]
+        msg, _ = self._messages[-1]
         if isinstance(msg, _ErrInfo):
-            status = self._status_of(msg.exc)
-            if status != msg.status:
-                self._messages[-1] = (_ErrInfo(status=status, exc=msg.exc,
-                                               message=msg.message), payload)
+            self._messages.pop()
+            self._refuse(*self._status_of(msg.exc))
 
-    def _status_of(self, exc: BaseException) -> int:
+    def _status_of(self, exc: BaseException) -> tuple[int, str]:
         if isinstance(exc, LineTooLong):
             line = self._line_end if self._line_end >= 0 else self._head_len
-            return 414 if line > self._limits.max_line else 431
+            if line > self._limits.max_line:
+                return 414, "URI Too Long"
+            return 431, "Request Header Fields Too Large"
         if isinstance(exc, BadHttpMessage) and "Too many headers" in exc.message:
-            return 431
-        return 400
+            return 431, "Request Header Fields Too Large"
+        return 400, "Bad Request"
 
-    def log_exception(self, *args: Any, **kw: Any) -> None:
-        """A client's malformed or oversized head is the client's business: a debug line,
-        not an error with a traceback per attempt (a flood would flood the log too)."""
-        exc = kw.get("exc_info")
-        if isinstance(exc, HttpProcessingError):
-            log.debug("refused a request head: %s", exc.message)
+    def _refuse(self, status: int, reason: str) -> None:
+        """Answer a refused head ourselves (aiohttp would read on while its answer waits for
+        the handler's task), then linger: drop what comes until the client closes, or
+        :data:`LINGER` s, or :data:`LINGER_BYTES`."""
+        transport = self.transport
+        if transport is None:
             return
-        super().log_exception(*args, **kw)
+        log.debug("refused a request head: %d %s", status, reason)
+        body = f"{status} {reason}\n".encode()
+        transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                        % (status, reason.encode(), len(body), body))
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._force_close = True  # (aiohttp's loop ends, and it no longer owns the socket)
+        self.transport = None
+        if self._waiter is not None:
+            self._waiter.cancel()
+        self._linger = (transport, self._clock.call_later(LINGER, self._end_linger))
+
+    def _end_linger(self) -> None:
+        linger, self._linger = self._linger, None
+        if linger is not None:
+            linger[1].cancel()
+            linger[0].close()
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm()
+        self._end_linger()
         super().connection_lost(exc)
 
     def _too_slow(self) -> None:
