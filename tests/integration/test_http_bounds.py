@@ -254,7 +254,8 @@ async def test_a_header_flood_holds_bounded_memory(tmp_path: Path, storage_url: 
 
 
 @pytest.mark.parametrize("bad", ["header_timeout = 0", "max_headers = 1",
-                                 "max_request_line = 'long'", "keepalive_timeout = -1"])
+                                 "max_request_line = 'long'", "keepalive_timeout = -1",
+                                 "health_timeout = 0"])
 async def test_bad_bounds_name_the_key(harness: Harness, bad: str) -> None:
     await harness.stop_node()
     with pytest.raises(Exception) as exc:

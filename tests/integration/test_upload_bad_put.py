@@ -89,6 +89,22 @@ async def test_a_stalled_put_gets_408_and_leaves_nothing(harness: Harness) -> No
     assert (await get(get_url))[2] == b"y" * 1000
 
 
+async def test_a_put_cut_off_midway_leaves_nothing(harness: Harness) -> None:
+    """The client goes away half way through its body: no part, no file, the slot still
+    usable (it never got a whole upload)."""
+    await start(harness)
+    alice = await user(harness, "alice")
+    put_url, get_url = await slot(alice, "cut.txt", 5000, "text/plain")
+    cut = await RawPut.open(harness, put_url, 5000)
+    await cut.send(b"c" * 2500)
+    await until(lambda: len(parts(harness)) == 1)
+    cut.writer.close()
+    await until(lambda: files(harness) == [])
+    assert (await get(get_url))[0] == 404
+    assert (await put(put_url, b"w" * 5000, "text/plain"))[0] == 201
+    assert (await get(get_url))[2] == b"w" * 5000
+
+
 async def test_a_trickled_put_gets_408_after_put_timeout(harness: Harness) -> None:
     """A byte every few seconds never trips the idle limit, but the whole body may take no
     longer than put_timeout."""

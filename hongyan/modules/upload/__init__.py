@@ -6,7 +6,8 @@ listener (``[upload] public_url``, by default the listener's own address). With 
 workers the service lives on one of them (its home), which checks sizes and quotas and keeps
 the slots it handed out and not yet used; the uploads and downloads themselves are served by
 whichever worker the HTTP request reaches, since the PUT URL carries the slot, signed
-(:mod:`.slots`), and single use is the file's exclusive creation (:mod:`.http`).
+(:mod:`.slots`), and single use is the link that makes a whole upload final, which never
+replaces (:mod:`.http`).
 
 Files live under ``<data_dir>/upload/`` named by their id, with a row each (:mod:`.store`):
 per-user and total quotas count the rows and the slots still open; files older than
