@@ -31,7 +31,12 @@ class RawPut:
     async def open(cls, harness: Harness, url: str, length: int,
                    content_type: str = "text/plain") -> RawPut:
         assert harness.node is not None
-        reader, writer = await asyncio.open_connection("127.0.0.1", harness.node.http_port)
+        return await cls.to_port(harness.node.http_port, url, length, content_type)
+
+    @classmethod
+    async def to_port(cls, port: int, url: str, length: int,
+                      content_type: str = "text/plain") -> RawPut:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
         u = URL(url)
         writer.write(f"PUT {u.raw_path_qs} HTTP/1.1\r\nHost: localhost\r\nContent-Type: "
                      f"{content_type}\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"

@@ -1,8 +1,10 @@
-"""/health of a node of two workers (``hongyan serve``, ``server.workers = 2``), over real
-sockets: 200 while both are up, whichever answers; 503 naming the one that is not (stopped
-with SIGSTOP: a hung worker, which keeps its links open, so only a ping tells); 200 again once
-it runs again. A worker killed outright takes the node down (the supervisor's rule: see
-test_workers.test_a_dead_worker_stops_the_node), so there is no node left to answer for it."""
+"""The web side of a node of two workers (``hongyan serve``, ``server.workers = 2``), over
+real sockets. /health: 200 while both are up, whichever answers; 503 naming the one that is
+not (stopped with SIGSTOP: a hung worker, which keeps its links open, so only a ping tells);
+200 again once it runs again. A worker killed outright takes the node down (the supervisor's
+rule: see test_workers.test_a_dead_worker_stops_the_node), so there is no node left to answer
+for it. Uploads: PUTs of one slot at once, on connections the kernel spreads over both
+workers: exactly one wins."""
 
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ import aiohttp
 
 from tests.integration.clients import TIMEOUT
 from tests.integration.test_process import Server
-from tests.integration.test_workers import serving
+from tests.integration.test_upload_bad_put import RawPut
+from tests.integration.test_workers import A1, serving
 
 
 async def health(port: int) -> tuple[int, dict[str, Any]]:
@@ -73,3 +76,32 @@ async def test_health_names_the_worker_that_is_down(tmp_path: Path, storage_url:
         # a worker killed outright: the node stops (no half-known accounts), and says so
         os.kill(pids[0], signal.SIGKILL)
         assert await srv.wait() == 1
+
+
+async def test_puts_of_one_slot_on_both_workers_one_wins(tmp_path: Path,
+                                                          storage_url: str) -> None:
+    """Eight connections (each accepted by whichever worker the kernel picks) stream the same
+    slot's body at once, all but the last byte; then all send it: exactly one 201, seven 409,
+    the file the winner's, and no part left behind."""
+    async with serving(tmp_path, storage_url) as node:
+        c = await node.login(A1, "race")
+        iq = await c.send_raw_iq(c.make_iq_get(ito="upload.localhost"),
+                                 "<request xmlns='urn:xmpp:http:upload:0' filename='r.bin' "
+                                 "size='300000' content-type='text/plain'/>", TIMEOUT)
+        ns = "{urn:xmpp:http:upload:0}"
+        put_url = iq.xml.find(f"{ns}slot/{ns}put").attrib["url"]
+        get_url = iq.xml.find(f"{ns}slot/{ns}get").attrib["url"]
+        puts = [await RawPut.to_port(node.http_port, put_url, 300_000) for _ in range(8)]
+        for i, p in enumerate(puts):
+            await p.send(bytes([65 + i]) * 299_999)
+        await asyncio.sleep(0.3)
+        for i, p in enumerate(puts):
+            p.writer.write(bytes([65 + i]))
+        results = await asyncio.gather(*(p.status() for p in puts))
+        statuses = [s for s, _ in results]
+        assert sorted(statuses) == [201] + [409] * 7, statuses
+        winner = statuses.index(201)
+        async with aiohttp.ClientSession() as http, http.get(get_url) as r:
+            assert r.status == 200 and await r.read() == bytes([65 + winner]) * 300_000
+        root = tmp_path / "data" / "upload"
+        assert [p.name for p in root.rglob("*.part")] == []
