@@ -358,9 +358,12 @@ class HttpServer:
         await self._runner.setup()
         factory = front if front is not None else self.server
         loop = asyncio.get_running_loop()
-        for sock, ctx in [(s, None) for s in plain] + [(s, ssl_context) for s in secure]:
-            self._servers.append(await loop.create_server(factory, sock=sock, ssl=ctx,
-                                                          backlog=1024))
+        for sock in plain:
+            self._servers.append(await loop.create_server(factory, sock=sock, backlog=1024))
+        for sock in secure:  # (the TLS handshake, before any head, has the head's time too)
+            self._servers.append(await loop.create_server(
+                factory, sock=sock, ssl=ssl_context, backlog=1024,
+                ssl_handshake_timeout=self.limits.header_timeout))
 
     async def stop(self) -> None:
         for server in self._servers:

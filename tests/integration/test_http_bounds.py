@@ -142,6 +142,18 @@ async def test_a_slow_head_gets_408_and_is_closed(harness: Harness) -> None:
     silent_writer.close()
 
 
+async def test_a_silent_https_connection_is_closed(harness: Harness) -> None:
+    """On the HTTPS port a client that never starts its TLS handshake is dropped after
+    header_timeout too (the loop's time: asyncio's handshake timeout)."""
+    await harness.stop_node()
+    node = await harness.start(http_extra="header_timeout = 1.0")
+    reader, writer = await connect(node.https_port)
+    began = time.monotonic()
+    assert await asyncio.wait_for(reader.read(1), TIMEOUT) == b""
+    assert 0.5 < time.monotonic() - began < TIMEOUT
+    writer.close()
+
+
 async def test_the_head_timeout_is_not_the_keepalive_timeout(harness: Harness) -> None:
     """A kept-alive connection idle between requests for longer than header_timeout is not
     cut off by it (the next head's clock starts at its first byte); its next head, slow, is;
