@@ -96,6 +96,8 @@ class Node(Host, Protocol):
 
 #: how long a starting worker waits for its peers' sockets
 CONNECT_TIMEOUT = 30.0
+#: the notice topic of :meth:`Workers.unanswered`'s pings (answered, nothing else done)
+PING = "ping"
 #: how long notify_all waits for every peer to answer
 ACK_TIMEOUT = 10.0
 _LINK_OPEN = ("<stream:stream xmlns='jabber:client' "
@@ -297,7 +299,10 @@ class Workers:
         self._fd_out: dict[int, socket.socket] = {}
         self._fd_queue: dict[int, collections.deque[tuple[bytes, int]]] = {}
         self._stopping = False
+        #: peers whose link went down
+        self._lost: set[int] = set()
         self.on_peer_lost: Callable[[int], None] | None = None
+        self._handlers[PING] = lambda _body: None
 
     # -- where things live ----------------------------------------------------------------------
     def home(self, username: str) -> int:
@@ -362,6 +367,7 @@ class Workers:
             self._server.close()
 
     def peer_lost(self, index: int) -> None:
+        self._lost.add(index)
         if self._stopping:
             return
         log.error("lost the link to worker %d", index)
@@ -445,6 +451,30 @@ class Workers:
                         sorted(waiting), topic, ACK_TIMEOUT)
         finally:
             self._acks.pop(token, None)
+
+    async def unanswered(self, timeout: float) -> list[int]:
+        """The workers that are not up, as far as this one can tell: those whose link went
+        down, and those that do not answer a ping (a ``Q`` frame, answered by ``A`` when the
+        peer's loop gets to it) within ``timeout`` seconds: a hung or stopped process."""
+        missing = {k for k in range(self.count)
+                   if k != self.index and (k in self._lost or k not in self.peers)}
+        live = [k for k in self.peers if k not in missing]
+        if not live:
+            return sorted(missing)
+        token = next(self._ack_tokens)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiting = set(live)
+        self._acks[token] = (fut, waiting)
+        payload = b"%d\0%d\0%s\0" % (self.index, token, PING.encode())
+        for k in live:
+            self.peers[k].send(b"Q", payload)
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except TimeoutError:
+            missing |= waiting
+        finally:
+            self._acks.pop(token, None)
+        return sorted(missing)
 
     def settle(self) -> asyncio.Future[None] | None:
         """Done once every peer this worker handed stanzas to before the call has handled

@@ -170,6 +170,21 @@ class HTTPSection(Section):
                               "between two empty requests of a polling session (hold 0)")
     bosh_max_pause: int = Field(120, ge=0, le=3600, description="the longest pause, "
                                 "seconds, a BOSH client may ask for")
+    max_request_line: int = Field(8190, ge=256, le=1048576, description="bytes a request's "
+                                  "target (path and query) may have; longer: 414")
+    max_header_size: int = Field(8190, ge=256, le=1048576, description="bytes one header "
+                                 "field (name and value) may have; longer: 431")
+    max_headers: int = Field(128, ge=8, le=4096, description="header fields a request may "
+                             "have; more: 431")
+    header_timeout: float = Field(10.0, gt=0, le=3600, description="seconds a client may take "
+                                  "over a request head, from its first byte (a connection's "
+                                  "first: from the connect); slower: 408 and closed")
+    keepalive_timeout: float = Field(75.0, gt=0, le=86400, description="seconds a kept-alive "
+                                     "connection may wait for its next request before it is "
+                                     "closed")
+    health_timeout: float = Field(2.0, gt=0, le=60, description="seconds /health waits for "
+                                  "each other worker to answer its ping; one that does not "
+                                  "counts as down (503)")
     loopback_secure: bool = Field(True, description="a browser on this machine whose page "
                                   "came from this machine (loopback client, loopback Origin, "
                                   "no forwarding headers) may log in over plain HTTP, as over "

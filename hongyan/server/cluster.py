@@ -42,6 +42,9 @@ class Cluster(Protocol):
                 wire: bytes | None = None) -> bool:
         """Hand a stanza to process ``home``, which routes it as if it had arrived there
         (``wire``: a message already serialized as on a client stream)."""
+    def unanswered(self, timeout: float) -> Awaitable[list[int]]:
+        """The processes that are not up: their link is down, or they did not answer a ping
+        within ``timeout`` seconds (``/health``)."""
     def settle(self) -> asyncio.Future[None] | None:
         """Done once every process this one handed stanzas to (``forward``, ``deliver``,
         ``multicast``) before the call has handled them (a message delivered to a session's

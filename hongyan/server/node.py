@@ -51,7 +51,7 @@ from hongyan.storage.db import Database, open_database
 from hongyan.storage.kv import KV_MIGRATIONS, KeyValueStore
 from hongyan.storage.migrations import Migration, migrate
 from hongyan.transport.bosh import BoshTransport
-from hongyan.transport.http import HttpServer, Proxies, Routes
+from hongyan.transport.http import HeadLimits, HttpServer, Proxies, Routes
 from hongyan.transport.tcp import (
     Connections,
     StreamTransport,
@@ -419,7 +419,7 @@ class Node:
 
     def _http_routes(self) -> None:
         async def get_health(_request: web.BaseRequest) -> web.StreamResponse:
-            return health(self)
+            return await health(self, self.config.http.health_timeout)
 
         self.http_routes.add("GET", "/health", get_health)
         if self.config.http.websocket:
@@ -484,11 +484,15 @@ class Node:
         secure: list[socket.socket] = []
         if http.tls:
             secure = socks.get("https") or listening_sockets(http.bind, http.tls_port)
-        self._http = HttpServer(self.http_routes, self._proxies)
+        limits = HeadLimits(http.max_request_line, http.max_header_size, http.max_headers,
+                            http.header_timeout, http.keepalive_timeout)
+        self._http = HttpServer(self.http_routes, self._proxies, clock=self.clock,
+                                limits=limits)
         front = None
         ws = self.ws_endpoint
         if ws is not None and http.websocket_lean:
-            front = FrontDoor(self._http.server, WEBSOCKET_PATH, ws.upgrade, self.clock)
+            front = FrontDoor(self._http.server, WEBSOCKET_PATH, ws.upgrade, self.clock,
+                              http.header_timeout, http.max_request_line)
         await self._http.start(plain, secure, self._https_context, front)
         self.http_port = int(plain[0].getsockname()[1])
         self.https_port = int(secure[0].getsockname()[1]) if secure else 0

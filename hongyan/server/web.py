@@ -52,13 +52,19 @@ class WebHost(Host, Protocol):
                         ) -> C2SSession: ...
 
 
-def health(node: WebHost) -> web.Response:
-    """``GET /health``: 200 and a small JSON while the node (this process of it) runs."""
+async def health(node: WebHost, timeout: float) -> web.Response:
+    """``GET /health``: the whole node's. 200 and a small JSON while every worker is up; 503
+    and the same JSON naming the workers that are not (``missing``: their link to the
+    answering worker is down, or they did not answer its ping within ``timeout`` seconds, as
+    a hung worker would not), so that a load balancer takes the node out of service."""
     cluster: Cluster | None = node.cluster
-    body = {"status": "ok", "domain": node.config.server.domain,
+    missing = await cluster.unanswered(timeout) if cluster is not None else []
+    body = {"status": "degraded" if missing else "ok", "domain": node.config.server.domain,
             "sessions": node.sessions.count(),
-            "worker": cluster.index if cluster is not None else None}
-    return web.Response(text=json.dumps(body), content_type="application/json",
+            "worker": cluster.index if cluster is not None else None,
+            "workers": cluster.count if cluster is not None else 1, "missing": missing}
+    return web.Response(status=503 if missing else 200, text=json.dumps(body),
+                        content_type="application/json",
                         headers={"Cache-Control": "no-store"})
 
 

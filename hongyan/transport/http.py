@@ -18,10 +18,23 @@ import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
+from aiohttp.web_protocol import RequestHandler, _ErrInfo
+
+from hongyan.server.clock import Clock, Handle
 
 log = logging.getLogger("hongyan.http")
+
+#: how long, and how many bytes, a refused connection is drained before it is closed
+LINGER = 2.0
+LINGER_BYTES = 256 * 1024
+#: what a client that takes too long over a request head gets before the connection closes
+_TOO_SLOW = (b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\n"
+             b"Content-Length: 22\r\nConnection: close\r\n\r\nrequest head too slow\n")
 
 #: what a route is: an aiohttp handler of the low-level server
 Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
@@ -176,17 +189,165 @@ def secure_request(request: web.BaseRequest, loopback_secure: bool) -> bool:
     return request.scheme == "https" or (loopback_secure and loopback_browser(request))
 
 
+@dataclass(frozen=True, slots=True)
+class HeadLimits:
+    """What one request head may be (``[http]``): the request target's bytes, one header
+    field's (name and value), the number of fields, and the seconds from a head's first byte
+    (a connection's first head: from the connect) to its end; and the seconds a kept-alive
+    connection may wait for its next request."""
+
+    max_line: int = 8190
+    max_field: int = 8190
+    max_headers: int = 128
+    header_timeout: float = 10.0
+    keepalive_timeout: float = 75.0
+
+
+class _Handler(RequestHandler):
+    """aiohttp's connection handler with the bounds of a request head: a head not whole within
+    ``header_timeout`` gets 408 and the connection is closed (aiohttp has no such timer: its
+    keep-alive timeout starts only after a response), and the parser's refusals get their
+    statuses (aiohttp says 400 to all): a request line over the limit 414 (RFC 9110 §15.5.15),
+    a header field over it or too many fields 431 (RFC 6585 §5), anything else malformed 400.
+    The parser keeps no more than the limits, so a head costs at most ``max_headers *
+    max_field`` bytes while it lasts; what a refused client still sends is read and dropped
+    (at most :data:`LINGER_BYTES`, for :data:`LINGER` seconds) after the answer and our FIN,
+    so that the client reads the answer rather than a reset, and then the socket is closed."""
+
+    __slots__ = ("_clock", "_discarded", "_head_len", "_head_timer", "_limits", "_line_end",
+                 "_linger")
+
+    def __init__(self, manager: web.Server, clock: Clock, limits: HeadLimits,
+                 **kwargs: Any) -> None:
+        super().__init__(manager, keepalive_timeout=limits.keepalive_timeout,
+                         max_line_size=limits.max_line, max_field_size=limits.max_field,
+                         max_headers=limits.max_headers, **kwargs)
+        self._clock = clock
+        self._limits = limits
+        self._head_timer: Handle | None = None
+        #: bytes of the head being read so far, and where its request line ended (-1: not yet)
+        self._head_len = 0
+        self._line_end = -1
+        #: a refused connection's transport, until it closes, and the bytes dropped since
+        self._linger: tuple[asyncio.Transport, Handle] | None = None
+        self._discarded = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def _arm(self) -> None:
+        self._head_len, self._line_end = 0, -1
+        self._head_timer = self._clock.call_later(self._limits.header_timeout, self._too_slow)
+
+    def _disarm(self) -> None:
+        timer, self._head_timer = self._head_timer, None
+        if timer is not None:
+            timer.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        if self._linger is not None:
+            self._discarded += len(data)
+            if self._discarded > LINGER_BYTES:
+                self._end_linger()
+            return
+        if self._head_timer is None:
+            waiter = self._waiter
+            if waiter is not None and not waiter.done() and not self._messages:
+                self._arm()  # between requests: this starts the next head
+        if self._head_timer is not None:
+            if self._line_end < 0:
+                nl = data.find(b"\n")
+                if nl >= 0:
+                    self._line_end = self._head_len + nl
+            self._head_len += len(data)
+        before = len(self._messages)
+        super().data_received(data)
+        if self._head_timer is None or len(self._messages) == before:
+            return
+        self._disarm()  # a head is whole (or refused)
+        msg, _ = self._messages[-1]
+        if isinstance(msg, _ErrInfo):
+            self._messages.pop()
+            self._refuse(*self._status_of(msg.exc))
+
+    def _status_of(self, exc: BaseException) -> tuple[int, str]:
+        if isinstance(exc, LineTooLong):
+            line = self._line_end if self._line_end >= 0 else self._head_len
+            if line > self._limits.max_line:
+                return 414, "URI Too Long"
+            return 431, "Request Header Fields Too Large"
+        if isinstance(exc, BadHttpMessage) and "Too many headers" in exc.message:
+            return 431, "Request Header Fields Too Large"
+        return 400, "Bad Request"
+
+    def _refuse(self, status: int, reason: str) -> None:
+        """Answer a refused head ourselves (aiohttp would read on while its answer waits for
+        the handler's task), then linger: drop what comes until the client closes, or
+        :data:`LINGER` s, or :data:`LINGER_BYTES`."""
+        transport = self.transport
+        if transport is None:
+            return
+        log.debug("refused a request head: %d %s", status, reason)
+        body = f"{status} {reason}\n".encode()
+        transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                        % (status, reason.encode(), len(body), body))
+        if transport.can_write_eof():
+            transport.write_eof()
+        self._force_close = True  # (aiohttp's loop ends, and it no longer owns the socket)
+        self.transport = None
+        if self._waiter is not None:
+            self._waiter.cancel()
+        self._linger = (transport, self._clock.call_later(LINGER, self._end_linger))
+
+    def _end_linger(self) -> None:
+        linger, self._linger = self._linger, None
+        if linger is not None:
+            linger[1].cancel()
+            linger[0].close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._disarm()
+        self._end_linger()
+        super().connection_lost(exc)
+
+    def _too_slow(self) -> None:
+        self._head_timer = None
+        transport = self.transport
+        if transport is None or self._force_close:
+            return
+        log.debug("no whole request head within %g s: closing", self._limits.header_timeout)
+        transport.write(_TOO_SLOW)
+        self.force_close()
+
+
+class _Server(web.Server):
+    """aiohttp's low-level server, making :class:`_Handler` s."""
+
+    def __init__(self, handler: Handler, clock: Clock, limits: HeadLimits) -> None:
+        super().__init__(handler, access_log=None)
+        self._clock = clock
+        self._limits = limits
+
+    def __call__(self) -> RequestHandler:
+        return _Handler(self, self._clock, self._limits, loop=self._loop, **self._kwargs)
+
+
 class HttpServer:
     """The listener: aiohttp's low-level server on the given sockets, dispatching through
-    ``routes``. With a ``front`` (a :class:`~hongyan.transport.wsfront.FrontDoor` around
-    :attr:`server`), every new connection meets it first, and it hands aiohttp what is not a
-    WebSocket upgrade of its path."""
+    ``routes``, with the bounds of :class:`HeadLimits` on every request head. With a ``front``
+    (a :class:`~hongyan.transport.wsfront.FrontDoor` around :attr:`server`), every new
+    connection meets it first, and it hands aiohttp what is not a WebSocket upgrade of its
+    path."""
 
     def __init__(self, routes: Routes, proxies: Proxies, *,
-                 shutdown_timeout: float = 2.0) -> None:
+                 shutdown_timeout: float = 2.0, clock: Clock | None = None,
+                 limits: HeadLimits | None = None) -> None:
         self.routes = routes
         self.proxies = proxies
-        self.server = web.Server(self._handle, access_log=None)
+        self.limits = limits or HeadLimits()
+        self.server = _Server(self._handle, clock or Clock(), self.limits)
         self._runner = web.ServerRunner(self.server, handle_signals=False,
                                         shutdown_timeout=shutdown_timeout)
         self._servers: list[asyncio.Server] = []
@@ -197,9 +358,12 @@ class HttpServer:
         await self._runner.setup()
         factory = front if front is not None else self.server
         loop = asyncio.get_running_loop()
-        for sock, ctx in [(s, None) for s in plain] + [(s, ssl_context) for s in secure]:
-            self._servers.append(await loop.create_server(factory, sock=sock, ssl=ctx,
-                                                          backlog=1024))
+        for sock in plain:
+            self._servers.append(await loop.create_server(factory, sock=sock, backlog=1024))
+        for sock in secure:  # (the TLS handshake, before any head, has the head's time too)
+            self._servers.append(await loop.create_server(
+                factory, sock=sock, ssl=ssl_context, backlog=1024,
+                ssl_handshake_timeout=self.limits.header_timeout))
 
     async def stop(self) -> None:
         for server in self._servers:
@@ -231,5 +395,5 @@ class HttpServer:
             return web.Response(status=500, text="internal server error\n")
 
 
-__all__ = ["Handler", "HttpServer", "Networks", "Proxies", "Routes", "loopback_browser",
-           "secure_request"]
+__all__ = ["Handler", "HeadLimits", "HttpServer", "Networks", "Proxies", "Routes",
+           "loopback_browser", "secure_request"]

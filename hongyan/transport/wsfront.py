@@ -71,15 +71,23 @@ class FrontDoor:
     ``aiohttp``: aiohttp's low-level server (a factory of its request handlers); ``upgrade``:
     called with each WebSocket upgrade request of ``path``."""
 
-    __slots__ = ("_aiohttp", "_prefix", "clock", "head_timeout", "upgrade")
+    __slots__ = ("_aiohttp", "_prefix", "clock", "head_timeout", "max_line", "upgrade")
 
     def __init__(self, aiohttp: Callable[[], asyncio.Protocol], path: str, upgrade: Upgrade,
-                 clock: Clock, head_timeout: float = 30.0) -> None:
+                 clock: Clock, head_timeout: float = 30.0, max_line: int = 8190) -> None:
         self._aiohttp = aiohttp
         self._prefix = b"GET " + path.encode()
         self.upgrade = upgrade
         self.clock = clock
         self.head_timeout = head_timeout
+        #: bytes the request target may have (``[http] max_request_line``, as aiohttp's)
+        self.max_line = max_line
+
+    def line_too_long(self, buf: bytes) -> bool:
+        """Whether the request line begun in ``buf`` has a target over :attr:`max_line`."""
+        end = buf.find(b"\n")
+        line = len(buf) if end < 0 else end
+        return line - len(b"GET ") - len(b" HTTP/1.1\r") > self.max_line
 
     def __call__(self) -> asyncio.Protocol:
         return Front(self)
@@ -128,6 +136,9 @@ class Front(asyncio.Protocol):
         if not ours:
             self._leave()
             self._door.to_aiohttp(t, buf)
+            return
+        if self._door.line_too_long(buf):
+            self._refuse(414, "request line too long")
             return
         end = buf.find(b"\r\n\r\n")
         if end < 0 or end > MAX_HEAD:

@@ -27,7 +27,8 @@ async def test_health_on_http_and_https(harness: Harness) -> None:
     for base in urls(harness):
         status, headers, body = await get(base + "/health")
         assert status == 200 and headers["Content-Type"].startswith("application/json")
-        assert body == '{"status": "ok", "domain": "localhost", "sessions": 0, "worker": null}'
+        assert body == ('{"status": "ok", "domain": "localhost", "sessions": 0, "worker": null, '
+                    '"workers": 1, "missing": []}')
 
 
 async def test_unknown_path_and_wrong_method(harness: Harness) -> None:

@@ -6,12 +6,15 @@ listener (``[upload] public_url``, by default the listener's own address). With 
 workers the service lives on one of them (its home), which checks sizes and quotas and keeps
 the slots it handed out and not yet used; the uploads and downloads themselves are served by
 whichever worker the HTTP request reaches, since the PUT URL carries the slot, signed
-(:mod:`.slots`), and single use is the file's exclusive creation (:mod:`.http`).
+(:mod:`.slots`), and single use is the link that makes a whole upload final, which never
+replaces (:mod:`.http`).
 
 Files live under ``<data_dir>/upload/`` named by their id, with a row each (:mod:`.store`):
 per-user and total quotas count the rows and the slots still open; files older than
 ``expire_days`` are deleted every ``cleanup_interval`` by the service's home; an account's
-files go with it (``AccountDeleted``).
+files go with it (``AccountDeleted``). At start and every ``cleanup_interval`` each worker also
+sweeps what unfinished uploads left (a ``.part`` older than ``put_timeout``, a file without its
+row).
 """
 
 from __future__ import annotations
@@ -57,7 +60,9 @@ class Upload(Module):
                                                          secrets.token_hex(32)))
         self._key = key
         self.store = FileStore(self.api.db, Path(self.api.config.server.data_dir) / "upload")
-        self.files = Files(self.store, key, self.api.now, self._owner_exists)
+        self.files = Files(self.store, key, self.api.now, self._owner_exists,
+                           self.api.call_later, self.api.monotonic,
+                           cfg.put_idle_timeout, cfg.put_timeout)
         #: slots handed out and not yet used or expired: id -> (owner, size, expiry)
         self._open: dict[str, tuple[str, int, int]] = {}
         self._quota_lock = asyncio.Lock()
@@ -69,8 +74,7 @@ class Upload(Module):
                         "the PUT)", lambda: self.files.uploads)
         self.api.metric("counter", "upload_bytes", "bytes of the files uploaded",
                         lambda: self.files.upload_bytes)
-        if cfg.expire_days > 0:
-            self.api.spawn(self._expire())
+        self.api.spawn(self._cleanup())
 
     async def _owner_exists(self, owner: str) -> bool:
         local, _, domain = owner.partition("@")
@@ -158,20 +162,26 @@ class Upload(Module):
                 raise _full("The upload service's storage is full", None)
 
     # -- keeping files --------------------------------------------------------------------------
-    async def _expire(self) -> None:
-        """Delete what is older than ``expire_days``, every ``cleanup_interval`` (on the
-        service's home only: every worker runs this loop, one of them works)."""
+    async def _cleanup(self) -> None:
+        """At start and every ``cleanup_interval``: the leftovers of uploads that never
+        finished (:meth:`.store.FileStore.orphans`; on every worker, as each may have been
+        writing some), and, on the service's home only, what is older than ``expire_days``."""
         cfg = self.options
         while True:
-            await self.api.sleep(cfg.cleanup_interval)
-            if self.api.service_home(self.host) is not None:
-                continue
             try:
-                before = int(self.api.now() - cfg.expire_days * DAY)
-                while await self.store.delete_older(before) == 1000:
-                    pass
+                swept = await self.store.orphans(self.api.now(), cfg.put_timeout)
+                if swept:
+                    self.log.info("deleted %d leftovers of unfinished uploads", swept)
             except Exception:
-                self.log.exception("could not delete expired uploads")
+                self.log.exception("could not sweep unfinished uploads")
+            if cfg.expire_days > 0 and self.api.service_home(self.host) is None:
+                try:
+                    before = int(self.api.now() - cfg.expire_days * DAY)
+                    while await self.store.delete_older(before) == 1000:
+                        pass
+                except Exception:
+                    self.log.exception("could not delete expired uploads")
+            await self.api.sleep(cfg.cleanup_interval)
 
     @hook(AccountDeleted)
     async def on_deleted(self, ev: AccountDeleted) -> None:

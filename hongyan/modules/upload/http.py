@@ -4,10 +4,14 @@ CORS answers a web client needs.
 A PUT is checked against its slot before a byte of the body is read: the token (an HMAC, see
 :mod:`.slots`), the expiry, ``Content-Length`` (required; not the slot's size: 413 when larger,
 400 otherwise) and ``Content-Type`` (the slot's, when it named one: 415 otherwise). The file is
-then created exclusively under the slot's id (a second PUT of the slot, even at the same time
-on another worker, gets 409) and the body is streamed to it as it arrives, so an upload holds
-no more than aiohttp's read buffer in memory. Only when every byte is on disk does its row
-make it downloadable; an upload that fails midway leaves nothing behind.
+streamed as it arrives into a ``.part`` file of its own (``<id>.<nonce>.part`` beside the
+file's place), so an upload holds no more than aiohttp's read buffer in memory. A body that
+goes ``[upload] put_idle_timeout`` seconds without a byte, or is not all there after
+``put_timeout``, gets 408 and its part is deleted. A whole body is fsynced and then linked to
+the file's name (``os.link``: never replacing), so of two PUTs of one slot, even at the same
+time on two workers, exactly one wins and the other gets 409; only then does its row make it
+downloadable. Whatever fails midway, the part goes: nothing half written is ever served or
+kept (leftovers of a crash are swept by :meth:`.store.FileStore.orphans`).
 
 A GET serves the file with its own type but never in a way that runs it in our origin:
 ``X-Content-Type-Options: nosniff``, ``Content-Security-Policy: default-src 'none'; sandbox``,
@@ -16,8 +20,12 @@ and ``Content-Disposition: attachment`` for every type but images, audio, video 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Protocol
 from urllib.parse import quote
 
 from aiohttp import web
@@ -52,6 +60,70 @@ def _error(status: int, text: str) -> web.Response:
     return resp
 
 
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+class _Stalled(Exception):
+    """What a PUT's body reader raises when the body stopped coming, or took too long."""
+
+
+class _Watch:
+    """The two clocks of one PUT's body: no byte for ``idle`` seconds, or the whole body not
+    there after ``total``, and the body's reader raises :class:`_Stalled`. One timer for the
+    idle limit, moved on only when it fires (a chunk just notes the time)."""
+
+    __slots__ = ("_call_later", "_clock", "_idle", "_idle_timer", "_last", "_request",
+                 "_total_timer")
+
+    def __init__(self, request: web.BaseRequest,
+                 call_later: Callable[[float, Callable[[], None]], Cancellable],
+                 clock: Callable[[], float], idle: float, total: float) -> None:
+        self._request = request
+        self._call_later = call_later
+        self._clock = clock
+        self._idle = idle
+        self._last = clock()
+        self._idle_timer: Cancellable | None = call_later(idle, self._check_idle)
+        self._total_timer: Cancellable | None = call_later(
+            total, lambda: self._stall(f"the upload took longer than {total:g} s"))
+
+    def seen(self) -> None:
+        self._last = self._clock()
+
+    def _check_idle(self) -> None:
+        self._idle_timer = None
+        quiet = self._clock() - self._last
+        if quiet >= self._idle:
+            self._stall(f"no byte of the upload for {self._idle:g} s")
+        else:
+            self._idle_timer = self._call_later(self._idle - quiet, self._check_idle)
+
+    def _stall(self, why: str) -> None:
+        self.cancel()
+        self._request.content.set_exception(_Stalled(why))
+
+    def cancel(self) -> None:
+        for timer in (self._idle_timer, self._total_timer):
+            if timer is not None:
+                timer.cancel()
+        self._idle_timer = self._total_timer = None
+
+
+def _sync_dir(folder: Path) -> None:
+    """Make a new name in ``folder`` durable (where the platform can)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -62,10 +134,18 @@ class Files:
     """The upload service's HTTP routes (``/upload/*``)."""
 
     def __init__(self, store: FileStore, key: bytes, now: Callable[[], float],
-                 owner_exists: Callable[[str], Awaitable[bool]]) -> None:
+                 owner_exists: Callable[[str], Awaitable[bool]],
+                 call_later: Callable[[float, Callable[[], None]], Cancellable],
+                 monotonic: Callable[[], float], idle_timeout: float = 30.0,
+                 total_timeout: float = 3600.0) -> None:
         self._store = store
         self._key = key
         self._now = now
+        self._call_later = call_later
+        self._clock = monotonic
+        #: ``[upload] put_idle_timeout`` and ``put_timeout``
+        self.idle_timeout = idle_timeout
+        self.total_timeout = total_timeout
         self._owner_exists = owner_exists
         #: uploads this process completed, and their bytes (``/metrics``)
         self.uploads = 0
@@ -99,31 +179,48 @@ class Files:
         if not await self._owner_exists(slot.owner):
             return _error(403, "the account this slot was for is gone")
         path = self._store.path(slot_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        except FileExistsError:
+        if path.exists():
             return _error(409, "this slot was used already")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part = self._store.part_path(slot_id)
+        fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        watch = _Watch(request, self._call_later, self._clock, self.idle_timeout,
+                       self.total_timeout)
         written = 0
         try:
             try:
                 if request.headers.get("Expect", "").lower() == "100-continue":
                     await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 async for chunk in request.content.iter_chunked(CHUNK):
+                    watch.seen()
                     written += len(chunk)
                     if written > slot.size:
                         break
                     _write_all(fd, chunk)
+                watch.cancel()
+                if written == slot.size:
+                    await asyncio.to_thread(os.fsync, fd)
+            except _Stalled as exc:
+                return _error(408, str(exc))
             finally:
+                watch.cancel()
                 os.close(fd)
             if written != slot.size:
-                self._store.unlink(slot_id)
                 return _error(400, f"the body was not the slot's {slot.size} bytes")
-            await self._store.add(StoredFile(slot_id, slot.owner, name, slot.size,
-                                             content_type, int(self._now())))
-        except BaseException:
-            self._store.unlink(slot_id)  # nothing half written stays (the slot stays used)
-            raise
+            try:
+                os.link(part, path)  # (never replaces: of two PUTs of a slot, one wins)
+            except FileExistsError:
+                return _error(409, "this slot was used already")
+            _sync_dir(path.parent)
+            try:
+                await self._store.add(StoredFile(slot_id, slot.owner, name, slot.size,
+                                                 content_type, int(self._now())))
+            except BaseException:
+                self._store.unlink(slot_id)  # (no row: never served, and not kept)
+                raise
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(part)  # nothing half written stays, whatever happened
         self.uploads += 1
         self.upload_bytes += written
         return web.Response(status=201, text="created\n", headers=CORS)

@@ -33,6 +33,12 @@ class UploadOptions(Section):
                                "deleted (0 = kept until its owner's account is deleted)")
     cleanup_interval: float = Field(3600.0, ge=1, description="seconds between the deletions "
                                     "of expired files")
+    put_idle_timeout: float = Field(30.0, gt=0, le=3600, description="seconds a PUT's body "
+                                    "may go without a byte before the upload is cut off "
+                                    "(408) and its partial data deleted")
+    put_timeout: float = Field(3600.0, gt=0, le=86400, description="seconds a PUT's whole "
+                               "body may take (408 past it); also the age past which a "
+                               "leftover .part file is deleted")
     allowed_domains: list[str] = Field(default_factory=list, description="other domains whose "
                                        "users may upload here; the server's own always may")
 

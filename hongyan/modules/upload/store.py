@@ -2,18 +2,26 @@
 file itself under the data directory, named by its id alone (``upload/<id[:2]>/<id>``).
 
 The rows are what quotas, expiry, account deletion and downloads read; a file without its row
-is never served (an upload still being written, or one that failed).
+is never served (an upload that failed between its link and its row), nor is a ``.part`` (an
+upload still being written): :meth:`FileStore.orphans` sweeps both once they are old.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 from hongyan.storage.db import Database
 from hongyan.storage.migrations import Migration
+
+#: the suffix of an upload being written
+PART = ".part"
+#: seconds a file may be without its row before it counts as a crash's leftover (the row is
+#: inserted right after the file gets its name)
+ORPHAN_GRACE = 600.0
 
 MIGRATIONS = (
     Migration("upload", 1, (
@@ -109,6 +117,47 @@ class FileStore:
             await self._db.execute(
                 f"DELETE FROM upload_files WHERE id IN ({','.join('?' * len(chunk))})", *chunk)
         return len(ids)
+
+    def part_path(self, file_id: str) -> Path:
+        """A new name for one PUT's body of ``file_id`` while it is written (each PUT its own:
+        two at once never write into each other)."""
+        return self.root / file_id[:2] / f"{file_id}.{secrets.token_hex(8)}{PART}"
+
+    async def orphans(self, now: float, part_age: float, grace: float = ORPHAN_GRACE) -> int:
+        """Delete what no upload will ever finish: a ``.part`` untouched for ``part_age``
+        seconds (longer than a PUT may take), and a file without its row (a crash between the
+        link and the insert) untouched for ``grace`` seconds. Returns how many went."""
+        if not self.root.is_dir():
+            return 0
+        gone = 0
+        finals: dict[str, Path] = {}
+        for folder in self.root.iterdir():
+            if not folder.is_dir():
+                continue
+            for entry in os.scandir(folder):
+                try:
+                    age = now - entry.stat(follow_symlinks=False).st_mtime
+                except FileNotFoundError:
+                    continue
+                if entry.name.endswith(PART):
+                    if age > part_age:
+                        gone += self._remove(entry.path)
+                elif age > grace:
+                    finals[entry.name] = Path(entry.path)
+        ids = list(finals)
+        for done in await self.present(ids):
+            del finals[done]
+        for path in finals.values():
+            gone += self._remove(str(path))
+        return gone
+
+    @staticmethod
+    def _remove(path: str) -> int:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return 0
+        return 1
 
     def unlink(self, file_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
