@@ -82,8 +82,16 @@ class Server:
             start_new_session=own_group)
         assert self.proc.stdout is not None
         said: list[bytes] = []
+        # (the supervisor gives its workers 120 s to start; a loaded machine needs more than
+        # 30 s to start two workers on PostgreSQL)
+        deadline = asyncio.get_running_loop().time() + 120
         while True:
-            line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                line = await asyncio.wait_for(self.proc.stdout.readline(), max(left, 0.1))
+            except TimeoutError:
+                raise AssertionError("the server did not say it was serving in 120 s:\n" +
+                                     b"".join(said).decode(errors="replace")) from None
             assert line, "the server exited before serving:\n" + \
                 b"".join(said).decode(errors="replace")
             said.append(line)
