@@ -2,7 +2,7 @@
 # bench/compare.sh - Hongyan side by side with Prosody and ejabberd, same generator, same
 # settings, interleaved A B C per repetition, fresh servers, medians of REPS.
 #
-#   bench/compare.sh [quick|main|pinned|scram|tls|archive|events|muc|mem|idle|ws|bosh|all]  (default: main)
+#   bench/compare.sh [quick|main|pinned|scram|tls|archive|mamcmp|events|muc|mem|idle|ws|bosh|all]  (default: main)
 #
 # Needs ../shared/bench (anchors.sh, xmppload.py, summarize.py). First time:
 #   (cd ../shared/bench && ./anchors.sh install && ./anchors.sh setup 10000)
@@ -473,6 +473,121 @@ muc() { # the MUC row alone, all servers side by side (Hongyan on HY_WORKERS wor
   done
 }
 
+PGURL=${PG_URL:-postgresql://postgres@127.0.0.1:5432}
+mam_db() { # server storage: a fresh, empty archive store for the server's next start
+  local s=$1 st=$2 run="$RUN/$1"
+  case $st in
+    sqlite)
+      case $s in
+        hongyan) [ -f "$HYRUN/data/hongyan.db" ] && "$PY" -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('DELETE FROM mam_messages'); c.commit()" "$HYRUN/data/hongyan.db" 2>/dev/null ;;
+        prosody) rm -f "$run/data/mam.sqlite" ;;
+        ejabberd) rm -f "$run/db/mam.db" ;;
+      esac ;;
+    postgresql)
+      psql -q "$PGURL/postgres" -c "DROP DATABASE IF EXISTS bench_${s}_mam" -c "CREATE DATABASE bench_${s}_mam" >/dev/null
+      [ "$s" = hongyan ] && rm -f "$HYRUN"/data/.accounts-10000-*  # (its accounts went with it)
+      # ejabberd creates no tables in PostgreSQL itself: its schema, as Debian ships it
+      [ "$s" = ejabberd ] && psql -q "$PGURL/bench_${s}_mam" -f /usr/share/ejabberd/sql/pg.sql >/dev/null 2>&1
+      ;;
+  esac
+}
+
+mam_start() { # server storage: started with its message archive on, on that SQL storage
+              # (Hongyan: everything on it; the anchors: accounts as before, the archive on
+              # SQL): Prosody with mod_mam on storage "sql" (LuaDBI), ejabberd with mod_mam
+              # db_type sql, both archiving every 1:1 message (default policy: always)
+  local s=$1 st=$2 run="$RUN/$1"
+  mam_db "$s" "$st"
+  case $s in
+    hongyan)
+      if [ "$st" = postgresql ]; then HY_STORAGE_URL="$PGURL/bench_hongyan_mam" hy_accounts; fi
+      HY_OFF="" HY_STORAGE_URL="${HY_STORAGE_URL_MAM:-}" hy_start || return 1 ;;
+    prosody)
+      start prosody || return 1
+      $A stop prosody >/dev/null 2>&1
+      local sql='sql = { driver = "SQLite3", database = "mam.sqlite" }'
+      [ "$st" = postgresql ] && sql='sql = { driver = "PostgreSQL", database = "bench_prosody_mam", host = "127.0.0.1", port = 5432, username = "postgres", password = "" }'
+      sed -i -e 's/"register"; "posix";/"register"; "posix"; "mam";/' \
+        -e "s/^storage = \"internal\"/storage = { archive = \"sql\" }\\n$sql\\ndefault_archive_policy = true\\narchive_expires_after = \"never\"/" \
+        "$run/prosody.cfg.lua"
+      (ulimit -n "$(ulimit -Hn)"; cd "$run" && setsid prosody --config "$run/prosody.cfg.lua" -F \
+        >"$run/log/stdout.log" 2>&1 &)
+      ;;
+    ejabberd)
+      start ejabberd || return 1
+      $A stop ejabberd >/dev/null 2>&1
+      local db="sql_type: sqlite\nsql_database: \"$run/db/mam.db\""
+      [ "$st" = postgresql ] && db="sql_type: pgsql\nsql_server: \"127.0.0.1\"\nsql_port: 5432\nsql_database: \"bench_ejabberd_mam\"\nsql_username: \"postgres\"\nsql_password: \"\""
+      sed -i -e "s|^auth_method: internal|$db\nauth_method: internal|" \
+        -e 's|^modules:|modules:\n  mod_mam:\n    db_type: sql\n    default: always|' "$run/etc/ejabberd.yml"
+      chown -R ejabberd:ejabberd "$run"
+      (ulimit -n "$(ulimit -Hn)"; cd "$run/db" && setpriv --reuid=ejabberd --regid=ejabberd \
+        --init-groups env HOME=/var/lib/ejabberd ejabberdctl --config-dir "$run/etc" \
+        --spool "$run/db" --logs "$run/log" --node bench@localhost start)
+      setpriv --reuid=ejabberd --regid=ejabberd --init-groups env HOME=/var/lib/ejabberd \
+        ejabberdctl --config-dir "$run/etc" --spool "$run/db" --logs "$run/log" \
+        --node bench@localhost started >/dev/null 2>&1
+      ;;
+  esac
+  local i
+  for i in $(seq 1 600); do
+    (exec 3<>"/dev/tcp/127.0.0.1/${PORT[$s]}") 2>/dev/null && { sleep 3; return 0; }
+    sleep 0.1
+  done
+  echo "$s did not start with its archive" >&2; return 1
+}
+
+mam_rows() { # server storage label: how many messages the archive holds (after the server
+             # stopped: Hongyan's batched writer has flushed), as a JSON line in $OUT, so a
+             # row whose archive stayed empty (a config the server ignored) shows as such
+  local s=$1 st=$2 label=$3 run="$RUN/$1" q n=""
+  case $s in
+    hongyan) q="SELECT count(*) FROM mam_messages" ;;
+    prosody) q="SELECT count(*) FROM prosodyarchive" ;;
+    ejabberd) q="SELECT count(*) FROM archive" ;;
+  esac
+  if [ "$st" = postgresql ]; then
+    n=$(psql -qtA "$PGURL/bench_${s}_mam" -c "$q" 2>/dev/null)
+  else
+    local f
+    case $s in
+      hongyan) f="$HYRUN/data/hongyan.db" ;;
+      prosody) f="$run/data/mam.sqlite" ;;
+      ejabberd) f="$run/db/mam.db" ;;
+    esac
+    n=$("$PY" -c "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute(sys.argv[2]).fetchone()[0])" "$f" "$q" 2>/dev/null)
+  fi
+  printf '{"test": "archive_rows", "label": "%s", "target": "127.0.0.1:%s", "rows": %s}\n' \
+    "$label" "${PORT[$s]}" "${n:-null}" >> "$OUT"
+  echo "   $s archive rows: ${n:-unknown}" >&2
+}
+
+mamcmp() { # issue 22 item 2: every server's throughput with and without its message archive
+           # on SQL storage (MAM_STORAGES: sqlite, postgresql), fresh servers and fresh
+           # archives, A B C interleaved per repetition; Hongyan on HY_WORKERS workers.
+           # 100 messages in flight, not main's 500: an archive that commits every message
+           # (the anchors' SQL archives) delivers tens to hundreds a second here, and a window
+           # of 500 would hold all of the measured interval's messages behind the warm-up's
+  local mgen="${MAM_GEN:---pairs 50 --window 2 --duration $DUR --warmup 5}"
+  for ((r = 1; r <= REPS; r++)); do
+    for st in ${MAM_STORAGES:-sqlite}; do
+      for s in $SERVERS; do
+        # shellcheck disable=SC2086
+        start $s && gen $s "nomam-tput r$r" -- throughput $mgen
+        stop $s
+        if [ $s = hongyan ] && [ "$st" = postgresql ]; then
+          HY_STORAGE_URL_MAM="$PGURL/bench_hongyan_mam"; else HY_STORAGE_URL_MAM=""; fi
+        if mam_start $s "$st"; then
+          # shellcheck disable=SC2086
+          gen $s "mam-$st-tput r$r" -- throughput $mgen
+          stop $s
+          mam_rows $s "$st" "mam-$st-rows r$r"
+        fi
+      done
+    done
+  done
+}
+
 tput() { # throughput only, unpinned (HY_WORKERS=1,2 to compare worker counts)
   for ((r = 1; r <= REPS; r++)); do
     for s in $SERVERS; do
@@ -515,14 +630,15 @@ case "${1:-main}" in
   scram) scram ;;
   idle) idle ;;
   archive) archive ;;
+  mamcmp) mamcmp ;;
   events) events ;;
   muc) muc ;;
   mem) mem ;;
   tls) tls ;;
   ws) ws ;;
   bosh) bosh ;;
-  all) main; pinned; scram; tls; archive; idle; muc; ws; bosh ;;
-  *) echo "usage: $0 [quick|tput|main|pinned|scram|tls|archive|events|muc|mem|idle|ws|bosh|all]" >&2; exit 2 ;;
+  all) main; pinned; scram; tls; archive; mamcmp; idle; muc; ws; bosh ;;
+  *) echo "usage: $0 [quick|tput|main|pinned|scram|tls|archive|mamcmp|events|muc|mem|idle|ws|bosh|all]" >&2; exit 2 ;;
 esac
 # the report: every row's medians, Hongyan's ratios to each anchor, machine and commit, a chart
 NAMES="$PPORT=prosody,$EPORT=ejabberd,$HYPORT=hongyan,$PHTTP=prosody,$EHTTP=ejabberd,$HYHTTP=hongyan"
