@@ -461,8 +461,11 @@ class Node:
 
     def _sessions_by_transport(self) -> Reading:
         counts: dict[tuple[str, ...], float] = dict.fromkeys(
-            (("tcp",), ("tls",), ("websocket",), ("bosh",), ("detached",)), 0.0)
+            (("tcp",), ("tls",), ("websocket",), ("bosh",), ("irc",), ("detached",)), 0.0)
         for s in self.sessions.all():
+            if isinstance(s, IrcSession):
+                counts[("irc",)] += 1
+                continue
             if not isinstance(s, C2SSession):
                 continue
             if s.transport is DETACHED:

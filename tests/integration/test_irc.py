@@ -14,6 +14,7 @@ import pytest
 from tests.integration.conftest import Harness
 from tests.integration.ircclient import IrcClient
 from tests.integration.rawstream import PASSWORD
+from tests.integration.test_metrics import v, values
 from tests.integration.test_muc import C, Witch, codes, item, witch
 
 IRC = """
@@ -88,6 +89,10 @@ async def test_pass_login_on_the_plain_port(irc: Harness, clients: list[IrcClien
     c.send("NOTICE dave :a notice")
     msg = await dave.next_message()
     assert msg["body"] == "a notice"
+    # /metrics counts the IRC session apart from the XMPP ones
+    vals = await values(irc)
+    assert v(vals, "hongyan_sessions", transport="irc") == 1
+    assert v(vals, "hongyan_sessions", transport="tls") == 1  # dave
 
 
 async def test_bad_passwords(irc: Harness, clients: list[IrcClient]) -> None:
