@@ -118,6 +118,8 @@ class Host(Protocol):
     modules: dict[str, Module]
     clock: Clock
     http_routes: Routes
+    #: who may read ``/health``'s details (``ModuleAPI.health_readers``; none unless set)
+    health_detail: Callable[[Any], bool]
     metrics: Metrics
     settle: Settle
     #: the HTTP listener's ports (0: not listening)
@@ -458,6 +460,18 @@ class ModuleAPI:
         ``remote`` and ``scheme`` are the client's, also behind a trusted reverse proxy. With
         several workers, a request is served by whichever worker accepted its connection."""
         self._undo.append(self._node.http_routes.add(method, path, handler))
+
+    def health_readers(self, may_read: Callable[[Any], bool]) -> None:
+        """Who sees ``/health``'s details (domain, sessions, workers, the missing ones):
+        ``may_read(request)``. Everyone else gets the status alone (``{"status": ...}`` with
+        the same 200 or 503), which is all a load balancer needs."""
+        node = self._node
+        before = node.health_detail
+        node.health_detail = may_read
+
+        def undo() -> None:
+            node.health_detail = before
+        self._undo.append(undo)
 
     def metric(self, kind: Kind, name: str, help: str, read: Callable[[], Reading],
                labels: tuple[str, ...] = ()) -> None:

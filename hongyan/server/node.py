@@ -114,6 +114,8 @@ class Node:
         self.router = Router(self)
         self.iq_tracker = IqTracker()
         self.modules: dict[str, Module] = {}
+        #: who may read /health's details: the metrics module's readers (``[metrics]``)
+        self.health_detail: Callable[[Any], bool] = lambda _request: False
         self.nonzas: dict[tuple[str, str], NonzaHandler] = {}
         self.registration_enabled = config.registration_enabled
         #: in-band registration with an invitation token (XEP-0445), when a module takes them
@@ -418,8 +420,9 @@ class Node:
         return int(servers[0].sockets[0].getsockname()[1])
 
     def _http_routes(self) -> None:
-        async def get_health(_request: web.BaseRequest) -> web.StreamResponse:
-            return await health(self, self.config.http.health_timeout)
+        async def get_health(request: web.BaseRequest) -> web.StreamResponse:
+            return await health(self, self.config.http.health_timeout,
+                                self.health_detail(request))
 
         self.http_routes.add("GET", "/health", get_health)
         if self.config.http.websocket:

@@ -52,17 +52,19 @@ class WebHost(Host, Protocol):
                         ) -> C2SSession: ...
 
 
-async def health(node: WebHost, timeout: float) -> web.Response:
+async def health(node: WebHost, timeout: float, detail: bool = True) -> web.Response:
     """``GET /health``: the whole node's. 200 and a small JSON while every worker is up; 503
     and the same JSON naming the workers that are not (``missing``: their link to the
     answering worker is down, or they did not answer its ping within ``timeout`` seconds, as
-    a hung worker would not), so that a load balancer takes the node out of service."""
+    a hung worker would not), so that a load balancer takes the node out of service. Without
+    ``detail`` (a client that may not read ``/metrics``) the JSON is the status alone."""
     cluster: Cluster | None = node.cluster
     missing = await cluster.unanswered(timeout) if cluster is not None else []
-    body = {"status": "degraded" if missing else "ok", "domain": node.config.server.domain,
-            "sessions": node.sessions.count(),
-            "worker": cluster.index if cluster is not None else None,
-            "workers": cluster.count if cluster is not None else 1, "missing": missing}
+    body: dict[str, object] = {"status": "degraded" if missing else "ok"}
+    if detail:
+        body.update(domain=node.config.server.domain, sessions=node.sessions.count(),
+                    worker=cluster.index if cluster is not None else None,
+                    workers=cluster.count if cluster is not None else 1, missing=missing)
     return web.Response(status=503 if missing else 200, text=json.dumps(body),
                         content_type="application/json",
                         headers={"Cache-Control": "no-store"})

@@ -4,6 +4,7 @@ messages, and who may read it (loopback, a bearer token, nobody else)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
@@ -126,3 +127,30 @@ async def test_a_bearer_token(harness: Harness) -> None:
         assert status in (401, 403) and "hongyan_" not in body, wrong
     status, _, body = await scrape(node.http_port, {"Authorization": f"Bearer {token}"})
     assert status == 200 and "hongyan_logins_total" in body
+
+
+async def _health(port: int, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as http, http.get(
+            f"http://127.0.0.1:{port}/health", headers=headers) as r:
+        return r.status, await r.json()
+
+
+async def test_health_details_only_for_those_who_may_read_metrics(harness: Harness) -> None:
+    """A load balancer anywhere gets /health's status; its details (domain, sessions,
+    workers) go to the readers of /metrics only: loopback by default, a forwarded address
+    from elsewhere does not get them, the bearer token does."""
+    await harness.stop_node()
+    token = "s3cret-s3cret-s3cret"
+    node = await harness.start(http_extra='trusted_proxies = ["127.0.0.0/8"]',
+                               extra=f'[metrics]\ntoken = "{token}"\n')
+    status, body = await _health(node.http_port)
+    assert status == 200 and body["status"] == "ok" and body["domain"] == "localhost"
+    assert body["sessions"] == 0 and body["workers"] == 1
+    away = {"X-Forwarded-For": "203.0.113.9"}
+    assert await _health(node.http_port, away) == (200, {"status": "ok"})
+    status, body = await _health(node.http_port, {**away, "Authorization": f"Bearer {token}"})
+    assert status == 200 and body["domain"] == "localhost"
+    # without the metrics module nobody gets the details
+    await harness.stop_node()
+    node = await harness.start(extra='[modules]\ndisabled = ["metrics"]\n')
+    assert await _health(node.http_port) == (200, {"status": "ok"})

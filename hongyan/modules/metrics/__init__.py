@@ -39,6 +39,8 @@ class Metrics(Module):
         self._timeout = opts.peer_timeout
         self.api.on_ask("metrics", self._snapshot)
         self.api.http_route("GET", METRICS_PATH, self.serve)
+        # /health's details (domain, sessions, workers) for the same readers as the numbers
+        self.api.health_readers(lambda request: self._refused(request) is None)
 
     # -- who may read ---------------------------------------------------------------------------
     def _refused(self, request: web.BaseRequest) -> web.Response | None:
