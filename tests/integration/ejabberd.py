@@ -5,7 +5,8 @@ from the tests' dnsmasq (an ``inetrc`` naming it as Erlang's only resolver) and 
 from the tests' CA, which it trusts (``s2s_cafile``).
 
 ejabberd runs as the ``ejabberd`` user (``setpriv``; ``ejabberdctl`` refuses root), in the
-foreground, so the test owns its process."""
+foreground, so the test owns its process, in a mount namespace of its own whose
+/etc/resolv.conf names the tests' DNS server."""
 
 from __future__ import annotations
 
@@ -49,9 +50,13 @@ class Ejabberd:
         etc = self.dir / "etc"
         (etc / "server.pem").write_text(cert.read_text() + key.read_text())
         shutil.copy(ca_file, etc / "ca.pem")
+        # SRV records are Erlang's resolver's (inet_res: the inetrc), addresses the C
+        # library's (net:getaddrinfo: /etc/resolv.conf, which ejabberd's own mount namespace
+        # replaces with this one)
+        (etc / "resolv.conf").write_text(f"nameserver {nameserver}\n")
         (etc / "inetrc").write_text(
             # the node's own name (…@localhost) from the table, every other name from dnsmasq
-            '{lookup, [file, dns]}.\n{hosts_file, ""}.\n'
+            '{lookup, [file, dns]}.\n{hosts_file, ""}.\n{resolv_conf, ""}.\n'
             '{host, {127,0,0,1}, ["localhost"]}.\n'
             f"{{nameserver, {_erl_ip(nameserver)}, 53}}.\n"
             "{timeout, 2000}.\n{retry, 2}.\n")
@@ -168,7 +173,10 @@ modules:
         await self.ctl("register", user, self.domain, password)
 
     async def start(self) -> None:
-        self.proc = subprocess.Popen(self._ctl("foreground"), stdin=subprocess.DEVNULL,
+        mount = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                 'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+                 str(self.dir / "etc" / "resolv.conf")]
+        self.proc = subprocess.Popen([*mount, *self._ctl("foreground")], stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                      cwd=self.dir / "db", start_new_session=True)
         for _ in range(600):
