@@ -172,6 +172,23 @@ async def test_hongyan_and_ejabberd(tmp_path: Path,
         # the streams from the rooms' domains were certified too
         assert h.node.federation.outgoing[(f"conference.{H}", E)].method == "external"
         assert h.node.federation.outgoing[(H, f"conference.{E}")].method == "external"
+        # and ejabberd says the same of each direction, for each pair of domains (its log
+        # is written in the background: looked at until every line is there, or 10 s)
+        wanted = [f"Accepted inbound s2s EXTERNAL authentication {frm} -> {to} "
+                  for frm, to in ((H, E), (H, f"conference.{E}"), (f"conference.{H}", E))]
+        wanted += [f"Accepted outbound s2s EXTERNAL authentication {frm} -> {to} "
+                   for frm, to in ((E, H), (f"conference.{E}", H), (E, f"conference.{H}"))]
+        for _ in range(100):
+            logged = peer.log_text()
+            if all(w in logged for w in wanted):
+                break
+            await asyncio.sleep(0.1)
+        assert [w for w in wanted if w not in logged] == []
+        assert "db:result" not in logged and "db:verify" not in logged  # (no dialback)
+        # both found each other through the DNS server's SRV records
+        queries = (tmp_path / "dnsmasq.log").read_text()
+        assert f"query[SRV] _xmpp-server._tcp.{H}" in queries
+        assert f"query[SRV] _xmpp-server._tcp.{E}" in queries
     except BaseException:
         print("--- ejabberd log ---\n" + peer.tail(150))
         raise
