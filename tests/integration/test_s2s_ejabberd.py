@@ -2,8 +2,9 @@
 node, a certificate from the tests' CA (each server trusts the CA; ejabberd has no dialback
 module, so only certificates can authenticate, in both directions: SASL EXTERNAL, XEP-0178),
 DNS from a real dnsmasq. A Hongyan user (hongyan.lan) and an ejabberd user subscribe to each
-other, see each other's presence and chat both ways; the Hongyan user fetches the ejabberd
-user's avatar (XEP-0084) and reads an OMEMO message (XEP-0384, slixmpp-omemo) for which the
+other, see each other's presence and chat both ways; each fetches the other's avatar
+(XEP-0084; the Hongyan user's metadata reaches the ejabberd user as a PEP notification); the
+Hongyan user reads an OMEMO message (XEP-0384, slixmpp-omemo) for which the
 ejabberd user's client fetched the Hongyan user's device list and bundle over PEP, and
 answers it the same way; each user joins a room on the other's server.
 
@@ -27,6 +28,7 @@ from tests.integration import test_omemo as omemo
 from tests.integration.clients import Client
 from tests.integration.conftest import Harness
 from tests.integration.federation import free_port
+from tests.integration.pepkit import EVENT, PUBSUB, Events
 from tests.integration.rawstream import PASSWORD
 from tests.integration.test_im import manual, raw_iq, roster_items, wait_presence
 from tests.integration.test_s2s_prosody import _groupchat, _join
@@ -34,9 +36,10 @@ from tests.integration.testca import TestCA
 
 H, E = "hongyan.lan", "ejabberd.lan"
 H_ADDR, E_ADDR, DNS_ADDR = "127.19.1.1", "127.19.1.2", "127.19.1.53"
-PUBSUB = "http://jabber.org/protocol/pubsub"
 AVATAR_DATA = "urn:xmpp:avatar:data"
+AVATAR_META = "urn:xmpp:avatar:metadata"
 IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
+IMAGE_2 = b"\x89PNG\r\n\x1a\n" + bytes(range(255, -1, -1)) * 6
 SECRET = "the key is under the third flowerpot"
 PLUGINS = ("xep_0045", "xep_0084")
 
@@ -134,6 +137,24 @@ async def test_hongyan_and_ejabberd(tmp_path: Path,
         res = await alice.plugin["xep_0084"].retrieve_avatar(f"erin@{E}", digest, timeout=20)
         data = res.xml.find(f".//{{{PUBSUB}}}item/{{{AVATAR_DATA}}}data")
         assert data is not None and base64.b64decode(data.text) == IMAGE
+
+        # and alice's, in Hongyan's PEP: her metadata reaches erin's client as a notification
+        # (her capabilities ask for it), and erin fetches the data (presence access: a contact)
+        erin_events = Events(erin)
+        digest2 = hashlib.sha1(IMAGE_2).hexdigest()
+        await alice.plugin["xep_0084"].publish_avatar(IMAGE_2)
+        await alice.plugin["xep_0084"].publish_avatar_metadata(
+            [{"id": digest2, "type": "image/png", "bytes": len(IMAGE_2)}])
+        for _ in range(10):
+            ev = await erin_events.next(20)
+            info = ev.find(f".//{{{EVENT}}}items/{{{EVENT}}}item/{{{AVATAR_META}}}metadata/"
+                           f"{{{AVATAR_META}}}info")
+            if info is not None and ev.get("from") == f"alice@{H}":
+                break
+        assert info is not None and info.get("id") == digest2
+        res = await erin.plugin["xep_0084"].retrieve_avatar(f"alice@{H}", digest2, timeout=20)
+        data = res.xml.find(f".//{{{PUBSUB}}}item/{{{AVATAR_DATA}}}data")
+        assert data is not None and base64.b64decode(data.text) == IMAGE_2
 
         # OMEMO: each user's OMEMO device learns the other's from PEP, across s2s; erin's
         # message is encrypted for alice's device, alice's answer for erin's
