@@ -199,19 +199,30 @@ modules:
             return ""
 
     def tail(self, n: int = 60) -> str:
-        return "\n".join(self.log_text().splitlines()[-n:])
+        """The log's last ``n`` lines of XML sent and received, warnings and errors."""
+        keep = ("XML on stream", "[warning]", "[error]", "[critical]")
+        lines = [ln for ln in self.log_text().splitlines() if any(k in ln for k in keep)]
+        return "\n".join(ln[:2000] for ln in lines[-n:])
 
     def stop(self) -> None:
+        """``ejabberdctl stop`` (Mnesia closes cleanly); the process group killed when that
+        does not end it in time."""
         if self.proc is not None and self.proc.poll() is None:
-            with_ctl = subprocess.run(self._ctl("stop"), cwd=self.dir / "db", timeout=30,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      check=False)
             try:
-                self.proc.wait(20 if with_ctl.returncode == 0 else 1)
+                done = subprocess.run(self._ctl("stop"), cwd=self.dir / "db", timeout=30,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      check=False).returncode == 0
+            except subprocess.TimeoutExpired:
+                done = False
+            try:
+                self.proc.wait(20 if done else 1)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, 9)
                 self.proc.wait(5)
         self.proc = None
 
-    def remove(self) -> None:
+    def remove(self, keep_log: Path | None = None) -> None:
+        """Delete its directory (its log copied to ``keep_log`` first, when given)."""
+        if keep_log is not None:
+            keep_log.write_text(self.log_text())
         shutil.rmtree(self.dir, ignore_errors=True)
