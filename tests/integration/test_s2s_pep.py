@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from hongyan.modules.pep import Pep
 from hongyan.modules.roster import Roster, RosterItem
 from tests.integration.clients import Client
@@ -66,3 +68,21 @@ async def test_remote_contact_gets_last_item_and_notifications(pair: Pair) -> No
             break
         await asyncio.sleep(0.05)
     assert not pep.remote
+
+
+async def test_remote_resources_kept_are_bounded(pair: Pair, monkeypatch: pytest.MonkeyPatch
+                                                 ) -> None:
+    """Past MAX_REMOTE remembered resources the oldest contact's go first."""
+    import hongyan.modules.pep as pep_module
+
+    assert pair.a.node is not None
+    pep = pair.a.node.modules["pep"]
+    assert isinstance(pep, Pep)
+    monkeypatch.setattr(pep_module, "MAX_REMOTE", 2)
+    wanted = frozenset({TUNE})
+    pep._remember(f"x@{B}", f"x@{B}/1", "k", wanted)
+    pep._remember(f"x@{B}", f"x@{B}/2", "k", wanted)
+    pep._remember(f"y@{B}", f"y@{B}/1", "k", wanted)
+    assert pep.remote == {f"y@{B}": {f"y@{B}/1": ("k", wanted)}}
+    pep._forget(f"y@{B}", f"y@{B}/1")
+    assert pep.remote == {} and pep._remote_count == 0
