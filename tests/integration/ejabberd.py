@@ -1,12 +1,13 @@
 """A real ejabberd (Debian's) as a federation peer: its own domain, config, Mnesia spool and
-logs in a directory of the test's, its own loopback address (so that both servers listen on
-5269), its own Erlang node name (nothing clashes with another ejabberd on the machine), DNS
-from the tests' dnsmasq (an ``inetrc`` naming it as Erlang's only resolver) and a certificate
-from the tests' CA, which it trusts (``s2s_cafile``).
+logs in a directory it owns, its own address (a loopback one, or a host of its own: a
+network namespace, ``netns.py``), its own Erlang node name (nothing clashes with another
+ejabberd on the machine), DNS from the tests' dnsmasq (an ``inetrc`` naming it as Erlang's
+only resolver) and a certificate from the tests' CA, which it trusts (``s2s_cafile``).
 
 ejabberd runs as the ``ejabberd`` user (``setpriv``; ``ejabberdctl`` refuses root), in the
 foreground, so the test owns its process, in a mount namespace of its own whose
-/etc/resolv.conf names the tests' DNS server."""
+/etc/resolv.conf names the tests' DNS server. In a network namespace, ``ejabberdctl`` runs
+there too (the node's Erlang port mapper is on that namespace's loopback)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests.integration.netns import NetNs
 
 EJABBERDCTL = shutil.which("ejabberdctl") or "/usr/sbin/ejabberdctl"
 
@@ -38,7 +41,9 @@ class Ejabberd:
     ``conference.<domain>``, PEP (mod_pubsub), caps, rosters, vCards and MAM."""
 
     def __init__(self, domain: str, address: str, c2s_port: int, nameserver: str,
-                 cert: Path, key: Path, ca_file: Path, dialback: bool = True) -> None:
+                 cert: Path, key: Path, ca_file: Path, dialback: bool = True,
+                 netns: NetNs | None = None) -> None:
+        self.netns = netns
         # the test's tmp dir is root's alone: ejabberd gets a directory it owns
         self.dir = Path(tempfile.mkdtemp(prefix="hongyan-ejabberd-"))
         self.domain = domain
@@ -149,7 +154,8 @@ modules:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def _ctl(self, *args: str) -> list[str]:
-        return ["setpriv", "--reuid=ejabberd", "--regid=ejabberd", "--init-groups",
+        inside = self.netns.exec_prefix() if self.netns is not None else []
+        return [*inside, "setpriv", "--reuid=ejabberd", "--regid=ejabberd", "--init-groups",
                 "env", "HOME=/var/lib/ejabberd", EJABBERDCTL,
                 "--config-dir", str(self.dir / "etc"), "--spool", str(self.dir / "db"),
                 "--logs", str(self.dir / "log"), "--node", self.node, *args]
@@ -173,10 +179,12 @@ modules:
         await self.ctl("register", user, self.domain, password)
 
     async def start(self) -> None:
-        mount = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+        inside = self.netns.exec_prefix() if self.netns is not None else []
+        mount = [*inside, "unshare", "--mount", "--propagation", "private", "sh", "-c",
                  'mount --bind "$0" /etc/resolv.conf && exec "$@"',
                  str(self.dir / "etc" / "resolv.conf")]
-        self.proc = subprocess.Popen([*mount, *self._ctl("foreground")], stdin=subprocess.DEVNULL,
+        command = [*mount, *self._ctl("foreground")[len(inside):]]
+        self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                      cwd=self.dir / "db", start_new_session=True)
         for _ in range(600):

@@ -8,8 +8,9 @@ Hongyan user reads an OMEMO message (XEP-0384, slixmpp-omemo) for which the
 ejabberd user's client fetched the Hongyan user's device list and bundle over PEP, and
 answers it the same way; each user joins a room on the other's server.
 
-Both servers listen on 5269, each on its own loopback address (127.19.1.1 and .2, not the
-Prosody test's); the DNS server on 127.19.1.53:53. One test function: the addresses are
+ejabberd runs on a host of its own: a network namespace the test makes (``ip netns``), joined
+to the test's by a veth pair, 10.219.1.2 on its end, 10.219.1.1 on the host's, where Hongyan
+listens on 5269 and the DNS server on 53. One test function: the names and addresses are
 fixed, so the scenario must not run twice at once."""
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration import dnsserver, ejabberd
+from tests.integration import dnsserver, ejabberd, netns
 from tests.integration import test_omemo as omemo
 from tests.integration.clients import Client
 from tests.integration.conftest import Harness
@@ -35,7 +36,9 @@ from tests.integration.test_s2s_prosody import _groupchat, _join
 from tests.integration.testca import TestCA
 
 H, E = "hongyan.lan", "ejabberd.lan"
-H_ADDR, E_ADDR, DNS_ADDR = "127.19.1.1", "127.19.1.2", "127.19.1.53"
+# ejabberd's host: a network namespace, joined to the test's by a veth pair
+H_ADDR, E_ADDR = "10.219.1.1", "10.219.1.2"
+DNS_ADDR = H_ADDR
 AVATAR_DATA = "urn:xmpp:avatar:data"
 AVATAR_META = "urn:xmpp:avatar:metadata"
 IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
@@ -69,9 +72,11 @@ async def test_hongyan_and_ejabberd(tmp_path: Path,
     caplog.set_level(logging.DEBUG, logger="hongyan")
     dnsserver.require()
     ejabberd.require()
+    netns.require()
     ca = TestCA(tmp_path / "ca")
     h_cert, h_key = ca.issue(H)
     e_cert, e_key = ca.issue(E)
+    host = netns.NetNs("hy-ejabberd", H_ADDR, E_ADDR)
     dns = dnsserver.DnsServer(tmp_path, DNS_ADDR, 53, ["lan"], [
         ("a", H, H_ADDR), ("a", f"conference.{H}", H_ADDR), ("a", f"pubsub.{H}", H_ADDR),
         ("a", E, E_ADDR), ("a", f"conference.{E}", E_ADDR),
@@ -80,7 +85,7 @@ async def test_hongyan_and_ejabberd(tmp_path: Path,
     await dns.start()
     e_c2s = free_port()
     peer = ejabberd.Ejabberd(E, E_ADDR, e_c2s, DNS_ADDR, e_cert, e_key, ca.ca_file,
-                             dialback=False)
+                             dialback=False, netns=host)
     (tmp_path / "h").mkdir()
     h = Harness(tmp_path / "h", f"sqlite:///{tmp_path / 'h' / 'h.db'}", H)
     h.s2s_extra = (f'enabled = true\nbind = ["{H_ADDR}"]\nport = 5269\n'
@@ -110,6 +115,7 @@ async def test_hongyan_and_ejabberd(tmp_path: Path,
         assert out.verified and out.method == "external"
         (inc,) = [s for s in h.node.federation.incoming if (E, H) in s.domains]
         assert inc.method == "external" and inc.transport.secure
+        assert inc.transport.peer_host == E_ADDR  # from ejabberd's own host
 
         # subscriptions both ways, and presence
         alice.send_presence(pto=f"erin@{E}", ptype="subscribe")
@@ -217,4 +223,5 @@ async def test_hongyan_and_ejabberd(tmp_path: Path,
         await h.stop_node()
         peer.stop()
         peer.remove(keep_log=tmp_path / "ejabberd.log")
+        host.close()
         dns.stop()
