@@ -9,9 +9,9 @@ ejabberd user's client fetched the Hongyan user's device list and bundle over PE
 answers it the same way; each user joins a room on the other's server.
 
 ejabberd runs on a host of its own: a network namespace the test makes (``ip netns``), joined
-to the test's by a veth pair, 10.219.1.2 on its end, 10.219.1.1 on the host's, where Hongyan
-listens on 5269 and the DNS server on 53. One test function: the names and addresses are
-fixed, so the scenario must not run twice at once."""
+to the test's by a veth pair: .2 on its end of a /24 of this process's (``netns.subnet``), .1
+on the host's, where Hongyan listens on 5269 and the DNS server on 53. One test function: the
+addresses are this process's, so the scenario must not run twice at once in one process."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ from tests.integration.testca import TestCA
 
 H, E = "hongyan.lan", "ejabberd.lan"
 # ejabberd's host: a network namespace, joined to the test's by a veth pair
-H_ADDR, E_ADDR = "10.219.1.1", "10.219.1.2"
+NET = netns.subnet(1)
+H_ADDR, E_ADDR = f"{NET}.1", f"{NET}.2"
 DNS_ADDR = H_ADDR
 AVATAR_DATA = "urn:xmpp:avatar:data"
 AVATAR_META = "urn:xmpp:avatar:metadata"
@@ -76,7 +77,7 @@ async def test_hongyan_and_ejabberd(tmp_path: Path,
     ca = TestCA(tmp_path / "ca")
     h_cert, h_key = ca.issue(H)
     e_cert, e_key = ca.issue(E)
-    host = netns.NetNs("hy-ejabberd", H_ADDR, E_ADDR)
+    host = netns.NetNs("hy-ej", H_ADDR, E_ADDR)
     dns = dnsserver.DnsServer(tmp_path, DNS_ADDR, 53, ["lan"], [
         ("a", H, H_ADDR), ("a", f"conference.{H}", H_ADDR), ("a", f"pubsub.{H}", H_ADDR),
         ("a", E, E_ADDR), ("a", f"conference.{E}", E_ADDR),

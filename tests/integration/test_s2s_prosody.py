@@ -4,10 +4,10 @@ user chat both ways, subscribe to each other and see each other's presence; the 
 joins a Prosody room and the Prosody user joins a Hongyan room.
 
 Prosody runs on a host of its own: a network namespace the test makes (``ip netns``), joined
-to the test's by a veth pair, 10.219.0.2 on its end, 10.219.0.1 on the host's, where Hongyan
-listens on 5269 and the DNS server on 53 (Prosody's resolver takes a resolv.conf, which has no
-port). One test function: the names and addresses are fixed, so the scenario must not run
-twice at once."""
+to the test's by a veth pair: .2 on its end of a /24 of this process's (``netns.subnet``), .1
+on the host's, where Hongyan listens on 5269 and the DNS server on 53 (Prosody's resolver
+takes a resolv.conf, which has no port). One test function: the addresses are this process's,
+so the scenario must not run twice at once in one process."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ from tests.integration.testca import TestCA
 # (not under .test: Prosody's resolver, libunbound, answers NXDOMAIN for that whole zone)
 H, P = "hongyan.lan", "prosody.lan"
 # Prosody's host: a network namespace, joined to the test's by a veth pair
-H_ADDR, P_ADDR = "10.219.0.1", "10.219.0.2"
+NET = netns.subnet(0)
+H_ADDR, P_ADDR = f"{NET}.1", f"{NET}.2"
 DNS_ADDR = H_ADDR
 
 
@@ -55,7 +56,7 @@ async def test_hongyan_and_prosody(tmp_path: Path) -> None:
     ca = TestCA(tmp_path / "ca")
     h_cert, h_key = ca.issue(H)
     p_cert, p_key = ca.issue(P)
-    host = netns.NetNs("hy-prosody", H_ADDR, P_ADDR)
+    host = netns.NetNs("hy-pr", H_ADDR, P_ADDR)
     dns = dnsserver.DnsServer(tmp_path, DNS_ADDR, 53, ["lan"], [
         ("a", H, H_ADDR), ("a", f"conference.{H}", H_ADDR),
         ("a", P, P_ADDR), ("a", f"conference.{P}", P_ADDR),
