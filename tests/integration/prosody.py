@@ -1,5 +1,6 @@
 """A real Prosody (Debian's) as a federation peer: its own domain, config and data under the
-test's tmp dir, its own loopback address (so that both servers listen on 5269), DNS from the
+test's tmp dir, its own address (a loopback one, or a host of its own: a network namespace,
+``netns.py``; so that both servers listen on 5269), DNS from the
 tests' dnsmasq (``unbound.resolvconf``), and a certificate from the tests' CA, which it
 trusts."""
 
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.netns import NetNs
+
 PROSODY = shutil.which("prosody") or "/usr/bin/prosody"
 
 
@@ -25,7 +28,8 @@ def require() -> None:
 
 class Prosody:
     def __init__(self, tmp: Path, domain: str, address: str, c2s_port: int, nameserver: str,
-                 cert: Path, key: Path, ca_file: Path) -> None:
+                 cert: Path, key: Path, ca_file: Path, netns: NetNs | None = None) -> None:
+        self.netns = netns
         self.dir = tmp
         self.domain = domain
         self.address = address
@@ -77,7 +81,8 @@ Component "conference.{domain}" "muc"
         (d / f"{name}.dat").write_text(f'return {{\n\t["password"] = "{password}";\n}};\n')
 
     async def start(self) -> None:
-        self.proc = subprocess.Popen([PROSODY, "--config", str(self.config), "-F"],
+        inside = self.netns.exec_prefix() if self.netns is not None else []
+        self.proc = subprocess.Popen([*inside, PROSODY, "--config", str(self.config), "-F"],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                      cwd=self.dir)
         for _ in range(100):

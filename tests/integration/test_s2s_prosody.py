@@ -3,9 +3,11 @@ certificate from the tests' CA, DNS from a real dnsmasq. A Hongyan user (hongyan
 user chat both ways, subscribe to each other and see each other's presence; the Hongyan user
 joins a Prosody room and the Prosody user joins a Hongyan room.
 
-Both servers listen on 5269, each on its own loopback address (127.19.0.1 and .2); the DNS
-server on 127.19.0.53:53 (Prosody's resolver takes a resolv.conf, which has no port). One test
-function: the addresses are fixed, so the scenario must not run twice at once."""
+Prosody runs on a host of its own: a network namespace the test makes (``ip netns``), joined
+to the test's by a veth pair: .2 on its end of a /24 of this process's (``netns.subnet``), .1
+on the host's, where Hongyan listens on 5269 and the DNS server on 53 (Prosody's resolver
+takes a resolv.conf, which has no port). One test function: the addresses are this process's,
+so the scenario must not run twice at once in one process."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Any
 
 from slixmpp import JID
 
-from tests.integration import dnsserver, prosody
+from tests.integration import dnsserver, netns, prosody
 from tests.integration.clients import Client
 from tests.integration.conftest import Harness
 from tests.integration.federation import free_port
@@ -25,7 +27,10 @@ from tests.integration.testca import TestCA
 
 # (not under .test: Prosody's resolver, libunbound, answers NXDOMAIN for that whole zone)
 H, P = "hongyan.lan", "prosody.lan"
-H_ADDR, P_ADDR, DNS_ADDR = "127.19.0.1", "127.19.0.2", "127.19.0.53"
+# Prosody's host: a network namespace, joined to the test's by a veth pair
+NET = netns.subnet(0)
+H_ADDR, P_ADDR = f"{NET}.1", f"{NET}.2"
+DNS_ADDR = H_ADDR
 
 
 async def _join(c: Client, room: str, nick: str) -> Any:
@@ -47,9 +52,11 @@ async def _groupchat(c: Client, room: str, body: str, timeout: float = 15) -> An
 async def test_hongyan_and_prosody(tmp_path: Path) -> None:
     dnsserver.require()
     prosody.require()
+    netns.require()
     ca = TestCA(tmp_path / "ca")
     h_cert, h_key = ca.issue(H)
     p_cert, p_key = ca.issue(P)
+    host = netns.NetNs("hy-pr", H_ADDR, P_ADDR)
     dns = dnsserver.DnsServer(tmp_path, DNS_ADDR, 53, ["lan"], [
         ("a", H, H_ADDR), ("a", f"conference.{H}", H_ADDR),
         ("a", P, P_ADDR), ("a", f"conference.{P}", P_ADDR),
@@ -57,7 +64,7 @@ async def test_hongyan_and_prosody(tmp_path: Path) -> None:
     await dns.start()
     p_c2s = free_port()
     peer = prosody.Prosody(tmp_path / "prosody", P, P_ADDR, p_c2s, DNS_ADDR, p_cert, p_key,
-                           ca.ca_file)
+                           ca.ca_file, netns=host)
     peer.add_user("pat", PASSWORD)
     (tmp_path / "h").mkdir()
     h = Harness(tmp_path / "h", f"sqlite:///{tmp_path / 'h' / 'h.db'}", H)
@@ -86,6 +93,7 @@ async def test_hongyan_and_prosody(tmp_path: Path) -> None:
         assert out.verified and out.method == "external"
         (inc,) = [s for s in h.node.federation.incoming if (P, H) in s.domains]
         assert inc.method == "dialback" and inc.transport.secure
+        assert inc.transport.peer_host == P_ADDR  # from Prosody's own host
 
         # subscriptions both ways, and presence
         alice.send_presence(pto=f"pat@{P}", ptype="subscribe")
@@ -130,5 +138,6 @@ async def test_hongyan_and_prosody(tmp_path: Path) -> None:
         await h.stop_node()
         peer.stop()
         dns.stop()
+        host.close()
 
 

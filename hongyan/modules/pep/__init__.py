@@ -12,6 +12,12 @@ engine of the ``pubsub`` module (one implementation, two front ends).
   cached only when the hash verifies. When a session's interests become known (it came online,
   or its capabilities changed), and when a contact approves the user's subscription, it gets
   the last item of each node it may read and asked for.
+* Contacts at other servers: the same, from the presence their server sends (XEP-0163 §4.3.2):
+  the ``<c/>`` of each remote resource's available presence to a local user is looked up
+  (or asked of that resource, disco#info over the federation) and kept until it goes
+  unavailable; a remote resource that asks for a node gets the local user's notifications and,
+  when its interests become known or it first tells a local user it is available, that user's
+  last items. At most ``MAX_REMOTE`` remote resources are remembered (the oldest go first).
 * Cost when nobody uses PEP: one hook call per broadcast presence that looks for ``<c/>`` and
   compares it with the session's last one; nothing on the message path.
 """
@@ -29,7 +35,7 @@ from hongyan.modules.pubsub import PUBSUB, PubSubModule, Service
 from hongyan.modules.pubsub.engine import Node
 from hongyan.modules.pubsub.protocol import PEP_FEATURES, PUBSUB_OWNER
 from hongyan.modules.roster import Roster
-from hongyan.server.hooks import AccountDeleted, PresenceOutbound
+from hongyan.server.hooks import AccountDeleted, PresenceInbound, PresenceOutbound
 from hongyan.server.module import Iq, Module, hook, iq_handler
 from hongyan.server.session import ClientSession
 from hongyan.xmpp import ns as NS
@@ -42,6 +48,8 @@ _INTERESTS = "pep.notify"
 _NONE: frozenset[str] = frozenset()  # one shared empty set (each frozenset() is a new object)
 #: verified capabilities kept in memory (distinct client versions are few)
 MAX_CAPS = 10_000
+#: remote resources whose interests are kept (each a few hundred bytes)
+MAX_REMOTE = 50_000
 
 
 def _interests(s: ClientSession) -> frozenset[str]:
@@ -71,6 +79,13 @@ class Pep(Module):
         self.engine.presence_targets = self._targets
         #: "hash ver" -> the +notify interests of a verified capabilities hash
         self.caps: dict[str, frozenset[str]] = {}
+        #: remote contact's bare JID -> {its available full JID: (caps key, +notify interests)}
+        self.remote: dict[str, dict[str, tuple[str, frozenset[str]]]] = {}
+        #: remote full JID -> {local bare JID: the caps key whose last items it was sent}
+        self._remote_told: dict[str, dict[str, str]] = {}
+        self._remote_count = 0
+        #: remote full JID -> the caps key being asked of it
+        self._remote_asking: dict[str, str] = {}
 
     async def stop(self) -> None:
         self.engine.presence_allowed = None
@@ -103,8 +118,12 @@ class Pep(Module):
                 cj = JID.parse(contact)
             except JIDError:
                 continue
-            if cj.domain != self.api.domain or not cj.local:
-                continue  # no federation yet: remote contacts get nothing
+            if not cj.local:
+                continue
+            if cj.domain != self.api.domain:
+                out.extend(full for full, (_key, wanted) in self.remote.get(contact, {}).items()
+                           if name in wanted)
+                continue
             home = self.api.home(cj.local)
             if home is not None:
                 # the contact's sessions (and what they asked for) are on its home
@@ -177,32 +196,117 @@ class Pep(Module):
         data[_INTERESTS] = _NONE
         self.api.spawn(self._discover(session, c, key))
 
-    async def _discover(self, session: ClientSession, c: Element, key: str) -> None:
-        """Ask the client what its capabilities hash stands for (it is answered in its own
-        time: the presence that carried the hash is not held up)."""
-        if session.jid is None:
+    # -- contacts at other servers --------------------------------------------------------------
+    @hook(PresenceInbound, priority=10)
+    async def on_remote_presence(self, ev: PresenceInbound) -> None:
+        """Note a remote resource's interests from its presence to a local user (the
+        presence goes on to the presence module at once: what is slow happens in a task)."""
+        sender = ev.sender
+        if sender.domain == self.api.domain or not sender.resource or not sender.local:
             return
+        ptype = ev.stanza.attrs.get("type")
+        full, bare = sender.text, sender.bare_str
+        if ptype == "unavailable":
+            self._forget(bare, full)
+            return
+        if ptype is not None:
+            return
+        c = ev.stanza.find("c", NS.CAPS)
+        user = ev.to.bare_str
+        resources = self.remote.get(bare)
+        if c is None:
+            if resources is not None and full in resources:
+                self._forget(bare, full)
+            return
+        key = f"{c.attrs.get('hash', '')} {c.attrs.get('ver', '')}"
+        current = resources.get(full) if resources is not None else None
+        if current is not None and current[0] == key:
+            told = self._remote_told.setdefault(full, {})
+            if told.get(user) != key:
+                told[user] = key
+                await self._remote_last(user, sender, current[1])
+            return
+        known = self.caps.get(key)
+        if known is not None:
+            self._remember(bare, full, key, known)
+            self._remote_told.setdefault(full, {})[user] = key
+            await self._remote_last(user, sender, known)
+            return
+        # the answer comes back on the stream this presence came on, which handles its
+        # stanzas in order: asked and awaited in a task of its own
+        if self._remote_asking.get(full) != key and len(self._remote_asking) < MAX_CAPS:
+            self._remote_asking[full] = key
+            self.api.spawn(self._remote_discover(user, sender, c, key))
+
+    async def _remote_discover(self, user: str, sender: JID, c: Element, key: str) -> None:
+        found = await self._ask(sender, c, key)
+        if self._remote_asking.get(sender.text) != key:
+            return  # gone, or other capabilities since
+        del self._remote_asking[sender.text]
+        if found is None:
+            return
+        self._remember(sender.bare_str, sender.text, key, found)
+        self._remote_told.setdefault(sender.text, {})[user] = key
+        await self._remote_last(user, sender, found)
+
+    def _remember(self, bare: str, full: str, key: str, wanted: frozenset[str]) -> None:
+        resources = self.remote.setdefault(bare, {})
+        if full not in resources:
+            if self._remote_count >= MAX_REMOTE:
+                oldest = next(iter(self.remote))
+                for gone in list(self.remote[oldest]):
+                    self._forget(oldest, gone)
+                resources = self.remote.setdefault(bare, {})
+            self._remote_count += 1
+        resources[full] = (key, wanted)
+
+    def _forget(self, bare: str, full: str) -> None:
+        self._remote_asking.pop(full, None)
+        resources = self.remote.get(bare)
+        if resources is None or resources.pop(full, None) is None:
+            return
+        self._remote_count -= 1
+        if not resources:
+            del self.remote[bare]
+        self._remote_told.pop(full, None)
+
+    async def _remote_last(self, user: str, contact: JID, wanted: frozenset[str]) -> None:
+        """The last items of local ``user``'s nodes that remote ``contact`` asked for."""
+        if wanted and user in self.engine.known and self.api.home(user.split("@", 1)[0]) is None:
+            await self._last_of(user, contact, wanted)
+
+    async def _ask(self, jid: JID, c: Element, key: str) -> frozenset[str] | None:
+        """What a capabilities hash stands for, asked of ``jid`` (cached when it verifies)."""
         algo, ver = c.attrs.get("hash", ""), c.attrs.get("ver", "")
         iq = Element("iq", attrs={"type": "get", "id": "caps-" + secrets.token_hex(6),
-                                  "from": self.api.domain, "to": str(session.jid)})
+                                  "from": self.api.domain, "to": jid.text})
         q = iq.add("query", NS.DISCO_INFO)
         if c.attrs.get("node"):
             q.attrs["node"] = f"{c.attrs['node']}#{ver}"
         try:
             reply = await self.api.request(iq, timeout=30)
         except TimeoutError:
-            return
+            return None
         info = reply.find("query", NS.DISCO_INFO)
         if reply.attrs.get("type") != "result" or info is None:
-            return
+            return None
         found = interests(info)
         if algo in HASHES and ver_hash(info, algo) == ver:
             if len(self.caps) >= MAX_CAPS:
                 self.caps.pop(next(iter(self.caps)))
             self.caps[key] = found
         else:
-            self.log.info("capabilities of %s do not verify; used for that session only",
-                          session.jid)
+            self.log.info("capabilities of %s do not verify; used for that session only", jid)
+        return found
+
+    async def _discover(self, session: ClientSession, c: Element, key: str) -> None:
+        """Ask the client what its capabilities hash stands for (it is answered in its own
+        time: the presence that carried the hash is not held up)."""
+        if session.jid is None:
+            return
+        found = await self._ask(session.jid, c, key)
+        if found is None:
+            return
         data = session.data
         if data is None or data.get(_CAPS_KEY) != key:
             return  # newer capabilities came meanwhile
