@@ -1,0 +1,193 @@
+"""What users do across domains, between two Hongyan nodes (a.test and b.test) federating
+over real sockets, with slixmpp clients on both, on SQLite and PostgreSQL: carbons and MAM of
+remote conversations, presence when the remote node goes away, PEP (avatars, OMEMO device
+lists and bundles) and vCards of remote contacts, blocking remote JIDs."""
+
+from __future__ import annotations
+
+import asyncio
+import xml.etree.ElementTree as ET
+
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+from tests.integration.clients import Client
+from tests.integration.federation import Pair, pair
+from tests.integration.pepkit import raw
+from tests.integration.test_carbons import CARBONS, forwarded
+from tests.integration.test_im import manual, roster_items, subscribe_both, wait_presence
+
+__all__ = ["pair"]
+
+C = "{jabber:client}"
+TIMEOUT = 10.0
+STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+DEVICELIST = "eu.siacs.conversations.axolotl.devicelist"
+BUNDLES = "eu.siacs.conversations.axolotl.bundles"
+AXOLOTL = "eu.siacs.conversations.axolotl"
+METADATA = "urn:xmpp:avatar:metadata"
+DATA = "urn:xmpp:avatar:data"
+VCARD = "vcard-temp"
+BLOCKING = "urn:xmpp:blocking"
+BLOCKING_ERRORS = BLOCKING + ":errors"
+
+
+class Inbox:
+    """Every <message/> a client receives, as raw XML, in order."""
+
+    def __init__(self, c: Client) -> None:
+        self.c = c
+        self.queue: asyncio.Queue[ET.Element] = asyncio.Queue()
+        c.register_handler(Callback(f"inbox {c.boundjid}", MatchXPath(C + "message"),
+                                    lambda m: self.queue.put_nowait(m.xml)))
+
+    async def next(self, timeout: float = TIMEOUT) -> ET.Element:
+        return await asyncio.wait_for(self.queue.get(), timeout)
+
+    async def body(self, body: str, timeout: float = TIMEOUT) -> ET.Element:
+        """The next message with this body, or a carbon of one (others are skipped)."""
+        async def find() -> ET.Element:
+            while True:
+                el = await self.queue.get()
+                if el.findtext(C + "body") == body or any(
+                        m.findtext(C + "body") == body for m in el.iter(C + "message")
+                        if m is not el):
+                    return el
+        return await asyncio.wait_for(find(), timeout)
+
+
+async def carbons_on(c: Client) -> None:
+    res = await c.iq(f"<enable xmlns='{CARBONS}' type='set'/>")
+    assert res["type"] == "result", res
+
+
+def error_condition(el: ET.Element) -> tuple[str, str | None]:
+    """(stanza error condition, application condition) of an error stanza."""
+    err = el.find(C + "error")
+    assert err is not None, ET.tostring(el)
+    cond = next(c.tag.split("}")[1] for c in err if c.tag.startswith(f"{{{STANZAS}}}")
+                and not c.tag.endswith("}text"))
+    app = next((c.tag for c in err if not c.tag.startswith(f"{{{STANZAS}}}")), None)
+    return cond, app
+
+
+# ---- carbons and MAM ------------------------------------------------------------------------
+
+
+async def test_carbons_of_a_remote_conversation(pair: Pair) -> None:
+    await pair.a.user("alice")
+    await pair.b.user("bob")
+    phone = await pair.a.client("alice@a.test/phone", plugins=("xep_0280",))
+    laptop = await pair.a.client("alice@a.test/laptop", plugins=("xep_0280",))
+    bob = await pair.b.client("bob@b.test/test")
+    for c in (phone, laptop):
+        await carbons_on(c)
+    on_phone, on_laptop, at_bob = Inbox(phone), Inbox(laptop), Inbox(bob)
+    # sent: Alice writes from her phone to Bob at b.test; her laptop gets a <sent/> copy
+    phone.send_message(mto="bob@b.test", mbody="from my phone", mtype="chat")
+    got = await at_bob.body("from my phone")
+    assert got.get("from") == "alice@a.test/phone"
+    assert got.find(f"{{{CARBONS}}}sent") is None
+    carbon = await on_laptop.body("from my phone")
+    assert (carbon.get("from"), carbon.get("to")) == ("alice@a.test", "alice@a.test/laptop")
+    inner = forwarded(carbon, "sent")
+    assert (inner.get("from"), inner.get("to")) == ("alice@a.test/phone", "bob@b.test")
+    # received: Bob answers her phone; the laptop gets a <received/> copy
+    bob.send_message(mto="alice@a.test/phone", mbody="hi phone", mtype="chat")
+    got = await on_phone.body("hi phone")
+    assert got.get("from") == "bob@b.test/test" and got.find(f"{{{CARBONS}}}received") is None
+    carbon = await on_laptop.body("hi phone")
+    inner = forwarded(carbon, "received")
+    assert (inner.get("from"), inner.get("to")) == ("bob@b.test/test", "alice@a.test/phone")
+    # a remote server cannot inject a carbon: one from bob@b.test is not a copy for Alice
+    bob.send_raw(f"<message to='alice@a.test/laptop' type='chat'><received xmlns='{CARBONS}'>"
+                 "<forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' "
+                 "from='carol@a.test/x' to='alice@a.test' type='chat'><body>forged</body>"
+                 "</message></forwarded></received></message>")
+    bob.send_message(mto="alice@a.test/laptop", mbody="after the forgery", mtype="chat")
+    el = await on_laptop.next()
+    while el.findtext(C + "body") != "after the forgery":
+        # whatever arrived is from Bob, never made to look like Alice's own server's copy
+        assert el.get("from") == "bob@b.test/test", ET.tostring(el)
+        el = await on_laptop.next()
+
+
+
+
+# ---- presence when the remote node goes away ----------------------------------------------
+
+
+async def test_remote_contact_offline_when_its_node_stops(pair: Pair) -> None:
+    alice = manual(await pair.a.logged_in("alice"))
+    bob = manual(await pair.b.logged_in("bob"))
+    await subscribe_both(alice, bob)
+    await wait_presence(bob, "alice@a.test/test")
+    # b.test stops without its users logging out first (a crash closes its sockets too)
+    node = pair.b.node
+    assert node is not None
+    pair.b.node = None
+    await node.stop()
+    await wait_presence(alice, "bob@b.test/test", "unavailable")
+    assert (await roster_items(alice))["bob@b.test"]["subscription"] == "both"
+    # b.test comes back, Bob logs in again: Alice sees him online, and he sees her
+    for c in pair.b.clients:
+        await c.close()
+    pair.b.clients.clear()
+    await pair.b.start()
+    bob = manual(await pair.b.client("bob@b.test/again"))
+    await wait_presence(alice, "bob@b.test/again")
+    await wait_presence(bob, "alice@a.test/test")
+
+
+# ---- blocking --------------------------------------------------------------------------------
+
+
+async def test_blocking_a_remote_jid(pair: Pair) -> None:
+    alice = manual(await pair.a.logged_in("alice"))
+    bob = manual(await pair.b.logged_in("bob"))
+    await subscribe_both(alice, bob)
+    await wait_presence(bob, "alice@a.test/test")
+    at_alice, at_bob = Inbox(alice), Inbox(bob)
+    res = await alice.iq(f"<block xmlns='{BLOCKING}' type='set'><item jid='bob@b.test'/>"
+                         "</block>")
+    assert res["type"] == "result", res
+    # Bob is told Alice went away (XEP-0191 §3.3: unavailable to the blocked contact)
+    await wait_presence(bob, "alice@a.test/test", "unavailable")
+    # what the blocked remote user gets back: a message bounces service-unavailable
+    bob.send_message(mto="alice@a.test", mbody="let me in", mtype="chat")
+    err = await at_bob.next()
+    assert err.get("type") == "error" and err.get("from") == "alice@a.test"
+    assert error_condition(err)[0] == "service-unavailable"
+    # an IQ to her full JID too
+    res = await raw(bob, "alice@a.test/test", "<query xmlns='jabber:iq:version'/>")
+    assert res["type"] == "error" and res["error"]["condition"] == "service-unavailable"
+    # and Alice writing to him is refused by her own server, with the blocking condition
+    alice.send_message(mto="bob@b.test", mbody="hello?", mtype="chat")
+    err = await at_alice.next()
+    assert err.get("type") == "error"
+    cond, app = error_condition(err)
+    assert cond == "not-acceptable" and app == f"{{{BLOCKING_ERRORS}}}blocked"
+    # Bob's presence changes do not reach her
+    bob.send_presence(pstatus="anyone?")
+    await asyncio.sleep(0.5)
+    seen = [p for p in alice.__dict__.get("unclaimed", []) if p["status"] == "anyone?"]
+    assert not seen
+    # unblocked: Alice's presence goes to Bob again, messages flow both ways
+    res = await alice.iq(f"<unblock xmlns='{BLOCKING}' type='set'><item jid='bob@b.test'/>"
+                         "</unblock>")
+    assert res["type"] == "result", res
+    await wait_presence(bob, "alice@a.test/test")
+    bob.send_message(mto="alice@a.test/test", mbody="there you are", mtype="chat")
+    assert (await at_alice.body("there you are")).get("from") == "bob@b.test/test"
+
+
+async def test_blocking_a_remote_domain(pair: Pair) -> None:
+    alice = await pair.a.logged_in("alice")
+    bob = await pair.b.logged_in("bob")
+    at_bob = Inbox(bob)
+    res = await alice.iq(f"<block xmlns='{BLOCKING}' type='set'><item jid='b.test'/></block>")
+    assert res["type"] == "result", res
+    bob.send_message(mto="alice@a.test/test", mbody="from the blocked domain", mtype="chat")
+    err = await at_bob.next()
+    assert err.get("type") == "error"
+    assert error_condition(err)[0] == "service-unavailable"
