@@ -13,9 +13,10 @@ from slixmpp.xmlstream.matcher import MatchXPath
 
 from tests.integration.clients import Client
 from tests.integration.federation import Pair, pair
-from tests.integration.pepkit import raw
+from tests.integration.pepkit import EVENT, PUBSUB, Events, raw
 from tests.integration.test_carbons import CARBONS, forwarded
 from tests.integration.test_im import manual, roster_items, subscribe_both, wait_presence
+from tests.integration.test_mam import SID, bodies, query
 
 __all__ = ["pair"]
 
@@ -112,6 +113,36 @@ async def test_carbons_of_a_remote_conversation(pair: Pair) -> None:
         el = await on_laptop.next()
 
 
+async def test_mam_archives_a_remote_conversation_on_both_sides(pair: Pair) -> None:
+    plugins = ("xep_0313", "xep_0059")
+    alice = await pair.a.logged_in("alice", plugins=plugins)
+    bob = await pair.b.logged_in("bob", plugins=plugins)
+    at_bob, at_alice = Inbox(bob), Inbox(alice)
+    m = alice.make_message(mto="bob@b.test", mbody="archived across", mtype="chat")
+    # a stanza-id claiming Bob's archive, made up on the way, must not reach him
+    m.append(ET.fromstring(f"<stanza-id xmlns='{SID}' by='bob@b.test' id='forged'/>"))
+    m.send()
+    got = await at_bob.body("archived across")
+    sids = got.findall(f"{{{SID}}}stanza-id")
+    assert len(sids) == 1 and sids[0].get("by") == "bob@b.test"
+    assert sids[0].get("id") != "forged"
+    bob.send_message(mto="alice@a.test/test", mbody="and back", mtype="chat")
+    got = await at_alice.body("and back")
+    (sid,) = got.findall(f"{{{SID}}}stanza-id")
+    assert sid.get("by") == "alice@a.test"
+    # each server archived the conversation for its own user
+    _res, results = await query(bob)
+    assert bodies(results) == ["archived across", "and back"]
+    assert results[0].get("id") == sids[0].get("id")
+    _res, results = await query(alice)
+    assert bodies(results) == ["archived across", "and back"]
+    assert results[1].get("id") == sid.get("id")
+    inner = results[1].find("{urn:xmpp:forward:0}forwarded/" + C + "message")
+    assert inner is not None and inner.get("from") == "bob@b.test/test"
+    # a filter by the remote contact's JID
+    form = ("<field var='with'><value>bob@b.test</value></field>")
+    _res, results = await query(alice, form)
+    assert bodies(results) == ["archived across", "and back"]
 
 
 # ---- presence when the remote node goes away ----------------------------------------------
@@ -137,6 +168,41 @@ async def test_remote_contact_offline_when_its_node_stops(pair: Pair) -> None:
     bob = manual(await pair.b.client("bob@b.test/again"))
     await wait_presence(alice, "bob@b.test/again")
     await wait_presence(bob, "alice@a.test/test")
+
+
+# ---- PEP, avatars, OMEMO, vCard -----------------------------------------------------------
+
+
+def devicelist(*ids: int) -> str:
+    devices = "".join(f"<device id='{i}'/>" for i in ids)
+    return (f"<pubsub xmlns='{PUBSUB}'><publish node='{DEVICELIST}'><item id='current'>"
+            f"<list xmlns='{AXOLOTL}'>{devices}</list></item></publish>"
+            f"<publish-options><x xmlns='jabber:x:data' type='submit'>"
+            f"<field var='FORM_TYPE' type='hidden'><value>{PUBSUB}#publish-options</value>"
+            "</field><field var='pubsub#access_model'><value>open</value></field></x>"
+            "</publish-options></pubsub>")
+
+
+def bundle(device: int) -> str:
+    return (f"<pubsub xmlns='{PUBSUB}'><publish node='{BUNDLES}:{device}'><item id='current'>"
+            f"<bundle xmlns='{AXOLOTL}'><signedPreKeyPublic signedPreKeyId='1'>AAAA"
+            "</signedPreKeyPublic><signedPreKeySignature>BBBB</signedPreKeySignature>"
+            "<identityKey>CCCC</identityKey><prekeys><preKeyPublic preKeyId='1'>DDDD"
+            "</preKeyPublic></prekeys></bundle></item></publish></pubsub>")
+
+
+def event_items(el: ET.Element) -> tuple[str | None, list[ET.Element]]:
+    items = el.find(f"{{{EVENT}}}event/{{{EVENT}}}items")
+    assert items is not None, ET.tostring(el)
+    return items.get("node"), list(items.findall(f"{{{EVENT}}}item"))
+
+
+async def next_event(events: Events, node: str) -> ET.Element:
+    for _ in range(20):
+        el = await events.next()
+        if event_items(el)[0] == node:
+            return el  # type: ignore[no-any-return]
+    raise AssertionError(f"no event of {node}")
 
 
 # ---- blocking --------------------------------------------------------------------------------
