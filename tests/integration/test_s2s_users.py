@@ -6,6 +6,8 @@ lists and bundles) and vCards of remote contacts, blocking remote JIDs."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import xml.etree.ElementTree as ET
 
 from slixmpp.xmlstream.handler import Callback
@@ -13,7 +15,7 @@ from slixmpp.xmlstream.matcher import MatchXPath
 
 from tests.integration.clients import Client
 from tests.integration.federation import Pair, pair
-from tests.integration.pepkit import EVENT, PUBSUB, Events, raw
+from tests.integration.pepkit import EVENT, PUBSUB, Events, pep_client, raw
 from tests.integration.test_carbons import CARBONS, forwarded
 from tests.integration.test_im import manual, roster_items, subscribe_both, wait_presence
 from tests.integration.test_mam import SID, bodies, query
@@ -203,6 +205,81 @@ async def next_event(events: Events, node: str) -> ET.Element:
         if event_items(el)[0] == node:
             return el  # type: ignore[no-any-return]
     raise AssertionError(f"no event of {node}")
+
+
+async def test_omemo_device_list_and_bundle_of_a_remote_contact(pair: Pair) -> None:
+    bob, _ = await pep_client(pair.b, "bob")
+    # Alice's client says +notify for the device list in its caps, as Conversations does
+    alice, events = await pep_client(pair.a, "alice", (DEVICELIST,))
+    await subscribe_both(manual(alice), manual(bob))
+    res = await raw(bob, None, devicelist(1111, 2222), "set")
+    assert res["type"] == "result", res
+    # the notification crosses to a.test: b.test learnt Alice's +notify from her caps
+    el = await next_event(events, DEVICELIST)
+    assert el.get("from") == "bob@b.test"
+    _, items = event_items(el)
+    ids = {d.get("id") for d in items[0].iter(f"{{{AXOLOTL}}}device")}
+    assert ids == {"1111", "2222"}
+    # the bundle Alice fetches from Bob's PEP service, across s2s, before writing to him
+    res = await raw(bob, None, bundle(1111), "set")
+    assert res["type"] == "result", res
+    res = await raw(alice, "bob@b.test", f"<pubsub xmlns='{PUBSUB}'>"
+                    f"<items node='{BUNDLES}:1111' max_items='1'/></pubsub>")
+    assert res["type"] == "result", res
+    assert res.xml.find(f".//{{{AXOLOTL}}}identityKey").text == "CCCC"
+    res = await raw(alice, "bob@b.test", f"<pubsub xmlns='{PUBSUB}'>"
+                    f"<items node='{DEVICELIST}'/></pubsub>")
+    assert {d.get("id") for d in res.xml.iter(f"{{{AXOLOTL}}}device")} == {"1111", "2222"}
+    # a device added later is notified again
+    res = await raw(bob, None, devicelist(1111, 2222, 3333), "set")
+    assert res["type"] == "result", res
+    el = await next_event(events, DEVICELIST)
+    _, items = event_items(el)
+    assert "3333" in {d.get("id") for d in items[0].iter(f"{{{AXOLOTL}}}device")}
+
+
+async def test_last_item_of_a_remote_contact_on_coming_online(pair: Pair) -> None:
+    bob, _ = await pep_client(pair.b, "bob")
+    alice, _ = await pep_client(pair.a, "alice")
+    await subscribe_both(manual(alice), manual(bob))
+    res = await raw(bob, None, devicelist(42), "set")
+    assert res["type"] == "result", res
+    # Alice's second device, with +notify, gets the last item when it comes online
+    phone, events = await pep_client(pair.a, "alice", (DEVICELIST,), resource="phone",
+                                     create=False)
+    el = await next_event(events, DEVICELIST)
+    assert el.get("from") == "bob@b.test" and el.get("to") == "alice@a.test/phone"
+    assert {d.get("id") for d in el.iter(f"{{{AXOLOTL}}}device")} == {"42"}
+    await phone.close()
+
+
+async def test_avatar_and_vcard_of_a_remote_contact(pair: Pair) -> None:
+    plugins = ("xep_0054", "xep_0084")
+    bob, _ = await pep_client(pair.b, "bob", plugins=plugins)
+    alice, events = await pep_client(pair.a, "alice", (METADATA,), plugins=plugins)
+    await subscribe_both(manual(alice), manual(bob))
+    image = bytes(range(256)) * 8
+    h = hashlib.sha1(image).hexdigest()
+    await bob.plugin["xep_0084"].publish_avatar(image)
+    await bob.plugin["xep_0084"].publish_avatar_metadata(
+        [{"id": h, "type": "image/png", "bytes": len(image)}])
+    el = await next_event(events, METADATA)
+    assert el.get("from") == "bob@b.test"
+    _, items = event_items(el)
+    assert items[0].get("id") == h
+    # the data node, fetched from b.test
+    res = await raw(alice, "bob@b.test", f"<pubsub xmlns='{PUBSUB}'><items node='{DATA}'>"
+                    f"<item id='{h}'/></items></pubsub>")
+    assert res["type"] == "result", res
+    data = res.xml.find(f".//{{{DATA}}}data")
+    assert data is not None and base64.b64decode(data.text or "") == image
+    # vCard-temp: Bob's own, set at b.test, read by Alice at a.test
+    res = await bob.iq(f"<vCard xmlns='{VCARD}' type='set'><FN>Bob of B</FN>"
+                       "<NICKNAME>bobby</NICKNAME></vCard>")
+    assert res["type"] == "result", res
+    res = await raw(alice, "bob@b.test", f"<vCard xmlns='{VCARD}'/>")
+    assert res["type"] == "result", res
+    assert res.xml.findtext(f".//{{{VCARD}}}FN") == "Bob of B"
 
 
 # ---- blocking --------------------------------------------------------------------------------

@@ -12,6 +12,10 @@ engine of the ``pubsub`` module (one implementation, two front ends).
   cached only when the hash verifies. When a session's interests become known (it came online,
   or its capabilities changed), and when a contact approves the user's subscription, it gets
   the last item of each node it may read and asked for.
+* Contacts at another server: their resources' capabilities come from the presence they send
+  the account (``PresenceInbound``; an unknown hash is asked of that resource over the
+  federation). A resource gets notifications of the nodes it asked for while it is available
+  to the owner, and their last items when it tells the owner it is available.
 * Cost when nobody uses PEP: one hook call per broadcast presence that looks for ``<c/>`` and
   compares it with the session's last one; nothing on the message path.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from hongyan.modules.events import InitialPresence, SubscriptionApproved
@@ -29,7 +34,7 @@ from hongyan.modules.pubsub import PUBSUB, PubSubModule, Service
 from hongyan.modules.pubsub.engine import Node
 from hongyan.modules.pubsub.protocol import PEP_FEATURES, PUBSUB_OWNER
 from hongyan.modules.roster import Roster
-from hongyan.server.hooks import AccountDeleted, PresenceOutbound
+from hongyan.server.hooks import AccountDeleted, PresenceInbound, PresenceOutbound
 from hongyan.server.module import Iq, Module, hook, iq_handler
 from hongyan.server.session import ClientSession
 from hongyan.xmpp import ns as NS
@@ -42,6 +47,19 @@ _INTERESTS = "pep.notify"
 _NONE: frozenset[str] = frozenset()  # one shared empty set (each frozenset() is a new object)
 #: verified capabilities kept in memory (distinct client versions are few)
 MAX_CAPS = 10_000
+
+
+#: resources of contacts at other servers kept with their capabilities
+MAX_REMOTE = 100_000
+
+
+@dataclass(slots=True)
+class _Remote:
+    """A contact's resource at another server, as its presence told accounts here."""
+
+    key: str  # "hash ver" of its capabilities
+    wants: frozenset[str]  # their +notify interests (empty until known)
+    users: set[str]  # the local accounts it told it is available
 
 
 def _interests(s: ClientSession) -> frozenset[str]:
@@ -71,6 +89,10 @@ class Pep(Module):
         self.engine.presence_targets = self._targets
         #: "hash ver" -> the +notify interests of a verified capabilities hash
         self.caps: dict[str, frozenset[str]] = {}
+        #: contacts at other servers (bare JID) -> their resources that sent available
+        #: presence with capabilities to accounts of this process
+        self.remote: dict[str, dict[str, _Remote]] = {}
+        self._remote_count = 0
 
     async def stop(self) -> None:
         self.engine.presence_allowed = None
@@ -103,8 +125,15 @@ class Pep(Module):
                 cj = JID.parse(contact)
             except JIDError:
                 continue
-            if cj.domain != self.api.domain or not cj.local:
-                continue  # no federation yet: remote contacts get nothing
+            if not cj.local:
+                continue
+            if cj.domain != self.api.domain:
+                # a contact at another server: its resources that told the owner they are
+                # available, with capabilities asking for the node
+                owner_name = owner.local
+                out.extend(full for full, r in self.remote.get(contact, {}).items()
+                           if owner_name in r.users and name in r.wants)
+                continue
             home = self.api.home(cj.local)
             if home is not None:
                 # the contact's sessions (and what they asked for) are on its home
@@ -177,32 +206,41 @@ class Pep(Module):
         data[_INTERESTS] = _NONE
         self.api.spawn(self._discover(session, c, key))
 
-    async def _discover(self, session: ClientSession, c: Element, key: str) -> None:
-        """Ask the client what its capabilities hash stands for (it is answered in its own
-        time: the presence that carried the hash is not held up)."""
-        if session.jid is None:
-            return
+    async def _ask_caps(self, jid: str, c: Element, key: str) -> frozenset[str] | None:
+        """Ask an entity (a client here, or a contact's at another server) what its
+        capabilities hash stands for: its +notify interests, None without an answer. A hash
+        that verifies is cached for everyone who sends it."""
         algo, ver = c.attrs.get("hash", ""), c.attrs.get("ver", "")
         iq = Element("iq", attrs={"type": "get", "id": "caps-" + secrets.token_hex(6),
-                                  "from": self.api.domain, "to": str(session.jid)})
+                                  "from": self.api.domain, "to": jid})
         q = iq.add("query", NS.DISCO_INFO)
         if c.attrs.get("node"):
             q.attrs["node"] = f"{c.attrs['node']}#{ver}"
         try:
             reply = await self.api.request(iq, timeout=30)
         except TimeoutError:
-            return
+            return None
         info = reply.find("query", NS.DISCO_INFO)
         if reply.attrs.get("type") != "result" or info is None:
-            return
+            return None
         found = interests(info)
         if algo in HASHES and ver_hash(info, algo) == ver:
             if len(self.caps) >= MAX_CAPS:
                 self.caps.pop(next(iter(self.caps)))
             self.caps[key] = found
         else:
-            self.log.info("capabilities of %s do not verify; used for that session only",
-                          session.jid)
+            self.log.info("capabilities of %s do not verify; used for that resource only",
+                          jid)
+        return found
+
+    async def _discover(self, session: ClientSession, c: Element, key: str) -> None:
+        """Ask the client what its capabilities hash stands for (it is answered in its own
+        time: the presence that carried the hash is not held up)."""
+        if session.jid is None:
+            return
+        found = await self._ask_caps(str(session.jid), c, key)
+        if found is None:
+            return
         data = session.data
         if data is None or data.get(_CAPS_KEY) != key:
             return  # newer capabilities came meanwhile
@@ -242,6 +280,80 @@ class Pep(Module):
                 continue
             if await engine.may_access(svc, node, user) is None:
                 engine.send_last(svc, node, [full.text])
+
+    # -- contacts at other servers --------------------------------------------------------------
+    @hook(PresenceInbound, priority=10)  # before the presence module delivers it
+    def on_remote_presence(self, ev: PresenceInbound) -> None:
+        """A contact at another server tells a local account it is available (with the
+        capabilities of that resource) or no longer is: the account's PEP service notifies
+        that resource of the nodes it asked for, and sends it their last items now."""
+        sender = ev.sender
+        if sender.domain == self.api.domain or not sender.resource or not sender.local:
+            return
+        ptype = ev.stanza.attrs.get("type")
+        if ptype is not None and ptype != "unavailable":
+            return
+        bare, full, user = sender.bare_str, sender.text, ev.to.local
+        resources = self.remote.get(bare)
+        r = None if resources is None else resources.get(full)
+        c = None if ptype is not None else ev.stanza.find("c", NS.CAPS)
+        if c is None:  # gone, or no capabilities: no notifications
+            if r is not None:
+                r.users.discard(user)
+                if not r.users:
+                    self._forget_remote(bare, full)
+            return
+        key = f"{c.attrs.get('hash', '')} {c.attrs.get('ver', '')}"
+        if r is not None and r.key == key:
+            if user not in r.users:
+                r.users.add(user)
+                self.api.spawn(self._remote_last(full, r.wants, {user}))
+            return
+        if r is None:
+            if self._remote_count >= MAX_REMOTE:
+                self._forget_remote(*self._oldest_remote())
+            r = _Remote(key, _NONE, set())
+            self.remote.setdefault(bare, {})[full] = r
+            self._remote_count += 1
+        r.key = key
+        r.users.add(user)
+        known = self.caps.get(key)
+        if known is not None:
+            r.wants = known
+            self.api.spawn(self._remote_last(full, known, set(r.users)))
+        else:
+            r.wants = _NONE
+            self.api.spawn(self._discover_remote(bare, full, c, key))
+
+    def _forget_remote(self, bare: str, full: str) -> None:
+        resources = self.remote.get(bare)
+        if resources is not None and resources.pop(full, None) is not None:
+            self._remote_count -= 1
+            if not resources:
+                del self.remote[bare]
+
+    def _oldest_remote(self) -> tuple[str, str]:
+        bare, resources = next(iter(self.remote.items()))
+        return bare, next(iter(resources))
+
+    async def _discover_remote(self, bare: str, full: str, c: Element, key: str) -> None:
+        found = await self._ask_caps(full, c, key)
+        r = self.remote.get(bare, {}).get(full)
+        if found is None or r is None or r.key != key:
+            return  # gone, or newer capabilities came meanwhile
+        r.wants = found
+        await self._remote_last(full, found, set(r.users))
+
+    async def _remote_last(self, full: str, wanted: frozenset[str], users: set[str]) -> None:
+        """The last items a remote resource asked for, of each local account it told it is
+        available (XEP-0163 §4.3.3), when it may read them."""
+        if not wanted:
+            return
+        jid = JID.parse(full)
+        for user in sorted(users):
+            service = f"{user}@{self.api.domain}"
+            if service in self.engine.known:
+                await self._last_of(service, jid, wanted)
 
     @hook(SubscriptionApproved)
     async def on_approved(self, ev: SubscriptionApproved) -> None:
