@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
+from hongyan.server.session import BOUND
 from tests.integration.clients import Client
 from tests.integration.federation import Pair, pair
 from tests.integration.pepkit import EVENT, PUBSUB, Events, pep_client, raw
@@ -334,3 +335,85 @@ async def test_blocking_a_remote_domain(pair: Pair) -> None:
     err = await at_bob.next()
     assert err.get("type") == "error"
     assert error_condition(err)[0] == "service-unavailable"
+
+
+# ---- subscriptions: waiting, revoked, denied --------------------------------------------
+
+
+async def test_subscription_request_from_afar_waits_for_an_offline_user(pair: Pair) -> None:
+    await pair.b.user("bob")
+    alice = manual(await pair.a.logged_in("alice"))
+    alice.send_presence(pto="bob@b.test", ptype="subscribe", pstatus="it is Alice")
+    await until_established(pair)
+    await asyncio.sleep(0.3)
+    bob = await pair.b.client("bob@b.test/test", manual=True)
+    req = await wait_presence(bob, "alice@a.test", "subscribe")
+    assert req["status"] == "it is Alice"
+    assert (await roster_items(alice))["bob@b.test"]["ask"] == "subscribe"
+    bob.send_presence(pto="alice@a.test", ptype="subscribed")
+    await wait_presence(alice, "bob@b.test", "subscribed")
+    await wait_presence(alice, "bob@b.test/test")
+
+
+async def test_unsubscribe_revoke_and_deny_across_domains(pair: Pair) -> None:
+    alice = manual(await pair.a.logged_in("alice"))
+    bob = manual(await pair.b.logged_in("bob"))
+    await subscribe_both(alice, bob)
+    alice.send_presence(pto="bob@b.test", ptype="unsubscribe")
+    await wait_presence(bob, "alice@a.test", "unsubscribe")
+    assert (await roster_items(alice))["bob@b.test"]["subscription"] == "from"
+    assert (await roster_items(bob))["alice@a.test"]["subscription"] == "to"
+    # Alice revokes Bob's subscription: he sees her go unavailable
+    alice.send_presence(pto="bob@b.test", ptype="unsubscribed")
+    await wait_presence(bob, "alice@a.test", "unsubscribed")
+    await wait_presence(bob, "alice@a.test/test", "unavailable")
+    assert (await roster_items(alice))["bob@b.test"]["subscription"] == "none"
+    assert (await roster_items(bob))["alice@a.test"]["subscription"] == "none"
+    # a request denied by the remote user
+    alice.send_presence(pto="bob@b.test", ptype="subscribe")
+    await wait_presence(bob, "alice@a.test", "subscribe")
+    bob.send_presence(pto="alice@a.test", ptype="unsubscribed")
+    await wait_presence(alice, "bob@b.test", "unsubscribed")
+    item = (await roster_items(alice))["bob@b.test"]
+    assert item["subscription"] == "none" and "ask" not in item
+
+
+async def until_established(pair: Pair) -> None:
+    node = pair.a.node
+    assert node is not None and node.federation is not None
+    fed = node.federation
+    for _ in range(200):
+        out = fed.outgoing.get(("a.test", "b.test"))
+        if out is not None and out.state == BOUND:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("no stream a.test -> b.test")
+
+
+# ---- disco of remote entities ---------------------------------------------------------------
+
+
+async def test_disco_of_a_remote_account_and_its_services(pair: Pair) -> None:
+    await pair.b.user("bob")
+    alice = await pair.a.logged_in("alice")
+    disco = alice.plugin["xep_0030"]
+    # the remote account's bare JID, answered by its server: PEP, MAM, push
+    info = await disco.get_info(jid="bob@b.test", timeout=TIMEOUT)
+    features = set(info["disco_info"]["features"])
+    assert {PUBSUB, "urn:xmpp:mam:2", "urn:xmpp:push:0"} <= features
+    assert ("account", "registered") in {(i[0], i[1]) for i in info["disco_info"]["identities"]}
+    # the remote room service lists a room created there
+    owner = await pair.b.client("bob@b.test/test", plugins=("xep_0045", "xep_0004"))
+    await owner.plugin["xep_0045"].join_muc_wait("lounge@conference.b.test", "bob",
+                                                  timeout=TIMEOUT)
+    form = await owner.plugin["xep_0045"].get_room_config("lounge@conference.b.test")
+    form.field["muc#roomconfig_publicroom"]["value"] = True
+    await owner.plugin["xep_0045"].set_room_config("lounge@conference.b.test", form)
+    items = await disco.get_items(jid="conference.b.test", timeout=TIMEOUT)
+    assert "lounge@conference.b.test" in {i[0] for i in items["disco_items"]["items"]}
+    info = await disco.get_info(jid="lounge@conference.b.test", timeout=TIMEOUT)
+    assert ("conference", "text") in {(i[0], i[1]) for i in info["disco_info"]["identities"]}
+    # a remote user's client answers disco#info through both servers
+    bob2 = await pair.b.client("bob@b.test/phone")
+    info = await disco.get_info(jid=str(bob2.boundjid), timeout=TIMEOUT)
+    assert "urn:xmpp:ping" in set(info["disco_info"]["features"])
