@@ -417,3 +417,30 @@ async def test_disco_of_a_remote_account_and_its_services(pair: Pair) -> None:
     bob2 = await pair.b.client("bob@b.test/phone")
     info = await disco.get_info(jid=str(bob2.boundjid), timeout=TIMEOUT)
     assert "urn:xmpp:ping" in set(info["disco_info"]["features"])
+
+
+# ---- directed presence, bounces -------------------------------------------------------------
+
+
+async def test_directed_presence_to_a_remote_user_then_unavailable(pair: Pair) -> None:
+    alice = manual(await pair.a.logged_in("alice"))
+    bob = manual(await pair.b.logged_in("bob"))
+    # no subscription: a presence sent to Bob's full JID, then Alice leaves (RFC 6121 §4.6.3)
+    alice.send_presence(pto="bob@b.test/test", pstatus="just for you")
+    p = await wait_presence(bob, "alice@a.test/test")
+    assert p["status"] == "just for you"
+    await alice.close()
+    await wait_presence(bob, "alice@a.test/test", "unavailable")
+
+
+async def test_stanzas_to_a_remote_account_that_does_not_exist_bounce(pair: Pair) -> None:
+    alice = await pair.a.logged_in("alice")
+    inbox = Inbox(alice)
+    alice.send_message(mto="nobody@b.test", mbody="anyone?", mtype="chat")
+    err = await inbox.next()
+    assert err.get("type") == "error" and err.get("from") == "nobody@b.test"
+    assert error_condition(err)[0] == "service-unavailable"
+    res = await raw(alice, "nobody@b.test", "<vCard xmlns='vcard-temp'/>")
+    assert res["type"] == "error" and res["error"]["condition"] == "service-unavailable"
+    res = await raw(alice, "nobody@b.test/x", "<query xmlns='jabber:iq:version'/>")
+    assert res["type"] == "error" and res["error"]["condition"] == "service-unavailable"
