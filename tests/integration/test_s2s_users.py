@@ -103,17 +103,16 @@ async def test_carbons_of_a_remote_conversation(pair: Pair) -> None:
     carbon = await on_laptop.body("hi phone")
     inner = forwarded(carbon, "received")
     assert (inner.get("from"), inner.get("to")) == ("bob@b.test/test", "alice@a.test/phone")
-    # a remote server cannot inject a carbon: one from bob@b.test is not a copy for Alice
+    # a carbon comes only from the user's own server: one from bob@b.test is refused
     bob.send_raw(f"<message to='alice@a.test/laptop' type='chat'><received xmlns='{CARBONS}'>"
                  "<forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' "
                  "from='carol@a.test/x' to='alice@a.test' type='chat'><body>forged</body>"
                  "</message></forwarded></received></message>")
+    err = await at_bob.next()
+    assert err.get("type") == "error" and error_condition(err)[0] == "not-acceptable"
     bob.send_message(mto="alice@a.test/laptop", mbody="after the forgery", mtype="chat")
     el = await on_laptop.next()
-    while el.findtext(C + "body") != "after the forgery":
-        # whatever arrived is from Bob, never made to look like Alice's own server's copy
-        assert el.get("from") == "bob@b.test/test", ET.tostring(el)
-        el = await on_laptop.next()
+    assert el.findtext(C + "body") == "after the forgery", ET.tostring(el)
 
 
 async def test_mam_archives_a_remote_conversation_on_both_sides(pair: Pair) -> None:
