@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from tests.integration.conftest import Harness
 from tests.integration.federation import Pair, pair
+from tests.integration.test_mam import SID, bodies, query
 from tests.integration.test_muc import (
     MUC_USER,
     OCCUPANT_ID,
@@ -125,3 +126,29 @@ async def test_invitations_across_domains(pair: Pair) -> None:
     host.muc.invite(ROOM_A, member.jid)
     inv = await member.expect(lambda el: el.tag == f"{C}message" and el.get("from") == ROOM_A)
     assert inv.find(f"{{{MUC_USER}}}x/{{{MUC_USER}}}invite").get("from") == host.jid
+
+
+async def test_remote_user_gets_history_and_queries_the_room_archive(pair: Pair) -> None:
+    owner = await witch(pair.b, "owner")
+    await owner.create(ROOM_B, "host")
+    for t in ("one", "two", "three"):
+        owner.send(f"<message to='{ROOM_B}' type='groupchat'><body>{t}</body></message>")
+        await owner.expect(is_message(f"{ROOM_B}/host", t, "groupchat"))
+    user = await pair.a.user("guest")
+    c = await pair.a.client(f"{user}/broom", plugins=("xep_0045", "xep_0004", "xep_0313",
+                                                      "xep_0059"))
+    guest = Witch(c)
+    # history on join (XEP-0045 §7.2.15), with the room's delay stamp
+    await guest.join(ROOM_B, "visitor")
+    for t in ("one", "two", "three"):
+        h = await guest.expect(is_message(f"{ROOM_B}/host", t, "groupchat"))
+        assert h.find("{urn:xmpp:delay}delay").get("from") == ROOM_B
+    # the room's archive, queried from a.test (what Conversations does on joining)
+    _res, results = await query(c, to=ROOM_B)
+    assert bodies(results) == ["one", "two", "three"]
+    guest.send(f"<message to='{ROOM_B}' type='groupchat'><body>four</body></message>")
+    m = await guest.expect(is_message(f"{ROOM_B}/visitor", "four", "groupchat"))
+    sids = m.findall(f"{{{SID}}}stanza-id")
+    assert [s.get("by") for s in sids] == [ROOM_B]
+    _res, results = await query(c, to=ROOM_B)
+    assert bodies(results)[-1] == "four" and results[-1].get("id") == sids[0].get("id")
