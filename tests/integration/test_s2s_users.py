@@ -17,6 +17,7 @@ from hongyan.server.session import BOUND
 from tests.integration.clients import Client
 from tests.integration.federation import Pair, pair
 from tests.integration.pepkit import EVENT, PUBSUB, Events, pep_client, raw
+from tests.integration.test_avatar import photo_in_presence, vcard_photo
 from tests.integration.test_carbons import CARBONS, forwarded
 from tests.integration.test_im import manual, roster_items, subscribe_both, wait_presence
 from tests.integration.test_mam import SID, bodies, query
@@ -273,6 +274,11 @@ async def test_avatar_and_vcard_of_a_remote_contact(pair: Pair) -> None:
     assert res["type"] == "result", res
     data = res.xml.find(f".//{{{DATA}}}data")
     assert data is not None and base64.b64decode(data.text or "") == image
+    # XEP-0398: Bob's server puts the avatar's hash in his presence, which reaches a.test,
+    # and in his vCard, which Alice reads from there
+    bob.send_presence(pstatus="with avatar")
+    assert await photo_in_presence(alice, "bob@b.test", "with avatar") == h
+    assert await vcard_photo(alice, "bob@b.test") == image
     # vCard-temp: Bob's own, set at b.test, read by Alice at a.test
     res = await bob.iq(f"<vCard xmlns='{VCARD}' type='set'><FN>Bob of B</FN>"
                        "<NICKNAME>bobby</NICKNAME></vCard>")
