@@ -449,3 +449,23 @@ async def test_stanzas_to_a_remote_account_that_does_not_exist_bounce(pair: Pair
     assert res["type"] == "error" and res["error"]["condition"] == "service-unavailable"
     res = await raw(alice, "nobody@b.test/x", "<query xmlns='jabber:iq:version'/>")
     assert res["type"] == "error" and res["error"]["condition"] == "service-unavailable"
+
+
+async def test_occupants_of_a_remote_room_are_not_taken_for_contacts(pair: Pair) -> None:
+    from hongyan.modules.pep import Pep
+    from tests.integration.test_muc import Witch, is_presence
+
+    bob, _ = await pep_client(pair.b, "bob", (DEVICELIST,), plugins=("xep_0045",))
+    alice, _ = await pep_client(pair.a, "alice", plugins=("xep_0045",))
+    room = "den@conference.b.test"
+    host, guest = Witch(bob), Witch(alice)
+    await host.create(room, "bob")
+    await guest.join(room, "alice")
+    # Bob's occupant presence carries his caps; a.test does not ask the room about them
+    p = await guest.expect(is_presence(f"{room}/bob"))
+    assert p.find("{http://jabber.org/protocol/caps}c") is not None
+    assert pair.a.node is not None
+    pep = pair.a.node.modules["pep"]
+    assert isinstance(pep, Pep)
+    await asyncio.sleep(0.3)
+    assert room not in pep.remote

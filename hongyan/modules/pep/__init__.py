@@ -43,6 +43,7 @@ from hongyan.xmpp.jid import JID, JIDError
 from hongyan.xmpp.parser import parse_element
 
 _CAPS_KEY = "pep.caps"
+MUC_USER = "http://jabber.org/protocol/muc#user"
 _INTERESTS = "pep.notify"
 _NONE: frozenset[str] = frozenset()  # one shared empty set (each frozenset() is a new object)
 #: verified capabilities kept in memory (distinct client versions are few)
@@ -288,11 +289,14 @@ class Pep(Module):
         capabilities of that resource) or no longer is: the account's PEP service notifies
         that resource of the nodes it asked for, and sends it their last items now."""
         sender = ev.sender
-        if sender.domain == self.api.domain or not sender.resource or not sender.local:
-            return
+        if sender.domain == self.api.domain or not sender.resource or not sender.local or \
+                self.api.router.serves(sender.domain):
+            return  # (ours, or a service of ours: its rooms' occupants are not contacts)
         ptype = ev.stanza.attrs.get("type")
         if ptype is not None and ptype != "unavailable":
             return
+        if ev.stanza.find("x", MUC_USER) is not None:
+            return  # an occupant of a room elsewhere, not a contact's resource
         bare, full, user = sender.bare_str, sender.text, ev.to.local
         resources = self.remote.get(bare)
         r = None if resources is None else resources.get(full)
