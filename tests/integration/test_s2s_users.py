@@ -16,7 +16,17 @@ from slixmpp.xmlstream.matcher import MatchXPath
 from hongyan.server.session import BOUND
 from tests.integration.clients import Client
 from tests.integration.federation import Pair, pair
-from tests.integration.pepkit import EVENT, PUBSUB, Events, pep_client, raw
+from tests.integration.pepkit import (
+    EVENT,
+    PUBSUB,
+    TUNE,
+    Events,
+    error_of,
+    item_ids,
+    pep_client,
+    raw,
+    tune,
+)
 from tests.integration.test_avatar import photo_in_presence, vcard_photo
 from tests.integration.test_carbons import CARBONS, forwarded
 from tests.integration.test_im import manual, roster_items, subscribe_both, wait_presence
@@ -469,3 +479,22 @@ async def test_occupants_of_a_remote_room_are_not_taken_for_contacts(pair: Pair)
     assert isinstance(pep, Pep)
     await asyncio.sleep(0.3)
     assert room not in pep.remote
+
+
+async def test_pep_access_for_remote_strangers_and_contacts(pair: Pair) -> None:
+    bob, _ = await pep_client(pair.b, "bob")
+    alice, _ = await pep_client(pair.a, "alice")
+    stranger, _ = await pep_client(pair.a, "stranger")
+    await subscribe_both(manual(alice), manual(bob))
+    await bob.plugin["xep_0060"].publish(None, TUNE, id="p", payload=tune("presence"))
+    get = f"<pubsub xmlns='{PUBSUB}'><items node='{TUNE}'/></pubsub>"
+    # the presence access model (the default) at b.test reads Bob's roster for a.test's users
+    assert item_ids(await raw(alice, "bob@b.test", get)) == ["p"]
+    assert error_of(await raw(stranger, "bob@b.test", get))[:2] == \
+        ("not-authorized", "presence-subscription-required")
+    # nobody elsewhere publishes to, creates in or deletes from Bob's PEP
+    pub = (f"<pubsub xmlns='{PUBSUB}'><publish node='{TUNE}'><item id='x'>"
+           f"<tune xmlns='{TUNE}'/></item></publish></pubsub>")
+    assert error_of(await raw(alice, "bob@b.test", pub, "set"))[0] == "forbidden"
+    delete = f"<pubsub xmlns='{PUBSUB}#owner'><delete node='{TUNE}'/></pubsub>"
+    assert error_of(await raw(alice, "bob@b.test", delete, "set"))[0] == "forbidden"
