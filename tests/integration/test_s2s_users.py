@@ -134,6 +134,8 @@ async def test_mam_archives_a_remote_conversation_on_both_sides(pair: Pair) -> N
     m = alice.make_message(mto="bob@b.test", mbody="archived across", mtype="chat")
     # a stanza-id claiming Bob's archive, made up on the way, must not reach him
     m.append(ET.fromstring(f"<stanza-id xmlns='{SID}' by='bob@b.test' id='forged'/>"))
+    # nor one claiming her own archive into it
+    m.append(ET.fromstring(f"<stanza-id xmlns='{SID}' by='alice@a.test' id='forged'/>"))
     m.send()
     got = await at_bob.body("archived across")
     sids = got.findall(f"{{{SID}}}stanza-id")
@@ -152,6 +154,12 @@ async def test_mam_archives_a_remote_conversation_on_both_sides(pair: Pair) -> N
     assert results[1].get("id") == sid.get("id")
     inner = results[1].find("{urn:xmpp:forward:0}forwarded/" + C + "message")
     assert inner is not None and inner.get("from") == "bob@b.test/test"
+    # her own message as she sent it (the stanza-id she made up for b.test included: only
+    # b.test strips those), from her full JID, with none claiming an archive of a.test
+    mine = results[0].find("{urn:xmpp:forward:0}forwarded/" + C + "message")
+    assert mine is not None and mine.get("from") == "alice@a.test/test"
+    assert mine.get("to") == "bob@b.test"
+    assert [s.get("by") for s in mine.findall(f"{{{SID}}}stanza-id")] == ["bob@b.test"]
     # a filter by the remote contact's JID
     form = ("<field var='with'><value>bob@b.test</value></field>")
     _res, results = await query(alice, form)
