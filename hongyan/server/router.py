@@ -353,8 +353,10 @@ class Router:
         if self.cluster is not None or to.domain != self._domain:  # (the 1:1 hot path)
             where = self.resolve(to)
             if where is not THIS_PROCESS:
-                if where.kind == PROCESS:
+                if where.kind == PROCESS and to.domain == self._domain:
                     return self._to_home(el, sender, to, where.index)
+                # a service or a remote domain kept by another worker: no local user's
+                # inbound handlers, as when this process keeps it
                 return self._reach(el, sender, to, where)
         if not to.local:
             # Messages to the server itself: nothing handles them yet (RFC 6121 §8.5.1).

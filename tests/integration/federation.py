@@ -28,7 +28,7 @@ class Pair:
     def s2s_section(domain: str, ports: dict[str, int], extra: str = "") -> str:
         # each other domain and its services (real DNS has an SRV record for each)
         routes = ", ".join(f'"{sub}{d}" = "127.0.0.1:{p}"' for d, p in ports.items()
-                           if d != domain for sub in ("", "conference.", "pubsub."))
+                           if d != domain for sub in ("", "conference.", "pubsub.", "push."))
         return (f'enabled = true\nbind = ["127.0.0.1"]\nport = {ports[domain]}\n'
                 f"routes = {{ {routes} }}\n{extra}")
 

@@ -72,7 +72,7 @@ class Events:
 async def pep_client(h: Harness, name: str, interests: tuple[str, ...] = (),
                      resource: str = "test", create: bool = True,
                      plugins: tuple[str, ...] = ()) -> tuple[Client, Events]:
-    jid = await h.user(name) if create else f"{name}@localhost"
+    jid = await h.user(name) if create else f"{name}@{h.domain}"
     c = await h.client(f"{jid}/{resource}", login=False, plugins=PLUGINS + plugins)
     events = Events(c)
     for ns in interests:

@@ -11,6 +11,10 @@ import pytest
 
 from hongyan.modules.pep import Pep
 from hongyan.modules.roster import Roster, RosterItem
+from hongyan.server.hooks import PresenceInbound
+from hongyan.xmpp import ns as NS
+from hongyan.xmpp.element import Element
+from hongyan.xmpp.jid import JID
 from tests.integration.clients import Client
 from tests.integration.conftest import Harness
 from tests.integration.federation import A, B, Pair, pair
@@ -72,17 +76,29 @@ async def test_remote_contact_gets_last_item_and_notifications(pair: Pair) -> No
 
 async def test_remote_resources_kept_are_bounded(pair: Pair, monkeypatch: pytest.MonkeyPatch
                                                  ) -> None:
-    """Past MAX_REMOTE remembered resources the oldest contact's go first."""
+    """Past MAX_REMOTE remembered resources the oldest goes first; unavailable forgets."""
     import hongyan.modules.pep as pep_module
 
     assert pair.a.node is not None
     pep = pair.a.node.modules["pep"]
     assert isinstance(pep, Pep)
     monkeypatch.setattr(pep_module, "MAX_REMOTE", 2)
-    wanted = frozenset({TUNE})
-    pep._remember(f"x@{B}", f"x@{B}/1", "k", wanted)
-    pep._remember(f"x@{B}", f"x@{B}/2", "k", wanted)
-    pep._remember(f"y@{B}", f"y@{B}/1", "k", wanted)
-    assert pep.remote == {f"y@{B}": {f"y@{B}/1": ("k", wanted)}}
-    pep._forget(f"y@{B}", f"y@{B}/1")
+    pep.caps["sha-1 k"] = frozenset({TUNE})
+    alice = JID.parse(f"alice@{A}")
+
+    def presence(full: str, ptype: str | None = None) -> PresenceInbound:
+        stanza = Element("presence", attrs={"from": full, "to": alice.text})
+        if ptype is None:
+            stanza.add("c", NS.CAPS, attrs={"hash": "sha-1", "ver": "k", "node": "n"})
+        else:
+            stanza.attrs["type"] = ptype
+        return PresenceInbound(stanza, JID.parse(full), alice)
+
+    for full in (f"x@{B}/1", f"x@{B}/2", f"y@{B}/1"):
+        pep.on_remote_presence(presence(full))
+    assert {b: sorted(r) for b, r in pep.remote.items()} == {f"x@{B}": [f"x@{B}/2"],
+                                                             f"y@{B}": [f"y@{B}/1"]}
+    assert pep._remote_count == 2
+    pep.on_remote_presence(presence(f"y@{B}/1", "unavailable"))
+    pep.on_remote_presence(presence(f"x@{B}/2", "unavailable"))
     assert pep.remote == {} and pep._remote_count == 0

@@ -46,7 +46,13 @@ from typing import TYPE_CHECKING, Any
 from hongyan.modules import archive_query as query
 from hongyan.modules.archive_query import MAM, MAM_EXTENDED, ArchiveOptions
 from hongyan.modules.roster import Roster
-from hongyan.server.hooks import AccountDeleted, Bind2Prepare, StanzaInbound, anywhere
+from hongyan.server.hooks import (
+    AccountDeleted,
+    Bind2Prepare,
+    StanzaInbound,
+    StanzaOutbound,
+    anywhere,
+)
 from hongyan.server.module import Iq, Module, ModuleAPI, Timer, hook, iq_handler, retrieved
 from hongyan.storage.batch import HandOver
 from hongyan.storage.migrations import Migration
@@ -271,13 +277,9 @@ class Mam(Module):
             mode = p.default
         return _MODES[mode]
 
-    @anywhere  # every worker holds every archive preference
-    @hook(StanzaInbound, priority=-90)  # after blocking, before carbons copy it
-    def on_inbound(self, ev: StanzaInbound) -> None:
-        el = ev.stanza
-        if el.name != "message":
-            return
-        # One pass over the children: forged stanza-ids out, archivable or not.
+    def _archivable(self, el: Element) -> bool:
+        """One pass over a message's children: stanza-ids claiming our JIDs out (XEP-0359
+        §5), and whether it is worth archiving."""
         keep = no_store = False
         forged = None
         for c in el.children:
@@ -301,7 +303,56 @@ class Mam(Module):
         if forged is not None:
             for c in forged:
                 el.children.remove(c)
-        if not keep or no_store or el.attrs.get("type", "normal") not in ("chat", "normal"):
+        return keep and not no_store and el.attrs.get("type", "normal") in ("chat", "normal")
+
+    @hook(StanzaOutbound, priority=-90)  # after blocking stopped what it stops
+    def on_outbound(self, ev: StanzaOutbound) -> None:
+        """A message a local user sends to another server: only the sender's archive keeps
+        it here (the recipient's server archives its side); messages between local users
+        are archived on their way in (:meth:`on_inbound`), both sides at once."""
+        el, to = ev.stanza, ev.to
+        remote = self.api.router.remote
+        if el.name != "message" or to is None or to.domain == self._domain or \
+                remote is None or self.api.router.serves(to.domain) or \
+                not remote.federates(to.domain) or not self._archivable(el):
+            return
+        sender = ev.sender
+        theirs = self._decide(sender.local, to) if self.prefs else self._default_mode
+        if theirs is NO:
+            return
+        mid = self._next_id()
+        self._queue.append([mid, sender.local, None, sender.text, to.text,
+                            el.to_str(NS.CLIENT)])
+        if theirs is ROSTER:
+            self._roster_check.add((sender.local, mid))
+        self._queued()
+
+    def _next_id(self) -> int:
+        """A new archive id: now in µs, strictly increasing, ≡ this worker's residue."""
+        mid = int(self._clock() * 1_000_000)
+        if mid <= self._last_id:
+            mid = self._last_id + 1
+        if self._id_step > 1:
+            mid += (self._id_residue - mid) % self._id_step
+        self._last_id = mid
+        return mid
+
+    def _queued(self) -> bool:
+        """Flush soon after a message was queued; True: the sender must wait for the
+        hand-over (the writes fall behind)."""
+        queue = self._queue
+        if len(queue) >= self._flush_rows:
+            self._start_flush()
+            return len(queue) >= self._max_queued
+        if self._timer is None:
+            self._timer = self.api.call_later(self._flush_interval, self._start_flush)
+        return False
+
+    @anywhere  # every worker holds every archive preference
+    @hook(StanzaInbound, priority=-90)  # after blocking, before carbons copy it
+    def on_inbound(self, ev: StanzaInbound) -> None:
+        el = ev.stanza
+        if el.name != "message" or not self._archivable(el):
             return
         to, sender = ev.to, ev.sender
         local_sender = sender.domain == self._domain and bool(sender.local) \

@@ -12,12 +12,10 @@ engine of the ``pubsub`` module (one implementation, two front ends).
   cached only when the hash verifies. When a session's interests become known (it came online,
   or its capabilities changed), and when a contact approves the user's subscription, it gets
   the last item of each node it may read and asked for.
-* Contacts at other servers: the same, from the presence their server sends (XEP-0163 §4.3.2):
-  the ``<c/>`` of each remote resource's available presence to a local user is looked up
-  (or asked of that resource, disco#info over the federation) and kept until it goes
-  unavailable; a remote resource that asks for a node gets the local user's notifications and,
-  when its interests become known or it first tells a local user it is available, that user's
-  last items. At most ``MAX_REMOTE`` remote resources are remembered (the oldest go first).
+* Contacts at another server: their resources' capabilities come from the presence they send
+  the account (``PresenceInbound``; an unknown hash is asked of that resource over the
+  federation). A resource gets notifications of the nodes it asked for while it is available
+  to the owner, and their last items when it tells the owner it is available.
 * Cost when nobody uses PEP: one hook call per broadcast presence that looks for ``<c/>`` and
   compares it with the session's last one; nothing on the message path.
 """
@@ -27,6 +25,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from hongyan.modules.events import InitialPresence, SubscriptionApproved
@@ -44,12 +43,24 @@ from hongyan.xmpp.jid import JID, JIDError
 from hongyan.xmpp.parser import parse_element
 
 _CAPS_KEY = "pep.caps"
+MUC_USER = "http://jabber.org/protocol/muc#user"
 _INTERESTS = "pep.notify"
 _NONE: frozenset[str] = frozenset()  # one shared empty set (each frozenset() is a new object)
 #: verified capabilities kept in memory (distinct client versions are few)
 MAX_CAPS = 10_000
-#: remote resources whose interests are kept (each a few hundred bytes)
-MAX_REMOTE = 50_000
+
+
+#: resources of contacts at other servers kept with their capabilities
+MAX_REMOTE = 100_000
+
+
+@dataclass(slots=True)
+class _Remote:
+    """A contact's resource at another server, as its presence told accounts here."""
+
+    key: str  # "hash ver" of its capabilities
+    wants: frozenset[str]  # their +notify interests (empty until known)
+    users: set[str]  # the local accounts it told it is available
 
 
 def _interests(s: ClientSession) -> frozenset[str]:
@@ -79,13 +90,10 @@ class Pep(Module):
         self.engine.presence_targets = self._targets
         #: "hash ver" -> the +notify interests of a verified capabilities hash
         self.caps: dict[str, frozenset[str]] = {}
-        #: remote contact's bare JID -> {its available full JID: (caps key, +notify interests)}
-        self.remote: dict[str, dict[str, tuple[str, frozenset[str]]]] = {}
-        #: remote full JID -> {local bare JID: the caps key whose last items it was sent}
-        self._remote_told: dict[str, dict[str, str]] = {}
+        #: contacts at other servers (bare JID) -> their resources that sent available
+        #: presence with capabilities to accounts of this process
+        self.remote: dict[str, dict[str, _Remote]] = {}
         self._remote_count = 0
-        #: remote full JID -> the caps key being asked of it
-        self._remote_asking: dict[str, str] = {}
 
     async def stop(self) -> None:
         self.engine.presence_allowed = None
@@ -121,8 +129,11 @@ class Pep(Module):
             if not cj.local:
                 continue
             if cj.domain != self.api.domain:
-                out.extend(full for full, (_key, wanted) in self.remote.get(contact, {}).items()
-                           if name in wanted)
+                # a contact at another server: its resources that told the owner they are
+                # available, with capabilities asking for the node
+                owner_name = owner.local
+                out.extend(full for full, r in self.remote.get(contact, {}).items()
+                           if owner_name in r.users and name in r.wants)
                 continue
             home = self.api.home(cj.local)
             if home is not None:
@@ -196,90 +207,13 @@ class Pep(Module):
         data[_INTERESTS] = _NONE
         self.api.spawn(self._discover(session, c, key))
 
-    # -- contacts at other servers --------------------------------------------------------------
-    @hook(PresenceInbound, priority=10)
-    async def on_remote_presence(self, ev: PresenceInbound) -> None:
-        """Note a remote resource's interests from its presence to a local user (the
-        presence goes on to the presence module at once: what is slow happens in a task)."""
-        sender = ev.sender
-        if sender.domain == self.api.domain or not sender.resource or not sender.local:
-            return
-        ptype = ev.stanza.attrs.get("type")
-        full, bare = sender.text, sender.bare_str
-        if ptype == "unavailable":
-            self._forget(bare, full)
-            return
-        if ptype is not None:
-            return
-        c = ev.stanza.find("c", NS.CAPS)
-        user = ev.to.bare_str
-        resources = self.remote.get(bare)
-        if c is None:
-            if resources is not None and full in resources:
-                self._forget(bare, full)
-            return
-        key = f"{c.attrs.get('hash', '')} {c.attrs.get('ver', '')}"
-        current = resources.get(full) if resources is not None else None
-        if current is not None and current[0] == key:
-            told = self._remote_told.setdefault(full, {})
-            if told.get(user) != key:
-                told[user] = key
-                await self._remote_last(user, sender, current[1])
-            return
-        known = self.caps.get(key)
-        if known is not None:
-            self._remember(bare, full, key, known)
-            self._remote_told.setdefault(full, {})[user] = key
-            await self._remote_last(user, sender, known)
-            return
-        # the answer comes back on the stream this presence came on, which handles its
-        # stanzas in order: asked and awaited in a task of its own
-        if self._remote_asking.get(full) != key and len(self._remote_asking) < MAX_CAPS:
-            self._remote_asking[full] = key
-            self.api.spawn(self._remote_discover(user, sender, c, key))
-
-    async def _remote_discover(self, user: str, sender: JID, c: Element, key: str) -> None:
-        found = await self._ask(sender, c, key)
-        if self._remote_asking.get(sender.text) != key:
-            return  # gone, or other capabilities since
-        del self._remote_asking[sender.text]
-        if found is None:
-            return
-        self._remember(sender.bare_str, sender.text, key, found)
-        self._remote_told.setdefault(sender.text, {})[user] = key
-        await self._remote_last(user, sender, found)
-
-    def _remember(self, bare: str, full: str, key: str, wanted: frozenset[str]) -> None:
-        resources = self.remote.setdefault(bare, {})
-        if full not in resources:
-            if self._remote_count >= MAX_REMOTE:
-                oldest = next(iter(self.remote))
-                for gone in list(self.remote[oldest]):
-                    self._forget(oldest, gone)
-                resources = self.remote.setdefault(bare, {})
-            self._remote_count += 1
-        resources[full] = (key, wanted)
-
-    def _forget(self, bare: str, full: str) -> None:
-        self._remote_asking.pop(full, None)
-        resources = self.remote.get(bare)
-        if resources is None or resources.pop(full, None) is None:
-            return
-        self._remote_count -= 1
-        if not resources:
-            del self.remote[bare]
-        self._remote_told.pop(full, None)
-
-    async def _remote_last(self, user: str, contact: JID, wanted: frozenset[str]) -> None:
-        """The last items of local ``user``'s nodes that remote ``contact`` asked for."""
-        if wanted and user in self.engine.known and self.api.home(user.split("@", 1)[0]) is None:
-            await self._last_of(user, contact, wanted)
-
-    async def _ask(self, jid: JID, c: Element, key: str) -> frozenset[str] | None:
-        """What a capabilities hash stands for, asked of ``jid`` (cached when it verifies)."""
+    async def _ask_caps(self, jid: str, c: Element, key: str) -> frozenset[str] | None:
+        """Ask an entity (a client here, or a contact's at another server) what its
+        capabilities hash stands for: its +notify interests, None without an answer. A hash
+        that verifies is cached for everyone who sends it."""
         algo, ver = c.attrs.get("hash", ""), c.attrs.get("ver", "")
         iq = Element("iq", attrs={"type": "get", "id": "caps-" + secrets.token_hex(6),
-                                  "from": self.api.domain, "to": jid.text})
+                                  "from": self.api.domain, "to": jid})
         q = iq.add("query", NS.DISCO_INFO)
         if c.attrs.get("node"):
             q.attrs["node"] = f"{c.attrs['node']}#{ver}"
@@ -296,7 +230,8 @@ class Pep(Module):
                 self.caps.pop(next(iter(self.caps)))
             self.caps[key] = found
         else:
-            self.log.info("capabilities of %s do not verify; used for that session only", jid)
+            self.log.info("capabilities of %s do not verify; used for that resource only",
+                          jid)
         return found
 
     async def _discover(self, session: ClientSession, c: Element, key: str) -> None:
@@ -304,7 +239,7 @@ class Pep(Module):
         time: the presence that carried the hash is not held up)."""
         if session.jid is None:
             return
-        found = await self._ask(session.jid, c, key)
+        found = await self._ask_caps(str(session.jid), c, key)
         if found is None:
             return
         data = session.data
@@ -346,6 +281,83 @@ class Pep(Module):
                 continue
             if await engine.may_access(svc, node, user) is None:
                 engine.send_last(svc, node, [full.text])
+
+    # -- contacts at other servers --------------------------------------------------------------
+    @hook(PresenceInbound, priority=10)  # before the presence module delivers it
+    def on_remote_presence(self, ev: PresenceInbound) -> None:
+        """A contact at another server tells a local account it is available (with the
+        capabilities of that resource) or no longer is: the account's PEP service notifies
+        that resource of the nodes it asked for, and sends it their last items now."""
+        sender = ev.sender
+        if sender.domain == self.api.domain or not sender.resource or not sender.local or \
+                self.api.router.serves(sender.domain):
+            return  # (ours, or a service of ours: its rooms' occupants are not contacts)
+        ptype = ev.stanza.attrs.get("type")
+        if ptype is not None and ptype != "unavailable":
+            return
+        if ev.stanza.find("x", MUC_USER) is not None:
+            return  # an occupant of a room elsewhere, not a contact's resource
+        bare, full, user = sender.bare_str, sender.text, ev.to.local
+        resources = self.remote.get(bare)
+        r = None if resources is None else resources.get(full)
+        c = None if ptype is not None else ev.stanza.find("c", NS.CAPS)
+        if c is None:  # gone, or no capabilities: no notifications
+            if r is not None:
+                r.users.discard(user)
+                if not r.users:
+                    self._forget_remote(bare, full)
+            return
+        key = f"{c.attrs.get('hash', '')} {c.attrs.get('ver', '')}"
+        if r is not None and r.key == key:
+            if user not in r.users:
+                r.users.add(user)
+                self.api.spawn(self._remote_last(full, r.wants, {user}))
+            return
+        if r is None:
+            if self._remote_count >= MAX_REMOTE:
+                self._forget_remote(*self._oldest_remote())
+            r = _Remote(key, _NONE, set())
+            self.remote.setdefault(bare, {})[full] = r
+            self._remote_count += 1
+        r.key = key
+        r.users.add(user)
+        known = self.caps.get(key)
+        if known is not None:
+            r.wants = known
+            self.api.spawn(self._remote_last(full, known, set(r.users)))
+        else:
+            r.wants = _NONE
+            self.api.spawn(self._discover_remote(bare, full, c, key))
+
+    def _forget_remote(self, bare: str, full: str) -> None:
+        resources = self.remote.get(bare)
+        if resources is not None and resources.pop(full, None) is not None:
+            self._remote_count -= 1
+            if not resources:
+                del self.remote[bare]
+
+    def _oldest_remote(self) -> tuple[str, str]:
+        bare, resources = next(iter(self.remote.items()))
+        return bare, next(iter(resources))
+
+    async def _discover_remote(self, bare: str, full: str, c: Element, key: str) -> None:
+        found = await self._ask_caps(full, c, key)
+        r = self.remote.get(bare, {}).get(full)
+        if found is None or r is None or r.key != key:
+            return  # gone, or newer capabilities came meanwhile
+        r.wants = found
+        await self._remote_last(full, found, set(r.users))
+
+    async def _remote_last(self, full: str, wanted: frozenset[str], users: set[str]) -> None:
+        """The last items a remote resource asked for, of each local account it told it is
+        available (XEP-0163 §4.3.3), when it may read them."""
+        if not wanted:
+            return
+        jid = JID.parse(full)
+        for user in sorted(users):
+            service = f"{user}@{self.api.domain}"
+            if service in self.engine.known:
+                await self._last_of(service, jid, wanted)
 
     @hook(SubscriptionApproved)
     async def on_approved(self, ev: SubscriptionApproved) -> None:
