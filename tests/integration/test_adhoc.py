@@ -55,7 +55,9 @@ async def test_discovery_lists_the_commands_to_admins_only(harness: Harness) -> 
     assert COMMANDS in info["disco_info"]["features"]
     items = await a.plugin["xep_0050"].get_commands(jid="localhost")
     nodes = {node for _jid, node, _name in items["disco_items"]["items"]}
-    assert nodes == {ADMIN + n for n in NODES}
+    # (and the abuse report commands, tests/integration/test_reports.py)
+    assert nodes == {ADMIN + n for n in NODES} | {"urn:hongyan:admin#list-reports",
+                                                   "urn:hongyan:admin#dismiss-reports"}
     node_info = await a.plugin["xep_0030"].get_info(jid="localhost", node=ADMIN + "add-user")
     assert ("automation", "command-node", None, "Add a user") in \
         node_info["disco_info"]["identities"]
