@@ -18,6 +18,8 @@ from pydantic import (
     model_validator,
 )
 
+from hongyan.xmpp.jid import JID, JIDError
+
 _DNS = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}"
                   r"[a-z0-9])?)*$")
 
@@ -54,6 +56,50 @@ class Section(BaseModel):
 S = TypeVar("S", bound=Section)
 
 
+def _contact_uri(v: str) -> str:
+    """A XEP-0157 contact address: a mailto:, xmpp: or http(s): URI."""
+    u = v.strip()
+    scheme, _, rest = u.partition(":")
+    scheme = scheme.lower()
+    if scheme == "mailto":
+        if not re.fullmatch(r"[^@\s/?#]+@[^@\s/?#]+(\?\S*)?", rest):
+            raise ValueError(f"not a mailto: address (mailto:user@example.org): {v!r}")
+    elif scheme == "xmpp":
+        try:
+            JID.parse(rest.split("?", 1)[0].removeprefix("//"))
+        except JIDError:
+            raise ValueError(f"not an xmpp: URI of a JID (xmpp:user@example.org): "
+                             f"{v!r}") from None
+        if not rest or any(c.isspace() for c in rest):
+            raise ValueError(f"not an xmpp: URI: {v!r}")
+    elif scheme in ("https", "http"):
+        if not re.fullmatch(r"//[^/\s?#@]+(/\S*)?", rest):
+            raise ValueError(f"not an http(s): URL (https://example.org/abuse): {v!r}")
+    else:
+        raise ValueError(f"a contact address is a mailto:, xmpp: or https: URI: {v!r}")
+    return f"{scheme}:{rest}"
+
+
+ContactURI = Annotated[str, AfterValidator(_contact_uri)]
+
+
+class ContactsSection(Section):
+    """XEP-0157 contact addresses, published in the server's disco#info (only those set)."""
+
+    abuse: list[ContactURI] = Field(default_factory=list, description="where abuse (spam, "
+                                    "harassment) is reported")
+    admin: list[ContactURI] = Field(default_factory=list, description="the administrators")
+    feedback: list[ContactURI] = Field(default_factory=list)
+    sales: list[ContactURI] = Field(default_factory=list)
+    security: list[ContactURI] = Field(default_factory=list, description="where security "
+                                       "issues are reported")
+    support: list[ContactURI] = Field(default_factory=list)
+
+    def fields(self) -> dict[str, list[str]]:
+        """The serverinfo form's fields that have addresses (var -> values)."""
+        return {f"{k}-addresses": list(v) for k, v in self.model_dump().items() if v}
+
+
 class ServerSection(Section):
     domain: str = Field("localhost", description="the XMPP domain this server serves")
     data_dir: str = Field("./data", description="where the SQLite database and the "
@@ -64,6 +110,8 @@ class ServerSection(Section):
                               "pubsub.create_nodes)")
     workers: int = Field(1, ge=1, le=64, description="worker processes (one event loop each; "
                          "more than one uses more cores, see docs/design.md, Workers)")
+    contacts: ContactsSection = Field(default_factory=ContactsSection,
+                                      description="XEP-0157 contact addresses ([server.contacts])")
 
     @field_validator("admins")
     @classmethod
