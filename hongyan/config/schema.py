@@ -261,6 +261,11 @@ class AuthSection(Section):
     mechanisms: list[Mechanism] = Field(default_factory=lambda: list(ALL_MECHANISMS))
     failure_delay: float = Field(1.0, ge=0, description="seconds; doubles per failure")
     failure_delay_max: float = Field(30.0, ge=0)
+    max_failures_per_ip: int = Field(20, ge=0, description="failed logins from one address "
+                                     "(within 10 minutes of each other) after which it is "
+                                     "banned for ban_seconds (0 = never banned)")
+    ban_seconds: float = Field(3600.0, gt=0, description="how long a banned address may not "
+                               "log in (new connections get policy-violation)")
     fast: bool = Field(True, description="FAST tokens (XEP-0484) for SASL2 logins in one "
                        "round trip")
     fast_token_lifetime: float = Field(14 * 86400.0, ge=60, description="seconds a FAST token "

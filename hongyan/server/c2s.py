@@ -25,7 +25,7 @@ import secrets
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hongyan.server.auth import SaslExchange, channel_bindings, mechanisms
+from hongyan.server.auth import BANNED, SaslExchange, channel_bindings, mechanisms
 from hongyan.server.hooks import (
     Bind2Prepare,
     Bind2Request,
@@ -197,6 +197,9 @@ class C2SSession(StreamSession, ClientSession):
         """Count this new connection against the pre-authentication caps; when over one,
         end it at once with ``policy-violation`` and return False."""
         host = self.transport.peer_host
+        if self.node.guard.banned(host):  # (it failed too many logins lately)
+            self.stream_error(StreamError("policy-violation", BANNED))
+            return False
         refused = self.node.preauth.enter(host)
         if refused is not None:
             self.stream_error(StreamError("policy-violation", refused))

@@ -141,3 +141,48 @@ async def test_registrations_per_address_and_hour(harness: Harness) -> None:
            "</auth>")
     assert b"<success" in await s.read_until(b"success>")
     s.close()
+
+
+async def _plain_from(harness: Harness, user: str, password: str,
+                      source: str = "127.0.0.1") -> bytes:
+    """A PLAIN login from ``source`` over STARTTLS: what the server answered, to the close
+    when it closed."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", harness.port,
+                                                   local_addr=(source, 0))
+    s = RawStream(reader, writer)
+    head = await s.header()
+    if b"<stream:error>" in head:
+        s.close()
+        return head
+    await s.starttls()
+    await s.header()
+    s.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>{b64(chr(0) + user + chr(0) + password)}"
+           "</auth>")
+    out = await s.read_until(b"</failure>") if password != PASSWORD else \
+        await s.read_until(b"success>")
+    if b"<stream:error>" in out:
+        out += await s.read_to_close()
+    s.close()
+    return out
+
+
+async def test_an_address_failing_too_many_logins_is_banned(harness: Harness) -> None:
+    """auth.max_failures_per_ip failed logins (on any streams) ban the address for
+    auth.ban_seconds: the failing stream ends with policy-violation, new connections get it
+    at once, the right password does not help; other addresses log in; the ban ends."""
+    await harness.stop_node()
+    await harness.start(extra="max_failures_per_ip = 3\nban_seconds = 1.5")
+    await harness.user("eve")
+    for _ in range(2):
+        out = await _plain_from(harness, "eve", "wrong")
+        assert b"<not-authorized/>" in out and b"<stream:error>" not in out
+    out = await _plain_from(harness, "eve", "wrong")
+    assert stream_error(out) == b"policy-violation" and b"too many failed logins" in out
+    refused = await _plain_from(harness, "eve", PASSWORD)
+    assert headed_error(refused) == b"policy-violation"
+    c = await harness.client("eve@localhost/x", login=False)
+    assert not await asyncio.wait_for(c.login(harness.port), 10)
+    # another address is not banned
+    assert b"<success" in await _plain_from(harness, "eve", PASSWORD, source="127.0.0.2")
+    await asyncio.sleep(1.6)
+    assert b"<success" in await _plain_from(harness, "eve", PASSWORD)
