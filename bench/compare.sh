@@ -64,6 +64,8 @@ allow_plaintext_auth = true
 preauth_per_ip = 100000
 rate_bytes = 1000000000
 rate_burst = 1000000000
+rate_stanzas = 1000000000
+rate_stanzas_burst = 1000000000
 [http]
 enabled = ${HY_HTTP:-false}
 bind = ["127.0.0.1"]

@@ -323,6 +323,8 @@ require_encryption = false
 allow_plaintext_auth = true
 rate_bytes = 100000000
 rate_burst = 100000000
+rate_stanzas = 100000000
+rate_stanzas_burst = 100000000
 
 [http]
 enabled = false

@@ -157,6 +157,11 @@ class C2SSection(Section):
                             "send on average; past its burst the server stops reading it")
     rate_burst: int = Field(1048576, ge=1024, description="bytes a client may send at once "
                             "before rate_bytes applies")
+    rate_stanzas: int = Field(200, ge=1, description="stanzas (and other top-level elements) "
+                              "per second a client stream may send on average; past its burst "
+                              "the server stops reading it")
+    rate_stanzas_burst: int = Field(2000, ge=10, description="stanzas a client may send at "
+                                    "once before rate_stanzas applies")
     preauth_max_stanza_size: int = Field(16384, ge=1024, description="max stanza size (bytes) "
                                          "before authentication (at most max_stanza_size)")
     preauth_per_ip: int = Field(32, ge=1, description="unauthenticated connections from one "

@@ -162,6 +162,8 @@ class C2SSession(StreamSession, ClientSession):
         "_preauth",
         "_sasl",
         "_stamp",
+        "_stanza_stamp",
+        "_stanzas",
         "_task",
         "_timer",
         "_tokens",
@@ -186,6 +188,8 @@ class C2SSession(StreamSession, ClientSession):
             node.config.c2s.auth_timeout, self._auth_timeout)
         self._tokens = float(node.config.c2s.rate_burst)
         self._stamp = node.clock.monotonic()
+        self._stanzas = float(node.config.c2s.rate_stanzas_burst)
+        self._stanza_stamp = self._stamp
         #: the address this stream counts against in node.preauth, until it authenticates
         self._preauth: str | None = None
 
@@ -239,6 +243,22 @@ class C2SSession(StreamSession, ClientSession):
             self.transport.pause_reading()
             clock.call_later(-tokens / cfg.rate_bytes, self._refilled)
 
+    def _too_many(self) -> None:
+        # The stanza budget ran out: as with bytes, refill it for the time since the last
+        # refill; still short, stop reading until it is back.
+        cfg = self.node.config.c2s
+        clock = self.node.clock
+        now = clock.monotonic()
+        stanzas = min(self._stanzas + (now - self._stanza_stamp) * cfg.rate_stanzas,
+                      float(cfg.rate_stanzas_burst))
+        self._stanza_stamp = now
+        self._stanzas = stanzas
+        if stanzas < 0.0:
+            log.info("%s sends more than %d stanzas/s: reading paused",
+                     self.transport.peer_host, cfg.rate_stanzas)
+            self.transport.pause_reading()
+            clock.call_later(-stanzas / cfg.rate_stanzas, self._refilled)
+
     def _refilled(self) -> None:
         if self.state != CLOSED and (self._pending is None or len(self._pending) < MAX_QUEUED):
             self.transport.resume_reading()
@@ -279,6 +299,10 @@ class C2SSession(StreamSession, ClientSession):
     # -- event dispatch -------------------------------------------------------------------------
     def _handle(self, ev: Event) -> Awaitable[object] | None:
         if isinstance(ev, Element):
+            stanzas = self._stanzas - 1.0
+            self._stanzas = stanzas
+            if stanzas < 0.0:
+                self._too_many()
             if self.state == BOUND and ev.xmlns == NS.CLIENT:
                 if self.sm is not None:
                     self.sm.handled()

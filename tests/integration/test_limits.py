@@ -103,6 +103,26 @@ async def test_a_flooding_stream_is_paused_then_resumed(harness: Harness) -> Non
     s.close()
 
 
+async def test_a_stream_sending_too_many_stanzas_is_paused_then_resumed(
+        harness: Harness) -> None:
+    """c2s.rate_stanzas: small stanzas under the byte budget, but too many of them: past the
+    burst the server stops reading; once the budget is back it reads and answers again."""
+    await harness.stop_node()
+    await harness.start(c2s_extra="rate_stanzas = 1\nrate_stanzas_burst = 20")
+    s = await authed_stream(harness, "dave")  # (its SASL, stream and bind count too)
+    s.send("".join(PING.format(id=f"q{i}") for i in range(30)))
+    assert b"id='q29'" in await s.read_until(b"id='q29'")  # that read is handled whole
+    s.send(PING.format(id="late"))
+    try:
+        got = await s.read_until(b"id='late'", timeout=0.5)
+    except (TimeoutError, AssertionError):
+        got = b""
+    assert b"id='late'" not in got  # paused: nothing answered
+    await harness.clock.advance(30)  # about 15 over at 1/s: back after about 15 s
+    assert b"id='late'" in await s.read_until(b"id='late'")
+    s.close()
+
+
 async def test_a_normal_client_notices_no_limit(harness: Harness) -> None:
     a = await harness.logged_in("erin")
     b = await harness.logged_in("frank")
