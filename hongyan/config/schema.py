@@ -162,6 +162,14 @@ class C2SSection(Section):
                               "the server stops reading it")
     rate_stanzas_burst: int = Field(2000, ge=10, description="stanzas a client may send at "
                                     "once before rate_stanzas applies")
+    # the same, for all the streams of one address (an IPv6 /64) together
+    rate_bytes_per_ip: int = Field(1048576, ge=1024, description="bytes per second all the "
+                                   "streams from one address may send on average")
+    rate_burst_per_ip: int = Field(8388608, ge=1024, description="bytes they may send at once")
+    rate_stanzas_per_ip: int = Field(1000, ge=1, description="stanzas per second all the "
+                                     "streams from one address may send on average")
+    rate_stanzas_burst_per_ip: int = Field(10000, ge=10, description="stanzas they may send "
+                                           "at once")
     preauth_max_stanza_size: int = Field(16384, ge=1024, description="max stanza size (bytes) "
                                          "before authentication (at most max_stanza_size)")
     preauth_per_ip: int = Field(32, ge=1, description="unauthenticated connections from one "

@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from hongyan.server.clock import Clock, Handle
     from hongyan.server.cluster import Cluster
     from hongyan.server.hooks import HookBus
-    from hongyan.server.limits import Preauth
+    from hongyan.server.limits import Addresses, Budget, Preauth
     from hongyan.server.metrics import Counters
     from hongyan.server.router import Router
     from hongyan.server.session import NonzaHandler
@@ -105,6 +105,7 @@ class Host(FastService, Protocol):
     config: Config
     sessions: SessionManager
     preauth: Preauth
+    addresses: Addresses
     hooks: HookBus
     router: Router
     nonzas: dict[tuple[str, str], NonzaHandler]
@@ -158,6 +159,7 @@ DETACHED = _Detached()
 class C2SSession(StreamSession, ClientSession):
     __slots__ = (
         "_active",
+        "_address",
         "_pending",
         "_preauth",
         "_sasl",
@@ -192,6 +194,8 @@ class C2SSession(StreamSession, ClientSession):
         self._stanza_stamp = self._stamp
         #: the address this stream counts against in node.preauth, until it authenticates
         self._preauth: str | None = None
+        #: the budget it shares with every stream from its address (from admit on)
+        self._address: Budget | None = None
 
     def __repr__(self) -> str:
         return f"<C2SSession {self.jid or self.transport.peer_host} state={self.state}>"
@@ -209,6 +213,7 @@ class C2SSession(StreamSession, ClientSession):
             self.stream_error(StreamError("policy-violation", refused))
             return False
         self._preauth = host
+        self._address = self.node.addresses.budget(host, self.node.clock.monotonic())
         return True
 
     def _leave_preauth(self) -> None:
@@ -226,6 +231,11 @@ class C2SSession(StreamSession, ClientSession):
             self._overdrawn(tokens)
         else:
             self._tokens = tokens
+        address = self._address
+        if address is not None:
+            address.bytes -= len(data)
+            if address.bytes < 0.0:
+                self._address_overdrawn(address)
         self._receive(data)
 
     def _overdrawn(self, tokens: float) -> None:
@@ -242,6 +252,17 @@ class C2SSession(StreamSession, ClientSession):
                      self.transport.peer_host, cfg.rate_bytes)
             self.transport.pause_reading()
             clock.call_later(-tokens / cfg.rate_bytes, self._refilled)
+
+    def _address_overdrawn(self, address: Budget) -> None:
+        # What all the streams of this address may send ran out: refill it; still short, this
+        # stream stops reading until it is back (the others do when they next read).
+        clock = self.node.clock
+        wait = self.node.addresses.refill(address, clock.monotonic())
+        if wait > 0.0:
+            log.info("%s sends more than its address may: reading paused for %.1f s",
+                     self.transport.peer_host, wait)
+            self.transport.pause_reading()
+            clock.call_later(wait, self._refilled)
 
     def _too_many(self) -> None:
         # The stanza budget ran out: as with bytes, refill it for the time since the last
@@ -303,6 +324,11 @@ class C2SSession(StreamSession, ClientSession):
             self._stanzas = stanzas
             if stanzas < 0.0:
                 self._too_many()
+            address = self._address
+            if address is not None:
+                address.stanzas -= 1.0
+                if address.stanzas < 0.0:
+                    self._address_overdrawn(address)
             if self.state == BOUND and ev.xmlns == NS.CLIENT:
                 if self.sm is not None:
                     self.sm.handled()

@@ -123,6 +123,47 @@ async def test_a_stream_sending_too_many_stanzas_is_paused_then_resumed(
     s.close()
 
 
+async def test_the_streams_of_one_address_share_a_budget(harness: Harness) -> None:
+    """c2s.rate_*_per_ip: each stream keeps within its own budget, but together they
+    overdraw their address's: the next stream to read is paused; a stream from another
+    address is not; the budget comes back."""
+    await harness.stop_node()
+    await harness.start(c2s_extra="rate_stanzas_per_ip = 1\nrate_stanzas_burst_per_ip = 40")
+    a = await authed_stream(harness, "dave")  # (each login spends a few stanzas too)
+    b = await authed_stream(harness, "erin")
+    a.send("".join(PING.format(id=f"a{i}") for i in range(20)))
+    assert b"id='a19'" in await a.read_until(b"id='a19'")
+    b.send("".join(PING.format(id=f"b{i}") for i in range(20)))
+    assert b"id='b19'" in await b.read_until(b"id='b19'")  # this read overdrew it
+    a.send(PING.format(id="next"))  # (handled: it was read; then dave's reading pauses)
+    assert b"id='next'" in await a.read_until(b"id='next'")
+    a.send(PING.format(id="late"))
+    try:
+        got = await a.read_until(b"id='late'", timeout=0.5)
+    except (TimeoutError, AssertionError):
+        got = b""
+    assert b"id='late'" not in got  # dave's stream is paused: erin's stanzas spent it too
+    reader, writer = await asyncio.open_connection("127.0.0.1", harness.port,
+                                                   local_addr=("127.0.0.2", 0))
+    other = RawStream(reader, writer)
+    await harness.user("frank")
+    await other.header()
+    await other.starttls()
+    await other.header()
+    other.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>"
+               f"{b64(chr(0) + 'frank' + chr(0) + PASSWORD)}</auth>")
+    await other.read_until(b"success>")
+    await other.header()
+    other.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+    await other.read_until(b"</iq>")
+    other.send(PING.format(id="elsewhere"))
+    assert b"id='elsewhere'" in await other.read_until(b"id='elsewhere'")
+    await harness.clock.advance(60)
+    assert b"id='late'" in await a.read_until(b"id='late'")
+    for s in (a, b, other):
+        s.close()
+
+
 async def test_a_normal_client_notices_no_limit(harness: Harness) -> None:
     a = await harness.logged_in("erin")
     b = await harness.logged_in("frank")
