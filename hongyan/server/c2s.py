@@ -213,8 +213,14 @@ class C2SSession(StreamSession, ClientSession):
             self.stream_error(StreamError("policy-violation", refused))
             return False
         self._preauth = host
-        self._address = self.node.addresses.budget(host, self.node.clock.monotonic())
+        self.share_address_budget()
         return True
+
+    def share_address_budget(self) -> None:
+        """Spend from the budget of the stream's address (from admit on; on the worker a
+        connection moved to after login, from its adoption)."""
+        self._address = self.node.addresses.budget(self.transport.peer_host,
+                                                   self.node.clock.monotonic())
 
     def _leave_preauth(self) -> None:
         host = self._preauth

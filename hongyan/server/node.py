@@ -533,6 +533,7 @@ class Node:
         session = C2SSession(self, transport, self.ws_streams if websocket else None)
         session.username = username
         session.state = AUTHENTICATED
+        session.share_address_budget()
         if sasl2 is None:
             session.stream.restart(authenticated=True)
         else:
