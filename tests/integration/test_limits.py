@@ -234,6 +234,8 @@ async def test_an_address_failing_too_many_logins_is_banned(harness: Harness) ->
     await harness.stop_node()
     await harness.start(extra="max_failures_per_ip = 3\nban_seconds = 1.5")
     await harness.user("eve")
+    held = await tls_stream(harness)  # opened before the ban
+    await held.header()
     for _ in range(2):
         out = await _plain_from(harness, "eve", "wrong")
         assert b"<not-authorized/>" in out and b"<stream:error>" not in out
@@ -241,6 +243,10 @@ async def test_an_address_failing_too_many_logins_is_banned(harness: Harness) ->
     assert stream_error(out) == b"policy-violation" and b"too many failed logins" in out
     refused = await _plain_from(harness, "eve", PASSWORD)
     assert headed_error(refused) == b"policy-violation"
+    held.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>{b64(chr(0) + 'eve' + chr(0) + PASSWORD)}"
+              "</auth>")  # the right password on a stream that was open: refused too
+    assert stream_error(await held.read_to_close()) == b"policy-violation"
+    held.close()
     c = await harness.client("eve@localhost/x", login=False)
     assert not await asyncio.wait_for(c.login(harness.port), 10)
     # another address is not banned
