@@ -64,6 +64,12 @@ allow_plaintext_auth = true
 preauth_per_ip = 100000
 rate_bytes = 1000000000
 rate_burst = 1000000000
+rate_stanzas = 1000000000
+rate_stanzas_burst = 1000000000
+rate_bytes_per_ip = 1000000000
+rate_burst_per_ip = 1000000000
+rate_stanzas_per_ip = 1000000000
+rate_stanzas_burst_per_ip = 1000000000
 [http]
 enabled = ${HY_HTTP:-false}
 bind = ["127.0.0.1"]

@@ -323,6 +323,12 @@ require_encryption = false
 allow_plaintext_auth = true
 rate_bytes = 100000000
 rate_burst = 100000000
+rate_stanzas = 100000000
+rate_stanzas_burst = 100000000
+rate_bytes_per_ip = 100000000
+rate_burst_per_ip = 100000000
+rate_stanzas_per_ip = 100000000
+rate_stanzas_burst_per_ip = 100000000
 
 [http]
 enabled = false

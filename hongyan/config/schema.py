@@ -18,6 +18,8 @@ from pydantic import (
     model_validator,
 )
 
+from hongyan.xmpp.jid import JID, JIDError
+
 _DNS = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}"
                   r"[a-z0-9])?)*$")
 
@@ -54,6 +56,50 @@ class Section(BaseModel):
 S = TypeVar("S", bound=Section)
 
 
+def _contact_uri(v: str) -> str:
+    """A XEP-0157 contact address: a mailto:, xmpp: or http(s): URI."""
+    u = v.strip()
+    scheme, _, rest = u.partition(":")
+    scheme = scheme.lower()
+    if scheme == "mailto":
+        if not re.fullmatch(r"[^@\s/?#]+@[^@\s/?#]+(\?\S*)?", rest):
+            raise ValueError(f"not a mailto: address (mailto:user@example.org): {v!r}")
+    elif scheme == "xmpp":
+        try:
+            JID.parse(rest.split("?", 1)[0].removeprefix("//"))
+        except JIDError:
+            raise ValueError(f"not an xmpp: URI of a JID (xmpp:user@example.org): "
+                             f"{v!r}") from None
+        if not rest or any(c.isspace() for c in rest):
+            raise ValueError(f"not an xmpp: URI: {v!r}")
+    elif scheme in ("https", "http"):
+        if not re.fullmatch(r"//[^/\s?#@]+(/\S*)?", rest):
+            raise ValueError(f"not an http(s): URL (https://example.org/abuse): {v!r}")
+    else:
+        raise ValueError(f"a contact address is a mailto:, xmpp: or https: URI: {v!r}")
+    return f"{scheme}:{rest}"
+
+
+ContactURI = Annotated[str, AfterValidator(_contact_uri)]
+
+
+class ContactsSection(Section):
+    """XEP-0157 contact addresses, published in the server's disco#info (only those set)."""
+
+    abuse: list[ContactURI] = Field(default_factory=list, description="where abuse (spam, "
+                                    "harassment) is reported")
+    admin: list[ContactURI] = Field(default_factory=list, description="the administrators")
+    feedback: list[ContactURI] = Field(default_factory=list)
+    sales: list[ContactURI] = Field(default_factory=list)
+    security: list[ContactURI] = Field(default_factory=list, description="where security "
+                                       "issues are reported")
+    support: list[ContactURI] = Field(default_factory=list)
+
+    def fields(self) -> dict[str, list[str]]:
+        """The serverinfo form's fields that have addresses (var -> values)."""
+        return {f"{k}-addresses": list(v) for k, v in self.model_dump().items() if v}
+
+
 class ServerSection(Section):
     domain: str = Field("localhost", description="the XMPP domain this server serves")
     data_dir: str = Field("./data", description="where the SQLite database and the "
@@ -64,6 +110,8 @@ class ServerSection(Section):
                               "pubsub.create_nodes)")
     workers: int = Field(1, ge=1, le=64, description="worker processes (one event loop each; "
                          "more than one uses more cores, see docs/design.md, Workers)")
+    contacts: ContactsSection = Field(default_factory=ContactsSection,
+                                      description="XEP-0157 contact addresses ([server.contacts])")
 
     @field_validator("admins")
     @classmethod
@@ -109,6 +157,19 @@ class C2SSection(Section):
                             "send on average; past its burst the server stops reading it")
     rate_burst: int = Field(1048576, ge=1024, description="bytes a client may send at once "
                             "before rate_bytes applies")
+    rate_stanzas: int = Field(200, ge=1, description="stanzas (and other top-level elements) "
+                              "per second a client stream may send on average; past its burst "
+                              "the server stops reading it")
+    rate_stanzas_burst: int = Field(2000, ge=10, description="stanzas a client may send at "
+                                    "once before rate_stanzas applies")
+    # the same, for all the streams of one address (an IPv6 /64) together
+    rate_bytes_per_ip: int = Field(1048576, ge=1024, description="bytes per second all the "
+                                   "streams from one address may send on average")
+    rate_burst_per_ip: int = Field(8388608, ge=1024, description="bytes they may send at once")
+    rate_stanzas_per_ip: int = Field(1000, ge=1, description="stanzas per second all the "
+                                     "streams from one address may send on average")
+    rate_stanzas_burst_per_ip: int = Field(10000, ge=10, description="stanzas they may send "
+                                           "at once")
     preauth_max_stanza_size: int = Field(16384, ge=1024, description="max stanza size (bytes) "
                                          "before authentication (at most max_stanza_size)")
     preauth_per_ip: int = Field(32, ge=1, description="unauthenticated connections from one "
@@ -228,6 +289,11 @@ class AuthSection(Section):
     mechanisms: list[Mechanism] = Field(default_factory=lambda: list(ALL_MECHANISMS))
     failure_delay: float = Field(1.0, ge=0, description="seconds; doubles per failure")
     failure_delay_max: float = Field(30.0, ge=0)
+    max_failures_per_ip: int = Field(20, ge=0, description="failed logins from one address "
+                                     "(within 10 minutes of each other) after which it is "
+                                     "banned for ban_seconds (0 = never banned)")
+    ban_seconds: float = Field(3600.0, gt=0, description="how long a banned address may not "
+                               "log in (new connections get policy-violation)")
     fast: bool = Field(True, description="FAST tokens (XEP-0484) for SASL2 logins in one "
                        "round trip")
     fast_token_lifetime: float = Field(14 * 86400.0, ge=60, description="seconds a FAST token "

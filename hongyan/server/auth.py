@@ -6,8 +6,9 @@ transport allows, runs PLAIN or SCRAM (with channel binding when the TLS connect
 it), answers failures after the guard's delay and ends the stream after five of them. On
 success it hands the account name and the ``<success/>`` bytes to the session, which then
 drops it. :class:`Guard` counts failures per client address (with several workers, every
-worker counts every failure) and remembers recent PLAIN successes so that a repeat login skips
-the key derivation.
+worker counts every failure), bans an address that fails ``auth.max_failures_per_ip`` times
+for ``auth.ban_seconds`` (its streams end, its new connections are refused), and remembers
+recent PLAIN successes so that a repeat login skips the key derivation.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import base64
 import binascii
 import hmac
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
@@ -37,9 +39,13 @@ if TYPE_CHECKING:
     from hongyan.server.session import SendFilter
 
 MAX_FAILURES = 5  # per stream, then policy-violation
+#: the text of the policy-violation a banned address gets
+BANNED = "too many failed logins from your address; try again later"
 _FORGET_AFTER = 600.0  # seconds without a failure after which a host starts afresh
 _MAX_HOSTS = 10_000
 _MAX_CACHED = 100_000
+
+log = logging.getLogger("hongyan.auth")
 
 
 class Guard:
@@ -53,6 +59,8 @@ class Guard:
         self._accounts = accounts
         self._secret = secret
         self._failures: dict[str, tuple[int, float]] = {}
+        #: banned addresses, until when (monotonic)
+        self._bans: dict[str, float] = {}
         self._plain_ok: dict[str, bytes] = {}
         self.notify: Callable[[str, bytes], None] | None = None
         #: logins that succeeded and failed in this process (``/metrics``)
@@ -80,6 +88,17 @@ class Guard:
     def peer_ok(self, body: bytes) -> None:
         self._failures.pop(body.decode(), None)
 
+    def banned(self, host: str) -> bool:
+        """Whether ``host`` failed too often lately to be let try again."""
+        until = self._bans.get(host)
+        if until is None:
+            return False
+        if time.monotonic() < until:
+            return True
+        del self._bans[host]
+        self._failures.pop(host, None)
+        return False
+
     def _count(self, host: str) -> int:
         now = time.monotonic()
         count, last = self._failures.get(host, (0, now))
@@ -89,6 +108,13 @@ class Guard:
         if len(self._failures) > _MAX_HOSTS:
             self._failures.clear()
         self._failures[host] = (count, now)
+        cap = self._cfg.max_failures_per_ip
+        if cap and count >= cap and host not in self._bans:
+            if len(self._bans) > _MAX_HOSTS:
+                self._bans = {h: t for h, t in self._bans.items() if t > now}
+            self._bans[host] = now + self._cfg.ban_seconds
+            log.warning("%s failed to log in %d times: banned for %.0f s", host, count,
+                        self._cfg.ban_seconds)
         return count
 
     async def check_plain(self, username: str, password: str) -> bool:
@@ -221,6 +247,8 @@ class SaslExchange:
         """Begin ``mech`` with the base64 initial response ``text`` ("" = none)."""
         stream = self._stream
         transport = stream.transport
+        if self._node.guard.banned(transport.peer_host):
+            return self._banned()
         if not transport.secure and not self.allow_plaintext:
             return self._fail(SaslFailure("encryption-required",
                                           "use STARTTLS before authenticating"))
@@ -307,10 +335,17 @@ class SaslExchange:
         self._node.guard.succeeded(self._stream.transport.peer_host)
         await self._succeed(username, final)
 
+    async def _banned(self) -> None:
+        self._stream.stream_error(StreamError("policy-violation", BANNED))
+
     async def _fail(self, exc: SaslFailure) -> None:
         self._scram = None
         if exc.condition in ("not-authorized", "invalid-authzid"):
-            delay = self._node.guard.failed(self._stream.transport.peer_host)
+            host = self._stream.transport.peer_host
+            delay = self._node.guard.failed(host)
+            if self._node.guard.banned(host):
+                await self._banned()
+                return
             if delay > 0:
                 await asyncio.sleep(delay)
         self._stream.send(self._failure(exc))

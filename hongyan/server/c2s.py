@@ -25,7 +25,7 @@ import secrets
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from hongyan.server.auth import SaslExchange, channel_bindings, mechanisms
+from hongyan.server.auth import BANNED, SaslExchange, channel_bindings, mechanisms
 from hongyan.server.hooks import (
     Bind2Prepare,
     Bind2Request,
@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from hongyan.server.clock import Clock, Handle
     from hongyan.server.cluster import Cluster
     from hongyan.server.hooks import HookBus
-    from hongyan.server.limits import Preauth
+    from hongyan.server.limits import Addresses, Budget, Preauth
     from hongyan.server.metrics import Counters
     from hongyan.server.router import Router
     from hongyan.server.session import NonzaHandler
@@ -105,6 +105,7 @@ class Host(FastService, Protocol):
     config: Config
     sessions: SessionManager
     preauth: Preauth
+    addresses: Addresses
     hooks: HookBus
     router: Router
     nonzas: dict[tuple[str, str], NonzaHandler]
@@ -159,10 +160,13 @@ DETACHED = _Detached()
 class C2SSession(StreamSession, ClientSession):
     __slots__ = (
         "_active",
+        "_address",
         "_pending",
         "_preauth",
         "_sasl",
         "_stamp",
+        "_stanza_stamp",
+        "_stanzas",
         "_task",
         "_timer",
         "_tokens",
@@ -187,8 +191,12 @@ class C2SSession(StreamSession, ClientSession):
             node.config.c2s.auth_timeout, self._auth_timeout)
         self._tokens = float(node.config.c2s.rate_burst)
         self._stamp = node.clock.monotonic()
+        self._stanzas = float(node.config.c2s.rate_stanzas_burst)
+        self._stanza_stamp = self._stamp
         #: the address this stream counts against in node.preauth, until it authenticates
         self._preauth: str | None = None
+        #: the budget it shares with every stream from its address (from admit on)
+        self._address: Budget | None = None
 
     def __repr__(self) -> str:
         return f"<C2SSession {self.jid or self.transport.peer_host} state={self.state}>"
@@ -198,12 +206,22 @@ class C2SSession(StreamSession, ClientSession):
         """Count this new connection against the pre-authentication caps; when over one,
         end it at once with ``policy-violation`` and return False."""
         host = self.transport.peer_host
+        if self.node.guard.banned(host):  # (it failed too many logins lately)
+            self.stream_error(StreamError("policy-violation", BANNED))
+            return False
         refused = self.node.preauth.enter(host)
         if refused is not None:
             self.stream_error(StreamError("policy-violation", refused))
             return False
         self._preauth = host
+        self.share_address_budget()
         return True
+
+    def share_address_budget(self) -> None:
+        """Spend from the budget of the stream's address (from admit on; on the worker a
+        connection moved to after login, from its adoption)."""
+        self._address = self.node.addresses.budget(self.transport.peer_host,
+                                                   self.node.clock.monotonic())
 
     def _leave_preauth(self) -> None:
         host = self._preauth
@@ -220,6 +238,11 @@ class C2SSession(StreamSession, ClientSession):
             self._overdrawn(tokens)
         else:
             self._tokens = tokens
+        address = self._address
+        if address is not None:
+            address.bytes -= len(data)
+            if address.bytes < 0.0:
+                self._address_overdrawn(address)
         self._receive(data)
 
     def _overdrawn(self, tokens: float) -> None:
@@ -236,6 +259,33 @@ class C2SSession(StreamSession, ClientSession):
                      self.transport.peer_host, cfg.rate_bytes)
             self.transport.pause_reading()
             clock.call_later(-tokens / cfg.rate_bytes, self._refilled)
+
+    def _address_overdrawn(self, address: Budget) -> None:
+        # What all the streams of this address may send ran out: refill it; still short, this
+        # stream stops reading until it is back (the others do when they next read).
+        clock = self.node.clock
+        wait = self.node.addresses.refill(address, clock.monotonic())
+        if wait > 0.0:
+            log.info("%s sends more than its address may: reading paused for %.1f s",
+                     self.transport.peer_host, wait)
+            self.transport.pause_reading()
+            clock.call_later(wait, self._refilled)
+
+    def _too_many(self) -> None:
+        # The stanza budget ran out: as with bytes, refill it for the time since the last
+        # refill; still short, stop reading until it is back.
+        cfg = self.node.config.c2s
+        clock = self.node.clock
+        now = clock.monotonic()
+        stanzas = min(self._stanzas + (now - self._stanza_stamp) * cfg.rate_stanzas,
+                      float(cfg.rate_stanzas_burst))
+        self._stanza_stamp = now
+        self._stanzas = stanzas
+        if stanzas < 0.0:
+            log.info("%s sends more than %d stanzas/s: reading paused",
+                     self.transport.peer_host, cfg.rate_stanzas)
+            self.transport.pause_reading()
+            clock.call_later(-stanzas / cfg.rate_stanzas, self._refilled)
 
     def _refilled(self) -> None:
         if self.state != CLOSED and (self._pending is None or len(self._pending) < MAX_QUEUED):
@@ -277,6 +327,15 @@ class C2SSession(StreamSession, ClientSession):
     # -- event dispatch -------------------------------------------------------------------------
     def _handle(self, ev: Event) -> Awaitable[object] | None:
         if isinstance(ev, Element):
+            stanzas = self._stanzas - 1.0
+            self._stanzas = stanzas
+            if stanzas < 0.0:
+                self._too_many()
+            address = self._address
+            if address is not None:
+                address.stanzas -= 1.0
+                if address.stanzas < 0.0:
+                    self._address_overdrawn(address)
             if self.state == BOUND and ev.xmlns == NS.CLIENT:
                 if self.sm is not None:
                     self.sm.handled()

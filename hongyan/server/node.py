@@ -35,7 +35,7 @@ from hongyan.server.features import load_module_classes
 from hongyan.server.hooks import AccountDeleted, HookBus
 from hongyan.server.iq import Iq, IqTracker
 from hongyan.server.irc import IrcSession
-from hongyan.server.limits import Preauth
+from hongyan.server.limits import Addresses, Preauth
 from hongyan.server.metrics import Counters, Metrics, Reading, Source, resident_memory
 from hongyan.server.module import Module, ModuleAPI
 from hongyan.server.router import Router
@@ -154,6 +154,10 @@ class Node:
                                             timeout=config.c2s.auth_timeout, preauth=preauth)
         #: unauthenticated connections per address and in all (this process's)
         self.preauth = Preauth(config.c2s.preauth_per_ip, config.c2s.preauth_total)
+        #: the byte and stanza budgets each address's client streams share (this process's)
+        c2s = config.c2s
+        self.addresses = Addresses(c2s.rate_bytes_per_ip, c2s.rate_burst_per_ip,
+                                   c2s.rate_stanzas_per_ip, c2s.rate_stanzas_burst_per_ip)
         #: the same over WebSocket (RFC 7395 framing)
         self.ws_streams: Profile = Profile(config.server.domain, parsers, framing=RFC7395,
                                            clock=self.clock.monotonic,
@@ -570,6 +574,7 @@ class Node:
         session = C2SSession(self, transport, self.ws_streams if websocket else None)
         session.username = username
         session.state = AUTHENTICATED
+        session.share_address_budget()
         if sasl2 is None:
             session.stream.restart(authenticated=True)
         else:

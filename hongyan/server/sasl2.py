@@ -128,6 +128,9 @@ class Sasl2Exchange(SaslExchange):
         node = self._node
         tokens = cast("FastService", node).fast
         transport = self._stream.transport
+        if node.guard.banned(transport.peer_host):
+            await self._banned()
+            return
         if tokens is None or not transport.secure:
             await self._fail(SaslFailure("invalid-mechanism", f"{mech!r} not offered"))
             return

@@ -29,6 +29,8 @@ NODES = ("add-user", "delete-user", "disable-user", "reenable-user", "end-user-s
          "get-registered-users-num", "get-online-users-num", "get-registered-users-list",
          "get-online-users-list", "announce", "set-motd", "edit-motd", "delete-motd",
          "shutdown", "restart")
+#: the commands over XEP-0377 reports (ours: XEP-0133 has none)
+REPORT_NODES = ("urn:hongyan:admin#list-reports", "urn:hongyan:admin#dismiss-reports")
 
 
 @pytest.fixture(autouse=True)
@@ -55,9 +57,11 @@ async def test_discovery_lists_the_commands_to_admins_only(harness: Harness) -> 
     assert COMMANDS in info["disco_info"]["features"]
     items = await a.plugin["xep_0050"].get_commands(jid="localhost")
     nodes = {node for _jid, node, _name in items["disco_items"]["items"]}
-    # and the invitation commands (XEP-0401) of the invites module
+    # and the invitation commands (XEP-0401) of the invites module, and the abuse report
+    # commands (tests/integration/test_reports.py)
     assert nodes == {ADMIN + n for n in NODES} | {"urn:xmpp:invite#invite",
-                                                  "urn:xmpp:invite#create-account"}
+                                                  "urn:xmpp:invite#create-account"} | \
+        set(REPORT_NODES)
     node_info = await a.plugin["xep_0030"].get_info(jid="localhost", node=ADMIN + "add-user")
     assert ("automation", "command-node", None, "Add a user") in \
         node_info["disco_info"]["identities"]
@@ -71,7 +75,7 @@ async def test_discovery_lists_the_commands_to_admins_only(harness: Harness) -> 
 async def test_every_command_is_forbidden_to_a_non_admin(harness: Harness) -> None:
     await harness.user("admin")
     bob = await harness.logged_in("bob", plugins=PLUGINS)
-    for node in NODES:
+    for node in (*NODES, *REPORT_NODES):
         assert error_of(await send(bob, node)) == ("forbidden", set()), node
         # also with a form, as a one-shot client would send it
         got = await send(bob, node, values={"accountjids": ["bob@localhost"]})

@@ -103,6 +103,67 @@ async def test_a_flooding_stream_is_paused_then_resumed(harness: Harness) -> Non
     s.close()
 
 
+async def test_a_stream_sending_too_many_stanzas_is_paused_then_resumed(
+        harness: Harness) -> None:
+    """c2s.rate_stanzas: small stanzas under the byte budget, but too many of them: past the
+    burst the server stops reading; once the budget is back it reads and answers again."""
+    await harness.stop_node()
+    await harness.start(c2s_extra="rate_stanzas = 1\nrate_stanzas_burst = 20")
+    s = await authed_stream(harness, "dave")  # (its SASL, stream and bind count too)
+    s.send("".join(PING.format(id=f"q{i}") for i in range(30)))
+    assert b"id='q29'" in await s.read_until(b"id='q29'")  # that read is handled whole
+    s.send(PING.format(id="late"))
+    try:
+        got = await s.read_until(b"id='late'", timeout=0.5)
+    except (TimeoutError, AssertionError):
+        got = b""
+    assert b"id='late'" not in got  # paused: nothing answered
+    await harness.clock.advance(30)  # about 15 over at 1/s: back after about 15 s
+    assert b"id='late'" in await s.read_until(b"id='late'")
+    s.close()
+
+
+async def test_the_streams_of_one_address_share_a_budget(harness: Harness) -> None:
+    """c2s.rate_*_per_ip: each stream keeps within its own budget, but together they
+    overdraw their address's: the next stream to read is paused; a stream from another
+    address is not; the budget comes back."""
+    await harness.stop_node()
+    await harness.start(c2s_extra="rate_stanzas_per_ip = 1\nrate_stanzas_burst_per_ip = 40")
+    a = await authed_stream(harness, "dave")  # (each login spends a few stanzas too)
+    b = await authed_stream(harness, "erin")
+    a.send("".join(PING.format(id=f"a{i}") for i in range(20)))
+    assert b"id='a19'" in await a.read_until(b"id='a19'")
+    b.send("".join(PING.format(id=f"b{i}") for i in range(20)))
+    assert b"id='b19'" in await b.read_until(b"id='b19'")  # this read overdrew it
+    a.send(PING.format(id="next"))  # (handled: it was read; then dave's reading pauses)
+    assert b"id='next'" in await a.read_until(b"id='next'")
+    a.send(PING.format(id="late"))
+    try:
+        got = await a.read_until(b"id='late'", timeout=0.5)
+    except (TimeoutError, AssertionError):
+        got = b""
+    assert b"id='late'" not in got  # dave's stream is paused: erin's stanzas spent it too
+    reader, writer = await asyncio.open_connection("127.0.0.1", harness.port,
+                                                   local_addr=("127.0.0.2", 0))
+    other = RawStream(reader, writer)
+    await harness.user("frank")
+    await other.header()
+    await other.starttls()
+    await other.header()
+    other.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>"
+               f"{b64(chr(0) + 'frank' + chr(0) + PASSWORD)}</auth>")
+    await other.read_until(b"success>")
+    await other.header()
+    other.send("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>")
+    await other.read_until(b"</iq>")
+    other.send(PING.format(id="elsewhere"))
+    assert b"id='elsewhere'" in await other.read_until(b"id='elsewhere'")
+    await harness.clock.advance(60)
+    assert b"id='late'" in await a.read_until(b"id='late'")
+    for s in (a, b, other):
+        s.close()
+
+
 async def test_a_normal_client_notices_no_limit(harness: Harness) -> None:
     a = await harness.logged_in("erin")
     b = await harness.logged_in("frank")
@@ -141,3 +202,54 @@ async def test_registrations_per_address_and_hour(harness: Harness) -> None:
            "</auth>")
     assert b"<success" in await s.read_until(b"success>")
     s.close()
+
+
+async def _plain_from(harness: Harness, user: str, password: str,
+                      source: str = "127.0.0.1") -> bytes:
+    """A PLAIN login from ``source`` over STARTTLS: what the server answered, to the close
+    when it closed."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", harness.port,
+                                                   local_addr=(source, 0))
+    s = RawStream(reader, writer)
+    head = await s.header()
+    if b"<stream:error>" in head:
+        s.close()
+        return head
+    await s.starttls()
+    await s.header()
+    s.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>{b64(chr(0) + user + chr(0) + password)}"
+           "</auth>")
+    out = await s.read_until(b"</failure>") if password != PASSWORD else \
+        await s.read_until(b"success>")
+    if b"<stream:error>" in out:
+        out += await s.read_to_close()
+    s.close()
+    return out
+
+
+async def test_an_address_failing_too_many_logins_is_banned(harness: Harness) -> None:
+    """auth.max_failures_per_ip failed logins (on any streams) ban the address for
+    auth.ban_seconds: the failing stream ends with policy-violation, new connections get it
+    at once, the right password does not help; other addresses log in; the ban ends."""
+    await harness.stop_node()
+    await harness.start(extra="max_failures_per_ip = 3\nban_seconds = 1.5")
+    await harness.user("eve")
+    held = await tls_stream(harness)  # opened before the ban
+    await held.header()
+    for _ in range(2):
+        out = await _plain_from(harness, "eve", "wrong")
+        assert b"<not-authorized/>" in out and b"<stream:error>" not in out
+    out = await _plain_from(harness, "eve", "wrong")
+    assert stream_error(out) == b"policy-violation" and b"too many failed logins" in out
+    refused = await _plain_from(harness, "eve", PASSWORD)
+    assert headed_error(refused) == b"policy-violation"
+    held.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>{b64(chr(0) + 'eve' + chr(0) + PASSWORD)}"
+              "</auth>")  # the right password on a stream that was open: refused too
+    assert stream_error(await held.read_to_close()) == b"policy-violation"
+    held.close()
+    c = await harness.client("eve@localhost/x", login=False)
+    assert not await asyncio.wait_for(c.login(harness.port), 10)
+    # another address is not banned
+    assert b"<success" in await _plain_from(harness, "eve", PASSWORD, source="127.0.0.2")
+    await asyncio.sleep(1.6)
+    assert b"<success" in await _plain_from(harness, "eve", PASSWORD)

@@ -186,6 +186,49 @@ async def test_failed_logins_count_on_every_worker(node: Node) -> None:
     assert await fail("bad") < 0.09
 
 
+async def test_a_login_ban_holds_on_every_worker(tmp_path: Path, storage_url: str) -> None:
+    """auth.max_failures_per_ip counts the failures either worker saw, and then either
+    worker refuses the address at once (policy-violation), the right password too; another
+    address still logs in."""
+    async with serving(tmp_path, storage_url, extra="max_failures_per_ip = 6") as n:
+        async def attempt(password: str) -> bytes:
+            s = await RawStream.open(n.port)
+            try:
+                head = await s.header()
+                if b"<stream:error>" in head:
+                    return head
+                s.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>"
+                       f"{b64(f'{NUL}{A0}{NUL}{password}')}</auth>")
+                return await s.read_until(b"</failure>") if password != PW else \
+                    await s.read_until(b"success>")
+            finally:
+                s.close()
+
+        for i in range(5):
+            assert b"<not-authorized/>" in await attempt(f"bad-{i}")
+        await asyncio.sleep(0.3)  # (the notices reach the other worker)
+        out = await attempt("bad-5")  # the sixth: banned, on whichever worker got it
+        assert b"<policy-violation" in out, out
+        await asyncio.sleep(0.3)
+        for _ in range(6):  # the kernel spreads these over both workers
+            s = await RawStream.open(n.port)
+            try:  # (the server speaks first, and closes: no header of ours to reset it)
+                refused = await s.read_to_close()
+            finally:
+                s.close()
+            assert b"<stream:error><policy-violation" in refused, refused
+        reader, writer = await asyncio.open_connection("127.0.0.1", n.port,
+                                                       local_addr=("127.0.0.2", 0))
+        other = RawStream(reader, writer)  # another address
+        try:
+            await other.header()
+            other.send(f"<auth xmlns='{SASL}' mechanism='PLAIN'>"
+                       f"{b64(f'{NUL}{A0}{NUL}{PW}')}</auth>")
+            assert b"<success" in await other.read_until(b"success>")
+        finally:
+            other.close()
+
+
 async def test_unauthenticated_connections_per_address_are_capped_per_worker(
         tmp_path: Path, storage_url: str) -> None:
     """c2s.preauth_per_ip counts in each worker: of five connections from one address, each

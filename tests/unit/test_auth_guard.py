@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from hongyan.config.schema import AuthSection
@@ -56,3 +58,22 @@ def test_failures_another_worker_saw_count_here() -> None:
     assert guard.failed("h") == 4.0
     guard.peer_ok(b"h")
     assert guard.failed("h") == 1.0
+
+
+def test_an_address_is_banned_after_max_failures_then_forgiven() -> None:
+    guard = Guard(AuthSection(failure_delay=0, max_failures_per_ip=3, ban_seconds=0.05),
+                  lambda: None, lambda: b"")  # type: ignore[arg-type,return-value]
+    for _ in range(2):
+        guard.failed("h")
+    assert not guard.banned("h")
+    guard.peer_failed(b"h")  # another worker's failure counts the same
+    assert guard.banned("h") and not guard.banned("other")
+    time.sleep(0.06)
+    assert not guard.banned("h")
+    guard.failed("h")  # the count started afresh with the ban's end
+    assert not guard.banned("h")
+    never = Guard(AuthSection(failure_delay=0, max_failures_per_ip=0), lambda: None,
+                  lambda: b"")  # type: ignore[arg-type,return-value]
+    for _ in range(100):
+        never.failed("h")
+    assert not never.banned("h")

@@ -71,6 +71,16 @@ def test_example_file_is_the_defaults() -> None:
      "stun"),
     ("[[extdisco.service]]\ntype = \"turn\"\nhost = \"x\"\nsecret = \"\"\n", 4,
      "extdisco.service.secret", "empty secret"),
+    ("[server.contacts]\nabuse = [\"abuse@example.org\"]\n", 2, "server.contacts.abuse",
+     "mailto:, xmpp: or https:"),
+    ("[server.contacts]\nsecurity = [\"mailto:nobody\"]\n", 2, "server.contacts.security",
+     "not a mailto: address"),
+    ("[server.contacts]\nadmin = [\"xmpp:a@b@c\"]\n", 2, "server.contacts.admin",
+     "not an xmpp: URI"),
+    ("[server.contacts]\nsupport = [\"https:/x\"]\n", 2, "server.contacts.support",
+     "not an http(s): URL"),
+    ("[server.contacts]\nspam = [\"mailto:a@b.example\"]\n", 2, "server.contacts.spam",
+     "unknown"),
 ])
 def test_mistakes_name_key_file_and_line(tmp_path: Path, text: str, line: int, key: str,
                                          words: str) -> None:

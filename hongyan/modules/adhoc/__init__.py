@@ -26,8 +26,10 @@ from hongyan.modules.adhoc.commands import (
     answer,
 )
 from hongyan.modules.adhoc.forms import COMMANDS, command_error, submitted
+from hongyan.modules.adhoc.reports import report_commands
 from hongyan.modules.admin import Admin
 from hongyan.modules.admin.ops import AdminError
+from hongyan.modules.blocking import Blocking
 from hongyan.modules.disco import Disco
 from hongyan.server.module import Iq, Module, iq_handler
 from hongyan.xmpp import ns as NS
@@ -49,10 +51,15 @@ class AdHoc(Module):
     xeps = {"0050": "1.3.0", "0133": "1.3.0", "0004": "2.13.1"}
     features = frozenset({COMMANDS, NS.DATA_FORMS})
     depends = ("admin", "disco")
+    uses = ("blocking",)  # its XEP-0377 reports, when loaded
 
     async def start(self) -> None:
         ops = self.api.module(Admin).ops
         self.commands: dict[str, Command] = {c.node: c for c in admin_commands(ops)}
+        blocking = self.api.optional("blocking")
+        if isinstance(blocking, Blocking):
+            self.commands.update((c.node, c) for c in report_commands(blocking,
+                                                                      self.api.domain))
         self.sessions = Sessions()
         self._remove_disco = self.api.module(Disco).serve_nodes(self._disco)
 

@@ -23,6 +23,7 @@ from hongyan.modules.admin import Admin
 from hongyan.modules.admin.ops import MAX_DELAY, MAX_PAGE, MAX_PASSWORD, MAX_TEXT, AdminError
 from hongyan.modules.adminapi.openapi import document
 from hongyan.modules.adminapi.options import AdminApiOptions
+from hongyan.modules.adminapi.reports import report_routes
 from hongyan.modules.adminapi.routes import (
     JSON,
     Call,
@@ -33,6 +34,7 @@ from hongyan.modules.adminapi.routes import (
     check_query,
 )
 from hongyan.modules.adminapi.tokens import MIGRATIONS, Token, Tokens
+from hongyan.modules.blocking import Blocking
 from hongyan.server.module import Module
 from hongyan.transport.http import Networks
 
@@ -89,7 +91,7 @@ MADE = obj(id=STRING, token=STRING, uri=STRING, landing_url=STRING, expires_at=I
 class AdminApi(Module):
     name = "adminapi"
     depends = ("admin",)
-    uses = ("invites",)
+    uses = ("invites", "blocking")  # invitations, and XEP-0377 reports, when loaded
     migrations = MIGRATIONS
 
     async def start(self) -> None:
@@ -100,6 +102,9 @@ class AdminApi(Module):
         self.tokens = Tokens(self.api.db)
         self.started = time.monotonic()
         self.routes = self._routes()
+        blocking = self.api.optional("blocking")
+        if isinstance(blocking, Blocking):
+            self.routes += report_routes(blocking, self.api.domain)
         self._doc = json.dumps(document(self.routes, API_VERSION)).encode()
         self.api.http_route("GET", DOC_PATH, self.serve_doc)
         for method in METHODS:

@@ -13,7 +13,8 @@ ERROR: JSON = {"type": "object", "required": ["error", "message"],
 ERRORS = {400: "the request does not fit (bad JSON, a bad value, an unknown property)",
           401: "no token, or a token that is wrong, revoked or expired",
           403: "the token's scope does not allow this (or plain HTTP from afar)",
-          404: "no such account or invitation (or route)", 409: "the account exists already",
+          404: "no such account, invitation or report (or route)",
+          409: "the account exists already",
           413: "the body is too large", 415: "the body is not application/json"}
 
 

@@ -5,12 +5,18 @@ blocklists are kept in memory (loaded at start, changed with the table). A block
 messages and IQ requests are answered ``service-unavailable`` (the user's block is not revealed),
 its presence is dropped; the user's own stanzas to a blocked entity get ``not-acceptable`` with
 ``<blocked xmlns='urn:xmpp:blocking:errors'/>``.
+
+A block item may carry a XEP-0377 report (spam or abuse): the JID is blocked as without it,
+and the report is kept for the administrators (:mod:`.reports`; listed and dismissed through
+:meth:`Blocking.reports` and :meth:`Blocking.dismiss`, which the admin API and the ad-hoc
+commands call).
 """
 
 from __future__ import annotations
 
 import secrets
 
+from hongyan.modules.blocking import reports as R
 from hongyan.server.hooks import (
     AccountDeleted,
     StanzaInbound,
@@ -32,6 +38,7 @@ MIGRATIONS = (
             PRIMARY KEY (username, jid)
         )""",
     )),
+    R.MIGRATION,
 )
 MAX_ITEMS = 10000
 
@@ -49,8 +56,8 @@ def matches(blocked: set[str], jid: JID) -> bool:
 
 class Blocking(Module):
     name = "blocking"
-    xeps = {"0191": "1.3"}
-    features = frozenset({NS.BLOCKING})
+    xeps = {"0191": "1.3", "0377": "0.4.1"}
+    features = frozenset({NS.BLOCKING, R.REPORTING})
     migrations = MIGRATIONS
 
     def __init__(self, api: ModuleAPI) -> None:
@@ -81,6 +88,14 @@ class Blocking(Module):
         the router's StanzaInbound hook, such as a room's fan-out)."""
         blocked = self.lists.get(username)
         return blocked is not None and matches(blocked, jid)
+
+    async def reports(self, offset: int, limit: int) -> tuple[int, list[R.StoredReport]]:
+        """The XEP-0377 reports users made, newest first (how many in all, and a page)."""
+        return await R.page(self.api.db, offset, limit)
+
+    async def dismiss(self, report_id: int) -> bool:
+        """Delete a report (an administrator dealt with it); False when there is none."""
+        return await R.dismiss(self.api.db, report_id)
 
     # -- several workers ----------------------------------------------------------------------
     async def _changed(self, username: str) -> None:
@@ -147,17 +162,23 @@ class Blocking(Module):
 
     @staticmethod
     def _items(payload: Element) -> list[str]:
+        return [j for j, _ in Blocking._reported(payload)]
+
+    @staticmethod
+    def _reported(payload: Element) -> list[tuple[str, R.Report | None]]:
         out = []
         for item in payload.find_all("item"):
             try:
-                out.append(str(JID.parse(item.attrs.get("jid", ""))))
+                jid = str(JID.parse(item.attrs.get("jid", "")))
             except JIDError as exc:
                 raise StanzaError("jid-malformed", str(exc)) from None
+            out.append((jid, R.parse(item)))
         return out
 
     @iq_handler(NS.BLOCKING, "block", "set", scope="self")
     async def on_block(self, iq: Iq) -> Element:
-        jids = self._items(iq.payload)
+        items = self._reported(iq.payload)
+        jids = [j for j, _ in items]
         if not jids:
             raise StanzaError("bad-request", "block at least one JID")
         username = iq.sender.local
@@ -169,6 +190,15 @@ class Blocking(Module):
             for j in new:
                 await tx.execute("INSERT INTO blocklist (username, jid) VALUES (?, ?) "
                                  "ON CONFLICT (username, jid) DO NOTHING", username, j)
+            now = int(self.api.now())
+            for j, report in items:
+                if report is None:
+                    continue
+                if await R.store(tx, username, j, report, now):
+                    self.log.info("%s reported %s (%s)", username, j, report.reason)
+                else:
+                    self.log.info("%s holds %d reports: the one about %s was dropped",
+                                  username, R.MAX_PER_REPORTER, j)
         for j in new:
             # The blocked entity sees the user go offline (XEP-0191 §3.3).
             await self._unavailable_to(iq.sender, j)
@@ -244,6 +274,8 @@ class Blocking(Module):
     @hook(AccountDeleted)
     async def on_deleted(self, ev: AccountDeleted) -> None:
         await self.api.db.execute("DELETE FROM blocklist WHERE username=?", ev.username)
+        # the reports the user made go with its data; those about it stay for the admins
+        await self.api.db.execute("DELETE FROM abuse_reports WHERE reporter=?", ev.username)
         self.lists.pop(ev.username, None)
         self._enforce()
         await self._changed(ev.username)

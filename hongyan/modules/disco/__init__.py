@@ -1,8 +1,11 @@
 """XEP-0030 Service Discovery and XEP-0115 Entity Capabilities for the server.
 
 Features are not listed here: every loaded module declares its own, and this module collects
-them, so disco advertises exactly what is loaded. Accounts answer disco#info for their bare JID
-(identity account/registered) with the features modules declare for accounts.
+them, so disco advertises exactly what is loaded. The server's XEP-0157 contact addresses
+(``[server.contacts]``), when any is set, are a XEP-0128 extended form of its disco#info
+(FORM_TYPE ``http://jabber.org/network/serverinfo``), and count in the caps hash.
+Accounts answer disco#info for their bare JID (identity account/registered) with the features
+modules declare for accounts.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError
 
 CAPS_NODE = "https://hongyan.im"
+SERVERINFO = "http://jabber.org/network/serverinfo"
+
+#: an extended form (XEP-0128): its FORM_TYPE and its fields (var -> values)
+Form = tuple[str, dict[str, list[str]]]
 
 #: what answers disco#info or disco#items on the server's nodes a module serves
 #: (:meth:`Disco.serve_nodes`): (kind "info"/"items", node, request) -> the query payload, or
@@ -25,14 +32,29 @@ CAPS_NODE = "https://hongyan.im"
 NodeHandler = Callable[[str, str, Iq], "Element | None"]
 
 
-def caps_ver(identities: list[tuple[str, str, str]], features: list[str]) -> str:
-    """XEP-0115 §5.1 verification string (no extended forms)."""
+def caps_ver(identities: list[tuple[str, str, str]], features: list[str],
+             forms: tuple[Form, ...] = ()) -> str:
+    """XEP-0115 §5.1 verification string, extended forms included (steps 6-7)."""
     s = ""
     for cat, typ, name in sorted(identities):
         s += f"{cat}/{typ}//{name}<"
     for f in sorted(set(features)):
         s += f + "<"
+    for form_type, fields in sorted(forms):
+        s += form_type + "<"
+        for var in sorted(fields):
+            s += var + "<" + "".join(v + "<" for v in sorted(fields[var]))
     return base64.b64encode(hashlib.sha1(s.encode()).digest()).decode()
+
+
+def form_element(form_type: str, fields: dict[str, list[str]]) -> Element:
+    x = Element("x", NS.DATA_FORMS, {"type": "result"})
+    x.add("field", attrs={"var": "FORM_TYPE", "type": "hidden"}).add("value", text=form_type)
+    for var, values in fields.items():
+        f = x.add("field", attrs={"var": var, "type": "list-multi"})
+        for v in values:
+            f.add("value", text=v)
+    return x
 
 
 class Disco(Module):
@@ -43,6 +65,8 @@ class Disco(Module):
 
     async def start(self) -> None:
         self._nodes: list[NodeHandler] = []
+        contacts = self.api.config.server.contacts.fields()
+        self._forms: tuple[Form, ...] = ((SERVERINFO, contacts),) if contacts else ()
 
     # -- public API (ad-hoc commands) -----------------------------------------------------------
     def serve_nodes(self, handler: NodeHandler) -> Callable[[], None]:
@@ -75,7 +99,7 @@ class Disco(Module):
 
     @staticmethod
     def _info(identities: list[tuple[str, str, str]], features: list[str],
-              node: str | None) -> Element:
+              node: str | None, forms: tuple[Form, ...] = ()) -> Element:
         q = Element("query", NS.DISCO_INFO)
         if node:
             q.attrs["node"] = node
@@ -86,15 +110,17 @@ class Disco(Module):
             q.add("identity", attrs=attrs)
         for f in features:
             q.add("feature", attrs={"var": f})
+        for form_type, fields in forms:
+            q.append(form_element(form_type, fields))
         return q
 
     @iq_handler(NS.DISCO_INFO, "query", "get", scope="host")
     def on_info(self, iq: Iq) -> Element:
         node = iq.payload.attrs.get("node")
         identities, features = self._server_info()
-        if node and node != f"{CAPS_NODE}#{caps_ver(identities, features)}":
+        if node and node != f"{CAPS_NODE}#{caps_ver(identities, features, self._forms)}":
             return self._node("info", node, iq)
-        return iq.result(self._info(identities, features, node))
+        return iq.result(self._info(identities, features, node, self._forms))
 
     @iq_handler(NS.DISCO_ITEMS, "query", "get", scope="host")
     def on_items(self, iq: Iq) -> Element:
@@ -125,7 +151,8 @@ class Disco(Module):
     def on_features(self, ev: StreamFeatures) -> None:
         identities, features = self._server_info()
         ev.features.add("c", NS.CAPS, {"hash": "sha-1", "node": CAPS_NODE,
-                                        "ver": caps_ver(identities, features)})
+                                        "ver": caps_ver(identities, features,
+                                                        self._forms)})
 
 
 MODULE = Disco
