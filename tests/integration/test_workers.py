@@ -183,7 +183,9 @@ async def test_failed_logins_count_on_every_worker(node: Node) -> None:
     for i, t in enumerate(took):  # 0.05, 0.1, 0.2, 0.4, 0.8 s
         assert t >= 0.05 * 2 ** i * 0.9, took
     await node.login(A0, mode="plain")
-    assert await fail("bad") < 0.09
+    # reset: the first delay again (0.05 s) against the third's 0.2 s; no tighter bound, a
+    # loaded machine adds its own latency to every answer
+    assert await fail("bad") < took[2]
 
 
 async def test_a_login_ban_holds_on_every_worker(tmp_path: Path, storage_url: str) -> None:

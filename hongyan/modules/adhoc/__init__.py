@@ -14,6 +14,7 @@ action), ``<bad-action/>`` (not allowed at this step), ``<bad-sessionid/>``, ``<
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from hongyan.modules.adhoc.admin import admin_commands
 from hongyan.modules.adhoc.commands import (
@@ -29,12 +30,14 @@ from hongyan.modules.adhoc.forms import COMMANDS, command_error, submitted
 from hongyan.modules.adhoc.reports import report_commands
 from hongyan.modules.admin import Admin
 from hongyan.modules.admin.ops import AdminError
-from hongyan.modules.blocking import Blocking
 from hongyan.modules.disco import Disco
 from hongyan.server.module import Iq, Module, iq_handler
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.errors import StanzaError
+
+if TYPE_CHECKING:
+    from hongyan.modules.blocking import Blocking
 
 #: AdminError kinds as stanza errors
 _ERRORS = {"not-found": "item-not-found", "conflict": "conflict"}
@@ -56,8 +59,10 @@ class AdHoc(Module):
     async def start(self) -> None:
         ops = self.api.module(Admin).ops
         self.commands: dict[str, Command] = {c.node: c for c in admin_commands(ops)}
-        blocking = self.api.optional("blocking")
-        if isinstance(blocking, Blocking):
+        # (no import of the blocking module here: a server whose blocking folder is deleted
+        # still has its admin commands and routes, without the reports)
+        blocking: Blocking | None = self.api.optional("blocking")  # type: ignore[assignment]
+        if blocking is not None:
             self.commands.update((c.node, c) for c in report_commands(blocking,
                                                                       self.api.domain))
         self.sessions = Sessions()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from aiohttp import web
@@ -34,9 +34,11 @@ from hongyan.modules.adminapi.routes import (
     check_query,
 )
 from hongyan.modules.adminapi.tokens import MIGRATIONS, Token, Tokens
-from hongyan.modules.blocking import Blocking
 from hongyan.server.module import Module
 from hongyan.transport.http import Networks
+
+if TYPE_CHECKING:
+    from hongyan.modules.blocking import Blocking
 
 PREFIX = "/api"
 #: the API's own version (the OpenAPI document's ``info.version``)
@@ -102,8 +104,10 @@ class AdminApi(Module):
         self.tokens = Tokens(self.api.db)
         self.started = time.monotonic()
         self.routes = self._routes()
-        blocking = self.api.optional("blocking")
-        if isinstance(blocking, Blocking):
+        # (no import of the blocking module here: a server whose blocking folder is deleted
+        # still has its admin commands and routes, without the reports)
+        blocking: Blocking | None = self.api.optional("blocking")  # type: ignore[assignment]
+        if blocking is not None:
             self.routes += report_routes(blocking, self.api.domain)
         self._doc = json.dumps(document(self.routes, API_VERSION)).encode()
         self.api.http_route("GET", DOC_PATH, self.serve_doc)

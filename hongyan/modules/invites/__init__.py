@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from hongyan.modules.invites.commands import invite_commands
 from hongyan.modules.invites.page import Page
 from hongyan.modules.invites.service import (
     BEFRIEND,
@@ -59,6 +58,10 @@ class Invites(Module):
         self._removes: list[Callable[[], None]] = []
         adhoc: AdHoc | None = self.api.optional("adhoc")  # type: ignore[assignment]
         if adhoc is not None:
+            # (imported here: the commands are built on adhoc's forms, and a server whose
+            # adhoc folder is deleted still has invitations, by link and in-band)
+            from hongyan.modules.invites.commands import invite_commands
+
             for command in invite_commands(self.service):
                 self._removes.append(adhoc.add(command))
         page = Page(self.service)
