@@ -41,4 +41,5 @@ ORDER: tuple[str, ...] = (
     "emaildigest",
     "lan",
     "adminapi",
+    "adminweb",
 )

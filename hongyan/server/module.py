@@ -26,6 +26,7 @@ from hongyan.xmpp.jid import JID
 if TYPE_CHECKING:
     from hongyan.config.schema import Config, Section
     from hongyan.server.accounts import Accounts
+    from hongyan.server.auth import Guard
     from hongyan.server.clock import Clock, Handle
     from hongyan.server.cluster import Cluster, NoticeHandler
     from hongyan.server.iq import IqTracker
@@ -130,6 +131,8 @@ class Host(Protocol):
     direct_tls_port: int
     #: in-band registration takes invitation tokens (XEP-0445)
     ibr_tokens: bool
+    #: failed logins per client address and PLAIN password checks
+    guard: Guard
 
     @property
     def db(self) -> Database: ...
@@ -206,6 +209,12 @@ class ModuleAPI:
         """The server's administrators (``server.admins``), as prepared bare JIDs: what a
         feature compares a requester's ``bare_str`` with to grant it more."""
         return self._node.admins
+
+    @property
+    def guard(self) -> Guard:
+        """The password checks and failed-login delays of the node's logins, for a module that
+        takes a password of its own (the admin page)."""
+        return self._node.guard
 
     @property
     def db(self) -> Database:

@@ -67,7 +67,7 @@ PROTOCOL_ONLY = frozenset({"test_bad_input", "test_c2s", "test_stream", "test_ca
                            "test_eventstream", "test_lan", "test_s2s_bad_input",
                            "test_s2s_dns", "test_s2s_certs", "test_s2s_prosody",
                            "test_extdisco", "test_proxy65", "test_invites_browser",
-                           "test_http_bounds"})
+                           "test_http_bounds", "test_adminweb_browser"})
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

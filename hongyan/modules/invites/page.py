@@ -10,7 +10,6 @@ so that the token does not follow a click to a client's site, and is never cache
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from html import escape
 from typing import TYPE_CHECKING
@@ -18,6 +17,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from hongyan.modules.invites.store import Invite, plausible
+from hongyan.server.webform import cookie as make_cookie
+from hongyan.server.webform import same_origin, token_matches
 from hongyan.xmpp.errors import StanzaError
 
 if TYPE_CHECKING:
@@ -84,8 +85,7 @@ class Page:
               username: str = "", status: int = 200) -> web.Response:
         domain = self.invites.api.domain
         csrf = secrets.token_urlsafe(32)
-        cookie = (f"{COOKIE}={csrf}; Path=/invite/; HttpOnly; SameSite=Strict"
-                  + ("; Secure" if request.scheme == "https" else ""))
+        cookie = make_cookie(request, COOKIE, csrf, "/invite/")
         uri = self.invites.uri(invite, token)
         who = (f"<strong>{escape(invite.inviter)}@{escape(domain)}</strong> invites you"
                if invite.inviter else "You are invited")
@@ -119,20 +119,12 @@ class Page:
 </form>"""
         return _html(f"Invitation to {domain}", body, status, {"Set-Cookie": cookie})
 
-    def _same_origin(self, request: web.BaseRequest) -> bool:
-        own = f"{request.scheme}://{request.host}"
-        origin = request.headers.get("Origin")
-        if origin is not None:
-            return origin == own
-        referer = request.headers.get("Referer", "")
-        return referer.startswith(own + "/")
-
     async def submit(self, request: web.BaseRequest) -> web.StreamResponse:
         found = await self._invite(request)
         if found is None:
             return not_found()
         token, invite = found
-        if not self._same_origin(request):
+        if not same_origin(request):
             return _html("Refused", "<h1>Refused</h1><p>The form was sent from another "
                          "site.</p>", 403)
         if request.content_type != "application/x-www-form-urlencoded":
@@ -143,8 +135,7 @@ class Page:
             return _html("Refused", "<h1>Refused</h1><p>The form could not be read.</p>", 400)
         fields = {k: form.get(k) for k in ("csrf", "username", "password", "password2")}
         values = {k: v if isinstance(v, str) else "" for k, v in fields.items()}
-        cookie = request.cookies.get(COOKIE, "")
-        if not cookie or not hmac.compare_digest(cookie.encode(), values["csrf"].encode()):
+        if not token_matches(request.cookies.get(COOKIE, ""), values["csrf"]):
             return _html("Refused", "<h1>Refused</h1><p>The form expired: open the invitation "
                          "again.</p>", 403)
         username = values["username"].strip()
