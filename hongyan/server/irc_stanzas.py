@@ -13,6 +13,7 @@ from hongyan.server.irc_commands import (
     Channel,
     IrcHost,
     irc_time,
+    lines_of,
 )
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
@@ -65,6 +66,9 @@ class Stanzas:
         return ch if ch is not None and ch.room.local == jid.local else None
 
     def message(self, el: Element) -> None:
+        result = el.find("result", MAM)
+        if result is not None and self.s.history.collect(result):
+            return  # a CHATHISTORY page (irc_history)
         frm = self._from(el)
         if frm is None:
             return
@@ -100,12 +104,21 @@ class Stanzas:
                     self.s.irc.send(Message("TOPIC", [ch.name, ch.topic],
                                           f"{nick}!{nick}@{self.s.service}", tags))
                 return
-            if body is None or (delay is None and ch.reflected(el.attrs.get("id"))):
-                return  # our own message reflected: IRC clients show it themselves
+            if body is None:
+                return
+            mine = ch.reflected(el.attrs.get("id")) if delay is None else None
+            if mine is not None:
+                # our own message reflected: IRC clients show it themselves, unless they
+                # asked for echo-message (then this is it, with its msgid and time)
+                if "echo-message" in self.s.irc.caps:
+                    for line in lines_of(body):
+                        self.s.irc.send(Message(mine, [ch.name, line], self.s.irc.source,
+                                                tags))
+                return
             if delay is not None and not ch.topic_told:
                 ch.history_shown += 1
             source = f"{nick}!{nick}@{self.s.service}" if nick else self.s.irc.server_name
-            for line in _lines(body):
+            for line in lines_of(body):
                 self.s.irc.send(Message("PRIVMSG", [ch.name, line], source, tags))
             return
         if body is None:
@@ -115,7 +128,7 @@ class Stanzas:
         else:
             source = self._prefix(frm)
         command = "NOTICE" if kind == "headline" else "PRIVMSG"
-        for line in _lines(body):
+        for line in lines_of(body):
             self.s.irc.send(Message(command, [self.s.irc.nick, line], source, tags))
 
     def _history_from_archive(self, ch: Channel) -> None:
@@ -152,7 +165,7 @@ class Stanzas:
         if result.attrs.get("id"):
             tags["msgid"] = result.attrs["id"]
         source = f"{nick}!{nick}@{self.s.service}" if nick else self.s.irc.server_name
-        for line in _lines(body):
+        for line in lines_of(body):
             self.s.irc.send(Message("PRIVMSG", [ch.name, line], source, tags))
 
     def presence(self, el: Element) -> None:
@@ -245,6 +258,8 @@ class Stanzas:
         kind = el.attrs.get("type")
         iq_id = el.attrs.get("id", "")
         if kind in ("result", "error"):
+            if self.s.history.answered(el):
+                return
             asked = self.s.iqs.pop(iq_id, None)
             if asked is not None and kind == "error":
                 name, nick = asked
@@ -277,16 +292,6 @@ def _condition(el: Element) -> str:
             if child.xmlns == NS.STANZAS and child.name != "text":
                 return str(child.name)
     return "undefined-condition"
-
-
-def _lines(body: str) -> list[str]:
-    """A body as IRC lines (a /me as CTCP ACTION), at most 20 of them."""
-    out: list[str] = []
-    for line in body.splitlines()[:20]:
-        if line.startswith("/me "):
-            line = f"\x01ACTION {line[4:]}\x01"
-        out.append(line or " ")
-    return out or [" "]
 
 
 __all__ = ["Stanzas"]
