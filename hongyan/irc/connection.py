@@ -3,7 +3,7 @@ events out, bytes to send out (:meth:`IrcConnection.data_to_send`).
 
 The core itself answers what needs nothing of the server: capability negotiation (IRCv3
 ``CAP LS/LIST/REQ/END``, with ``sasl``, ``server-time``, ``message-tags``, ``batch``,
-``echo-message`` and ``draft/chathistory``), the SASL PLAIN
+``echo-message``, ``draft/chathistory``, ``account-tag`` and ``extended-join``), the SASL PLAIN
 exchange up to the password check (``AUTHENTICATE``), registration (``PASS``/``NICK``/
 ``USER``), ``PING``/``PONG``, ``QUIT``, overlong lines (``417 ERR_INPUTTOOLONG``, the rest of
 the line dropped as it arrives: the buffer never holds more than one line), unknown commands
@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from hongyan.irc.message import MAX_CLIENT_TAGS, MAX_LINE, LineError, Message, parse_line
 
 #: the capabilities offered (IRCv3)
-CAPS = ("batch", "draft/chathistory", "echo-message", "message-tags", "sasl", "server-time")
+CAPS = ("account-tag", "batch", "draft/chathistory", "echo-message", "extended-join",
+        "message-tags", "sasl", "server-time")
 #: commands a registered client may send, with their least number of parameters; the core
 #: answers the first group itself, the adapter the rest
 MIN_PARAMS = {
@@ -41,7 +42,7 @@ _NICK_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
                "-_[]{}\\|^`.")
 NICKLEN = 64
 #: the capability a tag needs (the others need ``message-tags``)
-_TAG_CAPS = {"time": "server-time", "batch": "batch"}
+_TAG_CAPS = {"time": "server-time", "batch": "batch", "account": "account-tag"}
 #: failed SASL logins on one connection before it is closed (as c2s does)
 MAX_SASL_FAILURES = 5
 

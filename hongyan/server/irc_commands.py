@@ -38,6 +38,8 @@ class Channel:
     joined: bool = False
     #: occupant nick -> role
     occupants: dict[str, str] = field(default_factory=dict)
+    #: occupant nick -> its account on this server, when the room shows its JID
+    accounts: dict[str, str] = field(default_factory=dict)
     topic: str = ""
     topic_told: bool = False
     #: the room archives (status 170 on our join), history messages shown on this join

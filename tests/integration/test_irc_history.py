@@ -214,3 +214,27 @@ async def test_echo_message_in_a_channel(irc: Harness, clients: list[IrcClient])
     crone.c.send_message(mto=ROOM, mbody="after bob", mtype="groupchat")
     after = await bob.expect(r" PRIVMSG #coven :(said by bob|after bob)$")
     assert after.group(1) == "after bob"
+
+
+async def test_account_tag_and_extended_join(irc: Harness, clients: list[IrcClient]) -> None:
+    crone = await witch(irc, "crone")
+    await crone.create(ROOM, "crone", whois="anyone")  # (real JIDs shown to everyone)
+    alice = await irc_login(irc, clients, "alice", caps="account-tag extended-join")
+    alice.send("JOIN #coven")
+    await alice.expect(r"^:alice!\S+ JOIN #coven alice :?alice$")
+    await alice.expect(r" 366 alice #coven ")
+    hag = await witch(irc, "hag")
+    await hag.join(ROOM, "broom")
+    await alice.expect(r"^:broom!\S+ JOIN #coven hag :?broom$")
+    hag.c.send_message(mto=ROOM, mbody="from hag", mtype="groupchat")
+    said = await alice.expect(r"^@(\S+) :broom!\S+ PRIVMSG #coven :from hag$")
+    assert tags_of(said.group(1))["account"] == "hag"
+    hag.c.send_message(mto="alice@localhost", mbody="privately", mtype="chat")
+    said = await alice.expect(r"^@(\S+) :hag!\S+ PRIVMSG alice :privately$")
+    assert tags_of(said.group(1))["account"] == "hag"
+    # a room that hides real JIDs: no account is known
+    await crone.create("lair@conference.localhost", "crone", whois="moderators")
+    alice.send("JOIN #lair")
+    await alice.expect(r" 366 alice #lair ")
+    await hag.join("lair@conference.localhost", "broom")
+    await alice.expect(r"^:broom!\S+ JOIN #lair \* :?broom$")

@@ -94,8 +94,9 @@ def test_no_credentials_is_464() -> None:
 def test_sasl_plain() -> None:
     c = conn()
     assert c.receive_data(b"CAP LS 302\r\nNICK alice\r\nUSER a 0 * :A\r\n") == []
-    assert c.data_to_send() == (b":irc.example CAP * LS :batch draft/chathistory "
-                                b"echo-message message-tags sasl=PLAIN server-time\r\n")
+    assert c.data_to_send() == (b":irc.example CAP * LS :account-tag batch draft/chathistory "
+                                b"echo-message extended-join message-tags sasl=PLAIN "
+                                b"server-time\r\n")
     c.receive_data(b"CAP REQ :sasl server-time\r\n")
     assert c.data_to_send() == b":irc.example CAP alice ACK :sasl server-time\r\n"
     c.receive_data(b"AUTHENTICATE PLAIN\r\n")
@@ -252,14 +253,18 @@ def test_isupport_names_chathistory_and_its_reference_types() -> None:
     assert IrcConnection.restore(c.export()).chathistory == 42
 
 
-def test_batch_tag_needs_the_batch_capability() -> None:
+def test_batch_and_account_tags_need_their_capabilities() -> None:
     c = registered()
     c.caps.update({"server-time", "message-tags"})
-    c.send(Message("PRIVMSG", ["#r", "x"], "b", {"time": "T", "batch": "1"}))
+    tags = {"time": "T", "batch": "1", "account": "bob"}
+    c.send(Message("PRIVMSG", ["#r", "x"], "b", tags))
     assert c.data_to_send() == b"@time=T :b PRIVMSG #r :x\r\n"
     c.caps.add("batch")
-    c.send(Message("PRIVMSG", ["#r", "x"], "b", {"time": "T", "batch": "1"}))
+    c.send(Message("PRIVMSG", ["#r", "x"], "b", tags))
     assert c.data_to_send() == b"@time=T;batch=1 :b PRIVMSG #r :x\r\n"
+    c.caps.add("account-tag")
+    c.send(Message("PRIVMSG", ["#r", "x"], "b", tags))
+    assert c.data_to_send() == b"@time=T;batch=1;account=bob :b PRIVMSG #r :x\r\n"
 
 
 def test_new_capabilities_may_be_requested() -> None:
