@@ -432,8 +432,8 @@ class IrcConnection:
         self.numeric("001", f"Welcome to the {self.network} IRC gateway, {self.source}")
         self.numeric("002", f"Your host is {name}, running {self.version}")
         self.numeric("003", "This server speaks XMPP underneath: #channels are rooms")
-        self.numeric("004", name, self.version, "i", "bkmnot")
-        self.numeric("005", "CHANTYPES=#", "PREFIX=(ov)@+", "CHANMODES=b,k,,mnt",
+        self.numeric("004", name, self.version, "i", "bikmnot")
+        self.numeric("005", "CHANTYPES=#", "PREFIX=(ov)@+", "CHANMODES=b,k,,imnt",
                      f"NICKLEN={NICKLEN}", "CASEMAPPING=ascii", f"NETWORK={self.network}",
                      "CHANNELLEN=64", f"CHATHISTORY={self.chathistory}",
                      "MSGREFTYPES=msgid,timestamp", "are supported by this server")

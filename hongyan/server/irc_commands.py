@@ -40,6 +40,8 @@ class Channel:
     occupants: dict[str, str] = field(default_factory=dict)
     #: occupant nick -> its account on this server, when the room shows its JID
     accounts: dict[str, str] = field(default_factory=dict)
+    #: our room configuration changes (MODE +m/+i/+k) waiting for the room: IQ id -> MODE
+    modes: dict[str, list[str]] = field(default_factory=dict)
     topic: str = ""
     topic_told: bool = False
     #: the room archives (status 170 on our join), history messages shown on this join
@@ -348,9 +350,41 @@ class Commands:
                     continue
                 waits.append(self.admin(ch, mask, {"jid": jid.bare_str, "affiliation":
                                             "outcast" if sign == "+" else "none"}))
+            elif c in "mik":
+                key = ""
+                if c == "k" and sign == "+":
+                    if not args:
+                        self.s.irc.numeric("461", "MODE", "Not enough parameters")
+                        break
+                    key = args.pop(0)
+                elif c == "k" and args:
+                    args.pop(0)  # (-k may name the old key)
+                waits.append(self.configure(ch, sign, c, key))
             else:
                 self.s.irc.numeric("472", c, "is unknown mode char to me")
         return in_order(waits)
+
+    def configure(self, ch: Channel, sign: str, mode: str, key: str) -> Awaitable[object] | None:
+        """``+m``/``+i``/``+k`` as the room's configuration (XEP-0045 §10.2; only the fields
+        that change are sent, the others keep their value): moderated, members-only, a
+        password. The room refuses a non-owner (482)."""
+        on = "1" if sign == "+" else "0"
+        fields = {"m": {"muc#roomconfig_moderatedroom": on},
+                  "i": {"muc#roomconfig_membersonly": on},
+                  "k": {"muc#roomconfig_passwordprotectedroom": on,
+                        "muc#roomconfig_roomsecret": key}}[mode]
+        iq_id = secrets.token_hex(8)
+        iq = Element("iq", attrs={"to": ch.room.text, "type": "set", "id": iq_id})
+        x = iq.add("query", MUC + "#owner").add("x", "jabber:x:data", {"type": "submit"})
+        ft = x.add("field", attrs={"var": "FORM_TYPE", "type": "hidden"})
+        ft.add("value", text="http://jabber.org/protocol/muc#roomconfig")
+        for var, value in fields.items():
+            x.add("field", attrs={"var": var}).add("value", text=value)
+        if len(self.s.iqs) < 256:
+            self.s.iqs[iq_id] = (ch.name, "")
+            change = [sign + mode, key] if key else [sign + mode]
+            ch.modes[iq_id] = change
+        return self.s.route(iq)
 
     def irc_who(self, params: list[str]) -> None:
         mask = params[0] if params else "*"

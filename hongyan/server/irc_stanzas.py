@@ -291,6 +291,11 @@ class Stanzas:
             if self.s.history.answered(el):
                 return
             asked = self.s.iqs.pop(iq_id, None)
+            if asked is not None:
+                ch = self.s.channels.get(asked[0])
+                change = ch.modes.pop(iq_id, None) if ch is not None else None
+                if change is not None and kind == "result":
+                    self.s.irc.send(Message("MODE", [asked[0], *change], self.s.irc.source))
             if asked is not None and kind == "error":
                 name, nick = asked
                 cond = _condition(el)

@@ -14,7 +14,7 @@ from tests.integration.conftest import Harness
 from tests.integration.ircclient import IrcClient
 from tests.integration.rawstream import PASSWORD
 from tests.integration.test_irc import IRC, ROOM, groupchat_from, ports
-from tests.integration.test_muc import witch
+from tests.integration.test_muc import item, witch
 
 
 @pytest.fixture
@@ -238,3 +238,31 @@ async def test_account_tag_and_extended_join(irc: Harness, clients: list[IrcClie
     await alice.expect(r" 366 alice #lair ")
     await hag.join("lair@conference.localhost", "broom")
     await alice.expect(r"^:broom!\S+ JOIN #lair \* :?broom$")
+
+
+async def test_room_modes_as_the_room_configuration(
+        irc: Harness, clients: list[IrcClient]) -> None:
+    alice = await irc_login(irc, clients, "alice", caps="")
+    alice.send("JOIN #lair")  # a new room: alice owns it
+    await alice.expect(r" 366 alice #lair ")
+    alice.send("MODE #lair +ik sesame")
+    await alice.expect(r"^:alice!\S+ MODE #lair \+i$")
+    await alice.expect(r"^:alice!\S+ MODE #lair \+k sesame$")
+    crone = await witch(irc, "crone")
+    lair = "lair@conference.localhost"
+    assert await crone.join_error(lair, "crone") == "registration-required"
+    alice.send("MODE #lair -i")
+    await alice.expect(r"^:alice!\S+ MODE #lair -i$")
+    assert await crone.join_error(lair, "crone") == "not-authorized"
+    alice.send("MODE #lair -k")
+    await alice.expect(r"^:alice!\S+ MODE #lair -k$")
+    alice.send("MODE #lair +m")
+    await alice.expect(r"^:alice!\S+ MODE #lair \+m$")
+    pres = await crone.join(lair, "crone")
+    assert item(pres)["role"] == "visitor"  # a moderated room: newcomers are visitors
+    # a participant is not an owner: the room refuses, 482
+    bob = await irc_login(irc, clients, "bob", caps="")
+    bob.send("JOIN #lair")
+    await bob.expect(r" 366 bob #lair ")
+    bob.send("MODE #lair -m")
+    await bob.expect(r" 482 bob #lair ")
