@@ -439,6 +439,8 @@ class IRCSection(Section):
     server_name: ServiceHost = Field("", description="the server name IRC clients see; empty "
                                      "= the domain")
     history: int = Field(20, ge=0, le=500, description="room messages replayed on JOIN")
+    chathistory_max: int = Field(100, ge=1, le=1000, description="the most messages one "
+                                 "IRCv3 CHATHISTORY command gives (ISUPPORT CHATHISTORY)")
     lines_per_second: float = Field(2.0, gt=0, description="lines a client may send per "
                                     "second on average; past its burst reading pauses")
     lines_burst: int = Field(20, ge=1, description="lines a client may send at once before "

@@ -2,7 +2,8 @@
 events out, bytes to send out (:meth:`IrcConnection.data_to_send`).
 
 The core itself answers what needs nothing of the server: capability negotiation (IRCv3
-``CAP LS/LIST/REQ/END``, with ``sasl``, ``server-time`` and ``message-tags``), the SASL PLAIN
+``CAP LS/LIST/REQ/END``, with ``sasl``, ``server-time``, ``message-tags``, ``batch``,
+``echo-message``, ``draft/chathistory``, ``account-tag`` and ``extended-join``), the SASL PLAIN
 exchange up to the password check (``AUTHENTICATE``), registration (``PASS``/``NICK``/
 ``USER``), ``PING``/``PONG``, ``QUIT``, overlong lines (``417 ERR_INPUTTOOLONG``, the rest of
 the line dropped as it arrives: the buffer never holds more than one line), unknown commands
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 from hongyan.irc.message import MAX_CLIENT_TAGS, MAX_LINE, LineError, Message, parse_line
 
 #: the capabilities offered (IRCv3)
-CAPS = ("message-tags", "sasl", "server-time")
+CAPS = ("account-tag", "batch", "draft/chathistory", "echo-message", "extended-join",
+        "message-tags", "sasl", "server-time")
 #: commands a registered client may send, with their least number of parameters; the core
 #: answers the first group itself, the adapter the rest
 MIN_PARAMS = {
@@ -29,6 +31,7 @@ MIN_PARAMS = {
     "JOIN": 1, "PART": 1, "PRIVMSG": 2, "NOTICE": 2, "TOPIC": 1, "NAMES": 0, "KICK": 2,
     "MODE": 1, "WHO": 0, "WHOIS": 1, "LIST": 0, "AWAY": 0, "MOTD": 0, "ISON": 1,
     "USERHOST": 1, "TAGMSG": 1, "INVITE": 2, "VERSION": 0, "TIME": 0, "LUSERS": 0,
+    "CHATHISTORY": 1,
 }
 #: what a client may send before it is registered (RFC 2812 §3.1)
 _PREREG = frozenset({"CAP", "AUTHENTICATE", "PASS", "NICK", "USER", "PING", "PONG", "QUIT"})
@@ -38,6 +41,8 @@ _AUTH_MAX = 4 * _AUTH_CHUNK
 _NICK_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
                "-_[]{}\\|^`.")
 NICKLEN = 64
+#: the capability a tag needs (the others need ``message-tags``)
+_TAG_CAPS = {"time": "server-time", "batch": "batch", "account": "account-tag"}
 #: failed SASL logins on one connection before it is closed (as c2s does)
 MAX_SASL_FAILURES = 5
 
@@ -78,8 +83,10 @@ class IrcConnection:
     """The protocol state of one client connection."""
 
     def __init__(self, server_name: str, *, network: str = "Hongyan", version: str = "hongyan",
-                 sasl: bool = True) -> None:
+                 sasl: bool = True, chathistory: int = 100) -> None:
         self.server_name = server_name
+        #: the most messages one CHATHISTORY gives (ISUPPORT ``CHATHISTORY``)
+        self.chathistory = chathistory
         self.network = network
         self.version = version
         self.sasl_offered = sasl
@@ -111,11 +118,13 @@ class IrcConnection:
         return {"server": self.server_name, "nick": self.nick, "user": self.user,
                 "realname": self.realname, "caps": sorted(self.caps),
                 "negotiating": self._cap_negotiating, "sasl": self._login_sasl,
-                "failures": self._sasl_failures}
+                "failures": self._sasl_failures,
+                "chathistory": self.chathistory}
 
     @classmethod
     def restore(cls, state: dict[str, object]) -> IrcConnection:
-        conn = cls(str(state["server"]))
+        most = state.get("chathistory", 100)
+        conn = cls(str(state["server"]), chathistory=most if isinstance(most, int) else 100)
         conn.nick = str(state["nick"])
         conn.user = str(state["user"])
         conn.realname = str(state["realname"])
@@ -183,13 +192,12 @@ class IrcConnection:
     # -- output ---------------------------------------------------------------------------------
     def send(self, msg: Message) -> None:
         """Queue a line; tags the client did not ask for are dropped (``time`` needs
-        ``server-time``, the others ``message-tags``)."""
+        ``server-time``, ``batch`` needs ``batch``, the others ``message-tags``)."""
         if self.closed:
             return
         if msg.tags:
             keep = {k: v for k, v in msg.tags.items()
-                    if ("server-time" in self.caps if k == "time" else "message-tags" in
-                        self.caps)}
+                    if _TAG_CAPS.get(k, "message-tags") in self.caps}
             if keep != msg.tags:
                 msg = Message(msg.command, msg.params, msg.prefix, keep)
         self._out.append(msg.to_bytes())
@@ -424,10 +432,11 @@ class IrcConnection:
         self.numeric("001", f"Welcome to the {self.network} IRC gateway, {self.source}")
         self.numeric("002", f"Your host is {name}, running {self.version}")
         self.numeric("003", "This server speaks XMPP underneath: #channels are rooms")
-        self.numeric("004", name, self.version, "i", "bkmnot")
-        self.numeric("005", "CHANTYPES=#", "PREFIX=(ov)@+", "CHANMODES=b,k,,mnt",
+        self.numeric("004", name, self.version, "i", "bikmnot")
+        self.numeric("005", "CHANTYPES=#", "PREFIX=(ov)@+", "CHANMODES=b,k,,imnt",
                      f"NICKLEN={NICKLEN}", "CASEMAPPING=ascii", f"NETWORK={self.network}",
-                     "CHANNELLEN=64", "are supported by this server")
+                     "CHANNELLEN=64", f"CHATHISTORY={self.chathistory}",
+                     "MSGREFTYPES=msgid,timestamp", "are supported by this server")
         self.numeric("422", "MOTD File is missing")
 
 

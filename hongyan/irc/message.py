@@ -17,7 +17,8 @@ MAX_CLIENT_TAGS = 4096
 MAX_INPUT = MAX_LINE + MAX_CLIENT_TAGS
 
 #: commands whose last parameter is text: always written as a trailing one, as servers do
-_TEXT_LAST = frozenset({"PRIVMSG", "NOTICE", "TOPIC", "KICK", "PART", "QUIT", "ERROR", "AWAY"})
+_TEXT_LAST = frozenset({"PRIVMSG", "NOTICE", "TOPIC", "KICK", "PART", "QUIT", "ERROR", "AWAY",
+                        "FAIL"})
 _ESCAPES = {";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"}
 _UNESCAPES = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
 

@@ -34,6 +34,7 @@ from hongyan.irc.connection import Command, Event, IrcConnection, Login, Quit
 from hongyan.irc.message import Message
 from hongyan.server.hooks import SessionBound, SessionClosed
 from hongyan.server.irc_commands import Channel, Commands
+from hongyan.server.irc_history import History
 from hongyan.server.irc_stanzas import Stanzas
 from hongyan.server.session import BOUND, CLOSED, MAX_QUEUED, ClientSession
 from hongyan.xmpp.element import Element
@@ -53,7 +54,7 @@ class IrcSession(ClientSession):
     """One IRC client: its protocol core, its rooms, its line budget."""
 
     __slots__ = ("_pending", "_preauth", "_stamp", "_task", "_timer", "_tokens", "cfg", "channels",
-                 "commands", "iqs", "irc", "service", "stanzas")
+                 "commands", "history", "iqs", "irc", "service", "stanzas")
 
     node: Host
     transport: Transport
@@ -63,13 +64,15 @@ class IrcSession(ClientSession):
         self.node = node
         self.transport = transport
         self.cfg = cfg
-        self.irc = IrcConnection(cfg.server_name or node.domain)
+        self.irc = IrcConnection(cfg.server_name or node.domain,
+                                 chathistory=cfg.chathistory_max)
         self.service = cfg.muc_service or f"conference.{node.domain}"
         self.channels: dict[str, Channel] = {}
         #: our IQs awaiting an answer: id -> (channel name, nick) for the error's numeric
         self.iqs: dict[str, tuple[str, str]] = {}
         self.commands = Commands(self)
         self.stanzas = Stanzas(self)
+        self.history = History(self)
         self._pending: collections.deque[Event] | None = None
         self._task: asyncio.Task[None] | None = None
         self._tokens = float(cfg.lines_burst)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from hongyan.irc.connection import valid_nick
+from hongyan.irc.message import Message
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID, JIDError
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from hongyan.config.schema import IRCSection
     from hongyan.irc.connection import IrcConnection
     from hongyan.server.c2s import Host
+    from hongyan.server.irc_history import History
 
 MUC = "http://jabber.org/protocol/muc"
 MUC_USER = MUC + "#user"
@@ -36,6 +38,10 @@ class Channel:
     joined: bool = False
     #: occupant nick -> role
     occupants: dict[str, str] = field(default_factory=dict)
+    #: occupant nick -> its account on this server, when the room shows its JID
+    accounts: dict[str, str] = field(default_factory=dict)
+    #: our room configuration changes (MODE +m/+i/+k) waiting for the room: IQ id -> MODE
+    modes: dict[str, list[str]] = field(default_factory=dict)
     topic: str = ""
     topic_told: bool = False
     #: the room archives (status 170 on our join), history messages shown on this join
@@ -43,20 +49,21 @@ class Channel:
     history_shown: int = 0
     #: the id of our archive query for the history on join, while it runs
     query: str = ""
-    #: ids of our messages the room has not reflected yet (IRC clients show their own)
-    sent: dict[str, None] = field(default_factory=dict)
+    #: ids of our messages the room has not reflected yet (IRC clients show their own,
+    #: unless they asked for echo-message), with the command that sent each
+    sent: dict[str, str] = field(default_factory=dict)
 
-    def sending(self) -> str:
+    def sending(self, command: str = "PRIVMSG") -> str:
         """A new message id, remembered to know its reflection (the last 32 kept)."""
         msg_id = secrets.token_hex(8)
-        self.sent[msg_id] = None
+        self.sent[msg_id] = command
         if len(self.sent) > 32:
             del self.sent[next(iter(self.sent))]
         return msg_id
 
-    def reflected(self, msg_id: str | None) -> bool:
-        """Whether ``msg_id`` is one of ours coming back (then forgotten)."""
-        return msg_id is not None and self.sent.pop(msg_id, 0) is None
+    def reflected(self, msg_id: str | None) -> str | None:
+        """The command of ours ``msg_id`` is coming back from (then forgotten), or None."""
+        return None if msg_id is None else self.sent.pop(msg_id, None)
 
 
 def irc_time(stamp: str | None) -> str:
@@ -71,6 +78,16 @@ def irc_time(stamp: str | None) -> str:
         when = datetime.datetime.now(datetime.UTC)
     when = when.astimezone(datetime.UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def lines_of(body: str) -> list[str]:
+    """A body as IRC lines (a /me as CTCP ACTION), at most 20 of them."""
+    out: list[str] = []
+    for line in body.splitlines()[:20]:
+        if line.startswith("/me "):
+            line = f"\x01ACTION {line[4:]}\x01"
+        out.append(line or " ")
+    return out or [" "]
 
 
 def in_order(waits: list[Awaitable[object] | None]) -> Awaitable[object] | None:
@@ -99,6 +116,9 @@ class IrcHost(Protocol):
     channels: dict[str, Channel]
     iqs: dict[str, tuple[str, str]]
     commands: Commands
+    history: History
+    #: the session's address (None until it is bound)
+    jid: JID | None
 
     def route(self, el: Element) -> Awaitable[object] | None: ...
     def route_later(self, el: Element) -> None: ...
@@ -176,6 +196,8 @@ class Commands:
         elif text.startswith("\x01"):
             return None  # other CTCP: nothing in XMPP for it
         waits: list[Awaitable[object] | None] = []
+        command = "NOTICE" if notice else "PRIVMSG"
+        echo: list[Message] = []
         for target in params[0].split(",")[:4]:
             if target.startswith("#"):
                 ch = self.s.channels.get(target.lower())
@@ -184,7 +206,7 @@ class Commands:
                         self.s.irc.numeric("404", target[:64], "Cannot send to channel")
                     continue
                 msg = Element("message", attrs={"to": ch.room.text, "type": "groupchat",
-                                                "id": ch.sending()})
+                                                "id": ch.sending(command)})
             else:
                 jid = self.user_jid(target)
                 if jid is None or not valid_nick(target.partition("@")[0] or "-"):
@@ -193,9 +215,20 @@ class Commands:
                     continue
                 msg = Element("message", attrs={"to": jid.text, "type": "chat",
                                                 "id": secrets.token_hex(8)})
+                if "echo-message" in self.s.irc.caps:
+                    echo.append(Message(command, [target, params[1]], self.s.irc.source,
+                                        {"time": irc_time(None), "msgid": msg.attrs["id"]}))
             msg.add("body", text=text)
             waits.append(self.s.route(msg))
+        if echo:
+            # a message to a nick is echoed once routed (echo-message); a room's
+            # reflection is the echo of a channel message (irc_stanzas)
+            waits.append(self._echo(echo))
         return in_order(waits)
+
+    async def _echo(self, lines: list[Message]) -> None:
+        for line in lines:
+            self.s.irc.send(line)
 
     def irc_notice(self, params: list[str]) -> Awaitable[object] | None:
         return self.irc_privmsg(params, notice=True)
@@ -317,9 +350,41 @@ class Commands:
                     continue
                 waits.append(self.admin(ch, mask, {"jid": jid.bare_str, "affiliation":
                                             "outcast" if sign == "+" else "none"}))
+            elif c in "mik":
+                key = ""
+                if c == "k" and sign == "+":
+                    if not args:
+                        self.s.irc.numeric("461", "MODE", "Not enough parameters")
+                        break
+                    key = args.pop(0)
+                elif c == "k" and args:
+                    args.pop(0)  # (-k may name the old key)
+                waits.append(self.configure(ch, sign, c, key))
             else:
                 self.s.irc.numeric("472", c, "is unknown mode char to me")
         return in_order(waits)
+
+    def configure(self, ch: Channel, sign: str, mode: str, key: str) -> Awaitable[object] | None:
+        """``+m``/``+i``/``+k`` as the room's configuration (XEP-0045 §10.2; only the fields
+        that change are sent, the others keep their value): moderated, members-only, a
+        password. The room refuses a non-owner (482)."""
+        on = "1" if sign == "+" else "0"
+        fields = {"m": {"muc#roomconfig_moderatedroom": on},
+                  "i": {"muc#roomconfig_membersonly": on},
+                  "k": {"muc#roomconfig_passwordprotectedroom": on,
+                        "muc#roomconfig_roomsecret": key}}[mode]
+        iq_id = secrets.token_hex(8)
+        iq = Element("iq", attrs={"to": ch.room.text, "type": "set", "id": iq_id})
+        x = iq.add("query", MUC + "#owner").add("x", "jabber:x:data", {"type": "submit"})
+        ft = x.add("field", attrs={"var": "FORM_TYPE", "type": "hidden"})
+        ft.add("value", text="http://jabber.org/protocol/muc#roomconfig")
+        for var, value in fields.items():
+            x.add("field", attrs={"var": var}).add("value", text=value)
+        if len(self.s.iqs) < 256:
+            self.s.iqs[iq_id] = (ch.name, "")
+            change = [sign + mode, key] if key else [sign + mode]
+            ch.modes[iq_id] = change
+        return self.s.route(iq)
 
     def irc_who(self, params: list[str]) -> None:
         mask = params[0] if params else "*"
@@ -392,8 +457,11 @@ class Commands:
         self.s.irc.numeric("341", nick, ch.name)
         return self.s.route(msg)
 
+    def irc_chathistory(self, params: list[str]) -> Awaitable[object]:
+        return self.s.history.command(params)
+
     def irc_nick(self, params: list[str]) -> None:
         self.s.irc.numeric("447", "Your nick is your account name here")
 
 
-__all__ = ["Channel", "Commands", "IrcHost", "in_order", "irc_time"]
+__all__ = ["Channel", "Commands", "IrcHost", "in_order", "irc_time", "lines_of"]

@@ -13,6 +13,7 @@ from hongyan.server.irc_commands import (
     Channel,
     IrcHost,
     irc_time,
+    lines_of,
 )
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
@@ -65,6 +66,9 @@ class Stanzas:
         return ch if ch is not None and ch.room.local == jid.local else None
 
     def message(self, el: Element) -> None:
+        result = el.find("result", MAM)
+        if result is not None and self.s.history.collect(result):
+            return  # a CHATHISTORY page (irc_history)
         frm = self._from(el)
         if frm is None:
             return
@@ -100,12 +104,24 @@ class Stanzas:
                     self.s.irc.send(Message("TOPIC", [ch.name, ch.topic],
                                           f"{nick}!{nick}@{self.s.service}", tags))
                 return
-            if body is None or (delay is None and ch.reflected(el.attrs.get("id"))):
-                return  # our own message reflected: IRC clients show it themselves
+            if body is None:
+                return
+            mine = ch.reflected(el.attrs.get("id")) if delay is None else None
+            if mine is not None:
+                # our own message reflected: IRC clients show it themselves, unless they
+                # asked for echo-message (then this is it, with its msgid and time)
+                if "echo-message" in self.s.irc.caps:
+                    tags["account"] = self.s.irc.account
+                    for line in lines_of(body):
+                        self.s.irc.send(Message(mine, [ch.name, line], self.s.irc.source,
+                                                tags))
+                return
             if delay is not None and not ch.topic_told:
                 ch.history_shown += 1
             source = f"{nick}!{nick}@{self.s.service}" if nick else self.s.irc.server_name
-            for line in _lines(body):
+            if nick in ch.accounts:
+                tags["account"] = ch.accounts[nick]
+            for line in lines_of(body):
                 self.s.irc.send(Message("PRIVMSG", [ch.name, line], source, tags))
             return
         if body is None:
@@ -114,8 +130,10 @@ class Stanzas:
             source = f"{frm.resource}!{frm.resource}@{self.s.service}"
         else:
             source = self._prefix(frm)
+            if frm.domain == self.s.node.domain and frm.local:
+                tags["account"] = frm.local
         command = "NOTICE" if kind == "headline" else "PRIVMSG"
-        for line in _lines(body):
+        for line in lines_of(body):
             self.s.irc.send(Message(command, [self.s.irc.nick, line], source, tags))
 
     def _history_from_archive(self, ch: Channel) -> None:
@@ -152,7 +170,7 @@ class Stanzas:
         if result.attrs.get("id"):
             tags["msgid"] = result.attrs["id"]
         source = f"{nick}!{nick}@{self.s.service}" if nick else self.s.irc.server_name
-        for line in _lines(body):
+        for line in lines_of(body):
             self.s.irc.send(Message("PRIVMSG", [ch.name, line], source, tags))
 
     def presence(self, el: Element) -> None:
@@ -178,11 +196,13 @@ class Stanzas:
             statuses = {s.attrs.get("code", "") for s in x.find_all("status")}
             item = x.find("item")
         role = (item.get("role") or "participant") if item is not None else "participant"
+        account = self._account(item.get("jid") if item is not None else None)
         me = "110" in statuses or (nick == ch.nick and nick not in ch.occupants
                                    and not ch.joined)
         source = f"{nick}!{nick}@{self.s.service}"
         if kind == "unavailable":
             ch.occupants.pop(nick, None)
+            ch.accounts.pop(nick, None)
             reason = ""
             actor = self.s.irc.server_name
             if item is not None:
@@ -197,6 +217,8 @@ class Stanzas:
             elif "303" in statuses and item is not None and item.get("nick"):
                 new = item.attrs.get("nick", "")
                 ch.occupants[new] = role
+                if account:
+                    ch.accounts[new] = account
                 if me:
                     ch.nick = new
                 self.s.irc.send(Message("NICK", [new], source))
@@ -210,6 +232,8 @@ class Stanzas:
             return
         old = ch.occupants.get(nick)
         ch.occupants[nick] = role
+        if account:
+            ch.accounts[nick] = account
         if me and not ch.joined:
             ch.joined = True
             ch.archives = "170" in statuses
@@ -220,19 +244,38 @@ class Stanzas:
                 iq.add("query", MUC + "#owner").add("x", "jabber:x:data",
                                                     {"type": "submit"})
                 self.s.route_later(iq)
-            self.s.irc.send(Message("JOIN", [ch.name], self.s.irc.source))
+            self.s.irc.send(Message("JOIN", self._join(ch.name, self.s.irc.account,
+                                                       self.s.irc.realname or nick),
+                                    self.s.irc.source))
             self.s.commands.names(ch)
             return
         if not ch.joined:
             return  # the occupants before our own presence: in NAMES
         if old is None:
-            self.s.irc.send(Message("JOIN", [ch.name], source))
+            self.s.irc.send(Message("JOIN", self._join(ch.name, account, nick), source))
             mode = ROLE_MODE.get(role)
             if mode:
                 self.s.irc.send(Message("MODE", [ch.name, "+" + mode, nick],
                                       self.s.irc.server_name))
         elif old != role:
             self._role_change(ch, nick, old, role)
+
+    def _account(self, jid_text: str | None) -> str:
+        """The account of a real JID of this server ("" for others and unknown ones)."""
+        if not jid_text:
+            return ""
+        try:
+            jid = JID.parse(jid_text)
+        except JIDError:
+            return ""
+        return jid.local if jid.domain == self.s.node.domain and jid.local else ""
+
+    def _join(self, name: str, account: str, realname: str) -> list[str]:
+        """JOIN's parameters: with ``extended-join``, the account (``*``: none known) and
+        the real name too."""
+        if "extended-join" in self.s.irc.caps:
+            return [name, account or "*", realname]
+        return [name]
 
     def _role_change(self, ch: Channel, nick: str, old: str, new: str) -> None:
         before, after = ROLE_MODE.get(old), ROLE_MODE.get(new)
@@ -245,7 +288,14 @@ class Stanzas:
         kind = el.attrs.get("type")
         iq_id = el.attrs.get("id", "")
         if kind in ("result", "error"):
+            if self.s.history.answered(el):
+                return
             asked = self.s.iqs.pop(iq_id, None)
+            if asked is not None:
+                ch = self.s.channels.get(asked[0])
+                change = ch.modes.pop(iq_id, None) if ch is not None else None
+                if change is not None and kind == "result":
+                    self.s.irc.send(Message("MODE", [asked[0], *change], self.s.irc.source))
             if asked is not None and kind == "error":
                 name, nick = asked
                 cond = _condition(el)
@@ -277,16 +327,6 @@ def _condition(el: Element) -> str:
             if child.xmlns == NS.STANZAS and child.name != "text":
                 return str(child.name)
     return "undefined-condition"
-
-
-def _lines(body: str) -> list[str]:
-    """A body as IRC lines (a /me as CTCP ACTION), at most 20 of them."""
-    out: list[str] = []
-    for line in body.splitlines()[:20]:
-        if line.startswith("/me "):
-            line = f"\x01ACTION {line[4:]}\x01"
-        out.append(line or " ")
-    return out or [" "]
 
 
 __all__ = ["Stanzas"]

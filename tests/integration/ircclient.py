@@ -71,11 +71,13 @@ class IrcClient:
         await asyncio.wait_for(drain(), timeout)
         return out
 
-    async def login_sasl(self, port: int, user: str, password: str, tls: bool = False) -> None:
+    async def login_sasl(self, port: int, user: str, password: str, tls: bool = False,
+                         caps: str = "") -> None:
+        """Log in with SASL PLAIN, asking for server-time, message-tags and ``caps``."""
         await self.connect(port, tls)
         self.send("CAP LS 302", f"NICK {user}", f"USER {user} 0 * :{user}")
         await self.expect(r" CAP \* LS ")
-        self.send("CAP REQ :sasl server-time message-tags")
+        self.send(f"CAP REQ :sasl server-time message-tags {caps}".rstrip())
         await self.expect(r" CAP \S+ ACK ")
         self.send("AUTHENTICATE PLAIN")
         await self.expect(r"^AUTHENTICATE \+")

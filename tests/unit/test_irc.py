@@ -8,6 +8,7 @@ import pytest
 
 from hongyan.irc.connection import Command, IrcConnection, Login, Quit
 from hongyan.irc.message import Message, parse_line
+from hongyan.server.irc_history import Query, Ref, parse_ref, plan, query_element
 
 LINES = [
     (b"PING :abc", Message("PING", ["abc"])),
@@ -93,8 +94,9 @@ def test_no_credentials_is_464() -> None:
 def test_sasl_plain() -> None:
     c = conn()
     assert c.receive_data(b"CAP LS 302\r\nNICK alice\r\nUSER a 0 * :A\r\n") == []
-    assert c.data_to_send() == (b":irc.example CAP * LS "
-                                b":message-tags sasl=PLAIN server-time\r\n")
+    assert c.data_to_send() == (b":irc.example CAP * LS :account-tag batch draft/chathistory "
+                                b"echo-message extended-join message-tags sasl=PLAIN "
+                                b"server-time\r\n")
     c.receive_data(b"CAP REQ :sasl server-time\r\n")
     assert c.data_to_send() == b":irc.example CAP alice ACK :sasl server-time\r\n"
     c.receive_data(b"AUTHENTICATE PLAIN\r\n")
@@ -238,3 +240,104 @@ def test_five_failed_sasl_logins_end_the_connection() -> None:
         c.login_failed()
     assert c.closed
     assert c.data_to_send().endswith(b"ERROR :Closing link: too many failed logins\r\n")
+
+
+def test_isupport_names_chathistory_and_its_reference_types() -> None:
+    c = IrcConnection("irc.example", chathistory=42)
+    c.receive_data(b"PASS alice:pw\r\nNICK alice\r\nUSER a 0 * :A\r\n")
+    c.logged_in("alice")
+    out = c.data_to_send()
+    assert (b" CHANNELLEN=64 CHATHISTORY=42 MSGREFTYPES=msgid,timestamp :are supported by "
+            b"this server\r\n") in out
+    # the maximum survives a move to another worker
+    assert IrcConnection.restore(c.export()).chathistory == 42
+
+
+def test_batch_and_account_tags_need_their_capabilities() -> None:
+    c = registered()
+    c.caps.update({"server-time", "message-tags"})
+    tags = {"time": "T", "batch": "1", "account": "bob"}
+    c.send(Message("PRIVMSG", ["#r", "x"], "b", tags))
+    assert c.data_to_send() == b"@time=T :b PRIVMSG #r :x\r\n"
+    c.caps.add("batch")
+    c.send(Message("PRIVMSG", ["#r", "x"], "b", tags))
+    assert c.data_to_send() == b"@time=T;batch=1 :b PRIVMSG #r :x\r\n"
+    c.caps.add("account-tag")
+    c.send(Message("PRIVMSG", ["#r", "x"], "b", tags))
+    assert c.data_to_send() == b"@time=T;batch=1;account=bob :b PRIVMSG #r :x\r\n"
+
+
+def test_new_capabilities_may_be_requested() -> None:
+    c = conn()
+    c.receive_data(b"CAP REQ :batch echo-message draft/chathistory\r\n")
+    assert c.data_to_send() == (b":irc.example CAP * ACK :batch echo-message "
+                                b"draft/chathistory\r\n")
+    assert {"batch", "echo-message", "draft/chathistory"} <= c.caps
+
+
+def test_chathistory_is_a_command_and_fail_ends_with_text() -> None:
+    c = registered()
+    assert c.receive_data(b"CHATHISTORY LATEST #r * 10\r\n") == [
+        Command(Message("CHATHISTORY", ["LATEST", "#r", "*", "10"]))]
+    assert Message("FAIL", ["CHATHISTORY", "INVALID_PARAMS", "LATEST", "Bad"], "s"
+                   ).to_bytes() == b":s FAIL CHATHISTORY INVALID_PARAMS LATEST :Bad\r\n"
+
+
+MS = 1_796_695_606_858_000  # 2026-12-08T02:06:46.858Z in microseconds
+REFS = [
+    ("*", Ref("*")),
+    ("msgid=1796695606858819", Ref("msgid", "1796695606858819", 1796695606858819)),
+    ("msgid=abc", Ref("msgid", "abc", -1)),
+    ("timestamp=2026-12-08T02:06:46.858Z", Ref("timestamp", "2026-12-08T02:06:46.858Z", MS)),
+    ("timestamp=yesterday", None),
+    ("when=now", None),
+    ("msgid=", None),
+]
+
+
+@pytest.mark.parametrize(("text", "ref"), REFS)
+def test_chathistory_refs(text: str, ref: Ref | None) -> None:
+    assert parse_ref(text) == ref
+
+
+def r(text: str) -> Ref:
+    ref = parse_ref(text)
+    assert ref is not None
+    return ref
+
+
+PLANS = [
+    ("LATEST", ["*"], Query(10, before="")),
+    ("LATEST", ["msgid=5"], Query(10, {"after-id": "5"}, before="")),
+    ("LATEST", ["timestamp=2026-12-08T02:06:46.858Z"],
+     Query(10, {"start": "2026-12-08T02:06:46.859000Z"}, before="")),
+    ("BEFORE", ["msgid=5"], Query(10, before="5")),
+    ("BEFORE", ["timestamp=2026-12-08T02:06:46.858Z"],
+     Query(10, {"end": "2026-12-08T02:06:46.857999Z"}, before="")),
+    ("AFTER", ["msgid=5"], Query(10, after="5")),
+    ("AFTER", ["timestamp=2026-12-08T02:06:46.858Z"],
+     Query(10, {"start": "2026-12-08T02:06:46.859000Z"})),
+    ("AROUND", ["msgid=5"], Query(5, before="5")),
+    ("BETWEEN", ["msgid=5", "msgid=9"], Query(10, {"before-id": "9"}, after="5")),
+    ("BETWEEN", ["msgid=9", "msgid=5"], Query(10, {"after-id": "5"}, before="9")),
+    ("BETWEEN", ["timestamp=2026-12-08T02:06:46.858Z", "msgid=1896695606858000"],
+     Query(10, {"start": "2026-12-08T02:06:46.859000Z", "before-id": "1896695606858000"})),
+    ("BEFORE", ["*"], None),
+    ("AROUND", ["*"], None),
+    ("BETWEEN", ["msgid=5", "*"], None),
+    ("BETWEEN", ["msgid=x", "msgid=5"], None),
+]
+
+
+@pytest.mark.parametrize(("sub", "refs", "query"), PLANS)
+def test_chathistory_plans(sub: str, refs: list[str], query: Query | None) -> None:
+    assert plan(sub, [r(t) for t in refs], 10) == query
+
+
+def test_chathistory_query_element() -> None:
+    iq = query_element(Query(3, {"with": "bob@localhost"}, before=""), "q1", None)
+    text = iq.to_str()
+    for part in ("<iq type='set' id='q1'>", "<query xmlns='urn:xmpp:mam:2' queryid='q1'>",
+                 "<field var='with'><value>bob@localhost</value></field>",
+                 "<max>3</max><before/></set>"):
+        assert part in text
