@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import ctypes
 import gc
 import json
 import ssl
@@ -74,6 +75,25 @@ def _rss() -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+        "fordblks", "keepcost")]
+
+
+def _malloc_in_use() -> tuple[int, int]:
+    """glibc's bytes in use from its heaps, and in mmap()ed chunks (``mallinfo2``); (0, 0)
+    without glibc. OpenSSL and uvloop allocate with malloc, pymalloc's arenas do not."""
+    try:
+        libc = ctypes.CDLL(None)
+        fn = libc.mallinfo2
+    except (OSError, AttributeError):
+        return 0, 0
+    fn.restype = _MallInfo2
+    info = fn()
+    return int(info.uordblks), int(info.hblkhd)
 
 
 async def _read_until(reader: asyncio.StreamReader, marker: bytes, buf: bytearray) -> None:
@@ -158,6 +178,7 @@ async def run(clients: int, settle: float, transport: str = "tcp",
             await asyncio.sleep(0.2)
             gc.collect()
             rss0 = _rss()
+            heap0, mapped0 = _malloc_in_use()
             if rss:
                 pass  # no tracing: its own bookkeeping would be in the RSS
             elif top:
@@ -179,6 +200,7 @@ async def run(clients: int, settle: float, transport: str = "tcp",
             gc.collect()
             after = tracemalloc.get_traced_memory()[0]
             rss1 = _rss()
+            heap1, mapped1 = _malloc_in_use()
             sessions = node.sessions.count() - 1
             sites: list[dict[str, object]] = []
             if top:
@@ -200,6 +222,8 @@ async def run(clients: int, settle: float, transport: str = "tcp",
     if rss:
         del out["heap_bytes_per_session"]
         out["rss_bytes_per_session"] = round((rss1 - rss0) / clients)
+        out["malloc_heap_bytes_per_session"] = round((heap1 - heap0) / clients)
+        out["malloc_mmap_bytes_per_session"] = round((mapped1 - mapped0) / clients)
     if top:
         out["top_sites"] = sites
     return out
