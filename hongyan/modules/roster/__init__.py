@@ -24,6 +24,9 @@ __all__ = ["Roster", "RosterItem", "RosterRemoving"]
 
 MAX_ITEMS = 5000
 MAX_NAME = 1023
+#: the cache entry of every account with no items and no version (never mutated: change()
+#: replaces it with a dict of its own)
+_NO_ROSTER: tuple[dict[str, RosterItem], int] = ({}, 0)
 
 
 @dataclass(slots=True)
@@ -55,6 +58,8 @@ class Roster(Module):
         cached = self._cache.get(username)
         if cached is None:
             cached = await self.store.load(username)
+            if not cached[0] and not cached[1]:
+                cached = _NO_ROSTER  # shared: an idle session with no roster keeps nothing
             if self.api.sessions.resources(JID(username, self.api.domain, "")):
                 self._cache[username] = cached
         return cached
@@ -82,7 +87,7 @@ class Roster(Module):
             ver = await self.store.save(username, contact, new)
             cached = self._cache.get(username)
             if cached is not None:
-                citems = cached[0]
+                citems = {} if cached is _NO_ROSTER else cached[0]
                 if new is None:
                     citems.pop(contact, None)
                 else:
