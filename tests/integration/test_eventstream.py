@@ -186,7 +186,14 @@ async def test_broker_down_drops_and_counts_routing_unaffected(harness: Harness)
         alice.send_message(mto="bob@localhost/test", mbody=f"m{i}", mtype="chat")
     for i in range(40):
         assert (await bob.next_message())["body"] == f"m{i}"
-    vals = await values(harness)
+    # the sender, a child process, reports its numbers every 20 ms: they settle
+    want = {"queue_depth": 5, "dropped_total": 39}
+    for _ in range(100):
+        vals = await values(harness)
+        if all(v(vals, f"hongyan_eventstream_{k}", backend=b) == n
+               for k, n in want.items() for b in ("redis", "nats")):
+            break
+        await asyncio.sleep(0.05)
     for backend in ("redis", "nats"):
         # 2 logins, 2 presences, 40 messages: 5 wait, the rest was dropped
         assert v(vals, "hongyan_eventstream_queue_depth", backend=backend) == 5
@@ -248,7 +255,11 @@ async def test_reconnects_when_the_broker_comes_back(harness: Harness,
             await asyncio.sleep(0.05)
         events = await brokers.from_redis()
         assert len(events) >= 2, events
-        vals = await values(harness)
+        for _ in range(100):  # the sender's numbers settle (it reports every 20 ms)
+            vals = await values(harness)
+            if v(vals, "hongyan_eventstream_sent_total", backend="redis") == len(events):
+                break
+            await asyncio.sleep(0.05)
         assert v(vals, "hongyan_eventstream_connected", backend="redis") == 1
         sent = v(vals, "hongyan_eventstream_sent_total", backend="redis")
         dropped = v(vals, "hongyan_eventstream_dropped_total", backend="redis")
