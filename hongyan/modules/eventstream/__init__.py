@@ -99,6 +99,8 @@ class EventStream(Module):
                              "(redis_url, nats_url): nothing is published")
             return
         self.outlets = tuple(Outlet(n) for n in names)
+        self._body = o.include_body
+        self._size = o.queue_size
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "hongyan.modules.eventstream.sender",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
@@ -163,7 +165,7 @@ class EventStream(Module):
     # -- the hooks: append, nothing else ------------------------------------------------------
     def _put(self, item: Item) -> bool:
         q = self._queue
-        if len(q) >= self.options.queue_size:
+        if len(q) >= self._size:
             self._dropped += 1
             return False
         q.append(item)
@@ -194,9 +196,16 @@ class EventStream(Module):
             return
         item: Item = ["message", self._time(), ev.sender.text, ev.to.text,
                       el.attrs.get("type", "normal"), 0,
-                      el.find_text("body") if self.options.include_body else None]
-        if not self._put(item):
+                      el.find_text("body") if self._body else None]
+        # _put, inlined: this runs for every routed message
+        q = self._queue
+        if len(q) >= self._size:
+            self._dropped += 1
             return
+        q.append(item)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
         self._last = item
         prev = ev.serialized
         if prev is None:
