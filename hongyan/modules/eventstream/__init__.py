@@ -150,7 +150,13 @@ class EventStream(Module):
             while True:
                 await self._read_report(out)
         except (asyncio.IncompleteReadError, ConnectionError):
-            return
+            pass
+        # the sender is gone (stopped, or died): nothing is connected any more; events now
+        # stay queued here until the queue is full, then they are counted as dropped
+        for x in self.outlets:
+            x.connected = False
+        if self._stdin is not None:
+            self.log.error("eventstream: the sender process exited: events are not published")
 
     async def _read_report(self, out: asyncio.StreamReader) -> None:
         head = await out.readexactly(HEADER.size)
