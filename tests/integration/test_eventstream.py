@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -186,7 +187,14 @@ async def test_broker_down_drops_and_counts_routing_unaffected(harness: Harness)
         alice.send_message(mto="bob@localhost/test", mbody=f"m{i}", mtype="chat")
     for i in range(40):
         assert (await bob.next_message())["body"] == f"m{i}"
-    vals = await values(harness)
+    # the sender, a child process, reports its numbers every 20 ms: they settle
+    want = {"queue_depth": 5, "dropped_total": 39}
+    for _ in range(100):
+        vals = await values(harness)
+        if all(v(vals, f"hongyan_eventstream_{k}", backend=b) == n
+               for k, n in want.items() for b in ("redis", "nats")):
+            break
+        await asyncio.sleep(0.05)
     for backend in ("redis", "nats"):
         # 2 logins, 2 presences, 40 messages: 5 wait, the rest was dropped
         assert v(vals, "hongyan_eventstream_queue_depth", backend=backend) == 5
@@ -248,7 +256,11 @@ async def test_reconnects_when_the_broker_comes_back(harness: Harness,
             await asyncio.sleep(0.05)
         events = await brokers.from_redis()
         assert len(events) >= 2, events
-        vals = await values(harness)
+        for _ in range(100):  # the sender's numbers settle (it reports every 20 ms)
+            vals = await values(harness)
+            if v(vals, "hongyan_eventstream_sent_total", backend="redis") == len(events):
+                break
+            await asyncio.sleep(0.05)
         assert v(vals, "hongyan_eventstream_connected", backend="redis") == 1
         sent = v(vals, "hongyan_eventstream_sent_total", backend="redis")
         dropped = v(vals, "hongyan_eventstream_dropped_total", backend="redis")
@@ -259,3 +271,46 @@ async def test_reconnects_when_the_broker_comes_back(harness: Harness,
         server.close()
         for w in links:
             w.close()
+
+
+async def test_child_sender_overflow_counted_and_the_rest_published(
+        harness: Harness, brokers: Brokers) -> None:
+    """The sender is a child process: a burst larger than its queues fills them; what is not
+    in Redis and JetStream is counted as dropped, per broker, and the child exits with the
+    server."""
+    await harness.stop_node()
+    await harness.start(extra=brokers.config('events = ["message"]\nqueue_size = 20\n'
+                                             "batch_size = 5\n"))
+    assert harness.node is not None
+    es: Any = harness.node.modules["eventstream"]
+    proc = es._proc
+    assert proc is not None and proc.pid != os.getpid() and proc.returncode is None
+    alice = await harness.logged_in("alice")
+    bob = await harness.logged_in("bob")
+    n = 300
+    for i in range(n):
+        alice.send_message(mto="bob@localhost/test", mbody=f"m{i}", mtype="chat")
+    for i in range(n):
+        assert (await bob.next_message())["body"] == f"m{i}"
+    settled = False
+    for _ in range(200):  # bounded: the child sends, then reports within 20 ms
+        vals = await values(harness)
+        total = [v(vals, "hongyan_eventstream_sent_total", backend=b)
+                 + v(vals, "hongyan_eventstream_dropped_total", backend=b)
+                 for b in ("redis", "nats")]
+        if total == [n, n] and all(v(vals, "hongyan_eventstream_queue_depth", backend=b) == 0
+                                   for b in ("redis", "nats")):
+            settled = True
+            break
+        await asyncio.sleep(0.05)
+    assert settled, vals
+    in_redis = [e for e in await brokers.from_redis() if e["type"] == "message"]
+    in_nats = [e for s, e in await brokers.from_nats() if e["type"] == "message"]
+    assert len(in_redis) == v(vals, "hongyan_eventstream_sent_total", backend="redis") > 0
+    assert len(in_nats) == v(vals, "hongyan_eventstream_sent_total", backend="nats") > 0
+    for e in in_redis[:1] + in_nats[:1]:
+        assert e["from"] == "alice@localhost/test" and e["to"] == "bob@localhost/test"
+        assert e["mtype"] == "chat" and int(e["size"]) > 0 and "body" not in e
+    # the sender goes with the server
+    await harness.stop_node()
+    assert proc.returncode is not None

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import marshal
 import ssl
+import struct
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -19,8 +21,17 @@ if TYPE_CHECKING:
 
 #: one event: field -> value, all text (a Redis stream entry's shape; JSON for NATS)
 Event = dict[str, str]
-#: a queued event before it is encoded: [type, time, ...] as each hook builds it
+#: a queued event before it is encoded: [type, time, ...] as each hook builds it, texts,
+#: numbers and None only (it crosses a pipe to the sender as :mod:`marshal` data)
 Item = list[Any]
+#: a frame on the pipes between a server process and its sender: this length, then marshal
+HEADER = struct.Struct(">I")
+
+
+def frame(obj: Any) -> bytes:
+    """``obj`` (texts, numbers, lists, dicts) as one frame for the sender's pipes."""
+    data = marshal.dumps(obj)
+    return HEADER.pack(len(data)) + data
 
 
 class Backend(Protocol):
@@ -44,7 +55,7 @@ def format_event(item: Item) -> Event:
     ev: Event = {"type": kind, "time": f"{t:.6f}"}
     if kind == "message":
         _, _, sender, to, mtype, size, body = item
-        ev.update({"from": sender.text, "to": to.text, "mtype": mtype, "size": str(size)})
+        ev.update({"from": sender, "to": to, "mtype": mtype, "size": str(size)})
         if body is not None:
             ev["body"] = body
     elif kind == "presence":
@@ -126,8 +137,8 @@ class RedisStreams:
         if item[0] == "message" and item[6] is None:
             _, t, sender, to, mtype, size, _ = item
             f = b"%.6f" % t
-            s = sender.text.encode()
-            r = to.text.encode()
+            s = sender.encode()
+            r = to.encode()
             m = mtype.encode()
             z = b"%d" % size
             return (b"*18\r\n%s$4\r\ntype\r\n$7\r\nmessage\r\n$4\r\ntime\r\n$%d\r\n%s\r\n"
@@ -233,8 +244,8 @@ class NatsJetStream:
         if kind == "message" and item[6] is None:
             _, t, sender, to, mtype, size, _ = item
             return (f"{self._prefix}.message",
-                    f'{{"type":"message","time":"{t:.6f}","from":{_json_str(sender.text)},'
-                    f'"to":{_json_str(to.text)},"mtype":{_json_str(mtype)},'
+                    f'{{"type":"message","time":"{t:.6f}","from":{_json_str(sender)},'
+                    f'"to":{_json_str(to)},"mtype":{_json_str(mtype)},'
                     f'"size":"{size}"}}'.encode())
         return f"{self._prefix}.{kind}", self._dumps(format_event(item)).encode()
 
