@@ -46,6 +46,10 @@ class Connections:
         self.websocket = 0
 
 
+#: seconds a closed plain TCP connection waits for its peer to close too (``close``)
+LINGER = 2.0
+
+
 class StreamTransport(asyncio.Protocol):
     """One client connection (``conns``: counted there while it is open)."""
 
@@ -84,12 +88,14 @@ class StreamTransport(asyncio.Protocol):
         self.session = factory(self)
 
     def data_received(self, data: bytes) -> None:
+        if self._closing:
+            return  # (what a peer sends after our end of the stream: read and dropped)
         session = self.session
         if session is not None:
             session.data_received(data)
 
     def eof_received(self) -> bool | None:
-        return None
+        return None  # (the transport closes itself: also what ends a lingering close)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
@@ -143,10 +149,22 @@ class StreamTransport(asyncio.Protocol):
             t.write(data)
 
     def close(self) -> None:
+        """End the connection once what was written is sent. Over plain TCP it lingers (RFC
+        6120 §4.4: wait for the peer to close its side too): our side is shut (FIN after the
+        last byte) and what the peer still sends is read and dropped until it closes, at most
+        ``LINGER`` seconds. Closing at once while the peer's bytes sit unread (a client
+        refused at accept has sent its stream header meanwhile) makes the kernel answer with
+        a reset, and a reset can make the peer's kernel drop the stream error it had not yet
+        handed to its client."""
         t = self._transport
         if t is not None and not self._closing:
             self._closing = True
-            t.close()
+            if self._secure or not t.can_write_eof():
+                t.close()
+                return
+            t.write_eof()
+            self.resume_reading()
+            asyncio.get_running_loop().call_later(LINGER, t.close)
 
     def pause_reading(self) -> None:
         t = self._transport
@@ -155,7 +173,7 @@ class StreamTransport(asyncio.Protocol):
 
     def resume_reading(self) -> None:
         t = self._transport
-        if t is not None and not t.is_reading() and not self._closing:
+        if t is not None and not t.is_reading() and not t.is_closing():
             t.resume_reading()
 
     async def start_tls(self) -> None:

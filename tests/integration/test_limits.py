@@ -6,6 +6,7 @@ and hour; and a normal client that notices none of it."""
 from __future__ import annotations
 
 import asyncio
+import socket
 
 from tests.integration.conftest import Harness
 from tests.integration.rawstream import (
@@ -48,6 +49,32 @@ async def test_unauthenticated_connections_per_address_are_capped(harness: Harne
     await harness.logged_in("bob")  # the second place (alice's stream no longer counts)
     for x in (authed, *more):
         x.close()
+
+
+async def test_a_refused_client_that_talks_first_still_reads_the_error(
+        harness: Harness) -> None:
+    """A client refused at accept whose stream header is already there when the server
+    gets to the connection (a busy server accepts late) still reads the policy-violation:
+    the server shuts its side and drops what arrives, instead of closing with the header
+    unread, which makes the kernel send a reset in place of the queued error."""
+    await harness.stop_node()
+    await harness.start(c2s_extra="preauth_per_ip = 1")
+    held = await opened(harness, 1)
+    # a blocking socket: connected and the header sent before the server (on this event
+    # loop) has even seen the connection
+    sock = socket.create_connection(("127.0.0.1", harness.port), timeout=5)
+    try:
+        sock.sendall(b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                     b"xmlns:stream='http://etherx.jabber.org/streams' to='localhost' "
+                     b"version='1.0'>")
+        await asyncio.sleep(0.3)  # the server accepts, refuses and ends its side
+        got = b""
+        while chunk := await asyncio.to_thread(sock.recv, 65536):
+            got += chunk
+        assert headed_error(got) == b"policy-violation"
+    finally:
+        sock.close()
+        held[0].close()
 
 
 async def test_unauthenticated_connections_in_all_are_capped(harness: Harness) -> None:
