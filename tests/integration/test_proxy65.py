@@ -436,8 +436,11 @@ async def test_the_rate_bound_slows_a_stream(harness: Harness) -> None:
         t.writer.write(b"thanks")  # the other way is still open
         assert await i.read(6) == b"thanks"
     assert got == data
-    # 200,000 bytes of burst, then 200,000 bytes/s: about 2 s for 600,000 bytes
-    assert took >= 1.2, took
+    # 200,000 bytes of burst, then 200,000 bytes/s: about 2 s for 600,000 bytes. The bucket
+    # is charged after a read is relayed (docs/design.md: the excess is at most one read, up
+    # to 256 KiB), so the bound is (600,000 - 200,000 - 262,144) / 200,000 = 0.69 s; a CI
+    # run on a busy machine, whose reads came large, took 1.09 s
+    assert took >= 0.6, took
 
 
 async def test_a_receiver_that_does_not_read_stops_the_sender(harness: Harness) -> None:
