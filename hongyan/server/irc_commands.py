@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime
 import secrets
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from hongyan.irc.connection import valid_nick
 from hongyan.irc.message import Message
+from hongyan.server.irc_text import irc_time, lines_of
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID, JIDError
 
@@ -64,30 +64,6 @@ class Channel:
     def reflected(self, msg_id: str | None) -> str | None:
         """The command of ours ``msg_id`` is coming back from (then forgotten), or None."""
         return None if msg_id is None else self.sent.pop(msg_id, None)
-
-
-def irc_time(stamp: str | None) -> str:
-    """An IRCv3 server-time value from a XEP-0082 stamp (now when there is none)."""
-    when = None
-    if stamp:
-        try:
-            when = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-        except ValueError:
-            when = None
-    if when is None:
-        when = datetime.datetime.now(datetime.UTC)
-    when = when.astimezone(datetime.UTC)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
-
-
-def lines_of(body: str) -> list[str]:
-    """A body as IRC lines (a /me as CTCP ACTION), at most 20 of them."""
-    out: list[str] = []
-    for line in body.splitlines()[:20]:
-        if line.startswith("/me "):
-            line = f"\x01ACTION {line[4:]}\x01"
-        out.append(line or " ")
-    return out or [" "]
 
 
 def in_order(waits: list[Awaitable[object] | None]) -> Awaitable[object] | None:

@@ -19,18 +19,42 @@ import asyncio
 import datetime
 import secrets
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from hongyan.irc.connection import valid_nick
 from hongyan.irc.message import Message
-from hongyan.server.irc_commands import irc_time, lines_of
+from hongyan.server.irc_text import irc_time, lines_of
 from hongyan.xmpp import ns as NS
 from hongyan.xmpp.element import Element
 from hongyan.xmpp.jid import JID, JIDError
 from hongyan.xmpp.stamps import parse_xmpp_datetime
 
 if TYPE_CHECKING:
-    from hongyan.server.irc_commands import IrcHost
+    from collections.abc import Awaitable
+
+    from hongyan.config.schema import IRCSection
+    from hongyan.irc.connection import IrcConnection
+
+
+class _Targets(Protocol):
+    """What the history asks of the session's commands (``irc_commands.Commands``)."""
+
+    def room_jid(self, name: str) -> JID | None: ...
+    def user_jid(self, nick: str) -> JID | None: ...
+
+
+class IrcHost(Protocol):
+    """What the history uses of its session (``IrcSession``; a Protocol of its own, so that
+    this module names nothing of the commands, which name it)."""
+
+    cfg: IRCSection
+    irc: IrcConnection
+    service: str
+    jid: JID | None
+
+    @property
+    def commands(self) -> _Targets: ...
+    def route(self, el: Element) -> Awaitable[object] | None: ...
 
 MAM = "urn:xmpp:mam:2"
 RSM = "http://jabber.org/protocol/rsm"
