@@ -13,7 +13,9 @@ from hongyan.config.loader import load_config
 from hongyan.server.node import Node
 from tests.clock import SteppedClock
 from tests.dbsupport import create_temp_pg_database, drop_pg_database, require_pg
+from tests.integration.browser import Browsers, require_browser
 from tests.integration.clients import Client
+from tests.integration.ircclient import IrcClient
 from tests.integration.rawstream import PASSWORD
 
 
@@ -187,3 +189,26 @@ async def harness(tmp_path: Path, storage_url: str) -> AsyncIterator[Harness]:
 
 
 Factory = Callable[..., Awaitable[Client]]
+
+
+@pytest.fixture
+async def browsers(tmp_path: Path) -> AsyncIterator[Browsers]:
+    """Headless Chromium driven by playwright-core (tests/integration/browser.py)."""
+    require_browser()
+    b = Browsers(tmp_path / "profiles")
+    await b.start()
+    try:
+        yield b
+    finally:
+        await b.stop()
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[IrcClient]]:
+    """The raw IRC clients a test opens, closed after it (tests/integration/ircclient.py)."""
+    made: list[IrcClient] = []
+    try:
+        yield made
+    finally:
+        for c in made:
+            await c.close()

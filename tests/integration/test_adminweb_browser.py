@@ -6,27 +6,13 @@ checks are what the browser obeys; screenshots go to the test's tmp dir."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
 from tests.integration.adminweb import ADMIN, ADMIN_PW, HOSTILE, hostile_user, start
-from tests.integration.browser import Browsers, require_browser
+from tests.integration.browser import Browsers
 from tests.integration.conftest import Harness
 from tests.integration.invites import CONFIG as INVITES
 from tests.integration.test_adhoc import can_login
-
-
-@pytest.fixture
-async def browsers(tmp_path: Path) -> AsyncIterator[Browsers]:
-    require_browser()
-    b = Browsers(tmp_path / "profiles")
-    await b.start()
-    try:
-        yield b
-    finally:
-        await b.stop()
 
 
 async def test_an_admin_manages_the_server_in_a_browser(harness: Harness, browsers: Browsers,

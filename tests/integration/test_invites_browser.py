@@ -5,27 +5,13 @@ the roster push. The page's own CSP, cookie and origin check are what the browse
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
-
-from tests.integration.browser import Browsers, artifacts_dir, require_browser
+from tests.integration.browser import Browsers, artifacts_dir
 from tests.integration.conftest import Harness
 from tests.integration.invites import CONFIG
 from tests.integration.test_adhoc import can_login
 from tests.integration.test_im import roster_push, track_pushes
-
-
-@pytest.fixture
-async def browsers(tmp_path: Path) -> AsyncIterator[Browsers]:
-    require_browser()
-    b = Browsers(tmp_path / "profiles")
-    await b.start()
-    try:
-        yield b
-    finally:
-        await b.stop()
 
 
 async def test_a_newcomer_signs_up_on_the_invitation_page(harness: Harness, browsers: Browsers,

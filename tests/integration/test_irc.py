@@ -38,16 +38,6 @@ async def irc(tmp_path: Path, storage_url: str) -> AsyncIterator[Harness]:
         await h.stop_node()
 
 
-@pytest.fixture
-async def clients() -> AsyncIterator[list[IrcClient]]:
-    made: list[IrcClient] = []
-    try:
-        yield made
-    finally:
-        for c in made:
-            await c.close()
-
-
 def ports(h: Harness) -> tuple[int, int]:
     assert h.node is not None
     return h.node.irc_port, h.node.irc_tls_port

@@ -27,16 +27,6 @@ async def irc(tmp_path: Path, storage_url: str) -> AsyncIterator[Harness]:
         await h.stop_node()
 
 
-@pytest.fixture
-async def clients() -> AsyncIterator[list[IrcClient]]:
-    made: list[IrcClient] = []
-    try:
-        yield made
-    finally:
-        for c in made:
-            await c.close()
-
-
 CAPS = "batch draft/chathistory echo-message"
 LINE = re.compile(r"^@(\S+) :(\S+) PRIVMSG (\S+) :(.*)$")
 

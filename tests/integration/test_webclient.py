@@ -33,7 +33,7 @@ import pytest
 from slixmpp import JID
 
 from hongyan.cluster.workers import home_of
-from tests.integration.browser import Browsers, artifacts_dir, require_browser
+from tests.integration.browser import Browsers, artifacts_dir
 from tests.integration.clients import TIMEOUT, Client, insecure_context
 from tests.integration.conftest import Harness
 from tests.integration.test_process import Server, free_port, hongyan
@@ -135,17 +135,6 @@ async def bookmarks(c: Client, timeout: float = 20) -> dict[str, Any]:
         if found or loop.time() > end:
             return found
         await asyncio.sleep(0.2)
-
-
-@pytest.fixture
-async def browsers(tmp_path: Path) -> AsyncIterator[Browsers]:
-    require_browser()
-    b = Browsers(tmp_path / "profiles")
-    await b.start()
-    try:
-        yield b
-    finally:
-        await b.stop()
 
 
 @dataclasses.dataclass
